@@ -1,0 +1,1 @@
+"""The ``galmorph`` command: a thin Typer layer over the Python API."""
