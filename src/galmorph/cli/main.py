@@ -43,28 +43,55 @@ _register()
 
 
 def main(argv: list[str] | None = None) -> None:
-    debug = _state["debug"] or "--debug" in (argv if argv is not None else sys.argv[1:])
+    """Run the CLI: exit 0 on success or help, 2 on a usage or :class:`GalmorphError`."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = _state["debug"] or "--debug" in args
     try:
-        app(args=argv, standalone_mode=False)
+        # Non-standalone so that our errors reach us; click's own errors are then ours to show.
+        code = app(args=args, prog_name="galmorph", standalone_mode=False)
     except GalmorphError as exc:
         if debug:
             raise
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        from rich.markup import escape
+
+        # Escaped: a path like data/[v2]/x.csv must not be eaten as Rich markup.
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]")
         sys.exit(130)
-    except SystemExit:
-        raise
-    except Exception as exc:  # click's usage errors arrive here in non-standalone mode
-        import click
+    except Exception as exc:
+        sys.exit(_click_exit(exc))
+    # typer.Exit(n) / ctx.exit(n) come back as a return value in non-standalone mode.
+    if isinstance(code, int) and not isinstance(code, bool) and code:
+        sys.exit(code)
 
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(1)
-        raise
+
+def _click_exit(exc: Exception) -> int:
+    """Show a click/typer usage error as standalone mode would and return its exit code.
+
+    Matched by class name because typer now vendors its own click (``typer._click``), so
+    ``click.ClickException`` is not the class that it raises; anything else is re-raised.
+    """
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if "NoArgsIsHelpError" in names:
+        # A group called without a sub-command: its help is the answer, not an error.
+        text = exc.format_message() if hasattr(exc, "format_message") else ""
+        if text.strip():  # plain (non-rich) mode returns the help instead of printing it
+            print(text)
+        return 0
+    if "ClickException" in names:
+        try:
+            from typer import rich_utils
+
+            rich_utils.rich_format_error(exc)  # type: ignore[arg-type]
+        except Exception:
+            exc.show()  # type: ignore[attr-defined]
+        return int(getattr(exc, "exit_code", 2))
+    if "Abort" in names:
+        err_console.print("[yellow]aborted[/]")
+        return 1
+    raise exc
 
 
 if __name__ == "__main__":

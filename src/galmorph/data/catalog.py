@@ -28,12 +28,15 @@ def catalog_source(csv_path: str | Path, spec: str) -> FileSource:
     if df["label"].isna().any():
         rows = (df.index[df["label"].isna()] + 2).tolist()[:5]
         raise DataError(f"empty label on line(s) {rows}", csv_path)
-    try:
-        labels = df["label"].astype(np.int64).to_numpy()
-    except (ValueError, TypeError) as exc:
-        raise DataError("column 'label' must hold integers (class indices)", csv_path) from exc
+    labels = _integer_labels(df["label"], csv_path)
     if (labels < 0).any():
-        raise DataError("negative labels in column 'label'", csv_path)
+        rows = (np.flatnonzero(labels < 0) + 2).tolist()[:5]
+        raise DataError(f"negative labels in column 'label' (line(s) {rows})", csv_path)
+    names = df["filename"]
+    blank = names.isna() | (names.astype(str).str.strip() == "")
+    if blank.any():
+        rows = (df.index[blank] + 2).tolist()[:5]
+        raise DataError(f"empty filename on line(s) {rows}", csv_path)
     n_classes = int(labels.max()) + 1 if len(labels) else 0
     class_names = [f"class_{i}" for i in range(n_classes)]
     if "label_name" in df.columns:
@@ -48,6 +51,17 @@ def catalog_source(csv_path: str | Path, spec: str) -> FileSource:
     extra = df.drop(columns=[c for c in ("filename", "label", "label_name") if c in df.columns])
     return FileSource(paths, labels, class_names, spec, root,
                       metadata=extra.reset_index(drop=True) if len(extra.columns) else None)
+
+
+def _integer_labels(column: pd.Series, csv_path: Path) -> np.ndarray:
+    """Labels as int64; a float like 1.5 or a word is an error naming its line, not truncated."""
+    values = pd.to_numeric(column, errors="coerce")
+    bad = values.isna() | (values != np.round(values))
+    if bad.any():
+        first = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DataError(f"column 'label' must hold integers (class indices); line {first + 2} has "
+                        f"{column.iloc[first]!r}", csv_path)
+    return values.to_numpy().astype(np.int64)
 
 
 def _resolve(root: Path, name: str) -> Path:

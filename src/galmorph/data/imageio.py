@@ -70,7 +70,11 @@ def _decode_raster(data: bytes, name: str, max_pixels: int) -> np.ndarray:
             img.load()
     except ImageReadError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        # PIL refuses before our own check can run: say so as plainly as ours would.
+        raise ImageReadError(f"image is too large to decode ({exc}); this tool decodes at most "
+                             f"{max_pixels:,} pixels; cut a smaller stamp", name) from exc
+    except UnidentifiedImageError as exc:
         raise ImageReadError(f"not a readable image ({type(exc).__name__})", name) from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageReadError(f"corrupt or truncated image ({exc})", name) from exc
@@ -107,12 +111,16 @@ def _decode_fits(data: bytes, name: str, max_pixels: int) -> np.ndarray:
 
     try:
         with fits.open(io.BytesIO(data), memmap=False) as hdul:
-            hdu = next((h for h in hdul if getattr(h, "data", None) is not None and h.data.ndim >= 2), None)
+            # The size comes from the header, checked before the data (or a compressed
+            # tile's expansion) is loaded.
+            hdu = next((h for h in hdul if getattr(h, "is_image", False) and len(h.shape) >= 2), None)
             if hdu is None:
                 raise ImageReadError("FITS file has no image extension", name)
-            shape = hdu.data.shape
+            shape = tuple(hdu.shape)
             if int(np.prod(shape[-2:])) > max_pixels:
                 raise ImageReadError(f"FITS image {shape} is larger than {max_pixels:,} pixels", name)
+            if hdu.data is None:
+                raise ImageReadError("FITS image extension holds no data", name)
             cube = np.asarray(hdu.data, dtype=np.float64)
     except ImageReadError:
         raise

@@ -92,7 +92,8 @@ def load_label_map(name_or_path: str | Path | LabelMap | None) -> LabelMap | Non
             raw = yaml.safe_load(text)
     except Exception as exc:
         raise ConfigError(f"cannot parse label map ({exc})", path) from exc
-    if not isinstance(raw, dict) or "classes" not in raw or "map" not in raw:
+    if (not isinstance(raw, dict) or not isinstance(raw.get("classes"), list)
+            or not isinstance(raw.get("map"), dict)):
         raise ConfigError("a label map needs 'classes' (list) and 'map' (raw -> class or null)", path)
     mapping = {(int(k) if isinstance(k, int) or str(k).isdigit() else str(k)): v
                for k, v in dict(raw["map"]).items()}

@@ -59,10 +59,14 @@ class H5Source(ImageSource):
                     raise DataError(f"HDF5 file has no dataset {' or '.join(map(repr, missing))} "
                                     f"(found: {', '.join(f.keys()) or 'nothing'}); expected the "
                                     "Galaxy10 layout", self.path)
-                images = f["images"]
+                images, ans = f["images"], f["ans"]
+                if not isinstance(images, h5py.Dataset) or not isinstance(ans, h5py.Dataset):
+                    raise DataError("'images' and 'ans' must be datasets, not groups", self.path)
                 if images.ndim != 4 or images.shape[-1] != 3:
                     raise DataError(f"'images' has shape {images.shape}, expected (N, H, W, 3)", self.path)
-                self.labels = np.asarray(f["ans"][()], dtype=np.int64)
+                if ans.ndim != 1:
+                    raise DataError(f"'ans' has shape {ans.shape}, expected (N,)", self.path)
+                self.labels = np.asarray(ans[()], dtype=np.int64)
                 if len(self.labels) != images.shape[0]:
                     raise DataError(f"'images' has {images.shape[0]} rows but 'ans' has "
                                     f"{len(self.labels)}", self.path)

@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 from galmorph.errors import ConfigError
@@ -45,8 +44,12 @@ class Preprocessing:
 def prepare(image: np.ndarray | torch.Tensor, pre: Preprocessing) -> torch.Tensor:
     """Centre-crop and resize an ``(H, W, 3)`` uint8 image to a ``(3, S, S)`` uint8 tensor."""
     if isinstance(image, np.ndarray):
-        # h5py and memmaps hand out read-only arrays; torch wants to own a writable one.
-        t = torch.from_numpy(np.array(image, dtype=np.uint8, copy=not image.flags.writeable))
+        # torch needs a writable array with positive strides (h5py/memmaps hand out read-only
+        # ones, flips give negative strides); copy only when one of those is missing.
+        arr = np.ascontiguousarray(image, dtype=np.uint8)
+        if not arr.flags.writeable:
+            arr = arr.copy()
+        t = torch.from_numpy(arr)
     else:
         t = image
     if t.ndim == 3 and t.shape[-1] == 3:
@@ -88,7 +91,9 @@ class TrainAugment:
 
     ``chirality``: ``"swap"`` (mirror swaps the paired labels), ``"no-flip"`` (rotations only),
     or ``"ignore"`` (labels have no handedness). With chiral classes and ``"ignore"`` we
-    refuse, since a flip would silently corrupt labels.
+    refuse, since a flip would silently corrupt labels. ``seed`` gives a private random stream
+    (reproducible in one process); without it the global torch RNG is used, which DataLoader
+    seeds differently in each worker.
     """
 
     def __init__(self, num_classes: int, chiral_pairs: list[tuple[int, int]] | None = None,
@@ -100,20 +105,31 @@ class TrainAugment:
         if chiral_pairs and chirality == "ignore":
             raise ConfigError(f"classes {chiral_pairs} are mirror images of each other; flips would "
                               "corrupt their labels: use chirality 'swap' or 'no-flip'")
+        if not (0 <= zoom < 1 and 0 <= shift < 1 and 0 <= brightness < 1):
+            raise ConfigError(f"zoom, shift and brightness must be fractions in [0, 1), got "
+                              f"{zoom}, {shift}, {brightness}")
         self.table = swap_table(num_classes, chiral_pairs)
-        self.n_sym = 4 if (chiral_pairs and chirality == "no-flip") else 8
-        self.affine = v2.RandomAffine(degrees=0, translate=(shift, shift),
-                                      scale=(1 - zoom, 1 + zoom)) if (zoom or shift) else None
-        self.brightness = brightness
+        self.n_sym = 4 if chirality == "no-flip" else 8
+        self.zoom, self.shift, self.brightness = zoom, shift, brightness
+        self.generator = torch.Generator().manual_seed(seed) if seed is not None else None
+
+    def _uniform(self) -> float:
+        """A number in [-1, 1)."""
+        return float(torch.rand((), generator=self.generator).item()) * 2 - 1
 
     def __call__(self, x: torch.Tensor, label: int) -> tuple[torch.Tensor, int]:
-        k = int(torch.randint(self.n_sym, ()).item())
+        k = int(torch.randint(self.n_sym, (), generator=self.generator).item())
         x = dihedral(x, k)
         if is_mirror(k):
             label = self.table[label]
-        if self.affine is not None:
-            x = self.affine(x)
+        if self.zoom or self.shift:
+            # Same law as v2.RandomAffine(translate=(shift, shift), scale=(1-zoom, 1+zoom)).
+            h, w = x.shape[-2:]
+            scale = 1.0 + self._uniform() * self.zoom
+            tx = round(self._uniform() * self.shift * w)
+            ty = round(self._uniform() * self.shift * h)
+            x = TF.affine(x, angle=0.0, translate=[tx, ty], scale=scale, shear=[0.0, 0.0])
         if self.brightness:
-            f = 1.0 + (torch.rand(()).item() * 2 - 1) * self.brightness
+            f = 1.0 + self._uniform() * self.brightness
             x = (x.float() * f).clamp_(0, 255).to(torch.uint8)
         return x, label

@@ -1,0 +1,1 @@
+"""Evaluation: imbalance-aware metrics, calibration, plots, reports and comparison tables."""

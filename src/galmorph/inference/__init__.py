@@ -1,0 +1,1 @@
+"""Inference: loading trained classifiers, test-time augmentation, batch prediction, export."""

@@ -1,0 +1,1 @@
+"""Training: one Lightning path for every classifier (config, data module, module, run folder)."""
