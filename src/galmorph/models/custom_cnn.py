@@ -119,9 +119,16 @@ class _CNNConfig:
 
 
 _CONFIGS = (
-    _CNNConfig("cnn2", "seed CNN, 2 conv layers (5x5), dense 120-84", (3, 8), (5, 5), (120, 84), 256),
     _CNNConfig(
-        "cnn3", "seed CNN, 3 conv layers (5x5), dense 120-84", (6, 16, 32), (5, 5, 5), (120, 84), 256
+        "cnn2", "seed CNN, 2 conv layers (5x5), dense 120-84", (3, 8), (5, 5), (120, 84), 256
+    ),
+    _CNNConfig(
+        "cnn3",
+        "seed CNN, 3 conv layers (5x5), dense 120-84",
+        (6, 16, 32),
+        (5, 5, 5),
+        (120, 84),
+        256,
     ),
     _CNNConfig(
         "cnn5",
@@ -178,7 +185,9 @@ def _register(cfg: _CNNConfig) -> None:
         pool_grid: int | None = None,
     ) -> nn.Module:
         """``image_size`` sets the nominal input (and so the dense width) unless ``pool_grid``."""
-        grid = pool_grid or feature_grid(image_size or cfg.image_size, cfg.kernel_sizes, cfg.padding)
+        grid = pool_grid or feature_grid(
+            image_size or cfg.image_size, cfg.kernel_sizes, cfg.padding
+        )
         model = ConvNet(
             num_classes,
             cfg.channels,

@@ -109,7 +109,9 @@ def create_model(name: str, num_classes: int, pretrained: bool = False, **kwargs
     """
     info, builder = _lookup(name)
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ModelError(f"model {name!r}: num_classes must be a positive integer, got {num_classes!r}")
+        raise ModelError(
+            f"model {name!r}: num_classes must be a positive integer, got {num_classes!r}"
+        )
     if pretrained and not info.pretrained_ok:
         raise ModelError(
             f"model {name!r} has no pretrained weights; build it with pretrained=False",
@@ -131,13 +133,19 @@ def create_model(name: str, num_classes: int, pretrained: bool = False, **kwargs
     return model
 
 
+def tagged_module(model: nn.Module) -> nn.Module:
+    """The module a registry builder tagged: ``model`` itself or the first submodule with a
+    ``galmorph_spec`` (so wrappers such as a normalising ``GalaxyNet`` or ``torch.compile``
+    work with the introspection and transfer helpers)."""
+    for module in model.modules():
+        if isinstance(getattr(module, "galmorph_spec", None), ModelSpec):
+            return module
+    raise ModelError(
+        f"{type(model).__name__} was not built by galmorph.models.create_model "
+        "(no galmorph_spec on it or its submodules)"
+    )
+
+
 def model_spec(model: nn.Module) -> ModelSpec:
-    """The :class:`ModelSpec` a registry builder attached to ``model``."""
-    model = getattr(model, "_orig_mod", model)  # torch.compile wrapper
-    spec = getattr(model, "galmorph_spec", None)
-    if not isinstance(spec, ModelSpec):
-        raise ModelError(
-            f"{type(model).__name__} was not built by galmorph.models.create_model "
-            "(it has no galmorph_spec)"
-        )
-    return spec
+    """The :class:`ModelSpec` a registry builder attached to ``model`` (or a submodule)."""
+    return tagged_module(model).galmorph_spec

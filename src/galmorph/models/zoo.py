@@ -52,7 +52,13 @@ class _ZooEntry:
         )
 
 
-_RESNET_BLOCKS = (("conv1", "bn1", "relu", "maxpool"), ("layer1",), ("layer2",), ("layer3",), ("layer4",))
+_RESNET_BLOCKS = (
+    ("conv1", "bn1", "relu", "maxpool"),
+    ("layer1",),
+    ("layer2",),
+    ("layer3",),
+    ("layer4",),
+)
 
 _ENTRIES = (
     _ZooEntry(
@@ -169,7 +175,9 @@ def _build(
     else:
         import timm
 
-        model = timm.create_model(entry.arch, pretrained=False, num_classes=num_classes, in_chans=in_chans)
+        model = timm.create_model(
+            entry.arch, pretrained=False, num_classes=num_classes, in_chans=in_chans
+        )
     spec = entry.spec()
     model.galmorph_spec = spec
     if pretrained or weights_path is not None:
