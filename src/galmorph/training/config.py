@@ -28,6 +28,7 @@ class TrainConfig:
     split_seed: int = 0
     fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
     split_file: str | None = None  # reuse a saved split.json instead of making one
+    group_by: str | None = None  # catalog column whose equal values must share a fold
     augment: bool = True
     chirality: str = "swap"
     zoom: float = 0.1

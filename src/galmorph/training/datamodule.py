@@ -78,8 +78,14 @@ class GalaxyDataModule(L.LightningDataModule):
                 raise DataError(f"{len(missing)} id(s) in the split are not in {cfg.data} "
                                 f"(first: {missing[0]})", cfg.split_file)
             return split
+        groups = None
+        if cfg.group_by:
+            meta = ds.source.metadata
+            if meta is None or cfg.group_by not in meta.columns:
+                raise DataError(f"group_by column '{cfg.group_by}' is not in the catalog", cfg.data)
+            groups = [str(meta[cfg.group_by].iloc[i]) for i in ds.indices]
         return make_split(ds.ids, ds.labels, seed=cfg.split_seed, fractions=cfg.fractions,
-                          spec=cfg.data, label_map=cfg.label_map)
+                          groups=groups, spec=cfg.data, label_map=cfg.label_map)
 
     def _add_synthetic(self) -> None:
         """Per class, add generated images up to ``ratio`` x the largest real training class."""
