@@ -27,6 +27,8 @@ class GalaxyNet(nn.Module):
 
 
 def build_network(name: str, num_classes: int, pretrained: bool = False, **kwargs) -> GalaxyNet:
-    from galmorph.models.registry import create_model
+    from galmorph.models.registry import create_model, get_model_info
 
-    return GalaxyNet(create_model(name, num_classes, pretrained=pretrained, **kwargs))
+    info = get_model_info(name)  # timm models expect their own mean/std, torchvision ImageNet's
+    return GalaxyNet(create_model(name, num_classes, pretrained=pretrained, **kwargs),
+                     mean=info.mean, std=info.std)

@@ -105,7 +105,8 @@ def create_model(name: str, num_classes: int, pretrained: bool = False, **kwargs
     ``pretrained=True`` starts the backbone from ImageNet weights (see
     :mod:`galmorph.models.weights` for where they are looked up); the head is always new
     unless ``num_classes`` matches the weights' head. Extra ``kwargs`` go to the builder
-    (``in_chans``, ``image_size``, ``dropout``, ``weights_path``, ... depending on the family).
+    (``in_chans``, ``image_size``, ``dropout``, ``weights_path``, ... depending on the family);
+    a zoo model given ``weights_path`` loads that file even without ``pretrained=True``.
     """
     info, builder = _lookup(name)
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:

@@ -4,8 +4,9 @@ Order tried for ``pretrained=True``:
 
 1. ``weights_path=`` given to the builder (must exist);
 2. ``$GALMORPH_WEIGHTS_DIR/<model-name>.safetensors|.pth`` or ``$GALMORPH_WEIGHTS_DIR/<file>``;
-3. torchvision's hub cache ``$TORCH_HOME/hub/checkpoints/<file>`` (no network needed);
-4. a download: torchvision's URL, or timm's Hugging Face hub (whose cache also works offline).
+3. torchvision's hub cache ``$TORCH_HOME/hub/checkpoints/<file>``, then (timm models) the
+   Hugging Face cache: both without any network request;
+4. a download: torchvision's URL, or timm's Hugging Face hub, after a quick reachability probe.
 
 When all of that fails, one :class:`ModelError` names the file expected and where to put it;
 no urllib / huggingface traceback escapes. ``GALMORPH_OFFLINE=1`` skips step 4.
@@ -17,6 +18,7 @@ import importlib.metadata
 import os
 import shutil
 import socket
+import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,6 +34,7 @@ from galmorph.models.registry import ModelSpec, model_spec
 WEIGHTS_DIR_ENV = "GALMORPH_WEIGHTS_DIR"
 OFFLINE_ENV = "GALMORPH_OFFLINE"
 DOWNLOAD_TIMEOUT_S = 30.0
+PROBE_TIMEOUT_S = 5.0
 
 StateDict = dict[str, torch.Tensor]
 
@@ -120,6 +123,41 @@ def _socket_timeout(seconds: float) -> Iterator[None]:
         socket.setdefaulttimeout(previous)
 
 
+def _hf_cached(source: WeightSource) -> Path | None:
+    """timm's weights in the Hugging Face cache, found without any network request."""
+    if source.hf_hub_id is None:
+        return None
+    from huggingface_hub import try_to_load_from_cache
+
+    for file_name in ("model.safetensors", "pytorch_model.bin"):
+        hit = try_to_load_from_cache(source.hf_hub_id, file_name)
+        if isinstance(hit, str):
+            return Path(hit)
+    return None
+
+
+def _unreachable(source: WeightSource) -> str | None:
+    """Why the download host cannot be reached (None when it can, or behind a proxy).
+
+    A quick TCP probe, because huggingface_hub retries a dead network for ~45 s.
+    """
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return None
+    if source.url is not None:
+        url = source.url
+    else:
+        from huggingface_hub import constants
+
+        url = constants.ENDPOINT
+    parts = urllib.parse.urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=PROBE_TIMEOUT_S):
+            return None
+    except OSError as exc:
+        return f"cannot reach {parts.hostname}: {exc}"
+
+
 def _download(source: WeightSource) -> StateDict:
     with _socket_timeout(DOWNLOAD_TIMEOUT_S):
         if source.url is not None:
@@ -129,7 +167,6 @@ def _download(source: WeightSource) -> StateDict:
         if source.timm_arch is not None:
             import timm
 
-            # timm looks in its Hugging Face cache first, so this also works offline once cached.
             return timm.create_model(source.timm_arch, pretrained=True).state_dict()
     raise RuntimeError("no download location")
 
@@ -152,12 +189,15 @@ def resolve_state_dict(
     name: str, source: WeightSource, weights_path: str | Path | None = None
 ) -> tuple[StateDict, str]:
     """The ImageNet state dict of model ``name`` and where it came from (path or URL)."""
-    local = _find_local(name, source, weights_path)
+    local = _find_local(name, source, weights_path) or _hf_cached(source)
     if local is not None:
         return load_weights_file(local), str(local)
     message, hint = _missing_message(name, source)
     if os.environ.get(OFFLINE_ENV, "").strip() not in ("", "0"):
         raise ModelError(f"{message} (offline: {OFFLINE_ENV} is set)", hint=hint)
+    reason = _unreachable(source)
+    if reason is not None:
+        raise ModelError(f"{message} and downloading it failed ({reason})", hint=hint)
     try:
         state = _download(source)
     except ModelError:
@@ -211,11 +251,16 @@ def remap_by_order(state: StateDict, model: nn.Module) -> StateDict:
         return state
     if len(state) != len(own):
         raise ModelError(f"cannot map {len(state)} weights onto {len(own)} model tensors")
-    head_prefix = model_spec(model).head + "."
+    spec = model_spec(model)
+    head_prefix = spec.head + "."
     out = {}
     for key, (src, value) in zip(own, state.items(), strict=True):
-        # The head may differ in num_classes; load_pretrained drops it then.
-        if value.shape != own[key].shape and not key.startswith(head_prefix):
+        # The head may differ in num_classes and the stem in in_chans: load_pretrained
+        # drops / adapts those.
+        stem = key == spec.first_conv + ".weight" and (
+            value.shape[0] == own[key].shape[0] and value.shape[2:] == own[key].shape[2:]
+        )
+        if value.shape != own[key].shape and not (key.startswith(head_prefix) or stem):
             raise ModelError(f"cannot map weight {src} {tuple(value.shape)} onto {key}")
         out[key] = value
     return out

@@ -1,0 +1,141 @@
+"""Training path: learns on synthetic galaxies, resumes, writes a complete run folder."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import galmorph
+from galmorph.errors import ConfigError
+from galmorph.training.config import TrainConfig, resolve_config
+
+FAST = dict(model="cnn3", image_size=32, batch_size=32, lr=3e-3, progress=False, cache=False,
+            threads=2, early_stopping_patience=0)
+
+
+@pytest.fixture(scope="module")
+def synthetic_catalog(tmp_path_factory):
+    from galmorph.data.synthetic import write_synthetic_catalog
+
+    out = tmp_path_factory.mktemp("syn")
+    return f"catalog:{write_synthetic_catalog(out, 100, size=48, seed=1)}"
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, synthetic_catalog):
+    out = tmp_path_factory.mktemp("runs") / "cnn3"
+    return galmorph.train(data=synthetic_catalog, epochs=5, out=out, **FAST)
+
+
+def test_short_training_beats_chance(trained_run):
+    # 4 balanced classes: chance is 0.25.
+    assert trained_run.metrics["accuracy"] > 0.5
+    assert trained_run.metrics["f1_macro"] > 0.4
+
+
+def test_run_folder_is_complete(trained_run):
+    run = trained_run.run_dir
+    for name in ("config.yaml", "split.json", "metrics.json", "report.md", "confusion_matrix.png",
+                 "curves.png", "summary.json", "model.safetensors", "model_card.json",
+                 "checkpoints/best.ckpt", "checkpoints/last.ckpt", "logs/metrics.csv"):
+        assert (run / name).exists(), name
+    metrics = json.loads((run / "metrics.json").read_text())
+    for key in ("n", "accuracy", "precision_macro", "recall_macro", "f1_macro", "precision_weighted",
+                "recall_weighted", "f1_weighted", "ece", "per_class", "confusion_matrix"):
+        assert key in metrics
+    split = json.loads((run / "split.json").read_text())
+    folds = [set(split[f]) for f in ("train", "val", "test")]
+    assert not (folds[0] & folds[1] or folds[0] & folds[2] or folds[1] & folds[2])
+    assert metrics["n"] == len(split["test"])
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["epochs"] == 5 and summary["train_seconds"] > 0
+
+
+def test_config_is_saved_and_reloadable(trained_run):
+    cfg = TrainConfig.load(trained_run.run_dir / "config.yaml")
+    assert cfg.model == "cnn3" and cfg.epochs == 5 and cfg.image_size == 32
+
+
+def test_saved_model_reloads_with_same_predictions(trained_run, synthetic_catalog):
+    from galmorph.data import open_dataset
+    from galmorph.inference.loading import load_classifier
+
+    ds = open_dataset(synthetic_catalog)
+    images = [ds.read(i) for i in range(8)]
+    a = load_classifier(trained_run.run_dir).predict_proba(images)
+    b = load_classifier(trained_run.run_dir / "checkpoints" / "best.ckpt").predict_proba(images)
+    assert a.shape == (8, 4)
+    np.testing.assert_allclose(a.sum(1), 1.0, atol=1e-5)
+    # The checkpoint path has no temperature; compare argmax, not probabilities.
+    assert (a.argmax(1) == b.argmax(1)).all()
+
+
+def test_resume_continues_without_repeating_epochs(tmp_path, synthetic_catalog):
+    out = tmp_path / "run"
+    galmorph.train(data=synthetic_catalog, epochs=2, out=out, **FAST)
+    first = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
+    assert first["epoch"] == 1
+    with pytest.raises(ConfigError, match="already holds a run"):
+        galmorph.train(data=synthetic_catalog, epochs=2, out=out, **FAST)
+    result = galmorph.train(out=out, resume=True, epochs=4)
+    last = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["epoch"] == 3
+    # Epochs 0..3 each logged exactly once in the CSV across the two sessions.
+    import pandas as pd
+
+    logged = pd.read_csv(out / "logs" / "metrics.csv").dropna(subset=["val_loss"])["epoch"].tolist()
+    assert logged == [0, 1, 2, 3]
+    assert result.summary["epochs"] == 4
+
+
+def test_interrupted_run_resumes_from_last_checkpoint(tmp_path, synthetic_catalog):
+    """A KeyboardInterrupt mid-training keeps last.ckpt; --resume finishes the remaining epochs."""
+    import lightning as L
+
+    out = tmp_path / "run"
+
+    class StopAfterFirstEpoch(L.Callback):
+        def on_train_epoch_end(self, trainer, pl_module):
+            if trainer.current_epoch == 1:
+                raise KeyboardInterrupt
+
+    orig_init = L.Trainer.__init__
+
+    def patched(self, *args, **kwargs):
+        kwargs["callbacks"] = [*kwargs.get("callbacks", []), StopAfterFirstEpoch()]
+        orig_init(self, *args, **kwargs)
+
+    L.Trainer.__init__ = patched
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            galmorph.train(data=synthetic_catalog, epochs=4, out=out, **FAST)
+    finally:
+        L.Trainer.__init__ = orig_init
+    assert (out / "checkpoints" / "last.ckpt").exists()
+    assert not (out / "metrics.json").exists()
+    done = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["epoch"]
+    galmorph.train(out=out, resume=True)
+    assert json.loads((out / "summary.json").read_text())["epochs"] == 4
+    assert done == 0  # epoch 1 was interrupted before its checkpoint: it is redone, 0 is not
+
+
+def test_balanced_sampler_and_label_smoothing_run(tmp_path, synthetic_catalog):
+    result = galmorph.train(data=synthetic_catalog, epochs=1, out=tmp_path / "r",
+                            imbalance="both", label_smoothing=0.1, **FAST)
+    assert result.metrics["n"] > 0
+
+
+def test_config_precedence_and_validation(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("model: cnn2\nepochs: 3\n")
+    cfg = resolve_config(f, epochs=5, data="x")
+    assert cfg.model == "cnn2" and cfg.epochs == 5
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("modle: cnn2\n")
+    with pytest.raises(ConfigError, match="modle"):
+        resolve_config(bad)
+    with pytest.raises(ConfigError, match="imbalance"):
+        TrainConfig(data="x", imbalance="oversample")
