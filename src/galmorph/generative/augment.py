@@ -16,7 +16,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from galmorph.data.transforms import dihedral
 from galmorph.errors import ConfigError
 
 POLICIES = ("color", "translation", "cutout")
@@ -36,18 +35,29 @@ def parse_policy(policy: str | None) -> tuple[str, ...]:
 
 def random_symmetry(x: torch.Tensor, y: torch.Tensor, n_sym: int = 8,
                     swap: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """A random element of the square's symmetry group per image; mirrors remap labels by ``swap``."""
-    k = torch.randint(n_sym, (x.shape[0],))
-    out = torch.empty_like(x)
-    y = y.clone()
-    table = torch.as_tensor(swap, dtype=y.dtype) if swap is not None else None
-    for g in range(n_sym):
-        sel = (k == g).nonzero().squeeze(1)
-        if len(sel):
-            out[sel.to(x.device)] = dihedral(x[sel.to(x.device)], g)
-            if g >= 4 and table is not None:
-                y[sel.to(y.device)] = table.to(y.device)[y[sel.to(y.device)]]
-    return out, y
+    """A random element of the square's symmetry group per image (batched, no Python loop).
+
+    Every element is a composition of a transpose and flips of rows and columns; with
+    ``n_sym=4`` (rotations only) the transpose and row flip come as a pair. An odd number of
+    reflections is a mirror image, which remaps labels by ``swap`` (clockwise <-> anticlockwise).
+    """
+    if n_sym not in (4, 8):
+        raise ConfigError(f"n_sym must be 4 (rotations) or 8 (rotations and mirrors), got {n_sym}")
+    n = x.shape[0]
+    bits = torch.randint(2, (3, n))
+    t, fr, fc = bits[0].bool(), bits[1].bool(), bits[2].bool()
+    if n_sym == 4:
+        fr = t ^ fc  # transpose + one flip is a quarter turn; keep reflections even
+    view = (n,) + (1,) * (x.ndim - 1)
+    if x.shape[-1] == x.shape[-2]:
+        x = torch.where(t.view(view).to(x.device), x.transpose(-1, -2), x)
+    x = torch.where(fr.view(view).to(x.device), x.flip(-2), x)
+    x = torch.where(fc.view(view).to(x.device), x.flip(-1), x)
+    mirror = t ^ fr ^ fc
+    if swap is not None and bool(mirror.any()):
+        table = torch.as_tensor(swap, dtype=y.dtype, device=y.device)
+        y = torch.where(mirror.to(y.device), table[y], y)
+    return x, y
 
 
 def diff_augment(x: torch.Tensor, policy: tuple[str, ...]) -> torch.Tensor:

@@ -19,6 +19,7 @@ FID is biased upwards for small samples: compare numbers computed with equal set
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 import zipfile
@@ -150,10 +151,8 @@ def find_inception_weights() -> tuple[Path | None, list[str]]:
                          hint="unset it, or point it to a FID Inception-v3 TorchScript or state dict")
     folders = [paths.home() / "weights"]
     folders += _package_dirs()
-    try:
+    with contextlib.suppress(Exception):  # torch hub needs a home folder; else skip this place
         folders.append(Path(torch.hub.get_dir()) / "checkpoints")
-    except Exception:  # torch hub needs a home folder; a missing one only drops this place
-        pass
     for folder in folders:
         for name in (*INCEPTION_FILES, "default_1.pt"):
             p = folder / name

@@ -326,8 +326,10 @@ def train_gan(out_dir: str | Path, config: GanConfig | None = None, *, resume: b
     G = Generator(k, cfg.image_size, cfg.z_dim, cfg.g_channels).to(device)
     D = Discriminator(k, cfg.image_size, cfg.d_channels).to(device)
     ema = make_ema(G, cfg.ema_decay)
-    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
-    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
+    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2),
+                             foreach=True)
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2),
+                             foreach=True)
     d_loss_fn, g_loss_fn = get_losses(cfg.loss)
     policy = parse_policy(cfg.diffaugment)
     fixed_z, fixed_y = _fixed_noise(cfg, k)

@@ -129,8 +129,8 @@ def predict(inputs: str | Path | Iterable[str | Path], model: str | Path = "defa
     skip = done_paths(out) if resume and out is not None else set()
 
     collected: list[dict[str, Any]] | None = [] if out is None else None
-    summary = PredictSummary(out=None if out is None else str(out), model=str(model), engine=engine,
-                             skipped=0)
+    summary = PredictSummary(out=None if out is None or str(out) == "-" else str(out),
+                             model=str(model), engine=engine)
     start = time.perf_counter()
     with _terminate_as_interrupt():
         writer = _ListWriter(columns, collected) if collected is not None else \

@@ -77,6 +77,7 @@ def train(config: TrainConfig | None = None, out: str | Path = "runs/run", *,
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    _quiet_lightning()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     dm = GalaxyDataModule(cfg, split_path=run_dir / "split.json")
@@ -106,6 +107,8 @@ def train(config: TrainConfig | None = None, out: str | Path = "runs/run", *,
     if cfg.early_stopping_patience > 0:
         callbacks.append(EarlyStopping(monitor="val_loss", mode="min",
                                        patience=cfg.early_stopping_patience))
+    if cfg.progress:
+        callbacks.append(_progress_bar())
     loggers = [CSVLogger(run_dir, name="logs", version=""),
                TensorBoardLogger(run_dir, name="logs", version="tensorboard", default_hp_metric=False)]
     trainer = L.Trainer(max_epochs=cfg.epochs, accelerator=cfg.accelerator,
@@ -124,6 +127,27 @@ def train(config: TrainConfig | None = None, out: str | Path = "runs/run", *,
     return finalize(run_dir, cfg, dm, module, ckpt_cb.best_model_path or str(last_ckpt),
                     train_seconds=timer.time_elapsed("train"), model_kwargs=model_kwargs,
                     epochs_run=trainer.current_epoch, wall_seconds=time.time() - fit_start)
+
+
+def _progress_bar():
+    from lightning.pytorch.callbacks import RichProgressBar
+
+    class Bar(RichProgressBar):
+        def get_metrics(self, trainer, pl_module):  # the logger version means nothing here
+            metrics = super().get_metrics(trainer, pl_module)
+            metrics.pop("v_num", None)
+            return metrics
+
+    return Bar()
+
+
+def _quiet_lightning() -> None:
+    """Keep Lightning's advertising tips and third-party deprecation chatter out of the log."""
+    import warnings
+
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated")
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 
 
 def _devices(devices: str | int) -> str | int:
