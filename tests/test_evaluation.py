@@ -85,5 +85,5 @@ def test_compare_names_unfinished_run(tmp_path):
     from galmorph.errors import GalmorphError
 
     (tmp_path / "empty").mkdir()
-    with pytest.raises(GalmorphError, match="empty.*missing metrics.json"):
+    with pytest.raises(GalmorphError, match=r"empty.*missing metrics\.json"):
         compare([tmp_path / "empty"])

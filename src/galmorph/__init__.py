@@ -32,7 +32,8 @@ _LAZY = {
     "list_models": "galmorph.models.registry",
 }
 
-__all__ = ["__version__", *_LAZY]
+__all__ = ["__version__", "compare", "create_model", "evaluate", "list_models", "load_classifier",
+           "open_dataset", "predict", "train"]
 
 
 def __getattr__(name: str) -> Any:

@@ -65,7 +65,7 @@ def _thumbnail(image: np.ndarray, image_size: int, crop: float) -> np.ndarray:
     from PIL import Image
 
     h, w = image.shape[:2]
-    side = max(1, int(round(min(h, w) * crop)))
+    side = max(1, round(min(h, w) * crop))
     top, left = (h - side) // 2, (w - side) // 2
     tile = Image.fromarray(np.ascontiguousarray(image[top:top + side, left:left + side]))
     if side != image_size:

@@ -92,8 +92,8 @@ def make_split(ids: list[str], labels: np.ndarray, seed: int = 0,
         members = [unit_names[i] for i in np.flatnonzero(unit_label == cls)]
         members = [members[i] for i in rng.permutation(len(members))]
         n = len(members)
-        n_test = int(round(n * fractions[2]))
-        n_val = int(round(n * fractions[1]))
+        n_test = round(n * fractions[2])
+        n_val = round(n * fractions[1])
         if n >= 3:
             n_test = max(n_test, 1 if fractions[2] > 0 else 0)
             n_val = max(n_val, 1 if fractions[1] > 0 else 0)

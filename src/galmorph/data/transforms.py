@@ -55,7 +55,7 @@ def prepare(image: np.ndarray | torch.Tensor, pre: Preprocessing) -> torch.Tenso
     if t.ndim == 3 and t.shape[-1] == 3:
         t = t.permute(2, 0, 1)
     h, w = t.shape[-2:]
-    side = max(1, int(round(min(h, w) * pre.crop)))
+    side = max(1, round(min(h, w) * pre.crop))
     t = TF.center_crop(t, [side, side])
     if side != pre.image_size:
         t = TF.resize(t, [pre.image_size, pre.image_size], antialias=True)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
-from sklearn.metrics import (accuracy_score, confusion_matrix, precision_recall_fscore_support)
+from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
 
 def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, n_bins: int = 15) -> float:
@@ -13,7 +15,7 @@ def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, n_bins: in
     correct = probs.argmax(axis=1) == y_true
     edges = np.linspace(0.0, 1.0, n_bins + 1)
     ece = 0.0
-    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+    for lo, hi in itertools.pairwise(edges):
         in_bin = (conf > lo) & (conf <= hi)
         if in_bin.any():
             ece += in_bin.mean() * abs(correct[in_bin].mean() - conf[in_bin].mean())
@@ -26,7 +28,7 @@ def classification_metrics(y_true: np.ndarray, probs: np.ndarray, class_names: l
     probs = np.asarray(probs, dtype=np.float64)
     y_pred = probs.argmax(axis=1)
     labels = list(range(len(class_names)))
-    out: dict = {"n": int(len(y_true)), "accuracy": float(accuracy_score(y_true, y_pred))}
+    out: dict = {"n": len(y_true), "accuracy": float(accuracy_score(y_true, y_pred))}
     for avg in ("macro", "weighted"):
         p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, labels=labels, average=avg,
                                                      zero_division=0)

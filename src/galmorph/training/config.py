@@ -65,7 +65,7 @@ class TrainConfig:
     num_workers: int | None = None
     threads: int | None = None
     max_time_minutes: float | None = None
-    cache: bool = True
+    cache: bool | str = True  # True: $GALMORPH_HOME/cache; a folder path; False: no disk cache
     progress: bool = True
 
     def __post_init__(self) -> None:

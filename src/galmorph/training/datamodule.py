@@ -93,7 +93,7 @@ class GalaxyDataModule(L.LightningDataModule):
         assert ds is not None
         train_labels = ds.labels[self.positions["train"]]
         counts = np.bincount(train_labels, minlength=ds.num_classes)
-        target = int(round(cfg.synthetic_ratio * counts.max()))
+        target = round(cfg.synthetic_ratio * counts.max())
         rng = np.random.default_rng(cfg.seed)
         for spec in cfg.synthetic:
             syn = open_dataset(spec)

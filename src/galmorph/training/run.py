@@ -186,7 +186,7 @@ def finalize(run_dir: Path, cfg: TrainConfig, dm, module, best_path: str, train_
         "wall_seconds": round(wall_seconds, 1), "parameters": int(n_params),
         "best_checkpoint": Path(best_path).name, "temperature": temperature,
         "best_val_loss": min(history.get("val_loss", [float("nan")])),
-        "train_images": int(len(dm.train_labels)),
+        "train_images": len(dm.train_labels),
         "synthetic_images": int(sum(len(p) for _, _, p in dm.synthetic_sets)),
         "skipped_unreadable": len(dm.decoded.errors),
     }
@@ -203,7 +203,7 @@ def finalize(run_dir: Path, cfg: TrainConfig, dm, module, best_path: str, train_
         chiral_pairs=[list(p) for p in ds.chiral_pairs], tta_default=cfg.tta,
         name=run_dir.name,
         training_data={"spec": cfg.data, "label_map": cfg.label_map, "split": "split.json",
-                       "counts": {f: int(len(dm.positions[f])) for f in ("train", "val", "test")}},
+                       "counts": {f: len(dm.positions[f]) for f in ("train", "val", "test")}},
         training={k: summary[k] for k in ("epochs", "train_seconds", "parameters")} | {
             "pretrained": cfg.pretrained, "transfer": cfg.transfer, "seed": cfg.seed},
         metrics={k: metrics[k] for k in ("n", "accuracy", "f1_macro", "f1_weighted", "ece")},
