@@ -57,6 +57,8 @@ def train_cmd(
     seed: int = typer.Option(None, "--seed"),
     device: str = typer.Option(None, "--device", help="auto (default) | cpu | cuda"),
     threads: int = typer.Option(None, "--threads", help="CPU threads for torch."),
+    max_minutes: float = typer.Option(None, "--max-minutes",
+                                      help="Stop at the first epoch end after this long."),
     cache: bool = typer.Option(None, "--cache/--no-cache", help="Decode-once image cache."),
     config: Path = typer.Option(None, "--config", help="YAML of GAN settings; flags override it."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),
@@ -72,7 +74,7 @@ def train_cmd(
         "loss": loss, "lr_g": lr_g, "lr_d": lr_d, "ema_decay": ema_decay,
         "diffaugment": diffaugment, "symmetry": symmetry, "class_balance": class_balance,
         "sample_every": sample_every, "max_images": max_images, "seed": seed, "device": device,
-        "threads": threads, "cache": cache}
+        "threads": threads, "max_minutes": max_minutes, "cache": cache}
     given = {k: v for k, v in overrides.items() if v is not None}
     if resume:
         ignored = sorted(set(given) - {"epochs"})

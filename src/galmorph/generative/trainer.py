@@ -67,6 +67,7 @@ class GanConfig:
     seed: int = 0
     device: str = "auto"
     threads: int | None = None
+    max_minutes: float | None = None  # stop at the first epoch end after this much training
     cache: bool = True  # decode-once cache under $GALMORPH_HOME/cache
 
     def __post_init__(self) -> None:
@@ -358,6 +359,8 @@ def train_gan(out_dir: str | Path, config: GanConfig | None = None, *, resume: b
 
     acc = np.zeros(4)
     n_acc, t_acc = 0, 0.0
+    started = time.monotonic()
+    epochs_done = start_epoch
     from galmorph.progress import track
 
     for epoch in range(start_epoch, cfg.epochs):
@@ -401,7 +404,7 @@ def train_gan(out_dir: str | Path, config: GanConfig | None = None, *, resume: b
             history.append(_row(step, epoch + 1, acc / n_acc, n_acc * B / t_acc))
             acc[:] = 0
             n_acc, t_acc = 0, 0.0
-        done = epoch + 1
+        done = epochs_done = epoch + 1
         last = history[-1]
         say(f"epoch {done}/{cfg.epochs}  step {step}  loss_d {last['loss_d']:.3f}  "
             f"loss_g {last['loss_g']:.3f}  D(real) {last['d_real']:.2f}  D(fake) {last['d_fake']:.2f}  "
@@ -413,8 +416,12 @@ def train_gan(out_dir: str | Path, config: GanConfig | None = None, *, resume: b
         _save_checkpoint(run_dir, G, D, ema, opt_g, opt_d, done, step, history, cfg)
         _save_generator(run_dir, ema, _card(cfg, data, done, step))
         write_losses(history, run_dir)
+        if cfg.max_minutes is not None and time.monotonic() - started > 60 * cfg.max_minutes:
+            if done < cfg.epochs:
+                say(f"stopping after {cfg.max_minutes:g} min (epoch {done}); --resume continues")
+            break
     rates = [r["imgs_per_s"] for r in history[-20:]]
-    return {"run_dir": str(run_dir), "epochs": max(start_epoch, cfg.epochs), "steps": step,
+    return {"run_dir": str(run_dir), "epochs": epochs_done, "steps": step,
             "classes": data.class_names, "images": len(data.labels),
             "imgs_per_s": float(np.median(rates)) if rates else None, "device": str(device)}
 
