@@ -93,8 +93,8 @@ def show_analysis(a: core.Analysis) -> None:
         right.markdown(f"Predicted class: **{a.label_name}** · probability **{a.probability:.1%}** "
                        "(calibrated)")
         table = a.table()
-        right.bar_chart(table.set_index("class"), horizontal=True, height=40 + 28 * len(table),
-                        x_label="", y_label="probability")
+        right.bar_chart(table, x="class", y="probability", horizontal=True, sort="-probability",
+                        height=70 + 30 * len(table), x_label="", y_label="probability")
         shown = table.assign(probability=table["probability"].map(lambda p: f"{p:.1%}"))
         right.table(shown.set_index("class"))
         if a.p_synthetic is not None:

@@ -122,6 +122,10 @@ class FeatureExtractor(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.device)
         x = x.float().div(255.0) if x.dtype == torch.uint8 else x.float()
+        # torchmetrics' set_dtype() may have cast a wrapped module to float64: follow it.
+        param = next(self.fn.parameters(), None) if isinstance(self.fn, nn.Module) else None
+        if param is not None and param.dtype != x.dtype:
+            x = x.to(param.dtype)
         return self.fn(x).flatten(1).float()
 
 

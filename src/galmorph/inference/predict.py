@@ -255,13 +255,28 @@ def _identity(batch: Any) -> Any:
 def _run_local(plan: InputPlan, clf, det, writer: Writer, summary: PredictSummary, *,
                skip: set[str], tta: bool | None, batch_size: int, workers: int | None,
                progress: bool, threads: int | None) -> None:
+    n_workers = default_workers() if workers is None else workers
+    if not threads and clf.device.type == "cpu":
+        # The decoders run beside the network: give it the cores they leave (oversubscribed
+        # intra-op threads spin and wait, which costs more than a thread fewer).
+        threads = max(1, (os.cpu_count() or 1) - n_workers)
+    previous = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
+    try:
+        _local_loop(plan, clf, det, writer, summary, skip=skip, tta=tta, batch_size=batch_size,
+                    n_workers=n_workers, progress=progress)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _local_loop(plan: InputPlan, clf, det, writer: Writer, summary: PredictSummary, *,
+                skip: set[str], tta: bool | None, batch_size: int, n_workers: int,
+                progress: bool) -> None:
     preps = [clf.preprocessing]
     if det is not None and det.preprocessing != clf.preprocessing:
         preps.append(det.preprocessing)
     stream = _BatchStream(plan, preps, batch_size, skip)
-    n_workers = default_workers() if workers is None else workers
     loader = _loader(stream, n_workers, pin=clf.device.type == "cuda")
     syn_col = _synthetic_column(det) if det is not None else None
     with torch.inference_mode(), progress_bar(plan, skip, progress) as advance:

@@ -14,7 +14,7 @@ import yaml
 
 from galmorph.errors import ConfigError
 
-IMBALANCE = ("none", "weighted-loss", "balanced-sampler", "both")
+IMBALANCE = ("none", "weighted-loss", "sqrt-weighted-loss", "balanced-sampler", "both")
 TRANSFER = ("full", "last-block", "linear-probe")
 
 

@@ -126,11 +126,14 @@ class GalaxyDataModule(L.LightningDataModule):
         parts += [labels[pos] for _, labels, pos in self.synthetic_sets]
         return np.concatenate(parts)
 
-    def class_weights(self) -> torch.Tensor:
-        """Inverse-frequency weights, normalised so that their weighted mean over images is 1."""
+    def class_weights(self, power: float = 1.0) -> torch.Tensor:
+        """Inverse-frequency weights to the given power (0.5: the milder square-root
+        weighting, which trades less majority-class precision for minority recall),
+        normalised so that their mean over training images is 1."""
         assert self.dataset is not None
         counts = np.bincount(self.train_labels, minlength=self.dataset.num_classes).astype(float)
-        w = np.where(counts > 0, counts.sum() / (len(counts) * np.maximum(counts, 1)), 0.0)
+        w = np.where(counts > 0, 1.0 / np.maximum(counts, 1) ** power, 0.0)
+        w *= counts.sum() / max((w * counts).sum(), 1e-12)
         return torch.tensor(w, dtype=torch.float32)
 
     def fold_dataset(self, fold: str, augment: bool = False) -> torch.utils.data.Dataset:

@@ -91,7 +91,8 @@ def train(config: TrainConfig | None = None, out: str | Path = "runs/run", *,
         model_kwargs["weights_path"] = cfg.weights_path
     net = build_network(cfg.model, len(class_names), pretrained=cfg.pretrained, **model_kwargs)
     model_kwargs.pop("weights_path", None)  # pretrained weights only matter at start
-    weights = dm.class_weights() if cfg.imbalance in ("weighted-loss", "both") else None
+    weights = {"weighted-loss": dm.class_weights(1.0), "both": dm.class_weights(1.0),
+               "sqrt-weighted-loss": dm.class_weights(0.5)}.get(cfg.imbalance)
     module = ClassifierModule(net, len(class_names), lr=cfg.lr, weight_decay=cfg.weight_decay,
                               class_weights=weights, label_smoothing=cfg.label_smoothing,
                               transfer=cfg.transfer if cfg.pretrained else "full",

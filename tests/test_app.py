@@ -1,0 +1,165 @@
+"""The Streamlit page under Streamlit's AppTest harness, and the logic behind it."""
+
+from __future__ import annotations
+
+import io
+import re
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from galmorph.app import core, launcher
+from galmorph.errors import ImageReadError
+from galmorph.inference.loading import load_classifier
+
+SCRIPT = str(launcher.app_script())
+
+
+def _png(image: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture
+def app(tiny_model, monkeypatch):
+    monkeypatch.setenv(core.ENV_MODEL, str(tiny_model))
+    monkeypatch.delenv(core.ENV_EXAMPLES, raising=False)
+    at = AppTest.from_file(SCRIPT, default_timeout=120)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+@pytest.fixture(scope="module")
+def galaxy_png(inference_catalog) -> bytes:
+    return next((inference_catalog.parent / "images").glob("*.png")).read_bytes()
+
+
+def test_page_renders_with_model_card(app, tiny_model):
+    assert not app.error
+    card = "\n".join(m.value for m in app.sidebar.markdown)
+    assert "cnn2" in card and "Elliptical" in card and "training data" in card
+    assert app.sidebar.selectbox[0].value == str(tiny_model)
+    uploader = app.file_uploader[0]
+    assert {".png", ".jpg", ".fits", ".fit"} <= set(uploader.allowed_type)
+    assert uploader.accept_multiple_files
+
+
+def test_upload_shows_class_probabilities_and_gradcam(app, tiny_model, galaxy_png):
+    app.file_uploader[0].set_value(("galaxy.png", galaxy_png, "image/png"))
+    app.run()
+    assert not app.exception and not app.error
+    text = [m.value for m in app.markdown if "Predicted class" in m.value]
+    assert len(text) == 1
+    label, pct = re.search(r"\*\*(.+?)\*\* · probability \*\*([\d.]+)%\*\*", text[0]).groups()
+    from galmorph.data.imageio import decode_image
+
+    probs = load_classifier(tiny_model).predict_proba([decode_image(galaxy_png, "galaxy.png")])[0]
+    classes = load_classifier(tiny_model).class_names
+    assert label == classes[int(probs.argmax())]
+    assert float(pct) == pytest.approx(100 * probs.max(), abs=0.06)
+    table = app.table[0].value
+    assert sorted(table.index) == sorted(classes)
+    captions = [img.caption for el in app.get("image") for img in el.proto.imgs]
+    assert "uploaded image" in captions and any(c.startswith("Grad-CAM for") for c in captions)
+
+
+def test_corrupt_oversized_and_good_uploads_together(app, galaxy_png, monkeypatch):
+    app.file_uploader[0].set_value([("broken.png", b"\x89PNG\r\n\x1a\nnot really", "image/png"),
+                                    ("galaxy.png", galaxy_png, "image/png")])
+    app.run()
+    assert not app.exception
+    errors = [e.value for e in app.error]
+    assert len(errors) == 1 and "broken.png" in errors[0] and "Traceback" not in errors[0]
+    assert sum("Predicted class" in m.value for m in app.markdown) == 1
+
+
+def test_oversized_upload_is_refused(tiny_model, monkeypatch):
+    monkeypatch.setenv(core.ENV_MODEL, str(tiny_model))
+    monkeypatch.setenv(core.ENV_MAX_UPLOAD_MB, "1")
+    at = AppTest.from_file(SCRIPT, default_timeout=120).run()
+    at.file_uploader[0].set_value(("huge.png", b"\0" * (1024 * 1024 + 10), "image/png")).run()
+    assert not at.exception
+    assert any("at most 1 MB" in e.value for e in at.error)
+
+
+def test_example_gallery_classifies_a_render(app):
+    buttons = [b for b in app.button if b.key and b.key.startswith("example_")]
+    assert len(buttons) == 8
+    buttons[1].click().run()
+    assert not app.exception
+    assert any("Predicted class" in m.value for m in app.markdown)
+    assert any(m.value.startswith("##### synthetic") for m in app.markdown)
+
+
+def test_missing_default_model_is_explained(tmp_path, monkeypatch):
+    import galmorph.inference.loading as loading
+
+    monkeypatch.setattr(loading, "default_model_dir", lambda: tmp_path / "no_default_model")
+    monkeypatch.setenv(core.ENV_MODEL, "default")
+    at = AppTest.from_file(SCRIPT, default_timeout=120).run()
+    assert not at.exception
+    assert any("default model is not installed" in e.value for e in at.error)
+
+
+# -- the logic behind the page ---------------------------------------------------------------
+
+
+def test_decode_upload_limits(galaxy_png):
+    assert core.decode_upload(galaxy_png, "g.png").shape[2] == 3
+    with pytest.raises(ImageReadError, match="file type"):
+        core.decode_upload(b"hello", "notes.txt")
+    with pytest.raises(ImageReadError, match="at most 1 MB"):
+        core.decode_upload(b"\0" * (2 * 1024 * 1024), "big.png", max_upload_mb=1)
+    big = np.zeros((100, 120, 3), dtype=np.uint8)
+    with pytest.raises(ImageReadError, match="pixels"):
+        core.decode_upload(_png(big), "wide.png", max_pixels=10_000)
+
+
+def test_analyse_fits_upload(tiny_model):
+    from astropy.io import fits
+
+    yy, xx = np.mgrid[0:40, 0:40]
+    buf = io.BytesIO()
+    fits.PrimaryHDU(np.exp(-((xx - 20.0) ** 2 + (yy - 20.0) ** 2) / 30.0)).writeto(buf)
+    clf = load_classifier(tiny_model)
+    a = core.analyse_bytes(clf, buf.getvalue(), "stamp.fits")
+    assert a.probs.sum() == pytest.approx(1.0) and a.label_name in clf.class_names
+    assert a.cam is not None and a.cam.overlay.dtype == np.uint8
+    assert a.cam.heatmap.min() >= 0 and a.cam.heatmap.max() <= 1
+
+
+def test_gradcam_library_and_fallback_agree(tiny_model, galaxy_png):
+    from galmorph.data.imageio import decode_image
+    from galmorph.inference import gradcam as gc
+    from galmorph.models.introspect import gradcam_target_layer
+
+    clf = load_classifier(tiny_model)
+    img = decode_image(galaxy_png, "g.png")
+    lib = gc.gradcam(clf, img)
+    x = clf.prepare(img).float().div(255).unsqueeze(0)
+    hooks = gc._hook_cam(clf.net, gradcam_target_layer(clf.net.backbone), x, lib.target)
+    assert lib.method == "pytorch-grad-cam"
+    np.testing.assert_allclose(hooks, lib.heatmap, atol=1e-4)
+
+
+def test_model_choices_and_launch_command(tiny_model, tmp_path):
+    runs = tmp_path / "runs"
+    (runs / "a").mkdir(parents=True)
+    (runs / "a" / "model_card.json").write_text("{}")
+    (runs / "not_a_run").mkdir()
+    settings = core.AppSettings(model=str(tiny_model), models_dir=str(runs))
+    choices = core.model_choices(settings)
+    assert choices[0] == str(tiny_model) and str(runs / "a") in choices
+    assert not any("not_a_run" in c for c in choices)
+    assert core.AppSettings.from_env(settings.to_env()) == settings
+    cmd = launcher.build_command("127.0.0.1", 8765, 20)
+    assert cmd[1:4] == ["-m", "streamlit", "run"] and cmd[4].endswith("streamlit_app.py")
+    for flag in ("--server.address=127.0.0.1", "--server.port=8765", "--server.headless=true",
+                 "--server.maxUploadSize=20", "--browser.gatherUsageStats=false"):
+        assert flag in cmd
+    assert "--client.showErrorDetails=none" in cmd  # from config.toml

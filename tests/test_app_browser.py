@@ -1,0 +1,116 @@
+"""The web app in a real browser: `galmorph app` as a subprocess, driven by Debian's Chromium."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+import galmorph
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model, tmp_path_factory):
+    """``galmorph app`` on a free loopback port; the whole process group is ended afterwards."""
+    port = _free_port()
+    log_path = tmp_path_factory.mktemp("app_server") / "server.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "galmorph.cli.main", "app", "--model", str(tiny_model),
+             "--port", str(port), "--host", "127.0.0.1"],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"galmorph app exited with {proc.returncode}:\n{log_path.read_text()}")
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"galmorph app did not answer within 90 s:\n{log_path.read_text()}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=15)
+        except ProcessLookupError:
+            pass
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def test_upload_real_galaxy_and_corrupt_file(server, browser, tiny_model, shared_data, tmp_path):
+    galaxy = sorted((Path(shared_data) / "gz1" / "images").glob("*.jpeg"))[0]
+    expected = galmorph.predict([galaxy], model=tiny_model, progress=False).iloc[0]
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(server, wait_until="domcontentloaded")
+    page.get_by_text("Model card").wait_for(timeout=90_000)
+    assert page.get_by_text("cnn2").count() >= 1  # the card names the architecture
+
+    page.locator('input[type="file"]').set_input_files(str(galaxy))
+    verdict = page.get_by_text("Predicted class:")
+    verdict.wait_for(timeout=60_000)
+    label, pct = re.search(r"Predicted class:\s*(.+?)\s*·\s*probability\s*([\d.]+)%",
+                           verdict.inner_text()).groups()
+    assert label == expected["label_name"]
+    assert float(pct) == pytest.approx(100 * expected["probability"], abs=0.06)
+    table = page.locator('[data-testid="stTable"]').first
+    table.get_by_text("%").first.wait_for(timeout=30_000)  # elements arrive one by one
+    cells = [c.strip() for c in table.locator("td, th").all_inner_texts()]
+    shown = [float(c.rstrip("%")) for c in cells if re.fullmatch(r"[\d.]+%", c)]
+    assert len(shown) == 4 and sum(shown) == pytest.approx(100, abs=0.3)
+    page.get_by_text("Grad-CAM for").first.wait_for(timeout=30_000)
+    time.sleep(1.0)  # let the chart draw before the screenshot
+    page.screenshot(path=str(tmp_path / "prediction.png"), full_page=True)
+
+    page.locator('input[type="file"]').set_input_files(
+        files=[{"name": "corrupt.jpg", "mimeType": "image/jpeg", "buffer": b"\xff\xd8\xffnot a jpeg"}])
+    alert = page.locator('[data-testid="stAlert"]').filter(has_text="corrupt.jpg")
+    alert.wait_for(timeout=60_000)
+    message = alert.inner_text()
+    assert "corrupt" in message and "Traceback" not in page.content()
+    page.screenshot(path=str(tmp_path / "error.png"), full_page=True)
+    assert (tmp_path / "prediction.png").stat().st_size > 10_000
+    page.close()

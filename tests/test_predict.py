@@ -1,0 +1,270 @@
+"""Batch prediction: inputs, output formats, errors in rows, resume, crash safety, CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import galmorph
+from galmorph.errors import ConfigError, DataError, ModelError
+from galmorph.inference import predict as predict_mod
+from galmorph.inference.loading import load_classifier
+
+N_PNG = 8  # 6 at the top of the folder, 2 in a subfolder
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory, inference_catalog):
+    """PNGs (one level nested), a FITS cutout, a corrupt JPEG and files that are not images."""
+    from astropy.io import fits
+
+    root = tmp_path_factory.mktemp("predict_in") / "cutouts"
+    (root / "deeper").mkdir(parents=True)
+    images = sorted((inference_catalog.parent / "images").glob("*.png"))
+    for p in images[:6]:
+        shutil.copy(p, root / p.name)
+    for p in images[6:8]:
+        shutil.copy(p, root / "deeper" / p.name)
+    yy, xx = np.mgrid[0:48, 0:48]
+    blob = np.exp(-((xx - 24.0) ** 2 + (yy - 24.0) ** 2) / 40.0).astype(np.float32)
+    fits.PrimaryHDU(blob).writeto(root / "deeper" / "stamp.fits")
+    (root / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not really a JPEG")
+    (root / "notes.txt").write_text("not an image: ignored by the folder walk")
+    (root / ".hidden.png").write_bytes(b"ignored")
+    return root
+
+
+def _ok(df: pd.DataFrame) -> pd.DataFrame:
+    return df[df["error"].fillna("") == ""]
+
+
+def _prob_cols(df: pd.DataFrame) -> list[str]:
+    return [c for c in df.columns if c.startswith("prob_")]
+
+
+def test_folder_to_csv_with_corrupt_and_fits(tiny_model, image_folder, tmp_path):
+    out = tmp_path / "preds.csv"
+    summary = galmorph.predict(image_folder, model=tiny_model, out=out, batch_size=4, progress=False)
+    classes = load_classifier(tiny_model).class_names
+    df = pd.read_csv(out, keep_default_na=False, na_values=[""])
+    assert list(df.columns) == ["path", "label", "label_name", "probability",
+                                *[f"prob_{c}" for c in classes], "error"]
+    assert len(df) == N_PNG + 2 and summary.n_images == N_PNG + 2
+    assert summary.n_errors == 1 and summary.n_ok == N_PNG + 1
+    broken = df[df["path"].str.endswith("broken.jpg")]
+    assert len(broken) == 1 and "corrupt" in broken["error"].iloc[0]
+    assert broken["label"].isna().all() and broken["probability"].isna().all()
+    ok = _ok(df)
+    assert any(p.endswith("stamp.fits") for p in ok["path"])
+    probs = ok[_prob_cols(df)].to_numpy()
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-6)
+    assert (ok["label"].astype(int).to_numpy() == probs.argmax(axis=1)).all()
+    np.testing.assert_allclose(ok["probability"], probs.max(axis=1))
+    assert (ok["label_name"] == [classes[i] for i in probs.argmax(axis=1)]).all()
+    text = str(summary)
+    assert f"{N_PNG + 2} images, 1 unreadable" in text and "broken.jpg" in text
+    assert not any("notes.txt" in p or ".hidden" in p for p in df["path"])
+
+
+def test_python_api_returns_dataframe_in_input_order(tiny_model, image_folder):
+    assert galmorph.predict is predict_mod.predict
+    files = sorted(str(p) for p in image_folder.glob("syn_*.png"))[:3]
+    files.append(str(image_folder / "broken.jpg"))
+    df = galmorph.predict(files, model=tiny_model, batch_size=2, progress=False)
+    assert list(df["path"]) == files
+    assert df.attrs["summary"]["n_errors"] == 1 and df.attrs["summary"]["n_images"] == 4
+    # Same numbers as the classifier applied by hand.
+    from galmorph.data.imageio import read_image
+
+    clf = load_classifier(tiny_model)
+    expected = clf.predict_proba([read_image(f) for f in files[:3]])
+    np.testing.assert_allclose(df[_prob_cols(df)].to_numpy()[:3], expected, atol=1e-6)
+
+
+def test_workers_keep_order_and_numbers(tiny_model, image_folder):
+    one = galmorph.predict(image_folder, model=tiny_model, batch_size=3, workers=0, progress=False)
+    two = galmorph.predict(image_folder, model=tiny_model, batch_size=3, workers=2, progress=False)
+    assert list(one["path"]) == list(two["path"])
+    np.testing.assert_allclose(one[_prob_cols(one)].to_numpy(), two[_prob_cols(two)].to_numpy(),
+                               atol=1e-6)
+
+
+@pytest.mark.parametrize("suffix", [".json", ".jsonl", ".parquet"])
+def test_other_formats_match_csv(tiny_model, image_folder, tmp_path, suffix):
+    ref = galmorph.predict(image_folder, model=tiny_model, batch_size=4, progress=False)
+    out = tmp_path / f"preds{suffix}"
+    galmorph.predict(image_folder, model=tiny_model, batch_size=4, out=out, progress=False)
+    if suffix == ".json":
+        got = pd.DataFrame(json.loads(out.read_text()))
+    elif suffix == ".jsonl":
+        got = pd.read_json(out, lines=True)
+    else:
+        got = pd.read_parquet(out)
+    assert list(got.columns) == list(ref.columns) and list(got["path"]) == list(ref["path"])
+    np.testing.assert_allclose(got[_prob_cols(got)].to_numpy(dtype=float),
+                               ref[_prob_cols(ref)].to_numpy(dtype=float), atol=1e-12)
+    assert (got["error"].fillna("") != "").sum() == 1
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".json", ".parquet"])
+def test_resume_skips_done_images(tiny_model, image_folder, tmp_path, suffix):
+    out = tmp_path / f"preds{suffix}"
+    first = sorted(str(p) for p in image_folder.glob("syn_*.png"))[:3]
+    s1 = galmorph.predict(first, model=tiny_model, out=out, batch_size=2, progress=False)
+    assert s1.n_images == 3
+    with pytest.raises(ConfigError, match="exists"):
+        galmorph.predict(image_folder, model=tiny_model, out=out, progress=False)
+    s2 = galmorph.predict(image_folder, model=tiny_model, out=out, resume=True, batch_size=2,
+                          progress=False)
+    assert s2.n_images == N_PNG + 2 - 3 and s2.skipped == 3
+    paths = _read_paths(out)
+    assert len(paths) == N_PNG + 2 and len(set(paths)) == len(paths)
+    s3 = galmorph.predict(image_folder, model=tiny_model, out=out, resume=True, progress=False)
+    assert s3.n_images == 0 and len(_read_paths(out)) == N_PNG + 2
+
+
+def test_resume_after_a_cut_csv_line(tiny_model, image_folder, tmp_path):
+    """A crash mid-row leaves a partial last line: resume drops it and predicts that image again."""
+    out = tmp_path / "preds.csv"
+    galmorph.predict(image_folder, model=tiny_model, out=out, batch_size=4, progress=False)
+    lines = out.read_text().splitlines(keepends=True)
+    out.write_text("".join(lines[:4]) + lines[4][:15])  # header, 3 rows, a cut row
+    galmorph.predict(image_folder, model=tiny_model, out=out, resume=True, progress=False)
+    df = pd.read_csv(out)
+    assert len(df) == N_PNG + 2 and df["path"].is_unique
+
+
+def _read_paths(out) -> list[str]:
+    if out.suffix == ".csv":
+        return list(pd.read_csv(out)["path"])
+    if out.suffix == ".jsonl":
+        return [json.loads(line)["path"] for line in out.read_text().splitlines() if line.strip()]
+    if out.suffix == ".json":
+        return [r["path"] for r in json.loads(out.read_text())]
+    return list(pd.read_parquet(out)["path"])
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".json", ".jsonl", ".parquet"])
+def test_failure_mid_run_leaves_a_valid_file(tiny_model, image_folder, tmp_path, monkeypatch, suffix):
+    real = predict_mod.make_rows
+    calls = {"n": 0}
+
+    def failing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt  # Ctrl-C, or SIGTERM turned into one
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(predict_mod, "make_rows", failing)
+    out = tmp_path / f"preds{suffix}"
+    with pytest.raises(KeyboardInterrupt):
+        galmorph.predict(image_folder, model=tiny_model, out=out, batch_size=2, workers=0,
+                         progress=False)
+    assert len(_read_paths(out)) == 4  # two batches of two, in a file that parses
+    monkeypatch.setattr(predict_mod, "make_rows", real)
+    galmorph.predict(image_folder, model=tiny_model, out=out, resume=True, progress=False)
+    assert sorted(_read_paths(out)) == sorted(set(_read_paths(out)))
+    assert len(_read_paths(out)) == N_PNG + 2
+
+
+def test_glob_input(tiny_model, image_folder):
+    df = galmorph.predict(str(image_folder / "*.png"), model=tiny_model, progress=False)
+    assert len(df) == 6 and df["path"].str.endswith(".png").all()
+    deep = galmorph.predict(str(image_folder / "**" / "*.fits"), model=tiny_model, progress=False)
+    assert len(deep) == 1 and deep["error"].iloc[0] == ""
+
+
+def test_dataset_spec_inputs(tiny_model, inference_catalog, tmp_path):
+    from galmorph.data.synthetic import write_synthetic_h5
+
+    n_catalog = len(pd.read_csv(inference_catalog))
+    df = galmorph.predict(f"catalog:{inference_catalog}", model=tiny_model, progress=False)
+    assert len(df) == n_catalog and (df["error"] == "").all()
+    bare = galmorph.predict(str(inference_catalog), model=tiny_model, progress=False)
+    assert list(bare["path"]) == list(df["path"])
+    h5 = write_synthetic_h5(tmp_path / "g10.h5", 2, size=64, seed=3)
+    rows = galmorph.predict(f"galaxy10-decals:{h5}", model=tiny_model, progress=False)
+    assert len(rows) == 8 and rows["path"].iloc[0].endswith("g10.h5#0")
+    assert np.allclose(rows[_prob_cols(rows)].sum(axis=1), 1.0)
+
+
+def test_detector_adds_p_synthetic(tiny_model, image_folder, tmp_path):
+    from galmorph.models.artifact import ModelCard, save_artifact
+    from galmorph.models.network import build_network
+
+    det_dir = tmp_path / "detector"
+    card = ModelCard(architecture="cnn2", class_names=["real", "synthetic"], image_size=24, crop=1.0)
+    save_artifact(det_dir, build_network("cnn2", 2), card)
+    df = galmorph.predict(image_folder, model=tiny_model, detector=det_dir, batch_size=4,
+                          progress=False)
+    assert list(df.columns)[-2:] == ["p_synthetic", "error"]
+    ok = _ok(df)
+    assert ok["p_synthetic"].between(0, 1).all() and df.loc[df["error"] != "", "p_synthetic"].isna().all()
+    with pytest.raises(ModelError, match="synthetic"):
+        galmorph.predict(image_folder, model=tiny_model, detector=tiny_model, progress=False)
+
+
+def test_bad_arguments_are_clear(tiny_model, image_folder, tmp_path):
+    with pytest.raises(DataError, match="no such file"):
+        galmorph.predict(tmp_path / "missing", model=tiny_model, progress=False)
+    with pytest.raises(DataError, match="matches no files"):
+        galmorph.predict(str(tmp_path / "*.png"), model=tiny_model, progress=False)
+    with pytest.raises(ConfigError, match="output type"):
+        galmorph.predict(image_folder, model=tiny_model, out=tmp_path / "x.xlsx", progress=False)
+    with pytest.raises(ConfigError, match="--out"):
+        galmorph.predict(image_folder, model=tiny_model, resume=True, progress=False)
+    with pytest.raises(ModelError):
+        galmorph.predict(image_folder, model=tmp_path / "nomodel", progress=False)
+
+
+# -- command line -----------------------------------------------------------------------------
+
+
+def _cli(args: list[str]) -> int:
+    from galmorph.cli.main import main
+
+    try:
+        main(args)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def test_cli_predict_writes_and_summarises(tiny_model, image_folder, tmp_path, capsys):
+    out = tmp_path / "cli.csv"
+    code = _cli(["predict", "--model", str(tiny_model), "--out", str(out), "--batch-size", "4",
+                 "--no-progress", str(image_folder)])
+    err = capsys.readouterr().err
+    assert code == 0 and out.exists()
+    assert f"{N_PNG + 2} images, 1 unreadable" in err and "broken.jpg" in err
+    assert len(pd.read_csv(out)) == N_PNG + 2
+    code = _cli(["predict", "--model", str(tiny_model), "--out", str(out), "--resume",
+                 str(image_folder)])
+    assert code == 0 and len(pd.read_csv(out)) == N_PNG + 2
+
+
+def test_cli_stdout_csv(tiny_model, image_folder, capsys):
+    code = _cli(["predict", "--model", str(tiny_model), str(image_folder / "*.png")])
+    captured = capsys.readouterr()
+    assert code == 0
+    lines = captured.out.strip().splitlines()
+    assert lines[0].startswith("path,label,label_name,probability,prob_") and len(lines) == 7
+
+
+@pytest.mark.parametrize("args, message", [
+    (["predict", "--model", "{tmp}/no_such_run", "{img}"], "no such model"),
+    (["predict", "--model", "{model}", "{tmp}/no_such_folder"], "no such file or folder"),
+    (["predict", "--model", "{model}", "--engine", "spark", "{img}"], "unknown engine"),
+    (["export", "{tmp}/no_such_run", "--out", "{tmp}/m.onnx"], "no such model"),
+    (["export", "{model}", "--format", "tflite", "--out", "{tmp}/m.onnx"], "unknown export format"),
+])
+def test_cli_errors_exit_2_without_traceback(tiny_model, image_folder, tmp_path, capsys, args, message):
+    filled = [a.format(tmp=tmp_path, img=image_folder, model=tiny_model) for a in args]
+    code = _cli(filled)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert message in err and "Traceback" not in err
