@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-
 # -- inference, export, Ray and app tests (appended by the inference helper) ------------------
 
 

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from galmorph.errors import ConfigError
-from galmorph.inference.export import TOLERANCE, exportable, export_onnx
+from galmorph.inference.export import TOLERANCE, export_onnx, exportable
 from galmorph.inference.loading import load_classifier
 
 
@@ -68,5 +68,5 @@ def test_cli_export_reports_difference(tiny_model, tmp_path, capsys):
 
 
 def test_export_rejects_wrong_suffix(tiny_model, tmp_path):
-    with pytest.raises(ConfigError, match=".onnx"):
+    with pytest.raises(ConfigError, match=r"\.onnx"):
         export_onnx(tiny_model, tmp_path / "model.pt")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -13,8 +14,15 @@ from torch import nn
 from galmorph.data import open_dataset
 from galmorph.errors import ConfigError, ModelError
 from galmorph.generative import fid as fidmod
-from galmorph.generative.fid import (FeatureExtractor, feature_stats, fid, frechet_distance,
-                                     function_extractor, load_inception, torchmetrics_fid)
+from galmorph.generative.fid import (
+    FeatureExtractor,
+    feature_stats,
+    fid,
+    frechet_distance,
+    function_extractor,
+    load_inception,
+    torchmetrics_fid,
+)
 
 
 def write_shapes(root: Path, n_per_class: int = 24, size: int = 32, seed: int = 0,
@@ -138,17 +146,15 @@ def test_classifier_features_use_the_penultimate_layer(monkeypatch, sets):
 
     seen: dict[str, tuple] = {}
 
-    class FakeClassifier:
-        net = tiny_cnn()
-        preprocessing = Preprocessing(image_size=48)
-        class_names = ["Disk", "Ring"]
+    clf = SimpleNamespace(net=tiny_cnn(), preprocessing=Preprocessing(image_size=48),
+                          class_names=["Disk", "Ring"])
 
     def fake_features(model, x):
         seen["shape"] = tuple(x.shape)
-        assert 0.0 <= float(x.min()) and float(x.max()) <= 1.0
+        assert float(x.min()) >= 0.0 and float(x.max()) <= 1.0
         return model(x)
 
-    monkeypatch.setattr(loading, "load_classifier", lambda ref, device="cpu": FakeClassifier())
+    monkeypatch.setattr(loading, "load_classifier", lambda ref, device="cpu": clf)
     monkeypatch.setattr(introspect, "features", fake_features)
     r = fid(f"catalog:{sets[0]}", f"catalog:{sets[1]}", features="classifier:some/run",
             image_size=32, progress=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -48,7 +49,7 @@ def red_minus_blue(images: torch.Tensor) -> float:
 
 
 def toy_config(csv: Path, **kw) -> GanConfig:
-    base = dict(data=f"catalog:{csv}", image_size=32, batch_size=32, epochs=1, steps_per_epoch=60,
+    base = dict(data=f"catalog:{csv}", image_size=32, batch_size=16, epochs=1, steps_per_epoch=60,
                 g_channels=16, d_channels=16, lr_g=1e-3, lr_d=1e-3, cache=False, log_every=10,
                 seed=0, samples_per_class=4)
     base.update(kw)
@@ -199,6 +200,8 @@ def test_resume_continues_exactly(tmp_path, toy_csv):
     train_gan(split, toy_config(toy_csv, epochs=1, **cfg), progress=False, echo=None)
     with pytest.raises(GalmorphError, match="--resume"):
         train_gan(split, toy_config(toy_csv, epochs=2, **cfg), progress=False, echo=None)
+    with pytest.raises(ConfigError, match="keeps its settings"):
+        train_gan(split, resume=True, overrides={"lr_g": 1.0}, progress=False, echo=None)
     summary = train_gan(split, resume=True, epochs=2, progress=False, echo=None)
     assert summary["epochs"] == 2 and summary["steps"] == 4
     a = torch.load(straight / "last.ckpt", weights_only=True)
@@ -283,11 +286,25 @@ def test_cli_train_sample_fid_end_to_end(tmp_path, toy_csv, monkeypatch, capsys)
     assert open_dataset(f"catalog:{gen / 'labels.csv'}").class_counts().tolist() == [6, 6]
     main(["gan", "gallery", str(run), "--out", str(tmp_path / "gallery.png"), "--n", "2"])
     assert (tmp_path / "gallery.png").is_file()
+    # FID through the CLI on a small classifier's features (the Inception path is in test_fid).
+    import galmorph.inference.loading as loading
+    import galmorph.models.introspect as introspect
+    from galmorph.data.transforms import Preprocessing
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=2), torch.nn.ReLU(),
+                              torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()).eval()
+    clf = SimpleNamespace(net=net, preprocessing=Preprocessing(image_size=32),
+                          class_names=["Red", "Blue"])
+
+    monkeypatch.setattr(loading, "load_classifier", lambda ref, device="cpu": clf)
+    monkeypatch.setattr(introspect, "features", lambda model, x: model(x))
     main(["fid", "--real", f"catalog:{toy_csv}", "--fake", f"catalog:{gen / 'labels.csv'}",
-          "--n", "8", "--image-size", "32", "--per-class", "--json", str(tmp_path / "fid.json"),
-          "--no-progress"])
+          "--features", "classifier:some/run", "--n", "12", "--image-size", "32", "--per-class",
+          "--json", str(tmp_path / "fid.json"), "--no-progress"])
     result = json.loads((tmp_path / "fid.json").read_text())
-    assert result["dim"] == 2048 and result["n_fake"] == 8 and result["fid"] > 0
+    assert result["dim"] == 8 and result["n_fake"] == 12 and result["fid"] > 0
+    assert result["fid"] == pytest.approx(result["fid_scipy"], rel=1e-5)
     assert set(result["per_class"]) <= {"Red", "Blue"}
     assert "real-vs-real baseline" in capsys.readouterr().out
 

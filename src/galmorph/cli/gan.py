@@ -77,11 +77,14 @@ def train_cmd(
         "threads": threads, "max_minutes": max_minutes, "cache": cache}
     given = {k: v for k, v in overrides.items() if v is not None}
     if resume:
-        ignored = sorted(set(given) - {"epochs"})
+        from galmorph.generative.trainer import RESUME_OVERRIDES
+
+        ignored = sorted(set(given) - set(RESUME_OVERRIDES))
         if ignored:
             console.print(f"[yellow]--resume uses the run's saved config; ignoring "
                           f"{', '.join('--' + k.replace('_', '-') for k in ignored)}[/]")
-        summary = train_gan(out, resume=True, epochs=epochs, progress=progress, echo=console.print)
+        keep = {k: v for k, v in given.items() if k in RESUME_OVERRIDES}
+        summary = train_gan(out, resume=True, overrides=keep, progress=progress, echo=console.print)
     else:
         base = _read_config(config) if config else {}
         cfg = GanConfig.from_dict({**base, **given})
@@ -154,6 +157,8 @@ def fid_cmd(
     batch_size: int = typer.Option(64, "--batch-size"),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("cpu", "--device"),
+    check: bool = typer.Option(True, "--check/--no-check",
+                               help="Recompute the overall FID with scipy's sqrtm (slow at 2048-d)."),
     json_out: Path = typer.Option(None, "--json", help="Also write the result as JSON."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
@@ -163,8 +168,8 @@ def fid_cmd(
 
     result = fid(real, fake, features=features, per_class=per_class, n=n, label_map=label_map,
                  fake_label_map=fake_label_map, image_size=image_size, crop=crop,
-                 fake_crop=fake_crop, batch_size=batch_size, seed=seed, device=device,
-                 progress=progress)
+                 fake_crop=fake_crop, batch_size=batch_size, seed=seed, check=check,
+                 device=device, progress=progress)
     _print_fid(result)
     if json_out:
         write_json(json_out, result)

@@ -38,9 +38,17 @@ def predict_cmd(
     """Predict the morphology of every image; one row per image, errors included."""
     from galmorph.inference.predict import predict
 
-    result = predict(inputs, model=model, tta=tta, batch_size=batch_size, out=out or "-",
-                     resume=resume, overwrite=overwrite, workers=workers, engine=engine,
-                     device=device, detector=detector, progress=progress)
+    try:
+        result = predict(inputs, model=model, tta=tta, batch_size=batch_size, out=out or "-",
+                         resume=resume, overwrite=overwrite, workers=workers, engine=engine,
+                         device=device, detector=detector, progress=progress)
+    except BrokenPipeError:
+        # Standard output closed early (`galmorph predict ... | head`): stop quietly.
+        import os
+        import sys
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(1) from None
     from rich.markup import escape
 
     err_console.print(escape(str(result)), highlight=False, soft_wrap=True)

@@ -102,6 +102,9 @@ def train_detector(real: Sequence[str] | str, fake: Sequence[str] | str, out: st
         "real_crop": assembly["real_crop"], "fake_crop": assembly["fake_crop"],
         "sources": [{k: s[k] for k in ("spec", "side", "key")} for s in assembly["sources"]],
         "counts": assembly["counts"]})
+    # From scratch, the conv layers must learn as fast as the head: the classifier's default
+    # backbone_lr_mult (0.1) is meant for pretrained backbones and stalls the seed's CNN.
+    train_options.setdefault("backbone_lr_mult", 0.1 if pretrained else 1.0)
     result = train(data=f"catalog:{csv.resolve()}", out=run_dir, group_by="group", model=model,
                    image_size=image_size, crop=1.0, epochs=epochs or 50, early_stopping_patience=patience,
                    batch_size=batch_size, lr=lr, seed=seed, split_seed=seed, pretrained=pretrained,

@@ -37,9 +37,9 @@ def random_symmetry(x: torch.Tensor, y: torch.Tensor, n_sym: int = 8,
                     swap: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """A random element of the square's symmetry group per image (batched, no Python loop).
 
-    Every element is a composition of a transpose and flips of rows and columns; with
-    ``n_sym=4`` (rotations only) the transpose and row flip come as a pair. An odd number of
-    reflections is a mirror image, which remaps labels by ``swap`` (clockwise <-> anticlockwise).
+    Every element is a composition of a transpose and flips of rows and columns (each a
+    reflection). An odd number of reflections is a mirror image, which remaps labels by
+    ``swap`` (clockwise <-> anticlockwise); ``n_sym=4`` (rotations only) keeps it even.
     """
     if n_sym not in (4, 8):
         raise ConfigError(f"n_sym must be 4 (rotations) or 8 (rotations and mirrors), got {n_sym}")
@@ -47,10 +47,9 @@ def random_symmetry(x: torch.Tensor, y: torch.Tensor, n_sym: int = 8,
     bits = torch.randint(2, (3, n))
     t, fr, fc = bits[0].bool(), bits[1].bool(), bits[2].bool()
     if n_sym == 4:
-        fr = t ^ fc  # transpose + one flip is a quarter turn; keep reflections even
+        fr = t ^ fc  # an even number of reflections: a rotation
     view = (n,) + (1,) * (x.ndim - 1)
-    if x.shape[-1] == x.shape[-2]:
-        x = torch.where(t.view(view).to(x.device), x.transpose(-1, -2), x)
+    x = torch.where(t.view(view).to(x.device), x.transpose(-1, -2), x)  # square images
     x = torch.where(fr.view(view).to(x.device), x.flip(-2), x)
     x = torch.where(fc.view(view).to(x.device), x.flip(-1), x)
     mirror = t ^ fr ^ fc

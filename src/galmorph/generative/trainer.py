@@ -290,15 +290,20 @@ def _check_run_dir(run_dir: Path, resume: bool) -> None:
                             hint="pass --resume to continue it, or choose another --out")
 
 
+#: Settings that may change when a run is resumed: how long and where it runs, not what it
+#: learns (data, model and optimiser settings come from the saved config).
+RESUME_OVERRIDES = ("epochs", "max_minutes", "threads", "device", "sample_every", "log_every")
+
+
 def train_gan(out_dir: str | Path, config: GanConfig | None = None, *, resume: bool = False,
-              epochs: int | None = None, progress: bool = True,
-              echo: Callable[[str], None] | None = print) -> dict[str, Any]:
+              epochs: int | None = None, overrides: dict[str, Any] | None = None,
+              progress: bool = True, echo: Callable[[str], None] | None = print) -> dict[str, Any]:
     """Train (or, with ``resume``, continue) a conditional GAN; returns a summary dict.
 
-    With ``resume`` the saved ``config.yaml`` is used and ``config`` is ignored except that
-    ``epochs`` may raise the target so a finished run can be extended.
+    With ``resume`` the saved ``config.yaml`` is used and ``config`` is ignored; ``epochs``
+    (e.g. to extend a finished run) and the other :data:`RESUME_OVERRIDES` may be changed.
     """
-    from galmorph.generative.augment import diff_augment, parse_policy, random_symmetry
+    from galmorph.generative.augment import parse_policy, random_symmetry
     from galmorph.generative.ema import make_ema
     from galmorph.generative.losses import get_losses
     from galmorph.generative.networks import Discriminator, Generator
@@ -307,7 +312,12 @@ def train_gan(out_dir: str | Path, config: GanConfig | None = None, *, resume: b
     run_dir = Path(out_dir)
     _check_run_dir(run_dir, resume)
     if resume:
-        cfg = load_config(run_dir)
+        changes = {k: v for k, v in (overrides or {}).items() if v is not None}
+        bad = sorted(set(changes) - set(RESUME_OVERRIDES))
+        if bad:
+            raise ConfigError(f"a resumed run keeps its settings; only {', '.join(RESUME_OVERRIDES)} "
+                              f"may change (not {', '.join(bad)})")
+        cfg = GanConfig.from_dict({**load_config(run_dir).to_dict(), **changes})
     elif config is None:
         raise ConfigError("train_gan needs a GanConfig (or resume=True)")
     else:
@@ -354,6 +364,7 @@ def train_gan(out_dir: str | Path, config: GanConfig | None = None, *, resume: b
     counts = torch.bincount(data.labels, minlength=k).double()
     weights = counts[data.labels].pow(-cfg.class_balance)
     n_sym = 8 if data.mirror_ok else 4
+    images, labels = data.images.to(device), data.labels.to(device)  # 70 MB at 64 px: fits
     steps_per_epoch = cfg.steps_per_epoch or max(1, math.ceil(len(data.labels) / cfg.batch_size))
     B = cfg.batch_size
 
@@ -369,31 +380,13 @@ def train_gan(out_dir: str | Path, config: GanConfig | None = None, *, resume: b
         for _ in track(range(steps_per_epoch), total=steps_per_epoch,
                        description=f"epoch {epoch + 1}/{cfg.epochs}", enabled=progress, unit="step"):
             t0 = time.perf_counter()
-            idx = torch.multinomial(weights, B, replacement=True)
-            real = _to_unit(data.images[idx])
-            y = data.labels[idx]
+            idx = torch.multinomial(weights, B, replacement=True).to(device)
+            real, y = _to_unit(images[idx]), labels[idx]
             if cfg.symmetry:
                 real, y = random_symmetry(real, y, n_sym, data.swap)
-            real, y = real.to(device, non_blocking=True), y.to(device)
-            z = torch.randn(B, cfg.z_dim, device=device)
-            fake = G(z, y)
-            # Discriminator: real and fake in one batch (spectral norm has no batch statistics).
-            scores = D(diff_augment(torch.cat([real, fake.detach()]), policy), torch.cat([y, y]))
-            d_real, d_fake = scores[:B], scores[B:]
-            loss_d = d_loss_fn(d_real, d_fake)
-            opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            opt_d.step()
-            # Generator: reuse this step's fakes against the updated discriminator.
-            D.requires_grad_(False)
-            loss_g = g_loss_fn(D(diff_augment(fake, policy), y))
-            opt_g.zero_grad(set_to_none=True)
-            loss_g.backward()
-            opt_g.step()
-            D.requires_grad_(True)
-            ema.update_parameters(G)
+            out = train_step(G, D, ema, opt_g, opt_d, real, y, policy, d_loss_fn, g_loss_fn)
             step += 1
-            acc += [loss_d.item(), loss_g.item(), d_real.mean().item(), d_fake.mean().item()]
+            acc += out
             n_acc += 1
             t_acc += time.perf_counter() - t0
             if n_acc >= cfg.log_every:
@@ -424,6 +417,33 @@ def train_gan(out_dir: str | Path, config: GanConfig | None = None, *, resume: b
     return {"run_dir": str(run_dir), "epochs": epochs_done, "steps": step,
             "classes": data.class_names, "images": len(data.labels),
             "imgs_per_s": float(np.median(rates)) if rates else None, "device": str(device)}
+
+
+def train_step(G, D, ema, opt_g, opt_d, real: torch.Tensor, y: torch.Tensor,
+               policy: tuple[str, ...], d_loss_fn, g_loss_fn) -> np.ndarray:
+    """One discriminator and one generator update on a batch of real images in ``[-1, 1]``;
+    returns ``[loss_d, loss_g, mean D(real), mean D(fake)]``."""
+    from galmorph.generative.augment import diff_augment
+
+    B = real.shape[0]
+    z = torch.randn(B, G.z_dim, device=real.device)
+    fake = G(z, y)
+    # Discriminator: real and fake in one batch (spectral norm has no batch statistics).
+    scores = D(diff_augment(torch.cat([real, fake.detach()]), policy), torch.cat([y, y]))
+    d_real, d_fake = scores[:B], scores[B:]
+    loss_d = d_loss_fn(d_real, d_fake)
+    opt_d.zero_grad(set_to_none=True)
+    loss_d.backward()
+    opt_d.step()
+    # Generator: this step's fakes against the updated discriminator (no second G forward).
+    D.requires_grad_(False)
+    loss_g = g_loss_fn(D(diff_augment(fake, policy), y))
+    opt_g.zero_grad(set_to_none=True)
+    loss_g.backward()
+    opt_g.step()
+    D.requires_grad_(True)
+    ema.update_parameters(G)
+    return np.array([loss_d.item(), loss_g.item(), d_real.mean().item(), d_fake.mean().item()])
 
 
 def _row(step: int, epoch: int, means: np.ndarray, rate: float) -> dict[str, float]:

@@ -48,6 +48,7 @@ class PredictSummary:
     n_errors: int = 0
     skipped: int = 0
     seconds: float = 0.0
+    forward_seconds: float = 0.0  # time in the network (local engine): the rest is overhead
     out: str | None = None
     model: str = ""
     engine: str = "local"
@@ -81,6 +82,7 @@ class PredictSummary:
     def to_dict(self) -> dict[str, Any]:
         return {"n_images": self.n_images, "n_ok": self.n_ok, "n_errors": self.n_errors,
                 "skipped": self.skipped, "seconds": round(self.seconds, 3),
+                "forward_seconds": round(self.forward_seconds, 3),
                 "images_per_second": round(self.images_per_second, 1), "out": self.out,
                 "model": self.model, "engine": self.engine,
                 "errors": [{"path": k, "error": m} for k, m in self.errors]}
@@ -281,10 +283,12 @@ def _local_loop(plan: InputPlan, clf, det, writer: Writer, summary: PredictSumma
     syn_col = _synthetic_column(det) if det is not None else None
     with torch.inference_mode(), progress_bar(plan, skip, progress) as advance:
         for keys, errors, *tensors in loader:
+            t0 = time.perf_counter()
             probs = clf.predict_proba(tensors[0], tta) if len(tensors[0]) else None
             p_syn = None
             if det is not None and len(tensors[-1]):
                 p_syn = det.predict_proba(tensors[-1], tta=False)[:, syn_col]
+            summary.forward_seconds += time.perf_counter() - t0
             rows = make_rows(keys, errors, probs, clf.class_names, p_syn, det is not None)
             writer.write(rows)
             for key, err in zip(keys, errors, strict=True):

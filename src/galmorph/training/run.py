@@ -70,6 +70,11 @@ def train(config: TrainConfig | None = None, out: str | Path = "runs/run", *,
         cfg = config if config is not None else resolve_config(config_file, **overrides)
         if not cfg.data:
             raise ConfigError("no dataset given (--data SPEC)")
+        from galmorph.data.specs import open_source
+        from galmorph.models.registry import get_model_info
+
+        get_model_info(cfg.model)  # fail on a bad name or spec before creating the run folder
+        open_source(cfg.data)
         run_dir.mkdir(parents=True, exist_ok=True)
         if config_file:
             shutil.copyfile(config_file, run_dir / "input_config.yaml")
