@@ -3,17 +3,19 @@ it never saw (unseen). Targets: accuracy >= 99.5% and ROC AUC >= 0.999 on held-o
 seen generator; the unseen number is reported as it comes.
 
     .venv/bin/python benchmarks/bench_detector.py --real ../shared/data/gz1 --real-crop 0.5 \
-        --n 800 --image-size 64 --epochs 10 [--gan-samples catalog:gan/samples/labels.csv]
+        --n 800 --image-size 64 --epochs 10 --work /tmp/det_bench \
+        [--gan-samples GAN_SAMPLE_DIR ...] [--reuse]
 
 Real: GZ1 SDSS images (centre-cropped to ``--real-crop`` so that they are framed like the
 generated galaxies). Seen generator A: the procedural renderer (``galmorph.data.synthetic``);
 training uses one set of renders, the seen-generator test a fresh set drawn with another seed.
-Unseen generator B: GAN samples when ``--gan-samples`` is given, else an "eigengalaxy" sampler:
-a PCA (``--pca-components``) fitted to real images, whose samples are the mean galaxy plus
-Gaussian draws of the component coefficients: a genuinely different generative model (smooth,
-low-rank, learnt from real data) that the detector never saw. Real test images are the ones
-whose group the detector neither trained nor early-stopped on (``evaluate_detector`` excludes
-them); both tests use the same real images, so they differ only in the generated side.
+Unseen generators, each tested on its own: an "eigengalaxy" sampler (a PCA fitted to real
+images; samples are the mean galaxy plus Gaussian draws of the component coefficients: a
+different generative model, smooth and low-rank, learnt from real data) and every
+``--gan-samples`` folder (``galmorph gan sample`` output). Real test images are those whose group
+the detector neither trained nor early-stopped on (``evaluate_detector`` excludes them); every
+test uses the same real images, so the tests differ only in the generated side.
+``--reuse`` evaluates a finished run in ``--work`` again (e.g. with new GAN samples).
 """
 
 from __future__ import annotations
@@ -64,6 +66,13 @@ def eigengalaxy_catalog(real_spec: str, out_dir: Path, n_fit: int, n: int, size:
     return f"catalog:{out_dir / 'labels.csv'}"
 
 
+def _renders(folder: Path, per_class: int, size: int, seed: int) -> str:
+    from galmorph.data.synthetic import write_synthetic_catalog
+
+    csv = folder / "labels.csv"
+    return f"catalog:{csv if csv.exists() else write_synthetic_catalog(folder, per_class, size=size, seed=seed)}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--real", default="../shared/data/gz1")
@@ -77,7 +86,11 @@ def main() -> None:
     ap.add_argument("--patience", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--gan-samples", default=None, help="catalog spec of GAN samples (unseen B)")
+    ap.add_argument("--gan-samples", action="append", default=[],
+                    help="GAN sample folder or catalog spec: another unseen generator (repeatable)")
+    ap.add_argument("--no-eigen", action="store_true", help="skip the eigengalaxy sampler")
+    ap.add_argument("--reuse", action="store_true",
+                    help="with --work: reuse a finished detector run there (evaluate only)")
     ap.add_argument("--pca-components", type=int, default=48)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
@@ -88,7 +101,6 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from galmorph.data.synthetic import write_synthetic_catalog
     from galmorph.detection import evaluate_detector, train_detector
 
     tmp = None if args.work else tempfile.TemporaryDirectory()
@@ -96,29 +108,42 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     per_class = -(-args.n // 4)
-    fake_a = f"catalog:{write_synthetic_catalog(work / 'renderer_train', per_class, size=args.render_size, seed=args.seed + 1)}"
-    fake_a_test = f"catalog:{write_synthetic_catalog(work / 'renderer_test', -(-args.n_eval // 4), size=args.render_size, seed=args.seed + 2)}"
-    if args.gan_samples:
-        fake_b, b_name = args.gan_samples, f"GAN samples ({args.gan_samples})"
-    else:
-        fake_b = eigengalaxy_catalog(args.real, work / "eigengalaxies", n_fit=1000, n=args.n_eval,
-                                     size=args.render_size, crop=args.real_crop,
-                                     components=args.pca_components, seed=args.seed + 3)
-        b_name = f"eigengalaxy PCA sampler ({args.pca_components} components)"
+    fake_a = _renders(work / "renderer_train", per_class, args.render_size, args.seed + 1)
+    fake_a_test = _renders(work / "renderer_test", -(-args.n_eval // 4), args.render_size,
+                           args.seed + 2)
+    unseen_specs: dict[str, str] = {}
+    if not args.no_eigen:
+        eigen = work / "eigengalaxies"
+        unseen_specs[f"eigengalaxy PCA sampler ({args.pca_components} components)"] = (
+            f"catalog:{eigen / 'labels.csv'}" if (eigen / "labels.csv").exists() else
+            eigengalaxy_catalog(args.real, eigen, n_fit=1000, n=args.n_eval,
+                                size=args.render_size, crop=args.real_crop,
+                                components=args.pca_components, seed=args.seed + 3))
+    for spec in args.gan_samples:
+        unseen_specs[f"GAN samples {spec}"] = spec
     t_data = time.perf_counter() - t0
 
     t1 = time.perf_counter()
-    run = train_detector(args.real, [fake_a], work / "run", model=args.model,
-                         image_size=args.image_size, real_crop=args.real_crop,
-                         max_per_side=args.n, epochs=args.epochs, patience=args.patience,
-                         batch_size=args.batch_size, lr=args.lr, seed=args.seed, progress=False,
-                         threads=args.threads)
+    run_dir = work / "run"
+    if args.reuse and (run_dir / "detector_metrics.json").exists():
+        from galmorph.detection.api import DetectorRun
+
+        run = DetectorRun(run_dir, json.loads((run_dir / "detector_metrics.json").read_text()), {},
+                          run_dir / "data" / "detector_catalog.csv")
+    else:
+        run = train_detector(args.real, [fake_a], run_dir, model=args.model,
+                             image_size=args.image_size, real_crop=args.real_crop,
+                             max_per_side=args.n, epochs=args.epochs, patience=args.patience,
+                             batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                             progress=False, threads=args.threads)
     t_train = time.perf_counter() - t1
     seen = evaluate_detector(run.run_dir, args.real, [fake_a_test], work / "eval_seen",
                              max_per_side=args.n_eval, seed=args.seed, progress=False)
-    unseen = evaluate_detector(run.run_dir, args.real, [fake_b], work / "eval_unseen",
-                               max_per_side=args.n_eval, seed=args.seed, progress=False)
+    unseen = {name: evaluate_detector(run.run_dir, args.real, [spec], work / f"eval_unseen_{k}",
+                                      max_per_side=args.n_eval, seed=args.seed, progress=False)
+              for k, (name, spec) in enumerate(unseen_specs.items())}
     summary = json.loads((run.run_dir / "summary.json").read_text())
+    t_train = summary.get("train_seconds", t_train) if args.reuse else t_train
 
     def row(m: dict) -> dict:
         per = m.get("per_source", {})
@@ -131,9 +156,8 @@ def main() -> None:
         "real": args.real, "real_crop": args.real_crop, "model": args.model,
         "image_size": args.image_size, "train_per_class": args.n, "epochs_run": summary["epochs"],
         "seen_generator": "procedural renderer (galmorph.data.synthetic), fresh renders",
-        "unseen_generator": b_name,
         "test_fold": {k: run.metrics[k] for k in ("n", "accuracy", "roc_auc")},
-        "seen": row(seen), "unseen": row(unseen),
+        "seen": row(seen), "unseen": {name: row(m) for name, m in unseen.items()},
         "seconds": {"data": round(t_data, 1), "train": round(t_train, 1),
                     "total": round(time.perf_counter() - t0, 1)},
         "targets": {"accuracy": TARGET_ACCURACY, "roc_auc": TARGET_AUC},
@@ -145,9 +169,9 @@ def main() -> None:
     print(f"  seen generator   (renderer, held-out renders): accuracy {seen['accuracy']:.4f} "
           f"[target {TARGET_ACCURACY} {'met' if ok_acc else 'MISSED'}], ROC AUC "
           f"{seen['roc_auc']:.5f} [target {TARGET_AUC} {'met' if ok_auc else 'MISSED'}], n {seen['n']}")
-    print(f"  unseen generator ({b_name}): accuracy {unseen['accuracy']:.4f}, ROC AUC "
-          f"{unseen['roc_auc']:.5f}, n {unseen['n']}")
-    print(f"  per source (unseen test): {row(unseen)['per_source_accuracy']}")
+    for name, m in unseen.items():
+        print(f"  unseen generator ({name}): accuracy {m['accuracy']:.4f}, ROC AUC "
+              f"{m['roc_auc']:.5f}, recall (generated flagged) {m['recall']:.4f}, n {m['n']}")
     if args.json:
         from galmorph.io_utils import write_json
 

@@ -5,7 +5,9 @@ Measures, on this machine:
 1. images/s of ``galmorph.predict`` from JPEG files (GZ1 cutouts, 423x423) to a written CSV,
    everything included (model load, worker start, decoding, crop/resize, forward, writing);
 2. images/s of the same model's forward pass on the same images already decoded and prepared
-   (uint8 tensors of the network's input size), and the ratio 1/2 (target >= 0.9);
+   (uint8 tensors of the network's input size), and the ratio 1/2 (target >= 0.9); also the
+   CPU time per image of the forward pass and of predict's main process, a ratio that other
+   jobs on a shared machine do not distort (the wall-clock one they do);
 3. peak memory (VmHWM of the predicting process, and the largest decoding worker) for a small
    and a large number of images: it must not grow with the number of images;
 4. optionally (``--ray``) the Ray Data engine against the local one on the same images.
@@ -49,12 +51,19 @@ def make_folder(root: Path, sources: list[Path], n: int) -> Path:
 def time_predict(folder: Path, model: str, out: Path, batch_size: int, workers: int | None,
                  engine: str = "local"):
     """Wall seconds of one ``predict`` call, and its summary."""
+    import resource
+
     import galmorph
 
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     summary = galmorph.predict(folder, model=model, out=out, overwrite=True, batch_size=batch_size,
                                workers=workers, engine=engine, progress=False)
     seconds = time.perf_counter() - start
+    me2, kids2 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    # CPU seconds of this process and of its (finished) decoding workers during the call.
+    summary.cpu_main = (me2.ru_utime + me2.ru_stime) - (me.ru_utime + me.ru_stime)
+    summary.cpu_workers = (kids2.ru_utime + kids2.ru_stime) - (kids.ru_utime + kids.ru_stime)
     if summary.n_errors:
         print(f"  warning: {summary.n_errors} unreadable images", file=sys.stderr)
     return seconds, summary
@@ -77,10 +86,12 @@ def time_forward(folder: Path, model: str, n: int, batch_size: int) -> dict[str,
         torch.set_num_threads(threads)
         with torch.inference_mode():
             clf.predict_proba(batch[:batch_size])  # warm-up
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             for i in range(0, len(batch), batch_size):
                 clf.predict_proba(batch[i:i + batch_size])
             results[f"{threads} thread(s)"] = len(batch) / (time.perf_counter() - start)
+            if threads == 1:
+                results["cpu_ms_per_image"] = 1000 * (time.process_time() - cpu) / len(batch)
     torch.set_num_threads(previous)
     return results
 
@@ -146,15 +157,22 @@ def main() -> None:
                                     args.workers)
     after = time_forward(folder, args.model, args.n, args.batch_size)
     forward = {k: (before[k] + after[k]) / 2 for k in before}
+    forward_cpu = forward.pop("cpu_ms_per_image")
     n = summary.n_images
     predict_rate = n / seconds
     rows.append((f"predict JPEG -> CSV ({n} images, all included)", f"{predict_rate:,.0f} images/s"))
     rows.append(("  share of predict wall time spent in the forward pass",
                  f"{summary.forward_seconds / seconds:.0%}"))
+    rows.append(("  CPU per image: main process / decoding workers",
+                 f"{1000 * summary.cpu_main / n:.1f} ms / {1000 * summary.cpu_workers / n:.1f} ms"))
     best_name, best = max(forward.items(), key=lambda kv: kv[1])
     for name, rate in forward.items():
         rows.append((f"bare forward, pre-decoded tensors, {name}", f"{rate:,.0f} images/s"))
     rows.append((f"ratio predict / best forward ({best_name})", f"{predict_rate / best:.2f} (target >= 0.9)"))
+    main_ms = 1000 * summary.cpu_main / n
+    rows.append(("CPU per image: bare forward (1 thread) / predict main process",
+                 f"{forward_cpu:.1f} ms / {main_ms:.1f} ms (ratio {forward_cpu / main_ms:.2f}; "
+                 "independent of other load)"))
 
     sizes = [int(s) for s in args.mem_sizes.split(",") if s.strip()]
     for size in sizes:

@@ -15,7 +15,7 @@ from galmorph.data import open_dataset
 from galmorph.errors import ConfigError, GalmorphError
 from galmorph.generative.augment import diff_augment, parse_policy, random_symmetry
 from galmorph.generative.ema import make_ema
-from galmorph.generative.networks import Discriminator, Generator
+from galmorph.generative.networks import Discriminator, Generator, minibatch_std
 from galmorph.generative.sampling import load_generator, sample
 from galmorph.generative.trainer import GanConfig, train_gan
 
@@ -108,9 +108,18 @@ def test_discriminator_projection_uses_label():
     # The label enters only through the projection <embed(y), h>: score differences between
     # labels are exactly differences of embeddings dotted with the pooled features.
     with torch.no_grad():
-        h = d.features(x[:1]).sum(dim=(2, 3))[0]
+        h = d.features(x)[0]
         e = d.embed(torch.tensor([0, 1, 2]))
     assert torch.allclose(s - s[0], (e - e[0]) @ h, atol=1e-4)
+
+
+def test_minibatch_std_sees_collapse_within_groups_only():
+    torch.manual_seed(0)
+    x = torch.randn(8, 5, 4, 4)
+    x[4:] = x[4:5]  # the second group of 4 is "mode collapsed"
+    out = minibatch_std(x, group=4)
+    assert out.shape == (8, 6, 4, 4)
+    assert float(out[:4, 5].min()) > 0.1 and float(out[4:, 5].max()) < 1e-3
 
 
 def test_ema_starts_as_copy_and_then_lags():
@@ -223,6 +232,8 @@ def test_resume_without_checkpoint_is_an_error(tmp_path):
 def test_bad_config_values_are_config_errors(toy_csv):
     with pytest.raises(ConfigError, match="image-size"):
         toy_config(toy_csv, image_size=48)
+    with pytest.raises(ConfigError, match="multiple of 4"):
+        toy_config(toy_csv, batch_size=10)
     with pytest.raises(ConfigError, match="loss"):
         toy_config(toy_csv, loss="wasserstein")
     with pytest.raises(ConfigError, match="unknown GAN config"):

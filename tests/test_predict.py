@@ -8,6 +8,7 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 import galmorph
 from galmorph.errors import ConfigError, DataError, ModelError
@@ -206,6 +207,18 @@ def test_detector_adds_p_synthetic(tiny_model, image_folder, tmp_path):
     assert ok["p_synthetic"].between(0, 1).all() and df.loc[df["error"] != "", "p_synthetic"].isna().all()
     with pytest.raises(ModelError, match="synthetic"):
         galmorph.predict(image_folder, model=tiny_model, detector=tiny_model, progress=False)
+
+    # A detector from `galmorph detector train` sees inputs through its own chain.
+    (det_dir / "detector.json").write_text(json.dumps(
+        {"resampling": {"image_size": 24, "common_size": 16}, "real_crop": 0.8}))
+    from galmorph.data.imageio import read_image
+    from galmorph.detection.assembly import Resampling
+
+    files = sorted(str(p) for p in image_folder.glob("syn_*.png"))[:3]
+    df = galmorph.predict(files, model=tiny_model, detector=det_dir, progress=False)
+    det = load_classifier(det_dir)
+    x = torch.stack([Resampling(24, 16).apply(read_image(f), 0.8) for f in files])
+    np.testing.assert_allclose(df["p_synthetic"], det.predict_proba(x)[:, 1], atol=1e-6)
 
 
 def test_bad_arguments_are_clear(tiny_model, image_folder, tmp_path):

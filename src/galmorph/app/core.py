@@ -152,10 +152,11 @@ def analyse(clf, image: np.ndarray, name: str, tta: bool = False, with_cam: bool
         except Exception as exc:  # a map is a bonus: never lose the prediction for it
             result.cam_error = f"Grad-CAM unavailable for this model ({type(exc).__name__}: {exc})"
     if detector is not None:
-        from galmorph.inference.predict import _synthetic_column
+        from galmorph.inference.predict import detector_view, synthetic_column
 
+        x = detector_view(detector)(image).unsqueeze(0)  # the detector's own input chain
         with LOCK:
-            result.p_synthetic = float(detector.predict_proba([image])[0][_synthetic_column(detector)])
+            result.p_synthetic = float(detector.predict_proba(x)[0][synthetic_column(detector)])
     return result
 
 

@@ -70,9 +70,9 @@ def sidebar(settings: core.AppSettings):
     if settings.detector:
         try:
             detector = get_classifier(settings.detector, settings.device)
-            from galmorph.inference.predict import _synthetic_column
+            from galmorph.inference.predict import synthetic_column
 
-            _synthetic_column(detector)
+            synthetic_column(detector)
             st.sidebar.caption(f"Real-vs-synthetic detector: {settings.detector}")
         except GalmorphError as exc:
             st.sidebar.warning(f"Detector not used: {exc}")

@@ -132,7 +132,7 @@ def predict_cmd(
     console.print(table)
     failed = [r for r in results if r["error"]]
     for r in failed:
-        console.print(f"[red]unreadable:[/] {escape(r['error'])}", highlight=False)
+        console.print(f"[red]unreadable:[/] {escape(r['error'])}", highlight=False, soft_wrap=True)
     if failed:
         console.print(f"{len(failed)} of {len(results)} file(s) could not be read")
     if results and len(failed) == len(results):
@@ -152,8 +152,10 @@ def _print_metrics(m: dict, title: str) -> None:
     console.print(table)
     per = m.get("per_source", {})
     if per:
-        src = Table("source", "class", "n", "accuracy", "mean p(synthetic)", "seen in training",
-                    title="per source")
+        src = Table(title="per source")
+        src.add_column("source", overflow="fold")
+        for col in ("class", "n", "accuracy", "mean p(synthetic)", "seen in training"):
+            src.add_column(col)
         for name, s in per.items():
             seen = s.get("seen_in_training")
             src.add_row(escape(name), s["label"], str(s["n"]), f"{s['accuracy']:.4f}",

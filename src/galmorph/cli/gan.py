@@ -45,6 +45,8 @@ def train_cmd(
     loss: str = typer.Option(None, "--loss", help="hinge (default) | nonsat"),
     lr_g: float = typer.Option(None, "--lr-g"),
     lr_d: float = typer.Option(None, "--lr-d"),
+    beta1: float = typer.Option(None, "--beta1", help="Adam beta1 of both networks."),
+    beta2: float = typer.Option(None, "--beta2", help="Adam beta2 of both networks."),
     ema_decay: float = typer.Option(None, "--ema-decay"),
     diffaugment: str = typer.Option(None, "--diffaugment",
                                     help="Comma list of color,translation,cutout, or none."),
@@ -71,7 +73,7 @@ def train_cmd(
         "data": data, "label_map": label_map, "classes": _split_names(classes),
         "image_size": image_size, "crop": crop, "epochs": epochs, "batch_size": batch_size,
         "steps_per_epoch": steps_per_epoch, "g_channels": g_channels, "d_channels": d_channels,
-        "loss": loss, "lr_g": lr_g, "lr_d": lr_d, "ema_decay": ema_decay,
+        "loss": loss, "lr_g": lr_g, "lr_d": lr_d, "beta1": beta1, "beta2": beta2, "ema_decay": ema_decay,
         "diffaugment": diffaugment, "symmetry": symmetry, "class_balance": class_balance,
         "sample_every": sample_every, "max_images": max_images, "seed": seed, "device": device,
         "threads": threads, "max_minutes": max_minutes, "cache": cache}

@@ -60,7 +60,7 @@ def _integer_labels(column: pd.Series, csv_path: Path) -> np.ndarray:
     if bad.any():
         first = int(np.flatnonzero(bad.to_numpy())[0])
         raise DataError(f"column 'label' must hold integers (class indices); line {first + 2} has "
-                        f"{column.iloc[first]!r}", csv_path)
+                        f"'{column.iloc[first]}'", csv_path)
     return values.to_numpy().astype(np.int64)
 
 

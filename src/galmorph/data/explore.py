@@ -89,12 +89,29 @@ def _pick(dataset: GalaxyDataset, label: int, per_class: int, rng: np.random.Gen
     return tiles, skipped
 
 
-def _title(dataset: GalaxyDataset) -> str:
-    spec = dataset.spec
-    if len(spec) > 70:
-        spec = "…" + spec[-69:]
-    lmap = f"  ·  label map {dataset.label_map.name}" if dataset.label_map is not None else ""
-    return f"{spec}{lmap}  ·  {len(dataset):,} images"
+def _short_spec(spec: str, limit: int = 60) -> str:
+    """The spec, shortened to ``kind:…/parent/file`` or ``kind:…/file`` to fit ``limit``."""
+    if len(spec) <= limit:
+        return spec
+    kind, sep, rest = spec.partition(":")
+    if not sep or "/" in kind:
+        kind, rest = "", spec
+    prefix = f"{kind}:" if kind else ""
+    parts = Path(rest).parts
+    for keep in (2, 1):
+        short = f"{prefix}…/{'/'.join(parts[-keep:])}"
+        if len(short) <= limit:
+            return short
+    return "…" + spec[-(limit - 1):]
+
+
+def _title(dataset: GalaxyDataset, width_in: float, fontsize: float) -> str:
+    """One line when it fits the figure width, else spec / label map and count on two."""
+    chars = max(20, int(width_in * 72 / (0.66 * fontsize)))  # DejaVu Sans: ~0.6 em a char
+    lmap = f"label map {dataset.label_map.name}  ·  " if dataset.label_map is not None else ""
+    rest = f"{lmap}{len(dataset):,} images"
+    one = f"{_short_spec(dataset.spec, chars)}  ·  {rest}"
+    return one if len(one) <= chars else f"{_short_spec(dataset.spec, chars)}\n{rest}"
 
 
 def _save(fig: Figure, out: str | Path) -> Path:
@@ -129,15 +146,20 @@ def sample_grid(dataset: GalaxyDataset, out_png: str | Path, per_class: int = 8,
         skipped += bad
 
     n_rows = max(len(rows), 1)
-    cell, label_w, title_h = 1.15, 2.3, 0.75  # inches
+    longest = max((len(w) for c in dataset.class_names for w in textwrap.wrap(c, 20)), default=8)
+    cell, title_h = 1.15, 0.75  # inches
+    label_w = min(2.3, max(1.5, 0.3 + 0.095 * longest))
     fig_w = label_w + per_class * cell
+    title = _title(dataset, fig_w - 0.3, 11)
+    if "\n" in title:
+        title_h += 0.2
     fig_h = title_h + n_rows * cell + 0.1
     fig = Figure(figsize=(fig_w, fig_h), dpi=100, facecolor="white")
-    fig.text(0.5, 1 - 0.28 / fig_h, _title(dataset), ha="center", va="center", fontsize=11,
-             weight="bold")
+    fig.text(0.5, 1 - 0.1 / fig_h, title, ha="center", va="top", fontsize=11, weight="bold",
+             linespacing=1.3)
     note = (f"{skipped} unreadable image(s) skipped" if skipped else
             f"{per_class} random images per class (seed {seed}), crop {crop:g}, {image_size}px")
-    fig.text(0.5, 1 - 0.56 / fig_h, note, ha="center", va="center", fontsize=8.5,
+    fig.text(0.5, 1 - (title_h - 0.2) / fig_h, note, ha="center", va="center", fontsize=8.5,
              color="#b00020" if skipped else "#555555")
 
     for r, tiles in enumerate(rows):
@@ -173,7 +195,7 @@ def class_counts_plot(dataset: GalaxyDataset, out_png: str | Path, log: bool = F
     n = max(len(dataset), 1)
     k = max(dataset.num_classes, 1)
     longest = max((len(c) for c in dataset.class_names), default=8)
-    fig = Figure(figsize=(4.6 + 0.075 * min(longest, 40), 1.1 + 0.42 * k), dpi=110,
+    fig = Figure(figsize=(4.6 + 0.075 * min(longest, 40), 1.5 + 0.42 * k), dpi=110,
                  facecolor="white")
     ax = fig.add_subplot()
     y = np.arange(dataset.num_classes)
@@ -191,7 +213,7 @@ def class_counts_plot(dataset: GalaxyDataset, out_png: str | Path, log: bool = F
         x = c if c > 0 else (0.8 if log else 0)
         ax.text(x, i, f"  {int(c):,}  ({100 * c / n:.1f}%)", va="center", ha="left", fontsize=8.5)
     ax.set_xlabel("images" + (" (log scale)" if log else ""))
-    ax.set_title(_title(dataset), fontsize=9.5, loc="left")
+    fig.suptitle(_title(dataset, fig.get_figwidth() - 0.3, 9.5), fontsize=9.5, linespacing=1.3)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
     ax.grid(axis="x", alpha=0.25)

@@ -21,6 +21,8 @@ SPEC_HELP = ("galaxy10-decals[:PATH] | galaxy10-sdss[:PATH] | catalog:PATH.csv |
 
 
 def split_spec(spec: str) -> tuple[str, str | None]:
+    if spec in KNOWN:  # a bare name: the file in the cache folder
+        return spec, None
     kind, sep, arg = spec.partition(":")
     # Windows drive letters and plain paths have no known kind before the colon.
     if sep and kind in (*KNOWN, "catalog", "folder", "h5"):

@@ -83,10 +83,23 @@ class Generator(nn.Module):
         return torch.tanh(self.to_rgb(h, y))
 
 
+def minibatch_std(x: torch.Tensor, group: int = 4) -> torch.Tensor:
+    """Append the feature spread across each group of ``group`` consecutive samples as one more
+    channel (Karras et al. 2018): a collapsed generator's batch has no spread, so the
+    discriminator can see mode collapse that no single image shows. Groups are contiguous, so
+    a ``cat([real, fake])`` batch with sizes divisible by ``group`` never mixes the two."""
+    n, c, h, w = x.shape
+    g = max(d for d in range(1, min(group, n) + 1) if n % d == 0)
+    y = x.view(n // g, g, c, h, w)
+    spread = (y.var(dim=1, unbiased=False) + 1e-8).sqrt().mean(dim=(1, 2, 3))  # (n // g,)
+    return torch.cat([x, spread.repeat_interleave(g).view(n, 1, 1, 1).expand(n, 1, h, w)], dim=1)
+
+
 class Discriminator(nn.Module):
     """``(image (N, 3, S, S) in [-1, 1], y (N,)) -> score (N,)``; higher means "real"."""
 
-    def __init__(self, num_classes: int, image_size: int = 64, base_channels: int = 32):
+    def __init__(self, num_classes: int, image_size: int = 64, base_channels: int = 32,
+                 mbstd_group: int = 4):
         super().__init__()
         n_blocks = _check_size(image_size)
         ch = list(reversed(_channels(base_channels, n_blocks)))  # base, 2 base, ...
@@ -95,15 +108,21 @@ class Discriminator(nn.Module):
         for cout in ch:
             layers += [spectral_norm(nn.Conv2d(cin, cout, 4, stride=2, padding=1)), nn.LeakyReLU(0.1)]
             cin = cout
-        # One more 3x3 conv at 4x4 lets the last stage mix spatial information before pooling.
-        layers += [spectral_norm(nn.Conv2d(cin, cin, 3, padding=1)), nn.LeakyReLU(0.1)]
-        self.features = nn.Sequential(*layers)
+        self.body = nn.Sequential(*layers)
+        self.mbstd_group = mbstd_group
+        # One more 3x3 conv at 4x4 mixes spatial information (and the batch spread) before pooling.
+        self.last = nn.Sequential(spectral_norm(nn.Conv2d(cin + 1, cin, 3, padding=1)), nn.LeakyReLU(0.1))
         self.linear = spectral_norm(nn.Linear(cin, 1))
         self.embed = spectral_norm(nn.Embedding(num_classes, cin))
         self.num_classes, self.image_size = num_classes, image_size
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled features ``h`` (N, C) that the score and the projection read."""
+        h = minibatch_std(self.body(x), self.mbstd_group)
+        return self.last(h).sum(dim=(2, 3))  # global sum pooling (SNGAN)
+
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        h = self.features(x).sum(dim=(2, 3))  # global sum pooling (SNGAN)
+        h = self.features(x)
         return self.linear(h).squeeze(1) + (self.embed(y) * h).sum(dim=1)
 
 

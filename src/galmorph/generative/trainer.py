@@ -54,8 +54,8 @@ class GanConfig:
     loss: str = "hinge"
     lr_g: float = 2e-4
     lr_d: float = 2e-4
-    beta1: float = 0.0
-    beta2: float = 0.9
+    beta1: float = 0.5  # SNGAN's setting for one D step per G step (beta1 = 0 needs n_dis > 1)
+    beta2: float = 0.999
     ema_decay: float = 0.999
     diffaugment: str = "color,translation,cutout"
     symmetry: bool = True  # random rotations/flips of real images
@@ -81,6 +81,9 @@ class GanConfig:
                      "samples_per_class", "log_every"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.batch_size % 4:
+            raise ConfigError(f"batch_size must be a multiple of 4 (the discriminator compares "
+                              f"groups of 4 images), got {self.batch_size}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if not 0.0 <= self.class_balance <= 1.0:

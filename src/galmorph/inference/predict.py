@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -33,6 +33,9 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from galmorph.errors import ConfigError, ImageReadError, ModelError
 from galmorph.inference.sources import InputPlan, Item
 from galmorph.inference.writers import Writer, columns_for, done_paths, open_writer, prob_column
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
 
 log = logging.getLogger("galmorph")
 
@@ -96,7 +99,7 @@ def predict(inputs: str | Path | Iterable[str | Path], model: str | Path = "defa
             tta: bool | None = None, batch_size: int = 64, out: str | Path | None = None,
             resume: bool = False, overwrite: bool = False, workers: int | None = None,
             engine: str = "local", device: str = "auto", detector: str | Path | None = None,
-            progress: bool = True, threads: int | None = None):
+            progress: bool = True, threads: int | None = None) -> pd.DataFrame | PredictSummary:
     """Predict the class of every image in ``inputs``.
 
     ``inputs``: image files, folders (recursive), globs, dataset specs (``catalog:CSV``,
@@ -113,7 +116,7 @@ def predict(inputs: str | Path | Iterable[str | Path], model: str | Path = "defa
         raise ConfigError(f"unknown engine '{engine}'; use local or ray")
     if workers is not None and workers < 0:
         raise ConfigError(f"workers must be 0 or more, got {workers}")
-    if resume and out is None:
+    if resume and (out is None or str(out) == "-"):
         raise ConfigError("--resume needs --out: the file whose rows are skipped and appended to")
     if out is not None and str(out) != "-":
         from galmorph.inference.writers import output_format
@@ -126,7 +129,7 @@ def predict(inputs: str | Path | Iterable[str | Path], model: str | Path = "defa
     from galmorph.inference.loading import load_classifier
 
     clf = load_classifier(model, device=device)
-    det = _load_detector(detector, device) if detector else None
+    det = load_detector(detector, device) if detector else None
     columns = columns_for(clf.class_names, detector=det is not None)
     skip = done_paths(out) if resume and out is not None else set()
 
@@ -161,21 +164,26 @@ def predict(inputs: str | Path | Iterable[str | Path], model: str | Path = "defa
 
 
 class _BatchStream(IterableDataset):
-    """Decoded batches ``(keys, errors, images uint8 (n_ok, 3, S, S) per preprocessing)``.
+    """Decoded batches ``(keys, errors, images uint8 (n_ok, 3, S, S) per view)``.
+
+    Images travel as numpy arrays (pickled through the worker's pipe), not as torch tensors:
+    tensors would go through shared-memory segments that the receiving process keeps mapped
+    for a while, and its resident memory then grows by hundreds of MB over a long run.
 
     In a data-loader worker it keeps only the batches ``b`` with ``b % num_workers == worker_id``: every worker walks the inputs
     (cheap) and decodes its own share, and the loader's round-robin returns them in order.
     """
 
-    def __init__(self, plan: InputPlan, preps: list, batch_size: int, skip: set[str]):
-        self.plan, self.preps, self.batch_size, self.skip = plan, preps, batch_size, skip
+    def __init__(self, plan: InputPlan, views: list[View], batch_size: int, skip: set[str]):
+        self.plan, self.views, self.batch_size, self.skip = plan, views, batch_size, skip
 
     def __iter__(self) -> Iterator[tuple]:
         info = get_worker_info()
         wid, nw = (info.id, info.num_workers) if info is not None else (0, 1)
         for b, items in enumerate(_chunks(self._items(), self.batch_size)):
             if b % nw == wid:
-                yield decode_batch(self.plan, items, self.preps)
+                keys, errors, *tensors = decode_batch(self.plan, items, self.views)
+                yield (keys, errors, *(t.numpy() for t in tensors))
 
     def _items(self) -> Iterator[Item]:
         skip = self.skip
@@ -195,21 +203,61 @@ def _chunks(items: Iterator[Item], size: int) -> Iterator[list[Item]]:
         yield batch
 
 
-def decode_batch(plan: InputPlan, items: list[Item], preps: list) -> tuple:
-    """Decode and prepare ``items``: ``(keys, errors, tensor per preprocessing)``.
+@dataclass(frozen=True)
+class View:
+    """How one network sees a decoded image: the classifier's own preprocessing, or a
+    detector's input chain (crop, resolution bottleneck, final size). Picklable, for workers."""
+
+    image_size: int
+    crop: float = 1.0
+    common_size: int | None = None
+
+    def __call__(self, image: np.ndarray) -> torch.Tensor:
+        from galmorph.data.transforms import Preprocessing, prepare
+
+        if not self.common_size or self.common_size >= self.image_size:
+            return prepare(image, Preprocessing(self.image_size, self.crop))
+        from galmorph.detection.assembly import Resampling
+
+        return Resampling(self.image_size, self.common_size).apply(image, self.crop)
+
+
+def classifier_view(clf) -> View:
+    return View(clf.preprocessing.image_size, clf.preprocessing.crop)
+
+
+def detector_view(det) -> View:
+    """The chain the detector was trained with (``detector.json`` of ``galmorph detector
+    train``): inputs are framed like its *real* training images, since they are survey images."""
+    import json
+
+    info: dict[str, Any] = {}
+    path = Path(det.source) / "detector.json"
+    if path.is_file():
+        try:
+            info = json.loads(path.read_text())
+        except (OSError, ValueError):
+            info = {}
+    res = info.get("resampling") or {}
+    crop = info.get("real_crop") or det.preprocessing.crop
+    common = res.get("common_size")
+    return View(int(res.get("image_size") or det.preprocessing.image_size), float(crop),
+                int(common) if common else None)
+
+
+def decode_batch(plan: InputPlan, items: list[Item], views: list[View]) -> tuple:
+    """Decode and prepare ``items``: ``(keys, errors, uint8 tensor per view)``.
 
     Tensors hold the readable images only, in order; ``errors[i]`` is ``""`` when item ``i``
     decoded. Never raises for one bad image: anything it throws becomes that row's error.
     """
-    from galmorph.data.transforms import prepare
-
     keys, errors = [], []
-    prepared: list[list[torch.Tensor]] = [[] for _ in preps]
+    prepared: list[list[torch.Tensor]] = [[] for _ in views]
     for item in items:
         keys.append(item.key)
         try:
             image = plan.read(item)
-            views = [prepare(image, p) for p in preps]
+            seen = [v(image) for v in views]
         except ImageReadError as exc:
             errors.append(error_text(exc))
             continue
@@ -217,10 +265,10 @@ def decode_batch(plan: InputPlan, items: list[Item], preps: list) -> tuple:
             errors.append(f"unexpected failure decoding ({type(exc).__name__}: {exc})")
             continue
         errors.append("")
-        for bucket, v in zip(prepared, views, strict=True):
-            bucket.append(v)
-    tensors = [torch.stack(b) if b else torch.zeros((0, 3, p.image_size, p.image_size), dtype=torch.uint8)
-               for b, p in zip(prepared, preps, strict=True)]
+        for bucket, t in zip(prepared, seen, strict=True):
+            bucket.append(t)
+    tensors = [torch.stack(b) if b else torch.zeros((0, 3, v.image_size, v.image_size), dtype=torch.uint8)
+               for b, v in zip(prepared, views, strict=True)]
     return keys, errors, *tensors
 
 
@@ -244,9 +292,9 @@ def default_workers() -> int:
     return 1 if n <= 2 else min(8, n // 2)
 
 
-def _loader(stream: _BatchStream, workers: int, pin: bool) -> DataLoader:
+def _loader(stream: _BatchStream, workers: int) -> DataLoader:
     return DataLoader(stream, batch_size=None, num_workers=workers,
-                      worker_init_fn=_worker_init if workers else None, pin_memory=pin,
+                      worker_init_fn=_worker_init if workers else None,
                       prefetch_factor=4 if workers else None, collate_fn=_identity)
 
 
@@ -275,14 +323,15 @@ def _run_local(plan: InputPlan, clf, det, writer: Writer, summary: PredictSummar
 def _local_loop(plan: InputPlan, clf, det, writer: Writer, summary: PredictSummary, *,
                 skip: set[str], tta: bool | None, batch_size: int, n_workers: int,
                 progress: bool) -> None:
-    preps = [clf.preprocessing]
-    if det is not None and det.preprocessing != clf.preprocessing:
-        preps.append(det.preprocessing)
-    stream = _BatchStream(plan, preps, batch_size, skip)
-    loader = _loader(stream, n_workers, pin=clf.device.type == "cuda")
-    syn_col = _synthetic_column(det) if det is not None else None
+    views = [classifier_view(clf)]
+    if det is not None:
+        views.append(detector_view(det))
+    stream = _BatchStream(plan, views, batch_size, skip)
+    loader = _loader(stream, n_workers)
+    syn_col = synthetic_column(det) if det is not None else None
     with torch.inference_mode(), progress_bar(plan, skip, progress) as advance:
-        for keys, errors, *tensors in loader:
+        for keys, errors, *arrays in loader:
+            tensors = [torch.from_numpy(a) for a in arrays]
             t0 = time.perf_counter()
             probs = clf.predict_proba(tensors[0], tta) if len(tensors[0]) else None
             p_syn = None
@@ -325,15 +374,15 @@ def make_rows(keys: list[str], errors: list[str], probs: np.ndarray | None, clas
     return rows
 
 
-def _load_detector(ref: str | Path, device: str):
+def load_detector(ref: str | Path, device: str):
     from galmorph.inference.loading import load_classifier
 
     det = load_classifier(ref, device=device)
-    _synthetic_column(det)
+    synthetic_column(det)
     return det
 
 
-def _synthetic_column(det) -> int:
+def synthetic_column(det) -> int:
     names = [c.lower() for c in det.class_names]
     if "synthetic" not in names:
         raise ModelError(f"not a real-vs-synthetic detector: its classes are {det.class_names} "

@@ -59,7 +59,13 @@ def run_ray(plan: InputPlan, clf, model: str | Path, writer, summary, *, skip: s
             progress: bool) -> None:
     """Predict every item of ``plan`` on Ray and write rows through ``writer``."""
     ray = _import_ray()
-    from galmorph.inference.predict import make_rows, progress_bar
+    from galmorph.inference.predict import (
+        classifier_view,
+        detector_view,
+        load_detector,
+        make_rows,
+        progress_bar,
+    )
 
     started = start_ray(workers)
     try:
@@ -69,12 +75,9 @@ def run_ray(plan: InputPlan, clf, model: str | Path, writer, summary, *, skip: s
         ctx.print_on_execution_start = False
         ctx.enable_auto_log_stats = False
 
-        det_pre = None
+        views = [classifier_view(clf)]
         if detector is not None:
-            from galmorph.inference.predict import _load_detector
-
-            det_pre = _load_detector(detector, "cpu").preprocessing
-        preps = [clf.preprocessing] + ([det_pre] if det_pre is not None else [])
+            views.append(detector_view(load_detector(detector, "cpu")))
         has_gpu = ray.cluster_resources().get("GPU", 0) > 0
         n_actors = workers or (int(ray.cluster_resources().get("GPU", 0)) if has_gpu else 1) or 1
 
@@ -83,7 +86,7 @@ def run_ray(plan: InputPlan, clf, model: str | Path, writer, summary, *, skip: s
             return
         items = ray.data.from_arrow_refs(refs)
         decoded = items.map_batches(_decode, batch_size=batch_size, batch_format="numpy",
-                                    fn_kwargs={"plan": plan, "preps": preps, "cwd": os.getcwd()},
+                                    fn_kwargs={"plan": plan, "views": views, "cwd": os.getcwd()},
                                     num_cpus=1, udf_modifying_row_count=False)
         predicted = decoded.map_batches(
             _Predictor, batch_size=batch_size, batch_format="numpy",
@@ -137,7 +140,7 @@ def _item_tables(plan: InputPlan, skip: set[str]) -> Iterator[Any]:
         yield pa.table({"key": keys, "source": sources, "index": indices})
 
 
-def _decode(batch: dict[str, np.ndarray], plan: InputPlan, preps: list, cwd: str) -> dict[str, Any]:
+def _decode(batch: dict[str, np.ndarray], plan: InputPlan, views: list, cwd: str) -> dict[str, Any]:
     """Ray task: decode a batch of items like the local engine (zeros where unreadable)."""
     import torch
 
@@ -148,11 +151,11 @@ def _decode(batch: dict[str, np.ndarray], plan: InputPlan, preps: list, cwd: str
         os.chdir(cwd)  # relative paths as the driver saw them (one machine or a shared disk)
     items = [Item(str(k), None if int(s) < 0 else int(s), int(i))
              for k, s, i in zip(batch["key"], batch["source"], batch["index"], strict=True)]
-    keys, errors, *tensors = decode_batch(plan, items, preps)
+    keys, errors, *tensors = decode_batch(plan, items, views)
     ok = np.array([not e for e in errors], dtype=bool)
     out: dict[str, Any] = {"key": np.array(keys, dtype=object), "error": np.array(errors, dtype=object)}
-    for n, (t, p) in enumerate(zip(tensors, preps, strict=True)):
-        full = np.zeros((len(keys), 3, p.image_size, p.image_size), dtype=np.uint8)
+    for n, (t, v) in enumerate(zip(tensors, views, strict=True)):
+        full = np.zeros((len(keys), 3, v.image_size, v.image_size), dtype=np.uint8)
         full[ok] = t.numpy()
         out[f"image{n}"] = full
     return out
@@ -165,13 +168,13 @@ class _Predictor:
         import torch
 
         from galmorph.inference.loading import load_classifier
-        from galmorph.inference.predict import _load_detector, _synthetic_column
+        from galmorph.inference.predict import load_detector, synthetic_column
 
         # CPU threads: Ray sets OMP_NUM_THREADS to the actor's num_cpus, which torch follows.
         device = "cuda" if torch.cuda.is_available() else "cpu"
         self.clf = load_classifier(model, device=device)
-        self.det = _load_detector(detector, device) if detector else None
-        self.syn_col = _synthetic_column(self.det) if self.det is not None else 0
+        self.det = load_detector(detector, device) if detector else None
+        self.syn_col = synthetic_column(self.det) if self.det is not None else 0
         self.tta = tta
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
