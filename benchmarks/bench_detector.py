@@ -15,6 +15,7 @@ different generative model, smooth and low-rank, learnt from real data) and ever
 ``--gan-samples`` folder (``galmorph gan sample`` output). Real test images are those whose group
 the detector neither trained nor early-stopped on (``evaluate_detector`` excludes them); every
 test uses the same real images, so the tests differ only in the generated side.
+``--train-fake`` adds generators to the training side (leave-one-generator-out tests).
 ``--reuse`` evaluates a finished run in ``--work`` again (e.g. with new GAN samples).
 """
 
@@ -88,6 +89,8 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--gan-samples", action="append", default=[],
                     help="GAN sample folder or catalog spec: another unseen generator (repeatable)")
+    ap.add_argument("--train-fake", action="append", default=[],
+                    help="another generator to train on besides the renderer (repeatable)")
     ap.add_argument("--no-eigen", action="store_true", help="skip the eigengalaxy sampler")
     ap.add_argument("--reuse", action="store_true",
                     help="with --work: reuse a finished detector run there (evaluate only)")
@@ -131,7 +134,7 @@ def main() -> None:
         run = DetectorRun(run_dir, json.loads((run_dir / "detector_metrics.json").read_text()), {},
                           run_dir / "data" / "detector_catalog.csv")
     else:
-        run = train_detector(args.real, [fake_a], run_dir, model=args.model,
+        run = train_detector(args.real, [fake_a, *args.train_fake], run_dir, model=args.model,
                              image_size=args.image_size, real_crop=args.real_crop,
                              max_per_side=args.n, epochs=args.epochs, patience=args.patience,
                              batch_size=args.batch_size, lr=args.lr, seed=args.seed,
@@ -156,6 +159,7 @@ def main() -> None:
         "real": args.real, "real_crop": args.real_crop, "model": args.model,
         "image_size": args.image_size, "train_per_class": args.n, "epochs_run": summary["epochs"],
         "seen_generator": "procedural renderer (galmorph.data.synthetic), fresh renders",
+        "also_trained_on": args.train_fake,
         "test_fold": {k: run.metrics[k] for k in ("n", "accuracy", "roc_auc")},
         "seen": row(seen), "unseen": {name: row(m) for name, m in unseen.items()},
         "seconds": {"data": round(t_data, 1), "train": round(t_train, 1),

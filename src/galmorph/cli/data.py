@@ -31,7 +31,7 @@ def register(app: typer.Typer) -> None:
 
 def _bar(fraction: float, width: int = 24) -> str:
     """A text bar with eighth-block resolution, so a 1.7% class is still visible."""
-    eighths = int(round(max(0.0, min(1.0, fraction)) * width * 8))
+    eighths = round(max(0.0, min(1.0, fraction)) * width * 8)
     full, rest = divmod(eighths, 8)
     return "█" * full + (" ▏▎▍▌▋▊▉"[rest] if rest else "")
 
@@ -64,7 +64,7 @@ def info(
     for c in summary["classes"]:
         table.add_row(str(c["label"]), escape(c["name"]), f"{c['count']:,}",
                       f"{100 * c['fraction']:.1f}%", _bar(c["fraction"] / top))
-    console = Console()
+    console = Console(emoji=False)
     console.print(table)
     shape = summary["image_shape"]
     size = "x".join(map(str, shape)) if shape else "no readable image found"
@@ -137,7 +137,7 @@ def list_datasets(
         else:
             state = "no"
         table.add_row(r["name"], escape(r["description"]), state)
-    console = Console()
+    console = Console(emoji=False)
     console.print(table)
     from galmorph import paths
 

@@ -54,8 +54,10 @@ def main(argv: list[str] | None = None) -> None:
             raise
         from rich.markup import escape
 
-        # Escaped: a path like data/[v2]/x.csv must not be eaten as Rich markup.
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        # Escaped: a path like data/[v2]/x.csv must not be eaten as Rich markup, and
+        # emoji=False: a spec such as "nosuch:x:" must not turn into an emoji either.
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False,
+                          soft_wrap=True, emoji=False)
         sys.exit(2)
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]")

@@ -105,11 +105,15 @@ def _short_spec(spec: str, limit: int = 60) -> str:
     return "…" + spec[-(limit - 1):]
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
 def _title(dataset: GalaxyDataset, width_in: float, fontsize: float) -> str:
     """One line when it fits the figure width, else spec / label map and count on two."""
     chars = max(20, int(width_in * 72 / (0.66 * fontsize)))  # DejaVu Sans: ~0.6 em a char
     lmap = f"label map {dataset.label_map.name}  ·  " if dataset.label_map is not None else ""
-    rest = f"{lmap}{len(dataset):,} images"
+    rest = f"{lmap}{_plural(len(dataset), 'image')}"
     one = f"{_short_spec(dataset.spec, chars)}  ·  {rest}"
     return one if len(one) <= chars else f"{_short_spec(dataset.spec, chars)}\n{rest}"
 
@@ -157,8 +161,9 @@ def sample_grid(dataset: GalaxyDataset, out_png: str | Path, per_class: int = 8,
     fig = Figure(figsize=(fig_w, fig_h), dpi=100, facecolor="white")
     fig.text(0.5, 1 - 0.1 / fig_h, title, ha="center", va="top", fontsize=11, weight="bold",
              linespacing=1.3)
-    note = (f"{skipped} unreadable image(s) skipped" if skipped else
-            f"{per_class} random images per class (seed {seed}), crop {crop:g}, {image_size}px")
+    note = f"{per_class} random images per class (seed {seed}), crop {crop:g}, {image_size}px"
+    if skipped:
+        note += f"  ·  {_plural(skipped, 'unreadable image')} skipped"
     fig.text(0.5, 1 - (title_h - 0.2) / fig_h, note, ha="center", va="center", fontsize=8.5,
              color="#b00020" if skipped else "#555555")
 
@@ -168,7 +173,7 @@ def sample_grid(dataset: GalaxyDataset, out_png: str | Path, per_class: int = 8,
         name = "\n".join(textwrap.wrap(dataset.class_names[r], 20)[:3])
         fig.text(0.08 / fig_w, y_mid, name, ha="left", va="bottom", fontsize=9.5, weight="bold",
                  linespacing=1.1)
-        fig.text(0.08 / fig_w, y_mid - 0.04 / fig_h, f"{int(counts[r]):,} images "
+        fig.text(0.08 / fig_w, y_mid - 0.04 / fig_h, f"{_plural(int(counts[r]), 'image')} "
                  f"({100 * counts[r] / n:.1f}%)", ha="left", va="top", fontsize=8.5,
                  color="#444444")
         if not tiles:

@@ -151,7 +151,8 @@ def fits_to_rgb(cube: np.ndarray, name: str = "<array>") -> np.ndarray:
     # Convention for galaxy cutouts: bands ordered blue->red (g, r, i/z): red channel is the last.
     b, g, r = bands
     scale = float(np.nanpercentile(np.abs(np.stack(bands)), 99.5)) or 1.0
-    rgb = make_lupton_rgb(r / scale, g / scale, b / scale, stretch=0.5, Q=8, minimum=0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):  # 0/0 on empty sky, handled inside
+        rgb = make_lupton_rgb(r / scale, g / scale, b / scale, stretch=0.5, Q=8, minimum=0.0)
     return np.ascontiguousarray(rgb[::-1])
 
 

@@ -167,21 +167,23 @@ def _disc_galaxy(size: int, cx: float, cy: float, flux: float, rng: np.random.Ge
 
 def _edge_on(size: int, cx: float, cy: float, flux: float, rng: np.random.Generator) -> np.ndarray:
     """A thin disc seen edge-on (sech² vertical profile), a bulge and often a dust lane."""
-    h = size * rng.uniform(0.10, 0.16)
-    z0 = h * rng.uniform(0.06, 0.14)  # a few degrees off exactly edge-on looks a bit thicker
+    dusty = rng.random() < 0.5
+    # A lane the PSF does not fill in needs a bigger, thicker (less perfectly edge-on) disc.
+    h = size * (rng.uniform(0.12, 0.16) if dusty else rng.uniform(0.07, 0.11))
+    z0 = h * (rng.uniform(0.2, 0.3) if dusty else rng.uniform(0.10, 0.22))
     pa = rng.uniform(0, np.pi)
     u, v = _frame(size, cx, cy, pa)
     disc = np.exp(-np.sqrt(u * u + 0.25) / h) / np.cosh(v / z0) ** 2
-    bulge_frac = rng.uniform(0.1, 0.4)
-    bulge = _sersic(u, v, h * rng.uniform(0.2, 0.4), rng.uniform(1.0, 3.0), rng.uniform(0.55, 0.9))
+    bulge_frac = rng.uniform(0.2, 0.5)
+    bulge = _sersic(u, v, h * rng.uniform(0.3, 0.6), rng.uniform(1.0, 2.5), rng.uniform(0.6, 0.9))
     out = (disc / disc.sum())[..., None] * (flux * (1 - bulge_frac) * _colour(_DISC * 1.05, rng))
     out += bulge[..., None] * (flux * bulge_frac * _colour(_BULGE, rng))
-    if rng.random() < 0.6:
-        depth = rng.uniform(0.5, 0.9)
-        width = z0 * rng.uniform(0.4, 0.8)
-        offset = rng.uniform(-0.5, 0.5) * z0
+    if dusty:
+        tau = rng.uniform(3.0, 6.0)  # optical depth through the mid-plane, in the blue
+        width = z0 * rng.uniform(0.5, 0.7)
+        offset = rng.uniform(-0.3, 0.3) * z0  # slightly off edge-on: the lane sits off-centre
         lane = np.exp(-(((v - offset) / width) ** 2)) * np.exp(-np.abs(u) / (3 * h))
-        out *= 1.0 - depth * lane[..., None] * _DUST
+        out *= np.exp(-tau * lane[..., None] * _DUST)
     return out
 
 

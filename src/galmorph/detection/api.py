@@ -78,7 +78,7 @@ def train_detector(real: Sequence[str] | str, fake: Sequence[str] | str, out: st
     run_dir = Path(out)
     if resume:
         result = train(out=run_dir, resume=True, epochs=epochs)
-        return _finish(run_dir, result.summary, progress)
+        return _finish(run_dir, result.summary)
     if (run_dir / "config.yaml").exists():
         raise ConfigError("run folder already holds a run; use --resume to continue it or "
                           "choose another --out", run_dir)
@@ -104,15 +104,18 @@ def train_detector(real: Sequence[str] | str, fake: Sequence[str] | str, out: st
         "counts": assembly["counts"]})
     # From scratch, the conv layers must learn as fast as the head: the classifier's default
     # backbone_lr_mult (0.1) is meant for pretrained backbones and stalls the seed's CNN.
-    train_options.setdefault("backbone_lr_mult", 0.1 if pretrained else 1.0)
-    result = train(data=f"catalog:{csv.resolve()}", out=run_dir, group_by="group", model=model,
-                   image_size=image_size, crop=1.0, epochs=epochs or 50, early_stopping_patience=patience,
-                   batch_size=batch_size, lr=lr, seed=seed, split_seed=seed, pretrained=pretrained,
-                   imbalance="none", progress=progress, **train_options)
-    return _finish(run_dir, result.summary, progress)
+    # The assembled images are already at the input size and balanced: no crop, no weights.
+    options: dict[str, Any] = dict(group_by="group", crop=1.0, imbalance="none", split_seed=seed,
+                                   backbone_lr_mult=0.1 if pretrained else 1.0)
+    options.update(train_options)
+    result = train(data=f"catalog:{csv.resolve()}", out=run_dir, model=model,
+                   image_size=image_size, epochs=epochs or 50, early_stopping_patience=patience,
+                   batch_size=batch_size, lr=lr, seed=seed, pretrained=pretrained,
+                   progress=progress, **options)
+    return _finish(run_dir, result.summary)
 
 
-def _finish(run_dir: Path, summary: dict[str, Any], progress: bool) -> DetectorRun:
+def _finish(run_dir: Path, summary: dict[str, Any]) -> DetectorRun:
     """Batch-accuracy figure, detector metrics of the test fold, notes on the model card."""
     from galmorph.evaluation.plots import plot_series
     from galmorph.inference.loading import load_classifier

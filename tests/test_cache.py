@@ -1,0 +1,81 @@
+"""The decode-once cache: bad images are reported and left out, and a cache is reused only
+while its inputs are unchanged."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from galmorph.data import open_dataset
+from galmorph.data.cache import cache_key, decode_all
+from galmorph.data.transforms import Preprocessing, prepare
+from makedata import write_catalog
+
+
+@pytest.fixture
+def catalog_with_bad_image(tmp_path):
+    csv = write_catalog(tmp_path / "cat", per_class=3, size=40)
+    (tmp_path / "cat" / "images" / "g1_1.png").write_bytes(b"not a png at all")
+    return csv
+
+
+def test_decode_all_skips_and_reports_a_corrupt_image(catalog_with_bad_image, tmp_path):
+    ds = open_dataset(catalog_with_bad_image)
+    pre = Preprocessing(image_size=16)
+    out = decode_all(ds, pre, cache=tmp_path / "cache", num_workers=0, progress=False)
+    bad = ds.ids.index("images/g1_1.png")
+    assert out.images.shape == (6, 3, 16, 16)
+    assert out.ok.tolist() == [i != bad for i in range(6)]
+    assert list(out.errors) == [bad] and "g1_1.png" in out.errors[bad]
+    np.testing.assert_array_equal(out.images[0], prepare(ds.read(0), pre).numpy())
+    assert (out.images[bad] == 0).all()
+
+
+def test_cache_is_reused_on_the_second_call(catalog_with_bad_image, tmp_path, monkeypatch):
+    ds = open_dataset(catalog_with_bad_image)
+    pre = Preprocessing(image_size=16)
+    first = decode_all(ds, pre, cache=tmp_path / "cache", num_workers=0, progress=False)
+
+    def no_decoding(self, i):  # a cache hit must not decode a single image
+        raise AssertionError("decoded again")
+
+    monkeypatch.setattr(type(ds), "read", no_decoding)
+    second = decode_all(ds, pre, cache=tmp_path / "cache", num_workers=0, progress=False)
+    assert second.path == first.path
+    np.testing.assert_array_equal(second.images, first.images)
+    assert second.errors == first.errors and second.ok.tolist() == first.ok.tolist()
+
+
+def test_default_cache_goes_under_galmorph_home(catalog_with_bad_image, tmp_home):
+    ds = open_dataset(catalog_with_bad_image)
+    out = decode_all(ds, Preprocessing(image_size=16), num_workers=0, progress=False)
+    assert out.path is not None and out.path.is_relative_to(tmp_home / "cache")
+
+
+def test_key_changes_with_preprocessing_files_and_subset(catalog_with_bad_image, tmp_path):
+    ds = open_dataset(catalog_with_bad_image)
+    base = cache_key(ds, Preprocessing(image_size=16))
+    assert cache_key(ds, Preprocessing(image_size=16)) == base
+    assert cache_key(ds, Preprocessing(image_size=32)) != base
+    assert cache_key(ds, Preprocessing(image_size=16, crop=0.5)) != base
+    assert cache_key(ds.subset([0, 1, 2]), Preprocessing(image_size=16)) != base
+    # Replacing an image file (new size) changes the key without reading pixels.
+    (catalog_with_bad_image.parent / "images" / "g1_1.png").write_bytes(b"still not a png, longer")
+    assert cache_key(ds, Preprocessing(image_size=16)) != base
+
+
+def test_new_preprocessing_builds_a_new_cache(catalog_with_bad_image, tmp_path):
+    ds = open_dataset(catalog_with_bad_image)
+    a = decode_all(ds, Preprocessing(image_size=16), cache=tmp_path / "c", num_workers=0,
+                   progress=False)
+    b = decode_all(ds, Preprocessing(image_size=24), cache=tmp_path / "c", num_workers=0,
+                   progress=False)
+    assert a.path != b.path and b.images.shape == (6, 3, 24, 24)
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == sorted([a.path.name, b.path.name])
+
+
+def test_no_cache_keeps_everything_in_memory(catalog_with_bad_image, tmp_home):
+    ds = open_dataset(catalog_with_bad_image)
+    out = decode_all(ds, Preprocessing(image_size=16), cache=False, num_workers=0, progress=False)
+    assert out.path is None and out.ok.sum() == 5
+    assert not (tmp_home / "cache").exists()
