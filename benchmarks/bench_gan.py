@@ -56,7 +56,7 @@ def main() -> None:
             t0 = time.perf_counter()
             idx = torch.multinomial(weights, b, replacement=True).to(device)
             real, y = random_symmetry(images[idx].float().div(127.5).sub(1), labels[idx])
-            train_step(G, D, ema, opt_g, opt_d, real, y, policy, d_loss, g_loss)
+            train_step(G, D, ema, opt_g, opt_d, [(real, y)], policy, d_loss, g_loss)
             if device.type == "cuda":
                 torch.cuda.synchronize()
             if i >= 3:  # warm-up: kernel selection, allocator

@@ -43,6 +43,7 @@ def train_cmd(
     g_channels: int = typer.Option(None, "--g-channels", help="Generator width (default 32)."),
     d_channels: int = typer.Option(None, "--d-channels", help="Discriminator width (default 32)."),
     loss: str = typer.Option(None, "--loss", help="hinge (default) | nonsat"),
+    d_steps: int = typer.Option(None, "--d-steps", help="Discriminator updates per generator update."),
     lr_g: float = typer.Option(None, "--lr-g"),
     lr_d: float = typer.Option(None, "--lr-d"),
     beta1: float = typer.Option(None, "--beta1", help="Adam beta1 of both networks."),
@@ -73,7 +74,7 @@ def train_cmd(
         "data": data, "label_map": label_map, "classes": _split_names(classes),
         "image_size": image_size, "crop": crop, "epochs": epochs, "batch_size": batch_size,
         "steps_per_epoch": steps_per_epoch, "g_channels": g_channels, "d_channels": d_channels,
-        "loss": loss, "lr_g": lr_g, "lr_d": lr_d, "beta1": beta1, "beta2": beta2, "ema_decay": ema_decay,
+        "loss": loss, "d_steps": d_steps, "lr_g": lr_g, "lr_d": lr_d, "beta1": beta1, "beta2": beta2, "ema_decay": ema_decay,
         "diffaugment": diffaugment, "symmetry": symmetry, "class_balance": class_balance,
         "sample_every": sample_every, "max_images": max_images, "seed": seed, "device": device,
         "threads": threads, "max_minutes": max_minutes, "cache": cache}

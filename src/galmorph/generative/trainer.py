@@ -52,6 +52,7 @@ class GanConfig:
     g_channels: int = 32
     d_channels: int = 32
     loss: str = "hinge"
+    d_steps: int = 1  # discriminator updates per generator update
     lr_g: float = 2e-4
     lr_d: float = 2e-4
     beta1: float = 0.5  # SNGAN's setting for one D step per G step (beta1 = 0 needs n_dis > 1)
@@ -77,7 +78,7 @@ class GanConfig:
 
         if self.image_size not in IMAGE_SIZES:
             raise ConfigError(f"--image-size must be one of {IMAGE_SIZES}, got {self.image_size}")
-        for name in ("epochs", "batch_size", "z_dim", "g_channels", "d_channels", "sample_every",
+        for name in ("epochs", "batch_size", "d_steps", "z_dim", "g_channels", "d_channels", "sample_every",
                      "samples_per_class", "log_every"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -383,21 +384,24 @@ def train_gan(out_dir: str | Path, config: GanConfig | None = None, *, resume: b
         for _ in track(range(steps_per_epoch), total=steps_per_epoch,
                        description=f"epoch {epoch + 1}/{cfg.epochs}", enabled=progress, unit="step"):
             t0 = time.perf_counter()
-            idx = torch.multinomial(weights, B, replacement=True).to(device)
-            real, y = _to_unit(images[idx]), labels[idx]
-            if cfg.symmetry:
-                real, y = random_symmetry(real, y, n_sym, data.swap)
-            out = train_step(G, D, ema, opt_g, opt_d, real, y, policy, d_loss_fn, g_loss_fn)
+            batches = []
+            for _ in range(cfg.d_steps):
+                idx = torch.multinomial(weights, B, replacement=True).to(device)
+                real, y = _to_unit(images[idx]), labels[idx]
+                if cfg.symmetry:
+                    real, y = random_symmetry(real, y, n_sym, data.swap)
+                batches.append((real, y))
+            out = train_step(G, D, ema, opt_g, opt_d, batches, policy, d_loss_fn, g_loss_fn)
             step += 1
             acc += out
             n_acc += 1
             t_acc += time.perf_counter() - t0
             if n_acc >= cfg.log_every:
-                history.append(_row(step, epoch + 1, acc / n_acc, n_acc * B / t_acc))
+                history.append(_row(step, epoch + 1, acc / n_acc, n_acc * B * cfg.d_steps / t_acc))
                 acc[:] = 0
                 n_acc, t_acc = 0, 0.0
         if n_acc:  # close the epoch's last partial row so every epoch has one
-            history.append(_row(step, epoch + 1, acc / n_acc, n_acc * B / t_acc))
+            history.append(_row(step, epoch + 1, acc / n_acc, n_acc * B * cfg.d_steps / t_acc))
             acc[:] = 0
             n_acc, t_acc = 0, 0.0
         done = epochs_done = epoch + 1
@@ -422,23 +426,27 @@ def train_gan(out_dir: str | Path, config: GanConfig | None = None, *, resume: b
             "imgs_per_s": float(np.median(rates)) if rates else None, "device": str(device)}
 
 
-def train_step(G, D, ema, opt_g, opt_d, real: torch.Tensor, y: torch.Tensor,
+def train_step(G, D, ema, opt_g, opt_d, batches: list[tuple[torch.Tensor, torch.Tensor]],
                policy: tuple[str, ...], d_loss_fn, g_loss_fn) -> np.ndarray:
-    """One discriminator and one generator update on a batch of real images in ``[-1, 1]``;
-    returns ``[loss_d, loss_g, mean D(real), mean D(fake)]``."""
+    """One discriminator update per real batch ``(images in [-1, 1], labels)``, then one
+    generator update; returns ``[loss_d, loss_g, mean D(real), mean D(fake)]`` (last D step)."""
     from galmorph.generative.augment import diff_augment
 
-    B = real.shape[0]
-    z = torch.randn(B, G.z_dim, device=real.device)
-    fake = G(z, y)
-    # Discriminator: real and fake in one batch (spectral norm has no batch statistics).
-    scores = D(diff_augment(torch.cat([real, fake.detach()]), policy), torch.cat([y, y]))
-    d_real, d_fake = scores[:B], scores[B:]
-    loss_d = d_loss_fn(d_real, d_fake)
-    opt_d.zero_grad(set_to_none=True)
-    loss_d.backward()
-    opt_d.step()
-    # Generator: this step's fakes against the updated discriminator (no second G forward).
+    for i, (real, y) in enumerate(batches):
+        last = i == len(batches) - 1
+        B = real.shape[0]
+        z = torch.randn(B, G.z_dim, device=real.device)
+        with torch.set_grad_enabled(last):  # only the last fakes are reused for the G step
+            fake = G(z, y)
+        # Real and fake in one batch (spectral norm has no batch statistics; minibatch-std
+        # groups of 4 never straddle the two halves since B is a multiple of 4).
+        scores = D(diff_augment(torch.cat([real, fake.detach()]), policy), torch.cat([y, y]))
+        d_real, d_fake = scores[:B], scores[B:]
+        loss_d = d_loss_fn(d_real, d_fake)
+        opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        opt_d.step()
+    # Generator: the last fakes against the updated discriminator (no second G forward).
     D.requires_grad_(False)
     loss_g = g_loss_fn(D(diff_augment(fake, policy), y))
     opt_g.zero_grad(set_to_none=True)
