@@ -96,6 +96,23 @@ def test_assembly_balances_and_keeps_groups_apart(tmp_path, toy):
         assert len({fold_of[m] for m in members}) == 1
 
 
+def test_gan_stages_share_groups(tmp_path):
+    """Samples drawn with one seed from two stages of a GAN run share latent vectors: one group
+    per image index; another run's samples are other groups."""
+    from galmorph.detection.assembly import group_ids, open_images
+
+    def sample_set(name: str, generator: str) -> list[str]:
+        folder = tmp_path / name
+        write_synthetic_catalog(folder, 1, size=16, seed=0)
+        (folder / "sample_card.json").write_text(json.dumps({"generator": generator, "seed": 0}))
+        return group_ids(open_images(str(folder)))
+
+    early, late = sample_set("e10", "runs/gan"), sample_set("e20", "runs/gan")
+    other = sample_set("other", "runs/gan2")
+    assert early == late and len(set(early)) == 4
+    assert not set(early) & set(other)
+
+
 def test_short_training_beats_chance(trained, toy, tmp_path):
     run = trained.run_dir
     for name in ("curves.png", "batch_accuracy.png", "checkpoints/best.ckpt", "model.safetensors",

@@ -124,14 +124,15 @@ def _sample_card(ds: GalaxyDataset) -> dict[str, Any] | None:
 
 def group_ids(ds: GalaxyDataset) -> list[str]:
     """Near-duplicate families: a ``group`` column if the catalog has one; for a GAN sample set
-    (``sample_card.json``) its seed and file name, since ``gan sample`` with the same seed draws
-    the same latent vectors at every training stage; otherwise the image itself."""
+    (``sample_card.json``) its generator run, seed and file name, since ``gan sample`` with the
+    same seed draws the same latent vectors from every training stage of a run; otherwise the
+    image itself."""
     meta = ds.source.metadata
     if meta is not None and "group" in meta.columns:
         return [f"group:{meta['group'].iloc[i]}" for i in ds.indices]
     card = _sample_card(ds)
     if card is not None and "seed" in card:
-        return [f"gan-z:{card['seed']}:{k}" for k in ds.ids]
+        return [f"gan-z:{card.get('generator', '')}:{card['seed']}:{k}" for k in ds.ids]
     key = source_key(ds)
     return [f"{key}#{k}" for k in ds.ids]
 

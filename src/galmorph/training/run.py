@@ -13,6 +13,7 @@ RUN_DIR/
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import time
@@ -47,11 +48,12 @@ def train(config: TrainConfig | None = None, out: str | Path = "runs/run", *,
     """
     import lightning as L
     from lightning.pytorch.callbacks import EarlyStopping, Timer
-    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+    from lightning.pytorch.loggers import TensorBoardLogger
 
     from galmorph.models.network import build_network
     from galmorph.training.callbacks import AtomicModelCheckpoint, RunInfo, checkpoint_dir
     from galmorph.training.datamodule import GalaxyDataModule
+    from galmorph.training.loggers import ResumableCSVLogger
     from galmorph.training.module import ClassifierModule
 
     run_dir = Path(out)
@@ -115,7 +117,7 @@ def train(config: TrainConfig | None = None, out: str | Path = "runs/run", *,
                                        patience=cfg.early_stopping_patience))
     if cfg.progress:
         callbacks.append(_progress_bar())
-    loggers = [CSVLogger(run_dir, name="logs", version=""),
+    loggers = [ResumableCSVLogger(run_dir, name="logs", version=""),
                TensorBoardLogger(run_dir, name="logs", version="tensorboard", default_hp_metric=False)]
     trainer = L.Trainer(max_epochs=cfg.epochs, accelerator=cfg.accelerator,
                         devices=_devices(cfg.devices), num_nodes=cfg.num_nodes, strategy=cfg.strategy,
@@ -123,16 +125,38 @@ def train(config: TrainConfig | None = None, out: str | Path = "runs/run", *,
                         enable_progress_bar=cfg.progress, enable_model_summary=False,
                         log_every_n_steps=1, deterministic=False, num_sanity_val_steps=0)
     fit_start = time.time()
-    trainer.fit(module, datamodule=dm, ckpt_path=str(last_ckpt) if resume and last_ckpt.exists() else None,
-                weights_only=True)
+    with _interruptible():
+        trainer.fit(module, datamodule=dm,
+                    ckpt_path=str(last_ckpt) if resume and last_ckpt.exists() else None,
+                    weights_only=True)
     if trainer.interrupted:
-        log.warning("training interrupted; resume with --resume (last checkpoint kept)")
         raise KeyboardInterrupt
     if not trainer.is_global_zero:
         return RunResult(run_dir, {}, {})
     return finalize(run_dir, cfg, dm, module, ckpt_cb.best_model_path or str(last_ckpt),
                     train_seconds=timer.time_elapsed("train"), model_kwargs=model_kwargs,
                     epochs_run=trainer.current_epoch, wall_seconds=time.time() - fit_start)
+
+
+@contextlib.contextmanager
+def _interruptible():
+    """Lightning turns Ctrl-C into ``sys.exit(1)`` and then ignores SIGINT; a library call
+    should raise KeyboardInterrupt instead and leave the signal handler as it found it."""
+    import signal
+    import threading
+
+    main = threading.current_thread() is threading.main_thread()
+    handler = signal.getsignal(signal.SIGINT) if main else None
+    try:
+        yield
+    except SystemExit as exc:
+        if exc.code == 1:
+            log.warning("training interrupted; continue with --resume (last checkpoint kept)")
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        if main and handler is not None:
+            signal.signal(signal.SIGINT, handler)
 
 
 def _progress_bar():
