@@ -102,11 +102,8 @@ def train_detector(real: Sequence[str] | str, fake: Sequence[str] | str, out: st
         "real_crop": assembly["real_crop"], "fake_crop": assembly["fake_crop"],
         "sources": [{k: s[k] for k in ("spec", "side", "key")} for s in assembly["sources"]],
         "counts": assembly["counts"]})
-    # From scratch, the conv layers must learn as fast as the head: the classifier's default
-    # backbone_lr_mult (0.1) is meant for pretrained backbones and stalls the seed's CNN.
     # The assembled images are already at the input size and balanced: no crop, no weights.
-    options: dict[str, Any] = dict(group_by="group", crop=1.0, imbalance="none", split_seed=seed,
-                                   backbone_lr_mult=0.1 if pretrained else 1.0)
+    options: dict[str, Any] = dict(group_by="group", crop=1.0, imbalance="none", split_seed=seed)
     options.update(train_options)
     result = train(data=f"catalog:{csv.resolve()}", out=run_dir, model=model,
                    image_size=image_size, epochs=epochs or 50, early_stopping_patience=patience,

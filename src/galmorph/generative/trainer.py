@@ -200,7 +200,7 @@ def save_grid(images: torch.Tensor, nrow: int, path: Path) -> Path:
     return path
 
 
-def write_losses(history: list[dict[str, float]], run_dir: Path) -> None:
+def write_losses(history: list[dict[str, Any]], run_dir: Path) -> None:
     """``losses.csv`` and ``losses.png`` from the history rows (rewritten whole, atomically)."""
     if not history:
         return
@@ -369,6 +369,7 @@ def train_gan(out_dir: str | Path, config: GanConfig | None = None, *, resume: b
     weights = counts[data.labels].pow(-cfg.class_balance)
     n_sym = 8 if data.mirror_ok else 4
     images, labels = data.images.to(device), data.labels.to(device)  # 70 MB at 64 px: fits
+    real_spread = _real_spread(data)
     steps_per_epoch = cfg.steps_per_epoch or max(1, math.ceil(len(data.labels) / cfg.batch_size))
     B = cfg.batch_size
 
@@ -406,13 +407,16 @@ def train_gan(out_dir: str | Path, config: GanConfig | None = None, *, resume: b
             n_acc, t_acc = 0, 0.0
         done = epochs_done = epoch + 1
         last = history[-1]
-        say(f"epoch {done}/{cfg.epochs}  step {step}  loss_d {last['loss_d']:.3f}  "
-            f"loss_g {last['loss_g']:.3f}  D(real) {last['d_real']:.2f}  D(fake) {last['d_fake']:.2f}  "
-            f"{last['imgs_per_s']:.0f} img/s")
+        spread = ""
         if done % cfg.sample_every == 0 or done == cfg.epochs:
             with torch.no_grad():
                 grid = ema.module(fixed_z.to(device), fixed_y.to(device))
             save_grid(grid, cfg.samples_per_class, run_dir / "samples" / f"epoch_{done:03d}.png")
+            last["spread"] = round(_spread(grid, fixed_y), 4)
+            spread = f"  spread {last['spread']:.3f} (real {real_spread:.3f})"
+        say(f"epoch {done}/{cfg.epochs}  step {step}  loss_d {last['loss_d']:.3f}  "
+            f"loss_g {last['loss_g']:.3f}  D(real) {last['d_real']:.2f}  D(fake) {last['d_fake']:.2f}  "
+            f"{last['imgs_per_s']:.0f} img/s{spread}")
         _save_checkpoint(run_dir, G, D, ema, opt_g, opt_d, done, step, history, cfg)
         _save_generator(run_dir, ema, _card(cfg, data, done, step))
         write_losses(history, run_dir)
@@ -457,14 +461,33 @@ def train_step(G, D, ema, opt_g, opt_d, batches: list[tuple[torch.Tensor, torch.
     return np.array([loss_d.item(), loss_g.item(), d_real.mean().item(), d_fake.mean().item()])
 
 
-def _row(step: int, epoch: int, means: np.ndarray, rate: float) -> dict[str, float]:
+def _spread(images: torch.Tensor, labels: torch.Tensor) -> float:
+    """Mean per-pixel standard deviation within each class, averaged over classes.
+
+    The collapse monitor: a generator that ignores its noise draws the same galaxy for every
+    ``z`` and its spread falls far below the real images' (``spread`` in ``losses.csv``).
+    """
+    parts = [images[labels == c].float().std(dim=0).mean() for c in labels.unique()
+             if int((labels == c).sum()) > 1]
+    return float(torch.stack(parts).mean()) if parts else 0.0
+
+
+def _real_spread(data: TrainData, per_class: int = 64) -> float:
+    g = torch.Generator().manual_seed(0)
+    pick = torch.cat([torch.nonzero(data.labels == c).squeeze(1)[
+        torch.randperm(int((data.labels == c).sum()), generator=g)[:per_class]]
+        for c in range(len(data.class_names))])
+    return _spread(_to_unit(data.images[pick]), data.labels[pick])
+
+
+def _row(step: int, epoch: int, means: np.ndarray, rate: float) -> dict[str, Any]:
     return {"step": step, "epoch": epoch, "loss_d": round(float(means[0]), 5),
             "loss_g": round(float(means[1]), 5), "d_real": round(float(means[2]), 5),
-            "d_fake": round(float(means[3]), 5), "imgs_per_s": round(float(rate), 1)}
+            "d_fake": round(float(means[3]), 5), "imgs_per_s": round(float(rate), 1), "spread": ""}
 
 
 def _save_checkpoint(run_dir: Path, G, D, ema, opt_g, opt_d, epoch: int, step: int,
-                     history: list[dict[str, float]], cfg: GanConfig) -> None:
+                     history: list[dict[str, Any]], cfg: GanConfig) -> None:
     state = {"G": G.state_dict(), "D": D.state_dict(), "ema": ema.state_dict(),
              "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "epoch": epoch,
              "step": step, "history": history, "rng": _rng_state(), "config": cfg.to_dict()}

@@ -99,6 +99,13 @@ def _lookup(name: str) -> tuple[ModelInfo, Builder]:
         raise ModelError(f"unknown model {name!r}; registered models: {known}") from None
 
 
+def model_accepts(name: str, option: str) -> bool:
+    """Whether the builder of ``name`` takes keyword ``option`` (e.g. ``image_size``)."""
+    _, builder = _lookup(name)
+    params = list(inspect.signature(builder).parameters.values())[2:]
+    return any(p.name == option or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+
+
 def create_model(name: str, num_classes: int, pretrained: bool = False, **kwargs) -> nn.Module:
     """Build registry model ``name`` with a ``num_classes``-way head.
 

@@ -91,7 +91,13 @@ def train(config: TrainConfig | None = None, out: str | Path = "runs/run", *,
     dm.prepare()
     assert dm.dataset is not None
     class_names = dm.dataset.class_names
+    from galmorph.models.registry import model_accepts
+
     model_kwargs: dict[str, Any] = {}
+    if model_accepts(cfg.model, "image_size"):
+        # Custom CNNs size their dense layers from the input; without this a 64 px run would
+        # carry the dense width of the seed's 256 px input.
+        model_kwargs["image_size"] = cfg.image_size
     if cfg.dropout is not None:
         model_kwargs["dropout"] = cfg.dropout
     if cfg.weights_path:
@@ -103,7 +109,8 @@ def train(config: TrainConfig | None = None, out: str | Path = "runs/run", *,
     module = ClassifierModule(net, len(class_names), lr=cfg.lr, weight_decay=cfg.weight_decay,
                               class_weights=weights, label_smoothing=cfg.label_smoothing,
                               transfer=cfg.transfer if cfg.pretrained else "full",
-                              backbone_lr_mult=cfg.backbone_lr_mult, scheduler=cfg.scheduler,
+                              # a lower backbone rate only makes sense for pretrained weights
+                              backbone_lr_mult=cfg.backbone_lr_mult if cfg.pretrained else 1.0, scheduler=cfg.scheduler,
                               warmup_epochs=cfg.warmup_epochs)
 
     ckpt_cb = AtomicModelCheckpoint(dirpath=checkpoint_dir(run_dir), filename="best",
