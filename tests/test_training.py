@@ -26,14 +26,17 @@ def synthetic_catalog(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory, synthetic_catalog):
-    out = tmp_path_factory.mktemp("runs") / "cnn3"
-    return galmorph.train(data=synthetic_catalog, epochs=5, out=out, **FAST)
+    out = tmp_path_factory.mktemp("runs") / "resnet18"
+    # A BatchNorm network learns the four rendered classes in a few epochs; the seed's
+    # BatchNorm-free CNNs need far longer, which a unit test cannot afford.
+    return galmorph.train(data=synthetic_catalog, epochs=5, out=out, **(FAST | {"model": "resnet18",
+                                                                              "lr": 1e-3}))
 
 
 def test_short_training_beats_chance(trained_run):
     # 4 balanced classes: chance is 0.25.
-    assert trained_run.metrics["accuracy"] > 0.5
-    assert trained_run.metrics["f1_macro"] > 0.4
+    assert trained_run.metrics["accuracy"] > 0.7
+    assert trained_run.metrics["f1_macro"] > 0.6
 
 
 def test_run_folder_is_complete(trained_run):
@@ -56,7 +59,7 @@ def test_run_folder_is_complete(trained_run):
 
 def test_config_is_saved_and_reloadable(trained_run):
     cfg = TrainConfig.load(trained_run.run_dir / "config.yaml")
-    assert cfg.model == "cnn3" and cfg.epochs == 5 and cfg.image_size == 32
+    assert cfg.model == "resnet18" and cfg.epochs == 5 and cfg.image_size == 32
 
 
 def test_saved_model_reloads_with_same_predictions(trained_run, synthetic_catalog):
@@ -152,3 +155,11 @@ def test_brief_training_on_real_gz1_images(shared_data, tmp_path):
     # Better than always answering 'Elliptical' would be trivial to fake; the weighted loss
     # makes the model predict more than one class.
     assert sum(1 for c in m["per_class"].values() if c["recall"] > 0) >= 2
+
+
+def test_last_checkpoint_written_every_epoch_even_without_improvement(tmp_path, synthetic_catalog):
+    # lr~0: validation loss never improves after epoch 0, yet last.ckpt must follow each epoch.
+    out = tmp_path / "flat"
+    galmorph.train(data=synthetic_catalog, epochs=3, out=out, **(FAST | {"lr": 1e-12}))
+    assert torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 2
+    assert torch.load(out / "checkpoints" / "best.ckpt", weights_only=True)["epoch"] == 0

@@ -159,7 +159,7 @@ def fid_cmd(
     fake_crop: float = typer.Option(1.0, "--fake-crop", help="Centre crop of the fake images."),
     batch_size: int = typer.Option(64, "--batch-size"),
     seed: int = typer.Option(0, "--seed"),
-    device: str = typer.Option("cpu", "--device"),
+    device: str = typer.Option("auto", "--device", help="auto (GPU if any) | cpu | cuda"),
     check: bool = typer.Option(True, "--check/--no-check",
                                help="Recompute the overall FID with scipy's sqrtm (slow at 2048-d)."),
     json_out: Path = typer.Option(None, "--json", help="Also write the result as JSON."),

@@ -410,7 +410,7 @@ def fid(real: Any, fake: Any, features: str | nn.Module | Callable = "inception"
         per_class: bool = False, n: int | None = None, label_map: Any = None,
         fake_label_map: Any = None, image_size: int = 64, crop: float = 1.0,
         fake_crop: float = 1.0, batch_size: int = 64, seed: int = 0, baseline: bool = True,
-        check: bool = True, device: str = "cpu", progress: bool = True) -> dict[str, Any]:
+        check: bool = True, device: str = "auto", progress: bool = True) -> dict[str, Any]:
     """FID between a real and a fake set (specs or datasets), with a real-vs-real baseline.
 
     ``n`` caps the images drawn (at random) from each set. Images are prepared at
@@ -424,7 +424,9 @@ def fid(real: Any, fake: Any, features: str | nn.Module | Callable = "inception"
     real_ds = real if hasattr(real, "read") else open_dataset(real, label_map)
     fake_ds = fake if hasattr(fake, "read") else open_dataset(fake, fake_label_map)
     rng = np.random.default_rng(seed)
-    extractor = get_extractor(features, device)
+    from galmorph.generative.trainer import resolve_device
+
+    extractor = get_extractor(features, str(resolve_device(device)))
     name = getattr(extractor, "name", type(extractor).__name__)
     real_pos = _subsample(len(real_ds), n, rng)
     fake_pos = _subsample(len(fake_ds), n, rng)

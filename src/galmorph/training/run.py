@@ -114,10 +114,12 @@ def train(config: TrainConfig | None = None, out: str | Path = "runs/run", *,
                               warmup_epochs=cfg.warmup_epochs)
 
     ckpt_cb = AtomicModelCheckpoint(dirpath=checkpoint_dir(run_dir), filename="best",
-                                    monitor="val_loss", mode="min", save_last=True,
-                                    enable_version_counter=False)
+                                    monitor="val_loss", mode="min", enable_version_counter=False)
+    # Lightning's save_last only writes when `best` improved; the resume point must be every epoch.
+    last_cb = AtomicModelCheckpoint(dirpath=checkpoint_dir(run_dir), filename="last",
+                                    monitor=None, save_top_k=1, enable_version_counter=False)
     timer = Timer(duration={"minutes": cfg.max_time_minutes} if cfg.max_time_minutes else None)
-    callbacks = [ckpt_cb, timer, RunInfo({"config": cfg.to_dict(), "class_names": class_names,
+    callbacks = [ckpt_cb, last_cb, timer, RunInfo({"config": cfg.to_dict(), "class_names": class_names,
                                           "model_kwargs": model_kwargs})]
     if cfg.early_stopping_patience > 0:
         callbacks.append(EarlyStopping(monitor="val_loss", mode="min",
