@@ -30,10 +30,13 @@ _LAZY = {
     "predict": "galmorph.inference.predict",
     "create_model": "galmorph.models.registry",
     "list_models": "galmorph.models.registry",
+    "train_gan": "galmorph.generative.trainer",
+    "sample": "galmorph.generative.sampling",
+    "fid": "galmorph.generative.fid",
 }
 
-__all__ = ["__version__", "compare", "create_model", "evaluate", "list_models", "load_classifier",
-           "open_dataset", "predict", "train"]
+__all__ = ["__version__", "compare", "create_model", "evaluate", "fid", "list_models",
+           "load_classifier", "open_dataset", "predict", "sample", "train", "train_gan"]
 
 
 def __getattr__(name: str) -> Any:
