@@ -47,10 +47,12 @@ def main() -> None:
     card.training = {"config": config, "epochs": summary["epochs"],
                      "train_seconds": summary["train_seconds"], "parameters": summary["parameters"],
                      "hardware": "2 CPU cores"}
-    card.metrics = {"test": {k: metrics[k] for k in KEYS if k in metrics}}
+    # Flat test-fold metrics (what the app and `galmorph evaluate` readers expect), plus any
+    # extra evaluations by folder name.
+    card.metrics = {k: metrics[k] for k in KEYS if k in metrics}
     for folder in args.eval:
         m = json.loads((folder / "metrics.json").read_text())
-        card.metrics[folder.name] = {k: m[k] for k in KEYS if k in m}
+        card.metrics.setdefault("other_evaluations", {})[folder.name] = {k: m[k] for k in KEYS if k in m}
     card.notes = [*args.note,
                   "Metrics are on the run's own held-out test fold (never seen in training or "
                   "model selection); validation fold used for early stopping and temperature.",
