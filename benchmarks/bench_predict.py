@@ -49,7 +49,7 @@ def make_folder(root: Path, sources: list[Path], n: int) -> Path:
 
 
 def time_predict(folder: Path, model: str, out: Path, batch_size: int, workers: int | None,
-                 engine: str = "local"):
+                 engine: str = "local", tta: bool = False):
     """Wall seconds of one ``predict`` call, and its summary."""
     import resource
 
@@ -58,7 +58,7 @@ def time_predict(folder: Path, model: str, out: Path, batch_size: int, workers: 
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     summary = galmorph.predict(folder, model=model, out=out, overwrite=True, batch_size=batch_size,
-                               workers=workers, engine=engine, progress=False)
+                               workers=workers, engine=engine, progress=False, tta=tta)
     seconds = time.perf_counter() - start
     me2, kids2 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     # CPU seconds of this process and of its (finished) decoding workers during the call.
@@ -69,7 +69,8 @@ def time_predict(folder: Path, model: str, out: Path, batch_size: int, workers: 
     return seconds, summary
 
 
-def time_forward(folder: Path, model: str, n: int, batch_size: int) -> dict[str, float]:
+def time_forward(folder: Path, model: str, n: int, batch_size: int,
+                 tta: bool = False) -> dict[str, float]:
     """Forward pass only, on the images already decoded and prepared, for several thread counts."""
     import torch
 
@@ -85,10 +86,10 @@ def time_forward(folder: Path, model: str, n: int, batch_size: int) -> dict[str,
     for threads in sorted({1, os.cpu_count() or 1, max(1, (os.cpu_count() or 1) - 1)}):
         torch.set_num_threads(threads)
         with torch.inference_mode():
-            clf.predict_proba(batch[:batch_size])  # warm-up
+            clf.predict_proba(batch[:batch_size], tta)  # warm-up
             start, cpu = time.perf_counter(), time.process_time()
             for i in range(0, len(batch), batch_size):
-                clf.predict_proba(batch[i:i + batch_size])
+                clf.predict_proba(batch[i:i + batch_size], tta)
             results[f"{threads} thread(s)"] = len(batch) / (time.perf_counter() - start)
             if threads == 1:
                 results["cpu_ms_per_image"] = 1000 * (time.process_time() - cpu) / len(batch)
@@ -129,6 +130,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=None, help="decoding processes (default: auto)")
     ap.add_argument("--mem-sizes", default="1000,20000",
                     help="image counts for the peak-memory runs ('' to skip)")
+    ap.add_argument("--tta", action="store_true", help="8-fold rotation/flip averaging on both sides")
     ap.add_argument("--ray", action="store_true", help="also time the Ray engine")
     ap.add_argument("--ray-n", type=int, default=1000, help="images for the Ray comparison")
     ap.add_argument("--workdir", type=Path, default=None, help="keep the symlink folders here")
@@ -147,15 +149,16 @@ def main() -> None:
     root = args.workdir or Path(tempfile.mkdtemp(prefix="galmorph_bench_"))
     root.mkdir(parents=True, exist_ok=True)
     print(f"model {args.model} ({clf.card.architecture}, {clf.preprocessing.image_size} px), "
-          f"{os.cpu_count()} CPU cores, batch {args.batch_size}, images from {image_dir}")
+          f"{os.cpu_count()} CPU cores, batch {args.batch_size}, TTA {'on' if args.tta else 'off'}, "
+          f"images from {image_dir}")
 
     rows: list[tuple[str, str]] = []
     folder = make_folder(root, sources, args.n)
     # Forward, predict, forward: on a shared machine the load drifts; average the two forwards.
-    before = time_forward(folder, args.model, args.n, args.batch_size)
+    before = time_forward(folder, args.model, args.n, args.batch_size, args.tta)
     seconds, summary = time_predict(folder, args.model, root / "preds.csv", args.batch_size,
-                                    args.workers)
-    after = time_forward(folder, args.model, args.n, args.batch_size)
+                                    args.workers, tta=args.tta)
+    after = time_forward(folder, args.model, args.n, args.batch_size, args.tta)
     forward = {k: (before[k] + after[k]) / 2 for k in before}
     forward_cpu = forward.pop("cpu_ms_per_image")
     n = summary.n_images

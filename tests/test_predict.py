@@ -86,6 +86,28 @@ def test_python_api_returns_dataframe_in_input_order(tiny_model, image_folder):
     np.testing.assert_allclose(df[_prob_cols(df)].to_numpy()[:3], expected, atol=1e-6)
 
 
+
+def test_tta_is_opt_in_for_batch_prediction(tiny_model, image_folder, tmp_path):
+    """A card that evaluates with TTA must not make survey-scale `predict` 8x slower."""
+    model = tmp_path / "tta_model"
+    shutil.copytree(tiny_model, model)
+    card = json.loads((model / "model_card.json").read_text())
+    card["tta_default"] = True
+    (model / "model_card.json").write_text(json.dumps(card))
+    files = sorted(str(p) for p in image_folder.glob("syn_*.png"))[:4]
+    plain = galmorph.predict(files, model=model, progress=False)
+    single = galmorph.predict(files, model=model, tta=False, progress=False)
+    averaged = galmorph.predict(files, model=model, tta=True, progress=False)
+    cols = _prob_cols(plain)
+    np.testing.assert_allclose(plain[cols].to_numpy(), single[cols].to_numpy(), atol=1e-6)
+    assert not np.allclose(plain[cols].to_numpy(), averaged[cols].to_numpy(), atol=1e-4)
+    # The card's own setting is still what `Classifier.predict_proba` (the app, evaluate) uses.
+    from galmorph.data.imageio import read_image
+
+    clf = load_classifier(model)
+    np.testing.assert_allclose(clf.predict_proba([read_image(f) for f in files]),
+                               averaged[cols].to_numpy(), atol=1e-6)
+
 def test_workers_keep_order_and_numbers(tiny_model, image_folder):
     one = galmorph.predict(image_folder, model=tiny_model, batch_size=3, workers=0, progress=False)
     two = galmorph.predict(image_folder, model=tiny_model, batch_size=3, workers=2, progress=False)

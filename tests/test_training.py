@@ -163,3 +163,17 @@ def test_last_checkpoint_written_every_epoch_even_without_improvement(tmp_path, 
     galmorph.train(data=synthetic_catalog, epochs=3, out=out, **(FAST | {"lr": 1e-12}))
     assert torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 2
     assert torch.load(out / "checkpoints" / "best.ckpt", weights_only=True)["epoch"] == 0
+
+
+def test_monitor_chooses_the_kept_weights(tmp_path, synthetic_catalog):
+    # lr~0 as above: by val_loss the kept model is epoch 0 and patience 1 stops the run early;
+    # monitor="last" runs the whole schedule and keeps the final epoch's weights.
+    stopped = galmorph.train(data=synthetic_catalog, epochs=4, out=tmp_path / "loss",
+                             **(FAST | {"lr": 1e-12, "early_stopping_patience": 1}))
+    assert stopped.summary["epochs"] < 4 and stopped.summary["best_checkpoint"] == "best.ckpt"
+    last = galmorph.train(data=synthetic_catalog, epochs=4, out=tmp_path / "last", monitor="last",
+                          **(FAST | {"lr": 1e-12, "early_stopping_patience": 1}))
+    assert last.summary["epochs"] == 4 and last.summary["best_checkpoint"] == "last.ckpt"
+    assert not (tmp_path / "last" / "checkpoints" / "best.ckpt").exists()
+    with pytest.raises(ConfigError, match="monitor"):
+        TrainConfig(data="x", monitor="val_auc")

@@ -20,8 +20,8 @@ def predict_cmd(
                                        help="Image files, folders (recursive), globs, dataset specs "
                                             "(catalog:CSV, folder:PATH, galaxy10-decals:H5) or catalog CSVs."),
     model: str = typer.Option("default", "--model", help="default | RUN_DIR | CHECKPOINT"),
-    tta: bool = typer.Option(None, "--tta/--no-tta",
-                             help="Average over the 8 rotations/flips (default: the model's own setting)."),
+    tta: bool = typer.Option(False, "--tta/--no-tta",
+                             help="Average over the 8 rotations/flips: steadier, 8x slower (default off)."),
     batch_size: int = typer.Option(64, "--batch-size", help="Images per forward pass."),
     out: Path = typer.Option(None, "--out", help="FILE.csv | FILE.json | FILE.jsonl | FILE.parquet "
                                                  "(default: CSV on standard output)."),

@@ -35,14 +35,24 @@ class DecodedImages:
     path: Path | None = None
 
 
-class _Decode(Dataset):
-    def __init__(self, dataset: GalaxyDataset, pre: Preprocessing):
+class DecodingDataset(Dataset):
+    """Items ``(dataset index, (3, S, S) uint8 image, error message or "")``.
+
+    Decodes and prepares one image per item, so a DataLoader spreads the work over processes.
+    An unreadable image yields a blank tensor and its message instead of raising: one bad
+    file in thousands is reported by the caller, not fatal. ``positions`` picks a subset.
+    """
+
+    def __init__(self, dataset: GalaxyDataset, pre: Preprocessing,
+                 positions: np.ndarray | None = None):
         self.dataset, self.pre = dataset, pre
+        self.positions = np.arange(len(dataset)) if positions is None else np.asarray(positions)
 
     def __len__(self) -> int:
-        return len(self.dataset)
+        return len(self.positions)
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, j: int):
+        i = int(self.positions[j])
         try:
             return i, prepare(self.dataset.read(i), self.pre), ""
         except ImageReadError as exc:
@@ -50,8 +60,9 @@ class _Decode(Dataset):
             return i, blank, str(exc)
 
 
-def _collate(batch):
-    idx = torch.tensor([b[0] for b in batch])
+def collate_decoded(batch) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """``(indices, images, error messages)`` of a batch of :class:`DecodingDataset` items."""
+    idx = torch.tensor([b[0] for b in batch], dtype=torch.long)
     return idx, torch.stack([b[1] for b in batch]), [b[2] for b in batch]
 
 
@@ -103,8 +114,8 @@ def decode_all(dataset: GalaxyDataset, pre: Preprocessing, cache: bool | Path = 
         images = np.empty((n, 3, s, s), dtype=np.uint8)
     if num_workers is None:
         num_workers = min(4, os.cpu_count() or 1) if n > 256 else 0
-    loader = DataLoader(_Decode(dataset, pre), batch_size=batch_size, num_workers=num_workers,
-                        collate_fn=_collate, persistent_workers=False)
+    loader = DataLoader(DecodingDataset(dataset, pre), batch_size=batch_size, num_workers=num_workers,
+                        collate_fn=collate_decoded, persistent_workers=False)
     errors: dict[int, str] = {}
     from galmorph.progress import track
 

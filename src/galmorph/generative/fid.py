@@ -325,32 +325,6 @@ def get_extractor(features: str | nn.Module | Callable[[torch.Tensor], torch.Ten
 # Streaming feature extraction over a dataset
 
 
-class _Prepared(torch.utils.data.Dataset):
-    def __init__(self, dataset, positions: np.ndarray, pre):
-        self.dataset, self.positions, self.pre = dataset, positions, pre
-
-    def __len__(self) -> int:
-        return len(self.positions)
-
-    def __getitem__(self, j: int):
-        from galmorph.data.transforms import prepare
-        from galmorph.errors import ImageReadError
-
-        i = int(self.positions[j])
-        try:
-            return i, prepare(self.dataset.read(i), self.pre)
-        except ImageReadError:
-            return i, None
-
-
-def _collate(batch):
-    good = [(i, x) for i, x in batch if x is not None]
-    bad = [i for i, x in batch if x is None]
-    idx = torch.tensor([i for i, _ in good], dtype=torch.long)
-    imgs = torch.stack([x for _, x in good]) if good else None
-    return idx, imgs, bad
-
-
 def extract_features(dataset, extractor: nn.Module, image_size: int, crop: float = 1.0,
                      positions: np.ndarray | None = None, batch_size: int = 64,
                      num_workers: int | None = None, progress: bool = True,
@@ -360,6 +334,7 @@ def extract_features(dataset, extractor: nn.Module, image_size: int, crop: float
     Images are decoded, centre-cropped and resized to ``image_size`` in a data loader and
     fed to the extractor batch by batch, so memory stays flat for any set size.
     """
+    from galmorph.data.cache import DecodingDataset, collate_decoded
     from galmorph.data.transforms import Preprocessing
     from galmorph.progress import track
 
@@ -367,15 +342,17 @@ def extract_features(dataset, extractor: nn.Module, image_size: int, crop: float
     positions = np.arange(len(dataset)) if positions is None else np.asarray(positions)
     if num_workers is None:
         num_workers = min(2, os.cpu_count() or 1) if len(positions) > 256 else 0
-    loader = torch.utils.data.DataLoader(_Prepared(dataset, positions, pre), batch_size=batch_size,
-                                         num_workers=num_workers, collate_fn=_collate)
+    loader = torch.utils.data.DataLoader(DecodingDataset(dataset, pre, positions),
+                                         batch_size=batch_size, num_workers=num_workers,
+                                         collate_fn=collate_decoded)
     feats, kept, bad = [], [], []
-    for idx, imgs, failed in track(loader, total=len(loader), description=f"features: {what}",
+    for idx, imgs, errors in track(loader, total=len(loader), description=f"features: {what}",
                                    enabled=progress):
-        bad += failed
-        if imgs is not None:
-            feats.append(extractor(imgs).double().cpu().numpy())
-            kept.append(idx.numpy())
+        ok = torch.tensor([not e for e in errors], dtype=torch.bool)
+        bad += idx[~ok].tolist()
+        if ok.any():
+            feats.append(extractor(imgs[ok]).double().cpu().numpy())
+            kept.append(idx[ok].numpy())
     if not feats:
         return np.zeros((0, int(extractor.num_features))), np.zeros(0, dtype=np.int64), bad
     return np.concatenate(feats), np.concatenate(kept), bad

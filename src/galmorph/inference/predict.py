@@ -96,7 +96,7 @@ def _short_error(key: str, message: str) -> str:
 
 
 def predict(inputs: str | Path | Iterable[str | Path], model: str | Path = "default",
-            tta: bool | None = None, batch_size: int = 64, out: str | Path | None = None,
+            tta: bool = False, batch_size: int = 64, out: str | Path | None = None,
             resume: bool = False, overwrite: bool = False, workers: int | None = None,
             engine: str = "local", device: str = "auto", detector: str | Path | None = None,
             progress: bool = True, threads: int | None = None) -> pd.DataFrame | PredictSummary:
@@ -105,8 +105,8 @@ def predict(inputs: str | Path | Iterable[str | Path], model: str | Path = "defa
     ``inputs``: image files, folders (recursive), globs, dataset specs (``catalog:CSV``,
     ``folder:PATH``, ``galaxy10-decals:H5``) or catalog CSVs, alone or in a list.
     ``model``: ``"default"``, a run folder or a checkpoint. ``tta``: average over the 8
-    rotations/flips (``None``: the model's own default). ``out``: ``.csv``, ``.json`` (array),
-    ``.jsonl`` or ``.parquet``; ``None`` returns a DataFrame. ``resume``: skip the images
+    rotations/flips (off by default: 8x the compute; ``None`` follows the model card).
+    ``out``: ``.csv``, ``.json`` (array), ``.jsonl`` or ``.parquet``; ``None`` returns a DataFrame. ``resume``: skip the images
     already in ``out`` and append. ``workers``: decoding processes (local engine) or Ray actors
     (``engine="ray"``). ``detector``: a real-vs-synthetic run folder; adds ``p_synthetic``.
     """

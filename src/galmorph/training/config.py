@@ -16,6 +16,8 @@ from galmorph.errors import ConfigError
 
 IMBALANCE = ("none", "weighted-loss", "sqrt-weighted-loss", "balanced-sampler", "both")
 TRANSFER = ("full", "last-block", "linear-probe")
+#: monitor -> mode of the best checkpoint and early stopping; "last" keeps the final epoch.
+MONITORS = {"val_loss": "min", "val_acc": "max", "val_f1_macro": "max", "last": None}
 
 
 @dataclass
@@ -52,6 +54,9 @@ class TrainConfig:
     imbalance: str = "weighted-loss"
     label_smoothing: float = 0.0
     early_stopping_patience: int = 5
+    # Which weights the run keeps (and what early stopping watches): the best epoch by
+    # val_loss / val_acc / val_f1_macro, or "last": the end of the schedule, no early stopping.
+    monitor: str = "val_loss"
     seed: int = 0
     # evaluation
     tta: bool = False
@@ -78,6 +83,8 @@ class TrainConfig:
             raise ConfigError(f"transfer must be one of {TRANSFER}, got '{self.transfer}'")
         if self.scheduler not in ("cosine", "none"):
             raise ConfigError(f"scheduler must be cosine or none, got '{self.scheduler}'")
+        if self.monitor not in MONITORS:
+            raise ConfigError(f"monitor must be one of {tuple(MONITORS)}, got '{self.monitor}'")
         if self.epochs < 1 or self.batch_size < 1:
             raise ConfigError("epochs and batch_size must be positive")
         if not 0.0 <= self.label_smoothing < 1.0:

@@ -26,7 +26,7 @@ import torch
 
 from galmorph.errors import ConfigError
 from galmorph.io_utils import write_json
-from galmorph.training.config import TrainConfig, resolve_config
+from galmorph.training.config import MONITORS, TrainConfig, resolve_config
 
 log = logging.getLogger("galmorph")
 
@@ -113,16 +113,19 @@ def train(config: TrainConfig | None = None, out: str | Path = "runs/run", *,
                               backbone_lr_mult=cfg.backbone_lr_mult if cfg.pretrained else 1.0, scheduler=cfg.scheduler,
                               warmup_epochs=cfg.warmup_epochs)
 
-    ckpt_cb = AtomicModelCheckpoint(dirpath=checkpoint_dir(run_dir), filename="best",
-                                    monitor="val_loss", mode="min", enable_version_counter=False)
+    mode = MONITORS[cfg.monitor]
     # Lightning's save_last only writes when `best` improved; the resume point must be every epoch.
     last_cb = AtomicModelCheckpoint(dirpath=checkpoint_dir(run_dir), filename="last",
                                     monitor=None, save_top_k=1, enable_version_counter=False)
+    best_cb = AtomicModelCheckpoint(dirpath=checkpoint_dir(run_dir), filename="best",
+                                    monitor=cfg.monitor, mode=mode,
+                                    enable_version_counter=False) if mode else None
     timer = Timer(duration={"minutes": cfg.max_time_minutes} if cfg.max_time_minutes else None)
-    callbacks = [ckpt_cb, last_cb, timer, RunInfo({"config": cfg.to_dict(), "class_names": class_names,
-                                          "model_kwargs": model_kwargs})]
-    if cfg.early_stopping_patience > 0:
-        callbacks.append(EarlyStopping(monitor="val_loss", mode="min",
+    callbacks = [*([best_cb] if best_cb else []), last_cb, timer,
+                 RunInfo({"config": cfg.to_dict(), "class_names": class_names,
+                          "model_kwargs": model_kwargs})]
+    if cfg.early_stopping_patience > 0 and mode:
+        callbacks.append(EarlyStopping(monitor=cfg.monitor, mode=mode,
                                        patience=cfg.early_stopping_patience))
     if cfg.progress:
         callbacks.append(_progress_bar())
@@ -142,7 +145,8 @@ def train(config: TrainConfig | None = None, out: str | Path = "runs/run", *,
         raise KeyboardInterrupt
     if not trainer.is_global_zero:
         return RunResult(run_dir, {}, {})
-    return finalize(run_dir, cfg, dm, module, ckpt_cb.best_model_path or str(last_ckpt),
+    best_path = best_cb.best_model_path if best_cb else ""
+    return finalize(run_dir, cfg, dm, module, best_path or str(last_ckpt),
                     train_seconds=timer.time_elapsed("train"), model_kwargs=model_kwargs,
                     epochs_run=trainer.current_epoch, wall_seconds=time.time() - fit_start)
 
