@@ -23,13 +23,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="../shared/data/gz1")
     ap.add_argument("--label-map", default="gz1-4")
-    ap.add_argument("--synthetic", required=True, help="catalog spec of generated images")
+    ap.add_argument("--synthetic", required=True, nargs="+", help="catalog spec(s) of generated images")
     ap.add_argument("--ratio", type=float, default=0.3)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--model", default="cnn4-wide")
     ap.add_argument("--image-size", type=int, default=64)
     ap.add_argument("--crop", type=float, default=0.5)
     ap.add_argument("--epochs", type=int, default=15)
+    ap.add_argument("--imbalance", default="weighted-loss",
+                    help="class-imbalance handling of both arms (see galmorph train --imbalance)")
     ap.add_argument("--focus", default="Merger", help="class whose F1 gain is the target")
     ap.add_argument("--out", type=Path, default=Path("runs/gan_aug"))
     args = ap.parse_args()
@@ -38,17 +40,21 @@ def main() -> None:
 
     results: dict[str, list[dict]] = {"real only": [], "real + GAN": []}
     for seed in args.seeds:
-        for arm, extra in (("real only", {}), ("real + GAN", {"synthetic": [args.synthetic],
+        for arm, extra in (("real only", {}), ("real + GAN", {"synthetic": args.synthetic,
                                                               "synthetic_ratio": args.ratio})):
             run_dir = args.out / f"{'gan' if extra else 'real'}_seed{seed}"
             if not (run_dir / "metrics.json").exists():
                 galmorph.train(data=args.data, label_map=args.label_map, model=args.model,
                                image_size=args.image_size, crop=args.crop, epochs=args.epochs,
+                               imbalance=args.imbalance,
                                seed=seed, split_seed=0, progress=False, out=run_dir, **extra)
             results[arm].append(json.loads((run_dir / "metrics.json").read_text()))
 
     classes = list(results["real only"][0]["per_class"])
-    print(f"\n{args.model} @ {args.image_size}px, {len(args.seeds)} seeds, synthetic ratio {args.ratio}")
+    added = [json.loads((args.out / f"gan_seed{s}" / "summary.json").read_text())["synthetic_images"]
+             for s in args.seeds]
+    print(f"\n{args.model} @ {args.image_size}px, {args.imbalance}, {len(args.seeds)} seeds, "
+          f"synthetic ratio {args.ratio} ({added[0]} generated images added to the training fold)")
     print(f"{'class':<14}" + "".join(f"{arm:>22}" for arm in results) + f"{'paired gain':>22}")
     rows = {c: [[m["per_class"][c]["f1"] for m in results[a]] for a in results] for c in classes}
     rows["macro F1"] = [[m["f1_macro"] for m in results[a]] for a in results]
