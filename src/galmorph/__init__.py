@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from galmorph.evaluation.api import evaluate
     from galmorph.evaluation.compare import compare
     from galmorph.inference.loading import load_classifier
+    from galmorph.training.ensemble import ensemble
     from galmorph.training.run import train
 
 _LAZY = {
@@ -26,6 +27,7 @@ _LAZY = {
     "train": "galmorph.training.run",
     "evaluate": "galmorph.evaluation.api",
     "compare": "galmorph.evaluation.compare",
+    "ensemble": "galmorph.training.ensemble",
     "load_classifier": "galmorph.inference.loading",
     "predict": "galmorph.inference.predict",
     "create_model": "galmorph.models.registry",
@@ -35,7 +37,7 @@ _LAZY = {
     "fid": "galmorph.generative.fid",
 }
 
-__all__ = ["__version__", "compare", "create_model", "evaluate", "fid", "list_models",
+__all__ = ["__version__", "compare", "create_model", "ensemble", "evaluate", "fid", "list_models",
            "load_classifier", "open_dataset", "predict", "sample", "train", "train_gan"]
 
 

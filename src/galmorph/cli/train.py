@@ -14,6 +14,7 @@ def register(app: typer.Typer) -> None:
     app.command("train")(train_cmd)
     app.command("evaluate")(evaluate_cmd)
     app.command("compare")(compare_cmd)
+    app.command("ensemble")(ensemble_cmd)
     app.command("models")(models_cmd)
 
 
@@ -88,6 +89,19 @@ def evaluate_cmd(
                        split_file=split_file)
     _print_metrics(metrics, f"{split} of {data or 'the training data'}")
     console.print(f"written to [bold]{out}[/]")
+
+
+def ensemble_cmd(
+    runs: list[Path] = typer.Argument(..., help="Run folders sharing classes, preprocessing and split."),
+    out: Path = typer.Option(..., "--out", help="Model folder to write."),
+    tta: bool = typer.Option(None, "--tta/--no-tta", help="Default: what the members' cards say."),
+) -> None:
+    """Average several runs into one model; temperature on their val fold, metrics on test."""
+    from galmorph.training.ensemble import ensemble
+
+    metrics = ensemble(runs, out, tta=tta)
+    _print_metrics(metrics, f"ensemble of {len(runs)} (test fold)")
+    console.print(f"written to [bold]{out}[/]; use it with --model {out}")
 
 
 def compare_cmd(runs: list[Path] = typer.Argument(..., help="Run folders."),

@@ -34,24 +34,34 @@ class CamResult:
 def gradcam(clf, image: np.ndarray, target: int | None = None) -> CamResult:
     """Grad-CAM of decoded image ``image`` (H, W, 3) uint8 for class ``target`` (default: the
     predicted class), through the classifier's own preprocessing."""
+    from galmorph.models.ensemble import members_of
     from galmorph.models.introspect import gradcam_target_layer
 
     prepared = clf.prepare(image)  # (3, S, S) uint8
     x = prepared.float().div(255.0).unsqueeze(0).to(clf.device)
     net = clf.net.eval()
-    layer = gradcam_target_layer(net.backbone)
     with LOCK, torch.inference_mode(False), torch.enable_grad():
         if target is None:
             with torch.no_grad():
                 target = int(net(x).argmax(dim=1).item())
-        try:
-            heat, method = _library_cam(net, layer, x, target), "pytorch-grad-cam"
-        except Exception as exc:  # missing package, or a layer layout it does not handle
-            log.debug("pytorch-grad-cam failed (%s); using the hook implementation", exc)
-            heat, method = _hook_cam(net, layer, x, target), "hooks"
+        # An ensemble's map is the mean of its members' maps for the ensemble's class.
+        heats = []
+        for member in members_of(net):
+            heat, method = _member_cam(member, gradcam_target_layer(member.backbone), x, target)
+            heats.append(heat)
+        heat = _normalise(np.mean(heats, axis=0))
         net.zero_grad(set_to_none=True)
     rgb = prepared.permute(1, 2, 0).cpu().numpy()
     return CamResult(rgb, heat, overlay(rgb, heat), target, method)
+
+
+def _member_cam(net: torch.nn.Module, layer: torch.nn.Module, x: torch.Tensor,
+                target: int) -> tuple[np.ndarray, str]:
+    try:
+        return _library_cam(net, layer, x, target), "pytorch-grad-cam"
+    except Exception as exc:  # missing package, or a layer layout it does not handle
+        log.debug("pytorch-grad-cam failed (%s); using the hook implementation", exc)
+        return _hook_cam(net, layer, x, target), "hooks"
 
 
 def _library_cam(net: torch.nn.Module, layer: torch.nn.Module, x: torch.Tensor, target: int) -> np.ndarray:

@@ -47,9 +47,13 @@ def features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Penultimate features ``(N, D)``: the input of the logits layer for images ``x``.
 
     Runs the whole forward pass of ``model`` (a wrapper's normalisation included) with a hook
-    on the head; the caller chooses ``eval()`` and ``torch.no_grad()`` (dropout before the head
+    on the head (an ensemble concatenates its members'); the caller chooses ``eval()`` and ``torch.no_grad()`` (dropout before the head
     is active in train mode).
     """
+    from galmorph.models.ensemble import GalaxyEnsemble
+
+    if isinstance(model, GalaxyEnsemble):  # one feature vector: the members' side by side
+        return torch.cat([features(m, x) for m in model.members], dim=1)
     captured: list[torch.Tensor] = []
 
     def hook(_module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:

@@ -26,8 +26,14 @@ class GalaxyNet(nn.Module):
         return self.backbone(self.normalize(x))
 
 
-def build_network(name: str, num_classes: int, pretrained: bool = False, **kwargs) -> GalaxyNet:
+def build_network(name: str, num_classes: int, pretrained: bool = False, **kwargs) -> nn.Module:
+    """A :class:`GalaxyNet` around registry model ``name`` (or, for ``"ensemble"``, the
+    :class:`~galmorph.models.ensemble.GalaxyEnsemble` that ``kwargs["members"]`` describes)."""
+    from galmorph.models.ensemble import ARCHITECTURE, build_ensemble
     from galmorph.models.registry import create_model, get_model_info
+
+    if name == ARCHITECTURE:
+        return build_ensemble(num_classes, kwargs["members"])
 
     info = get_model_info(name)  # timm models expect their own mean/std, torchvision ImageNet's
     return GalaxyNet(create_model(name, num_classes, pretrained=pretrained, **kwargs),
