@@ -39,6 +39,29 @@ def test_metrics_match_sklearn_on_known_confusion():
     assert m["n"] == 15
 
 
+def test_bootstrap_scores_match_sklearn_and_intervals_shrink_with_n():
+    from galmorph.evaluation.metrics import bootstrap_intervals, scores_from_confusion
+
+    y, pred, probs = _known_case()
+    rng = np.random.default_rng(5)
+    for _ in range(5):  # any resample (a class may vanish): the vectorised scores are sklearn's
+        idx = rng.integers(0, len(y), len(y))
+        cm = np.zeros((4, 4), dtype=int)
+        np.add.at(cm, (y[idx], pred[idx]), 1)
+        s = scores_from_confusion(cm)
+        assert s["accuracy"] == pytest.approx((y[idx] == pred[idx]).mean())
+        assert s["f1_macro"] == pytest.approx(f1_score(y[idx], pred[idx], average="macro",
+                                                       labels=[0, 1, 2, 3], zero_division=0))
+        assert s["f1_weighted"] == pytest.approx(f1_score(y[idx], pred[idx], average="weighted",
+                                                          labels=[0, 1, 2, 3], zero_division=0))
+    m = classification_metrics(y, probs, NAMES)
+    lo, hi = m["ci95"]["accuracy"]
+    assert lo < m["accuracy"] < hi and m["ci95"]["per_class_f1"]["Merger"][0] == 0.0
+    big = bootstrap_intervals(np.tile(y, 40), np.tile(pred, 40), NAMES)
+    assert big["accuracy"][1] - big["accuracy"][0] < (hi - lo) / 3  # ~1/sqrt(40) as wide
+    assert big["accuracy"][0] < 11 / 15 < big["accuracy"][1]
+
+
 def test_ece_of_confident_wrong_model_is_large_and_of_calibrated_is_small():
     y = np.array([0, 1] * 50)
     wrong = np.tile([[0.95, 0.05]], (100, 1))  # always says class 0 with 95%: half wrong

@@ -136,5 +136,12 @@ def _print_metrics(metrics: dict, title: str) -> None:
         table.add_row(name, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}",
                       str(m["support"]))
     console.print(table)
-    console.print(f"accuracy {metrics['accuracy']:.3f} · macro F1 {metrics['f1_macro']:.3f} · "
-                  f"weighted F1 {metrics['f1_weighted']:.3f} · ECE {metrics['ece']:.3f} · n {metrics['n']}")
+    ci = metrics.get("ci95") or {}
+
+    def show(key: str) -> str:
+        pair = ci.get(key)
+        return f"{metrics[key]:.3f}" + (f" ({pair[0]:.3f}-{pair[1]:.3f})" if pair else "")
+
+    console.print(f"accuracy {show('accuracy')} · macro F1 {show('f1_macro')} · weighted F1 "
+                  f"{show('f1_weighted')} · ECE {metrics['ece']:.3f} · n {metrics['n']}"
+                  + (" · (95% bootstrap intervals)" if ci else ""))

@@ -39,4 +39,42 @@ def classification_metrics(y_true: np.ndarray, probs: np.ndarray, class_names: l
     out["ece"] = expected_calibration_error(probs, y_true)
     out["confusion_matrix"] = confusion_matrix(y_true, y_pred, labels=labels).tolist()
     out["class_names"] = list(class_names)
+    if len(y_true) > 1:
+        out["ci95"] = bootstrap_intervals(y_true, y_pred, class_names)
     return out
+
+
+def scores_from_confusion(cm: np.ndarray) -> dict[str, np.ndarray]:
+    """Accuracy, macro/weighted F1 and per-class F1 of confusion matrices ``(..., K, K)``
+    (rows true, columns predicted; zero division gives 0, as scikit-learn's ``zero_division=0``)."""
+    cm = np.asarray(cm, dtype=np.float64)
+    tp = np.diagonal(cm, axis1=-2, axis2=-1)
+    support, predicted = cm.sum(axis=-1), cm.sum(axis=-2)
+    n = support.sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f1 = np.where(support + predicted > 0, 2 * tp / (support + predicted), 0.0)
+        weighted = np.where(n > 0, (f1 * support).sum(axis=-1) / n, 0.0)
+        accuracy = np.where(n > 0, tp.sum(axis=-1) / n, 0.0)
+    return {"accuracy": accuracy, "f1_macro": f1.mean(axis=-1), "f1_weighted": weighted, "f1": f1}
+
+
+def bootstrap_intervals(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str],
+                        n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> dict:
+    """Percentile bootstrap intervals (images resampled with replacement) for accuracy, macro
+    and weighted F1 and each class's F1: how far the figures could move on another test set of
+    the same size. A class with ten test images has a wide interval, and says so."""
+    k = len(class_names)
+    codes = np.asarray(y_true, dtype=np.int64) * k + np.asarray(y_pred, dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(codes), size=(n_boot, len(codes)))
+    offsets = (np.arange(n_boot) * k * k)[:, None]
+    cms = np.bincount((codes[draws] + offsets).ravel(), minlength=n_boot * k * k)
+    scores = scores_from_confusion(cms.reshape(n_boot, k, k))
+    q = [(1 - level) / 2, (1 + level) / 2]
+
+    def interval(values: np.ndarray) -> list[float]:
+        return [float(v) for v in np.quantile(values, q)]
+
+    return {"level": level, "n_boot": n_boot,
+            **{key: interval(scores[key]) for key in ("accuracy", "f1_macro", "f1_weighted")},
+            "per_class_f1": {name: interval(scores["f1"][:, i]) for i, name in enumerate(class_names)}}

@@ -9,17 +9,25 @@ from galmorph.io_utils import write_text
 
 
 def metrics_markdown(metrics: dict[str, Any]) -> str:
-    head = ["| metric | value |", "| --- | --- |"]
+    ci = metrics.get("ci95") or {}
+    head = ["| metric | value | 95% interval (bootstrap) |", "| --- | --- | --- |"]
     for key in ("n", "accuracy", "precision_macro", "recall_macro", "f1_macro",
                 "precision_weighted", "recall_weighted", "f1_weighted", "ece"):
         if key in metrics:
             v = metrics[key]
-            head.append(f"| {key} | {v:.4f} |" if isinstance(v, float) else f"| {key} | {v} |")
-    rows = ["| class | precision | recall | F1 | support |", "| --- | --- | --- | --- | --- |"]
+            value = f"{v:.4f}" if isinstance(v, float) else str(v)
+            head.append(f"| {key} | {value} | {_interval(ci.get(key))} |")
+    per_class_ci = ci.get("per_class_f1", {})
+    rows = ["| class | precision | recall | F1 | F1 95% interval | support |",
+            "| --- | --- | --- | --- | --- | --- |"]
     for name, m in metrics.get("per_class", {}).items():
         rows.append(f"| {name} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | "
-                    f"{m['support']} |")
+                    f"{_interval(per_class_ci.get(name))} | {m['support']} |")
     return "\n".join(head) + "\n\n" + "\n".join(rows) + "\n"
+
+
+def _interval(pair: list[float] | None) -> str:
+    return f"{pair[0]:.3f} to {pair[1]:.3f}" if pair else ""
 
 
 def write_report(path: str | Path, title: str, metrics: dict[str, Any],
