@@ -30,6 +30,7 @@ def main() -> None:
     ap.add_argument("--image-size", type=int, default=64)
     ap.add_argument("--crop", type=float, default=0.5)
     ap.add_argument("--epochs", type=int, default=15)
+    ap.add_argument("--pretrained", action="store_true", help="start both arms from ImageNet weights")
     ap.add_argument("--imbalance", default="weighted-loss",
                     help="class-imbalance handling of both arms (see galmorph train --imbalance)")
     ap.add_argument("--focus", default="Merger", help="class whose F1 gain is the target")
@@ -46,14 +47,15 @@ def main() -> None:
             if not (run_dir / "metrics.json").exists():
                 galmorph.train(data=args.data, label_map=args.label_map, model=args.model,
                                image_size=args.image_size, crop=args.crop, epochs=args.epochs,
-                               imbalance=args.imbalance,
+                               imbalance=args.imbalance, pretrained=args.pretrained,
                                seed=seed, split_seed=0, progress=False, out=run_dir, **extra)
             results[arm].append(json.loads((run_dir / "metrics.json").read_text()))
 
     classes = list(results["real only"][0]["per_class"])
     added = [json.loads((args.out / f"gan_seed{s}" / "summary.json").read_text())["synthetic_images"]
              for s in args.seeds]
-    print(f"\n{args.model} @ {args.image_size}px, {args.imbalance}, {len(args.seeds)} seeds, "
+    print(f"\n{args.model}{' (ImageNet start)' if args.pretrained else ''} @ {args.image_size}px, "
+          f"{args.epochs} epochs, {args.imbalance}, {len(args.seeds)} seeds, "
           f"synthetic ratio {args.ratio} ({added[0]} generated images added to the training fold)")
     print(f"{'class':<14}" + "".join(f"{arm:>22}" for arm in results) + f"{'paired gain':>22}")
     rows = {c: [[m["per_class"][c]["f1"] for m in results[a]] for a in results] for c in classes}

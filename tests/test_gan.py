@@ -335,3 +335,34 @@ def test_cli_errors_are_one_line(argv, message, tmp_path, monkeypatch, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "error:" in err and message in err and "Traceback" not in err
+
+
+def test_split_restricted_gan_and_provenance_warning(tmp_path, toy_csv, trained_run):
+    # A GAN for augmentation must learn from the classifier's training fold only; samples
+    # from one that saw every image are flagged when a classifier trains on them.
+    from galmorph.data.splits import make_split
+    from galmorph.training.config import TrainConfig
+    from galmorph.training.datamodule import GalaxyDataModule
+
+    spec = f"catalog:{toy_csv}"
+    ds = open_dataset(spec)
+    split = make_split(ds.ids, ds.labels, seed=0, spec=spec)
+    split_file = split.save(tmp_path / "split.json")
+    run = tmp_path / "fold_gan"
+    train_gan(run, toy_config(toy_csv, steps_per_epoch=2, batch_size=8, split_file=str(split_file)),
+              progress=False, echo=None)
+    card = json.loads((run / "gan_card.json").read_text())
+    assert card["split"]["fold"] == "train" and sum(card["class_counts"]) == len(split.train)
+
+    def warnings_for(generator: Path) -> list[str]:
+        fake = sample(generator, tmp_path / f"samples_{generator.name}", n=6)
+        cfg = TrainConfig(data=spec, split_file=str(split_file), synthetic=[f"catalog:{fake}"],
+                          synthetic_ratio=1.0, image_size=32, progress=False, cache=False)
+        dm = GalaxyDataModule(cfg)
+        dm.prepare()
+        assert dm.synthetic_sets
+        return dm.provenance_warnings
+
+    assert warnings_for(run) == []
+    (warning,) = warnings_for(trained_run)
+    assert "validation and test images" in warning and "--split-file" in warning

@@ -57,6 +57,10 @@ def train_cmd(
                                         help="1: classes drawn equally often (default); 0: natural."),
     sample_every: int = typer.Option(None, "--sample-every", help="Epochs between sample grids."),
     max_images: int = typer.Option(None, "--max-images", help="Train on a random subset."),
+    split_file: str = typer.Option(None, "--split-file",
+                                   help="A classifier run's split.json: train on one of its folds "
+                                        "only (for augmentation experiments: its training fold)."),
+    fold: str = typer.Option(None, "--fold", help="Fold of --split-file (default train)."),
     seed: int = typer.Option(None, "--seed"),
     device: str = typer.Option(None, "--device", help="auto (default) | cpu | cuda"),
     threads: int = typer.Option(None, "--threads", help="CPU threads for torch."),
@@ -76,7 +80,7 @@ def train_cmd(
         "steps_per_epoch": steps_per_epoch, "g_channels": g_channels, "d_channels": d_channels,
         "loss": loss, "d_steps": d_steps, "lr_g": lr_g, "lr_d": lr_d, "beta1": beta1, "beta2": beta2, "ema_decay": ema_decay,
         "diffaugment": diffaugment, "symmetry": symmetry, "class_balance": class_balance,
-        "sample_every": sample_every, "max_images": max_images, "seed": seed, "device": device,
+        "sample_every": sample_every, "max_images": max_images, "split_file": split_file, "fold": fold, "seed": seed, "device": device,
         "threads": threads, "max_minutes": max_minutes, "cache": cache}
     given = {k: v for k, v in overrides.items() if v is not None}
     if resume:

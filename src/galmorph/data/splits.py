@@ -65,6 +65,13 @@ class Split:
                 seen[k] = f
 
 
+def ids_digest(ids) -> str:
+    """SHA-256 of a set of image ids (order-free): names a fold in provenance records."""
+    import hashlib
+
+    return hashlib.sha256("\n".join(sorted(str(i) for i in ids)).encode()).hexdigest()
+
+
 def make_split(ids: list[str], labels: np.ndarray, seed: int = 0,
                fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
                groups: list[str] | None = None, spec: str = "",

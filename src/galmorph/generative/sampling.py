@@ -140,10 +140,22 @@ def sample(run_dir: str | Path, out_dir: str | Path, n: int, class_name: str | N
         "generator": str(Path(run_dir).resolve()), "seed": seed, "n_per_class": n,
         "classes": [gen.class_names[p] for p in positions], "image_size": gen.image_size,
         "source_data": gen.card.get("data"), "source_crop": gen.card.get("crop"),
-        "label_map": gen.card.get("label_map"), "dataset_classes": gen.card.get("dataset_classes")})
+        "label_map": gen.card.get("label_map"), "dataset_classes": gen.card.get("dataset_classes"),
+        "generator_split": gen.card.get("split")})
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["filename", "label", "label_name"])
     writer.writerows(rows)
     write_text(csv_path, buf.getvalue())
     return csv_path
+
+
+def generated_provenance(spec: str) -> dict[str, Any] | None:
+    """The ``sample_card.json`` beside a ``catalog:`` spec written by :func:`sample`, if any."""
+    if not spec.startswith("catalog:"):
+        return None
+    path = Path(spec.split(":", 1)[1]).parent / "sample_card.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None

@@ -68,6 +68,10 @@ class GanConfig:
     samples_per_class: int = 8
     log_every: int = 20  # steps per row of losses.csv
     max_images: int | None = None  # use a random subset (quick trials)
+    # Train only on one fold of a classifier's split.json, so that generated images added to
+    # that classifier's training fold carry nothing of its validation and test images.
+    split_file: str | None = None
+    fold: str = "train"
     seed: int = 0
     device: str = "auto"
     threads: int | None = None
@@ -122,6 +126,7 @@ class TrainData:
     mirror_ok: bool  # False when a modelled class's mirror twin is not modelled
     skipped: int = 0
     counts: list[int] = field(default_factory=list)
+    split: dict[str, str] | None = None  # which fold of which split, when restricted
 
 
 def resolve_device(device: str) -> torch.device:
@@ -146,6 +151,14 @@ def load_train_data(cfg: GanConfig, progress: bool = True) -> TrainData:
     if not cfg.data:
         raise ConfigError("no training data: pass --data SPEC")
     ds = open_dataset(cfg.data, cfg.label_map)
+    split = None
+    if cfg.split_file:
+        from galmorph.data.splits import Split, ids_digest
+
+        fold_ids = Split.load(cfg.split_file).fold(cfg.fold)
+        ds = ds.select_ids(fold_ids)
+        split = {"file": str(Path(cfg.split_file).resolve()), "fold": cfg.fold,
+                 "ids_sha256": ids_digest(fold_ids)}
     names = list(ds.class_names)
     wanted = cfg.classes or names
     missing = [c for c in wanted if c not in names]
@@ -177,7 +190,7 @@ def load_train_data(cfg: GanConfig, progress: bool = True) -> TrainData:
     mirror_ok = all(a in keep_labels and b in keep_labels for a, b in pairs)
     swap = swap_table(len(wanted), [(remap[a], remap[b]) for a, b in pairs]) if mirror_ok else None
     return TrainData(images, torch.from_numpy(labels), list(wanted), keep_labels, names, swap,
-                     mirror_ok, skipped=len(decoded.errors), counts=counts)
+                     mirror_ok, skipped=len(decoded.errors), counts=counts, split=split)
 
 
 def _fixed_noise(cfg: GanConfig, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -288,6 +301,7 @@ def _card(cfg: GanConfig, data: TrainData, epoch: int, step: int,
         "g_channels": cfg.g_channels,
         "data": cfg.data,
         "label_map": cfg.label_map,
+        "split": data.split,  # None: every image of `data`
         "epochs": epoch,
         "steps": step,
         "ema_decay": cfg.ema_decay,

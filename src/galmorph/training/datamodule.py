@@ -42,6 +42,7 @@ class GalaxyDataModule(L.LightningDataModule):
         self.split: Split | None = None
         self.decoded: DecodedImages | None = None
         self.synthetic_sets: list[tuple[DecodedImages, np.ndarray, np.ndarray]] = []
+        self.provenance_warnings: list[str] = []
         self.positions: dict[str, np.ndarray] = {}
 
     # -- set-up -----------------------------------------------------------------------------
@@ -96,6 +97,7 @@ class GalaxyDataModule(L.LightningDataModule):
         target = round(cfg.synthetic_ratio * counts.max())
         rng = np.random.default_rng(cfg.seed)
         for spec in cfg.synthetic:
+            self._check_provenance(spec)
             syn = open_dataset(spec)
             mapping = {i: ds.class_names.index(n) for i, n in enumerate(syn.class_names)
                        if n in ds.class_names}
@@ -114,6 +116,31 @@ class GalaxyDataModule(L.LightningDataModule):
             pos = np.sort(np.concatenate(chosen)) if chosen else np.array([], dtype=np.int64)
             self.synthetic_sets.append((decoded, labels, pos))
             log.info("added %d synthetic images from %s", len(pos), spec)
+
+    def _check_provenance(self, spec: str) -> None:
+        """Warn when the generator behind ``spec`` learned from more than this run's training
+        fold: its images may then carry validation/test galaxies into training, and a measured
+        gain would be optimistic. Recorded in ``provenance_warnings`` (and the run summary)."""
+        from galmorph.data.splits import ids_digest
+        from galmorph.generative.sampling import generated_provenance
+
+        card = generated_provenance(spec)
+        if card is None:
+            return  # not written by `galmorph gan sample`: nothing known about its origin
+        split = card.get("generator_split")
+        train_ids = self.split.fold("train")
+        if split is None:
+            why = (f"its generator ({card.get('generator')}) was trained on every image of "
+                   f"{card.get('source_data')}, this run's validation and test images included")
+        elif split.get("ids_sha256") != ids_digest(train_ids):
+            why = (f"its generator ({card.get('generator')}) was trained on the {split.get('fold')} "
+                   f"fold of {split.get('file')}, not on this run's training fold")
+        else:
+            return
+        message = (f"{spec}: {why}; train the GAN with --split-file RUN/split.json --fold train "
+                   "for a clean comparison")
+        self.provenance_warnings.append(message)
+        log.warning(message)
 
     def setup(self, stage: str | None = None) -> None:
         self.prepare()

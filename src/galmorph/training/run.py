@@ -231,6 +231,7 @@ def finalize(run_dir: Path, cfg: TrainConfig, dm, module, best_path: str, train_
         "best_val_loss": min(history.get("val_loss", [float("nan")])),
         "train_images": len(dm.train_labels),
         "synthetic_images": int(sum(len(p) for _, _, p in dm.synthetic_sets)),
+        "synthetic_warnings": dm.provenance_warnings,
         "skipped_unreadable": len(dm.decoded.errors),
     }
     metrics = write_evaluation(
