@@ -21,7 +21,22 @@ from galmorph.models.artifact import CARD_FILE, WEIGHTS_FILE, read_card
 
 TARGET = Path(__file__).resolve().parents[1] / "src" / "galmorph" / "default_model"
 KEYS = ("n", "accuracy", "precision_macro", "recall_macro", "f1_macro", "precision_weighted",
-        "recall_weighted", "f1_weighted", "ece", "per_class", "confusion_matrix", "tta", "split")
+        "recall_weighted", "f1_weighted", "ece", "ci95", "per_class", "confusion_matrix", "tta",
+        "split")
+
+
+def intervals_from_confusion(metrics: dict) -> dict:
+    """Bootstrap intervals of a run evaluated before metrics.json carried them: the
+    (true, predicted) pairs are all in the confusion matrix."""
+    import numpy as np
+
+    from galmorph.evaluation.metrics import bootstrap_intervals
+
+    cm = np.asarray(metrics["confusion_matrix"])
+    k = len(cm)
+    y_true = np.repeat(np.repeat(np.arange(k), k), cm.ravel())
+    y_pred = np.repeat(np.tile(np.arange(k), k), cm.ravel())
+    return bootstrap_intervals(y_true, y_pred, list(metrics["per_class"]))
 
 
 def main() -> None:
@@ -49,6 +64,7 @@ def main() -> None:
                      "hardware": "2 CPU cores"}
     # Flat test-fold metrics (what the app and `galmorph evaluate` readers expect), plus any
     # extra evaluations by folder name.
+    metrics.setdefault("ci95", intervals_from_confusion(metrics))
     card.metrics = {k: metrics[k] for k in KEYS if k in metrics}
     for folder in args.eval:
         m = json.loads((folder / "metrics.json").read_text())

@@ -163,3 +163,13 @@ def test_model_choices_and_launch_command(tiny_model, tmp_path):
                  "--server.maxUploadSize=20", "--browser.gatherUsageStats=false"):
         assert flag in cmd
     assert "--client.showErrorDetails=none" in cmd  # from config.toml
+
+
+def test_card_summary_shows_test_metrics_with_intervals(tiny_model):
+    card = load_classifier(tiny_model).card
+    card.metrics = {"n": 50, "accuracy": 0.8, "f1_macro": 0.6, "ece": 0.05,
+                    "ci95": {"accuracy": [0.7, 0.9], "f1_macro": [0.45, 0.72]}}
+    rows = core.card_summary(card)
+    assert rows["test accuracy"] == "0.800 (95% interval 0.700-0.900)"
+    assert rows["macro F1"].startswith("0.600 (95% interval 0.450") and rows["ECE"] == "0.050"
+    assert rows["test images"] == "50"

@@ -217,9 +217,12 @@ def card_summary(card) -> dict[str, str]:
     counts = data.get("counts")
     if isinstance(counts, dict) and counts:
         rows["images"] = ", ".join(f"{k} {v}" for k, v in counts.items())
+    ci = metrics.get("ci95") or {}
     for key, label in (("accuracy", "test accuracy"), ("f1_macro", "macro F1"), ("ece", "ECE")):
         if key in metrics:
             rows[label] = f"{float(metrics[key]):.3f}"
+            if isinstance(ci.get(key), list):  # how much a test set of this size can tell
+                rows[label] += f" (95% interval {ci[key][0]:.3f}-{ci[key][1]:.3f})"
     if "n" in metrics:
         rows["test images"] = str(metrics["n"])
     rows["calibration"] = f"temperature {float(card.temperature):.3f}"
