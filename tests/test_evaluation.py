@@ -35,8 +35,38 @@ def test_metrics_match_sklearn_on_known_confusion():
         assert m[f"recall_{avg}"] == pytest.approx(recall_score(y, pred, average=avg))
         assert m[f"f1_{avg}"] == pytest.approx(f1_score(y, pred, average=avg))
     # Hand-computed: Merger precision 1/2, recall 1/2.
-    assert m["per_class"]["Merger"] == {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2}
+    merger = {k: m["per_class"]["Merger"][k] for k in ("precision", "recall", "f1", "support")}
+    assert merger == {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2}
     assert m["n"] == 15
+
+
+def test_ranking_scores_are_hand_computed_and_ignore_the_operating_point():
+    from galmorph.evaluation.metrics import ranking_scores
+
+    # Merger scores of 4 images, two of them mergers, ranked merger, other, merger, other:
+    # AP = (1/1 + 2/3) / 2; ROC AUC = 3 of the 4 merger/other pairs ordered right.
+    y = np.array([3, 0, 3, 0])
+    probs = np.zeros((4, 4))
+    probs[:, 3] = [0.9, 0.8, 0.3, 0.1]
+    probs[:, 0] = 1 - probs[:, 3]
+    r = ranking_scores(y, probs, NAMES)
+    assert r["Merger"]["average_precision"] == pytest.approx(5 / 6)
+    assert r["Merger"]["roc_auc"] == pytest.approx(0.75)
+    assert "Spiral" not in r  # no Spiral image: no score rather than a made-up one
+
+    # A model that over-predicts a rare class (as strong class weights make it) has a poor F1
+    # at argmax; damping that class's probability fixes F1 but leaves its ranking unchanged.
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 4, 400)
+    logits = rng.normal(size=(400, 4)) + 2.0 * np.eye(4)[y]
+    logits[:, 3] += 2.5  # the operating point favours Merger
+    shifted = logits.copy()
+    shifted[:, 3] -= 2.5
+    before, after = (classification_metrics(y, softmax(z), NAMES) for z in (logits, shifted))
+    assert after["per_class"]["Merger"]["f1"] > before["per_class"]["Merger"]["f1"] + 0.1
+    assert after["per_class"]["Merger"]["average_precision"] == pytest.approx(
+        before["per_class"]["Merger"]["average_precision"])
+    assert 0.0 < before["average_precision_macro"] <= 1.0
 
 
 def test_bootstrap_scores_match_sklearn_and_intervals_shrink_with_n():

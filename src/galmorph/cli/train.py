@@ -130,11 +130,12 @@ def _print_metrics(metrics: dict, title: str) -> None:
 
     table = Table(title=title)
     table.add_column("class")
-    for col in ("precision", "recall", "F1", "support"):
+    for col in ("precision", "recall", "F1", "avg precision", "support"):
         table.add_column(col, justify="right")
     for name, m in metrics.get("per_class", {}).items():
+        ap = m.get("average_precision")
         table.add_row(name, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}",
-                      str(m["support"]))
+                      "-" if ap is None else f"{ap:.3f}", str(m["support"]))
     console.print(table)
     ci = metrics.get("ci95") or {}
 

@@ -5,7 +5,13 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
-from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+from sklearn.metrics import (
+    accuracy_score,
+    average_precision_score,
+    confusion_matrix,
+    precision_recall_fscore_support,
+    roc_auc_score,
+)
 
 
 def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, n_bins: int = 15) -> float:
@@ -36,11 +42,31 @@ def classification_metrics(y_true: np.ndarray, probs: np.ndarray, class_names: l
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
     out["per_class"] = {name: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
                                "support": int(s[i])} for i, name in enumerate(class_names)}
+    ranking = ranking_scores(y_true, probs, class_names)
+    for name, scores in ranking.items():
+        out["per_class"][name].update(scores)
+    ap = [v["average_precision"] for v in ranking.values() if "average_precision" in v]
+    if ap:
+        out["average_precision_macro"] = float(np.mean(ap))
     out["ece"] = expected_calibration_error(probs, y_true)
     out["confusion_matrix"] = confusion_matrix(y_true, y_pred, labels=labels).tolist()
     out["class_names"] = list(class_names)
     if len(y_true) > 1:
         out["ci95"] = bootstrap_intervals(y_true, y_pred, class_names)
+    return out
+
+
+def ranking_scores(y_true: np.ndarray, probs: np.ndarray, class_names: list[str]) -> dict[str, dict]:
+    """Per class, one-vs-rest average precision and ROC AUC of its probability: how well the
+    model ranks that class's images first, whatever the decision threshold. F1 of a rare class
+    moves a lot with the operating point (class weights, priors); these do not. A class absent
+    from ``y_true`` (or the only one present) has no score."""
+    out: dict[str, dict] = {}
+    for i, name in enumerate(class_names):
+        positive = y_true == i
+        if positive.any() and not positive.all():
+            out[name] = {"average_precision": float(average_precision_score(positive, probs[:, i])),
+                         "roc_auc": float(roc_auc_score(positive, probs[:, i]))}
     return out
 
 

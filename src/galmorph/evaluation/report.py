@@ -12,18 +12,23 @@ def metrics_markdown(metrics: dict[str, Any]) -> str:
     ci = metrics.get("ci95") or {}
     head = ["| metric | value | 95% interval (bootstrap) |", "| --- | --- | --- |"]
     for key in ("n", "accuracy", "precision_macro", "recall_macro", "f1_macro",
-                "precision_weighted", "recall_weighted", "f1_weighted", "ece"):
+                "precision_weighted", "recall_weighted", "f1_weighted", "average_precision_macro", "ece"):
         if key in metrics:
             v = metrics[key]
             value = f"{v:.4f}" if isinstance(v, float) else str(v)
             head.append(f"| {key} | {value} | {_interval(ci.get(key))} |")
     per_class_ci = ci.get("per_class_f1", {})
-    rows = ["| class | precision | recall | F1 | F1 95% interval | support |",
-            "| --- | --- | --- | --- | --- | --- |"]
+    rows = ["| class | precision | recall | F1 | F1 95% interval | average precision | ROC AUC | support |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, m in metrics.get("per_class", {}).items():
         rows.append(f"| {name} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | "
-                    f"{_interval(per_class_ci.get(name))} | {m['support']} |")
+                    f"{_interval(per_class_ci.get(name))} | {_score(m.get('average_precision'))} | "
+                    f"{_score(m.get('roc_auc'))} | {m['support']} |")
     return "\n".join(head) + "\n\n" + "\n".join(rows) + "\n"
+
+
+def _score(value: float | None) -> str:
+    return "" if value is None else f"{value:.3f}"
 
 
 def _interval(pair: list[float] | None) -> str:
