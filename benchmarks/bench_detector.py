@@ -7,12 +7,12 @@ seen generator; the unseen number is reported as it comes.
         [--gan-samples GAN_SAMPLE_DIR ...] [--reuse]
 
 Real: GZ1 SDSS images (centre-cropped to ``--real-crop`` so that they are framed like the
-generated galaxies). Seen generator A: the procedural renderer (``galmorph.data.synthetic``);
+generated galaxies). Seen generator A: the procedural renderer (``galaxymorph.data.synthetic``);
 training uses one set of renders, the seen-generator test a fresh set drawn with another seed.
 Unseen generators, each tested on its own: an "eigengalaxy" sampler (a PCA fitted to real
 images; samples are the mean galaxy plus Gaussian draws of the component coefficients: a
 different generative model, smooth and low-rank, learnt from real data) and every
-``--gan-samples`` folder (``galmorph gan sample`` output). Real test images are those whose group
+``--gan-samples`` folder (``galaxymorph gan sample`` output). Real test images are those whose group
 the detector neither trained nor early-stopped on (``evaluate_detector`` excludes them); every
 test uses the same real images, so the tests differ only in the generated side.
 ``--train-fake`` adds generators to the training side (leave-one-generator-out tests).
@@ -39,10 +39,10 @@ def eigengalaxy_catalog(real_spec: str, out_dir: Path, n_fit: int, n: int, size:
     from PIL import Image
     from sklearn.decomposition import PCA
 
-    from galmorph.detection import Resampling
-    from galmorph.detection.assembly import open_images
-    from galmorph.errors import ImageReadError
-    from galmorph.io_utils import write_text
+    from galaxymorph.detection import Resampling
+    from galaxymorph.detection.assembly import open_images
+    from galaxymorph.errors import ImageReadError
+    from galaxymorph.io_utils import write_text
 
     ds = open_images(real_spec)
     rng = np.random.default_rng(seed)
@@ -68,7 +68,7 @@ def eigengalaxy_catalog(real_spec: str, out_dir: Path, n_fit: int, n: int, size:
 
 
 def _renders(folder: Path, per_class: int, size: int, seed: int) -> str:
-    from galmorph.data.synthetic import write_synthetic_catalog
+    from galaxymorph.data.synthetic import write_synthetic_catalog
 
     csv = folder / "labels.csv"
     return f"catalog:{csv if csv.exists() else write_synthetic_catalog(folder, per_class, size=size, seed=seed)}"
@@ -104,7 +104,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from galmorph.detection import evaluate_detector, train_detector
+    from galaxymorph.detection import evaluate_detector, train_detector
 
     tmp = None if args.work else tempfile.TemporaryDirectory()
     work = Path(args.work or tmp.name)  # type: ignore[union-attr]
@@ -129,7 +129,7 @@ def main() -> None:
     t1 = time.perf_counter()
     run_dir = work / "run"
     if args.reuse and (run_dir / "detector_metrics.json").exists():
-        from galmorph.detection.api import DetectorRun
+        from galaxymorph.detection.api import DetectorRun
 
         run = DetectorRun(run_dir, json.loads((run_dir / "detector_metrics.json").read_text()), {},
                           run_dir / "data" / "detector_catalog.csv")
@@ -158,7 +158,7 @@ def main() -> None:
     result = {
         "real": args.real, "real_crop": args.real_crop, "model": args.model,
         "image_size": args.image_size, "train_per_class": args.n, "epochs_run": summary["epochs"],
-        "seen_generator": "procedural renderer (galmorph.data.synthetic), fresh renders",
+        "seen_generator": "procedural renderer (galaxymorph.data.synthetic), fresh renders",
         "also_trained_on": args.train_fake,
         "test_fold": {k: run.metrics[k] for k in ("n", "accuracy", "roc_auc")},
         "seen": row(seen), "unseen": {name: row(m) for name, m in unseen.items()},
@@ -177,11 +177,11 @@ def main() -> None:
         print(f"  unseen generator ({name}): accuracy {m['accuracy']:.4f}, ROC AUC "
               f"{m['roc_auc']:.5f}, recall (generated flagged) {m['recall']:.4f}, n {m['n']}")
     if args.json:
-        from galmorph.io_utils import write_json
+        from galaxymorph.io_utils import write_json
 
         write_json(args.json, result)
     if args.work:
-        from galmorph.io_utils import write_json
+        from galaxymorph.io_utils import write_json
 
         write_json(work / "bench_detector.json", result)
     if tmp is not None:

@@ -1,4 +1,4 @@
-"""Throughput of one GAN training step (real images per second), as ``galmorph gan train`` runs it:
+"""Throughput of one GAN training step (real images per second), as ``galaxymorph gan train`` runs it:
 class-balanced batch draw, random symmetry, DiffAugment, one D and one G update, EMA.
 
     .venv/bin/python benchmarks/bench_gan.py --image-size 64 --channels 32 --threads 2
@@ -28,11 +28,11 @@ def main() -> None:
     import numpy as np
     import torch
 
-    from galmorph.generative.augment import parse_policy, random_symmetry
-    from galmorph.generative.ema import make_ema
-    from galmorph.generative.losses import get_losses
-    from galmorph.generative.networks import Discriminator, Generator, count_parameters
-    from galmorph.generative.trainer import resolve_device, train_step
+    from galaxymorph.generative.augment import parse_policy, random_symmetry
+    from galaxymorph.generative.ema import make_ema
+    from galaxymorph.generative.losses import get_losses
+    from galaxymorph.generative.networks import Discriminator, Generator, count_parameters
+    from galaxymorph.generative.trainer import resolve_device, train_step
 
     if args.threads:
         torch.set_num_threads(args.threads)

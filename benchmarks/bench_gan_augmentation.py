@@ -37,13 +37,13 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--pretrained", action="store_true", help="start both arms from ImageNet weights")
     ap.add_argument("--imbalance", default="weighted-loss",
-                    help="class-imbalance handling of both arms (see galmorph train --imbalance)")
+                    help="class-imbalance handling of both arms (see galaxymorph train --imbalance)")
     ap.add_argument("--focus", default="Merger", help="class whose F1 gain is the target")
     ap.add_argument("--no-control", action="store_true", help="skip the real-oversampled arm")
     ap.add_argument("--out", type=Path, default=Path("runs/gan_aug"))
     args = ap.parse_args()
 
-    import galmorph
+    import galaxymorph
 
     arms = {"real only": ("real", {}),
             "real + GAN": ("gan", {"synthetic": args.synthetic, "synthetic_ratio": args.ratio})}
@@ -56,7 +56,7 @@ def main() -> None:
             if tag == "oversampled":
                 extra = {"synthetic": [repeat_catalog(args, seed)], "synthetic_ratio": args.ratio}
             if not (run_dir / "metrics.json").exists():
-                galmorph.train(data=args.data, label_map=args.label_map, model=args.model,
+                galaxymorph.train(data=args.data, label_map=args.label_map, model=args.model,
                                image_size=args.image_size, crop=args.crop, epochs=args.epochs,
                                imbalance=args.imbalance, pretrained=args.pretrained,
                                seed=seed, split_seed=0, progress=False, out=run_dir, **extra)
@@ -101,11 +101,11 @@ def _scores(metrics: list[dict], name: str) -> np.ndarray:
 def with_ranking(run_dir: Path) -> dict:
     """The run's test metrics; runs from before average precision was recorded are scored
     again on the same test fold (same model, temperature and TTA setting)."""
-    import galmorph
+    import galaxymorph
 
     metrics = json.loads((run_dir / "metrics.json").read_text())
     if "average_precision_macro" not in metrics:
-        again = galmorph.evaluate(model=run_dir, split="test", tta=bool(metrics.get("tta")),
+        again = galaxymorph.evaluate(model=run_dir, split="test", tta=bool(metrics.get("tta")),
                                   out=run_dir / "evaluation")
         metrics["average_precision_macro"] = again["average_precision_macro"]
         for name, row in again["per_class"].items():
@@ -115,11 +115,11 @@ def with_ranking(run_dir: Path) -> dict:
 
 def repeat_catalog(args: argparse.Namespace, seed: int) -> str:
     """A catalog of repeated real training images: per class, as many as the GAN arm adds
-    (the same rule as ``galmorph train --synthetic``: up to ratio x the largest class)."""
+    (the same rule as ``galaxymorph train --synthetic``: up to ratio x the largest class)."""
     import pandas as pd
 
-    from galmorph.data import open_dataset
-    from galmorph.data.splits import Split
+    from galaxymorph.data import open_dataset
+    from galaxymorph.data.splits import Split
 
     real_dir = args.out / f"real_seed{seed}"
     train = open_dataset(args.data, args.label_map).select_ids(Split.load(real_dir / "split.json").fold("train"))

@@ -1,8 +1,8 @@
-"""Benchmark ``galmorph predict``: JPEG files on disk -> CSV, against the bare forward pass.
+"""Benchmark ``galaxymorph predict``: JPEG files on disk -> CSV, against the bare forward pass.
 
 Measures, on this machine:
 
-1. images/s of ``galmorph.predict`` from JPEG files (GZ1 cutouts, 423x423) to a written CSV,
+1. images/s of ``galaxymorph.predict`` from JPEG files (GZ1 cutouts, 423x423) to a written CSV,
    everything included (model load, worker start, decoding, crop/resize, forward, writing);
 2. images/s of the same model's forward pass on the same images already decoded and prepared
    (uint8 tensors of the network's input size), and the ratio 1/2 (target >= 0.9); also the
@@ -53,11 +53,11 @@ def time_predict(folder: Path, model: str, out: Path, batch_size: int, workers: 
     """Wall seconds of one ``predict`` call, and its summary."""
     import resource
 
-    import galmorph
+    import galaxymorph
 
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    summary = galmorph.predict(folder, model=model, out=out, overwrite=True, batch_size=batch_size,
+    summary = galaxymorph.predict(folder, model=model, out=out, overwrite=True, batch_size=batch_size,
                                workers=workers, engine=engine, progress=False, tta=tta)
     seconds = time.perf_counter() - start
     me2, kids2 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -74,9 +74,9 @@ def time_forward(folder: Path, model: str, n: int, batch_size: int,
     """Forward pass only, on the images already decoded and prepared, for several thread counts."""
     import torch
 
-    from galmorph.data.imageio import read_image
-    from galmorph.inference.loading import load_classifier
-    from galmorph.inference.sources import walk_images
+    from galaxymorph.data.imageio import read_image
+    from galaxymorph.inference.loading import load_classifier
+    from galaxymorph.inference.sources import walk_images
 
     clf = load_classifier(model, device="cpu")
     paths = list(walk_images(folder))[:n]
@@ -99,11 +99,11 @@ def time_forward(folder: Path, model: str, n: int, batch_size: int,
 
 _MEM_CHILD = r"""
 import json, resource, sys, time
-import galmorph
+import galaxymorph
 folder, model, out, bs = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 workers = None if sys.argv[5] == "auto" else int(sys.argv[5])
 t = time.perf_counter()
-s = galmorph.predict(folder, model=model, out=out, overwrite=True, batch_size=bs, workers=workers,
+s = galaxymorph.predict(folder, model=model, out=out, overwrite=True, batch_size=bs, workers=workers,
                      progress=False)
 secs = time.perf_counter() - t
 hwm = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
@@ -136,7 +136,7 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=None, help="keep the symlink folders here")
     args = ap.parse_args()
 
-    from galmorph.inference.loading import load_classifier
+    from galaxymorph.inference.loading import load_classifier
 
     try:
         clf = load_classifier(args.model)
@@ -146,7 +146,7 @@ def main() -> None:
     sources = sorted(p for p in image_dir.iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))
     if not sources:
         raise SystemExit(f"no JPEG images in {image_dir}")
-    root = args.workdir or Path(tempfile.mkdtemp(prefix="galmorph_bench_"))
+    root = args.workdir or Path(tempfile.mkdtemp(prefix="galaxymorph_bench_"))
     root.mkdir(parents=True, exist_ok=True)
     print(f"model {args.model} ({clf.card.architecture}, {clf.preprocessing.image_size} px), "
           f"{os.cpu_count()} CPU cores, batch {args.batch_size}, TTA {'on' if args.tta else 'off'}, "

@@ -46,10 +46,10 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    from galmorph.models.network import build_network
-    from galmorph.training.config import TrainConfig
-    from galmorph.training.datamodule import GalaxyDataModule
-    from galmorph.training.module import ClassifierModule
+    from galaxymorph.models.network import build_network
+    from galaxymorph.training.config import TrainConfig
+    from galaxymorph.training.datamodule import GalaxyDataModule
+    from galaxymorph.training.module import ClassifierModule
 
     with tempfile.TemporaryDirectory() as cache:
         cfg = TrainConfig(data=args.data, label_map=args.label_map, model=args.model,

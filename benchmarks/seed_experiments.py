@@ -41,8 +41,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
 
-    import galmorph
-    from galmorph.evaluation.compare import compare
+    import galaxymorph
+    from galaxymorph.evaluation.compare import compare
 
     for name in args.experiments:
         runs = []
@@ -51,9 +51,9 @@ def main() -> None:
             run_dir = args.out / name / tag
             if not (run_dir / "metrics.json").exists():
                 if (run_dir / "config.yaml").exists():
-                    galmorph.train(out=run_dir, resume=True)
+                    galaxymorph.train(out=run_dir, resume=True)
                 else:
-                    galmorph.train(data=args.data, label_map=args.label_map, crop=args.crop,
+                    galaxymorph.train(data=args.data, label_map=args.label_map, crop=args.crop,
                                    epochs=args.epochs, max_time_minutes=args.max_minutes,
                                    threads=args.threads, progress=False, out=run_dir, **spec)
             runs.append(run_dir)

@@ -1,4 +1,4 @@
-"""Install a finished run as galmorph's built-in default model (src/galmorph/default_model/).
+"""Install a finished run as galaxymorph's built-in default model (src/galaxymorph/default_model/).
 
     .venv/bin/python scripts/package_default_model.py RUN_DIR [--eval EVAL_DIR] [--note TEXT ...]
 
@@ -16,10 +16,10 @@ from pathlib import Path
 
 import yaml
 
-from galmorph.io_utils import write_json
-from galmorph.models.artifact import CARD_FILE, WEIGHTS_FILE, read_card
+from galaxymorph.io_utils import write_json
+from galaxymorph.models.artifact import CARD_FILE, WEIGHTS_FILE, read_card
 
-TARGET = Path(__file__).resolve().parents[1] / "src" / "galmorph" / "default_model"
+TARGET = Path(__file__).resolve().parents[1] / "src" / "galaxymorph" / "default_model"
 KEYS = ("n", "accuracy", "precision_macro", "recall_macro", "f1_macro", "precision_weighted",
         "recall_weighted", "f1_weighted", "ece", "ci95", "per_class", "confusion_matrix", "tta",
         "split")
@@ -30,7 +30,7 @@ def intervals_from_confusion(metrics: dict) -> dict:
     (true, predicted) pairs are all in the confusion matrix."""
     import numpy as np
 
-    from galmorph.evaluation.metrics import bootstrap_intervals
+    from galaxymorph.evaluation.metrics import bootstrap_intervals
 
     cm = np.asarray(metrics["confusion_matrix"])
     k = len(cm)
@@ -43,7 +43,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("run_dir", type=Path)
     ap.add_argument("--eval", type=Path, action="append", default=[], help="extra evaluation folders")
-    ap.add_argument("--name", default="galmorph-gz1-4")
+    ap.add_argument("--name", default="galaxymorph-gz1-4")
     ap.add_argument("--note", action="append", default=[])
     args = ap.parse_args()
 
@@ -62,7 +62,7 @@ def main() -> None:
     card.training = {"config": config, "epochs": summary["epochs"],
                      "train_seconds": summary["train_seconds"], "parameters": summary["parameters"],
                      "hardware": "2 CPU cores"}
-    # Flat test-fold metrics (what the app and `galmorph evaluate` readers expect), plus any
+    # Flat test-fold metrics (what the app and `galaxymorph evaluate` readers expect), plus any
     # extra evaluations by folder name.
     metrics.setdefault("ci95", intervals_from_confusion(metrics))
     card.metrics = {k: metrics[k] for k in KEYS if k in metrics}

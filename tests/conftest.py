@@ -12,8 +12,8 @@ SHARED_MARKER = "shared_data: needs the real images in ../shared/data (fails, ne
 
 
 def shared_data_dir() -> Path:
-    """``$GALMORPH_SHARED_DATA``, else ``<repo>/../shared/data``."""
-    env = os.environ.get("GALMORPH_SHARED_DATA")
+    """``$GALAXYMORPH_SHARED_DATA``, else ``<repo>/../shared/data``."""
+    env = os.environ.get("GALAXYMORPH_SHARED_DATA")
     return Path(env).expanduser() if env else REPO.parent / "shared" / "data"
 
 
@@ -35,17 +35,17 @@ def shared_data() -> Path:
     root = shared_data_dir()
     if not root.is_dir():
         pytest.fail(f"needs the real images in ../shared/data (see README); {root} does not "
-                    "exist (set GALMORPH_SHARED_DATA to the folder holding gz1/, "
+                    "exist (set GALAXYMORPH_SHARED_DATA to the folder holding gz1/, "
                     "galaxy10_decals_sample/, gzdecals_ring/)", pytrace=False)
     return root
 
 
 @pytest.fixture
 def tmp_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A private GALMORPH_HOME, so caches and downloads never touch ~/.galmorph."""
-    home = tmp_path / "galmorph_home"
+    """A private GALAXYMORPH_HOME, so caches and downloads never touch ~/.galaxymorph."""
+    home = tmp_path / "galaxymorph_home"
     home.mkdir()
-    monkeypatch.setenv("GALMORPH_HOME", str(home))
+    monkeypatch.setenv("GALAXYMORPH_HOME", str(home))
     return home
 
 # -- inference, export, Ray and app tests (appended by the inference helper) ------------------
@@ -54,7 +54,7 @@ def tmp_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture(scope="session")
 def inference_catalog(tmp_path_factory):
     """A small synthetic catalog (24 PNGs, 64 px): ``catalog:`` spec's CSV path."""
-    from galmorph.data.synthetic import write_synthetic_catalog
+    from galaxymorph.data.synthetic import write_synthetic_catalog
 
     return write_synthetic_catalog(tmp_path_factory.mktemp("inference_syn"), 6, size=64, seed=0)
 
@@ -62,9 +62,9 @@ def inference_catalog(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory, inference_catalog):
     """A run folder of a cnn2 trained for one epoch at 32 px: stands in for the default model."""
-    import galmorph
+    import galaxymorph
 
     out = tmp_path_factory.mktemp("inference_model") / "tiny"
-    galmorph.train(data=f"catalog:{inference_catalog}", model="cnn2", epochs=1, image_size=32,
+    galaxymorph.train(data=f"catalog:{inference_catalog}", model="cnn2", epochs=1, image_size=32,
                    out=out, progress=False, cache=False, threads=2)
     return out

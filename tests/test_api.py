@@ -1,4 +1,4 @@
-"""The top-level Python API: lazy names resolve, and importing galmorph stays light."""
+"""The top-level Python API: lazy names resolve, and importing galaxymorph stays light."""
 
 from __future__ import annotations
 
@@ -7,16 +7,16 @@ import sys
 
 import pytest
 
-import galmorph
+import galaxymorph
 
 
-@pytest.mark.parametrize("name", galmorph.__all__)
+@pytest.mark.parametrize("name", galaxymorph.__all__)
 def test_public_names_resolve(name):
-    assert getattr(galmorph, name) is not None
+    assert getattr(galaxymorph, name) is not None
 
 
 def test_import_and_cli_help_do_not_load_torch():
-    code = ("import sys, galmorph, galmorph.cli.main; "
+    code = ("import sys, galaxymorph, galaxymorph.cli.main; "
             "print('torch' in sys.modules, 'lightning' in sys.modules, 'streamlit' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False", "False"], out.stdout + out.stderr
@@ -24,4 +24,4 @@ def test_import_and_cli_help_do_not_load_torch():
 
 def test_unknown_attribute_is_an_attribute_error():
     with pytest.raises(AttributeError):
-        galmorph.no_such_thing  # noqa: B018
+        galaxymorph.no_such_thing  # noqa: B018

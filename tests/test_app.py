@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from galmorph.app import core, launcher
-from galmorph.errors import ImageReadError
-from galmorph.inference.loading import load_classifier
+from galaxymorph.app import core, launcher
+from galaxymorph.errors import ImageReadError
+from galaxymorph.inference.loading import load_classifier
 
 SCRIPT = str(launcher.app_script())
 
@@ -56,7 +56,7 @@ def test_upload_shows_class_probabilities_and_gradcam(app, tiny_model, galaxy_pn
     text = [m.value for m in app.markdown if "Predicted class" in m.value]
     assert len(text) == 1
     label, pct = re.search(r"\*\*(.+?)\*\* · probability \*\*([\d.]+)%\*\*", text[0]).groups()
-    from galmorph.data.imageio import decode_image
+    from galaxymorph.data.imageio import decode_image
 
     probs = load_classifier(tiny_model).predict_proba([decode_image(galaxy_png, "galaxy.png")])[0]
     classes = load_classifier(tiny_model).class_names
@@ -97,7 +97,7 @@ def test_example_gallery_classifies_a_render(app):
 
 
 def test_missing_default_model_is_explained(tmp_path, monkeypatch):
-    import galmorph.inference.loading as loading
+    import galaxymorph.inference.loading as loading
 
     monkeypatch.setattr(loading, "default_model_dir", lambda: tmp_path / "no_default_model")
     monkeypatch.setenv(core.ENV_MODEL, "default")
@@ -134,9 +134,9 @@ def test_analyse_fits_upload(tiny_model):
 
 
 def test_gradcam_library_and_fallback_agree(tiny_model, galaxy_png):
-    from galmorph.data.imageio import decode_image
-    from galmorph.inference import gradcam as gc
-    from galmorph.models.introspect import gradcam_target_layer
+    from galaxymorph.data.imageio import decode_image
+    from galaxymorph.inference import gradcam as gc
+    from galaxymorph.models.introspect import gradcam_target_layer
 
     clf = load_classifier(tiny_model)
     img = decode_image(galaxy_png, "g.png")

@@ -1,4 +1,4 @@
-"""The web app in a real browser: `galmorph app` as a subprocess, driven by Debian's Chromium."""
+"""The web app in a real browser: `galaxymorph app` as a subprocess, driven by Debian's Chromium."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-import galmorph
+import galaxymorph
 
 pytestmark = pytest.mark.browser
 
@@ -31,12 +31,12 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(tiny_model, tmp_path_factory):
-    """``galmorph app`` on a free loopback port; the whole process group is ended afterwards."""
+    """``galaxymorph app`` on a free loopback port; the whole process group is ended afterwards."""
     port = _free_port()
     log_path = tmp_path_factory.mktemp("app_server") / "server.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "galmorph.cli.main", "app", "--model", str(tiny_model),
+            [sys.executable, "-m", "galaxymorph.cli.main", "app", "--model", str(tiny_model),
              "--port", str(port), "--host", "127.0.0.1"],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
@@ -44,7 +44,7 @@ def server(tiny_model, tmp_path_factory):
         deadline = time.monotonic() + 90
         while True:
             if proc.poll() is not None:
-                pytest.fail(f"galmorph app exited with {proc.returncode}:\n{log_path.read_text()}")
+                pytest.fail(f"galaxymorph app exited with {proc.returncode}:\n{log_path.read_text()}")
             try:
                 with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
                     if r.status == 200:
@@ -52,7 +52,7 @@ def server(tiny_model, tmp_path_factory):
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                pytest.fail(f"galmorph app did not answer within 90 s:\n{log_path.read_text()}")
+                pytest.fail(f"galaxymorph app did not answer within 90 s:\n{log_path.read_text()}")
             time.sleep(0.5)
         yield url
     finally:
@@ -82,7 +82,7 @@ def browser():
 
 def test_upload_real_galaxy_and_corrupt_file(server, browser, tiny_model, shared_data, tmp_path):
     galaxy = sorted((Path(shared_data) / "gz1" / "images").glob("*.jpeg"))[0]
-    expected = galmorph.predict([galaxy], model=tiny_model, progress=False).iloc[0]
+    expected = galaxymorph.predict([galaxy], model=tiny_model, progress=False).iloc[0]
 
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.goto(server, wait_until="domcontentloaded")

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from galmorph.data import open_dataset
-from galmorph.data.cache import cache_key, decode_all
-from galmorph.data.transforms import Preprocessing, prepare
+from galaxymorph.data import open_dataset
+from galaxymorph.data.cache import cache_key, decode_all
+from galaxymorph.data.transforms import Preprocessing, prepare
 from makedata import write_catalog
 
 
@@ -46,7 +46,7 @@ def test_cache_is_reused_on_the_second_call(catalog_with_bad_image, tmp_path, mo
     assert second.errors == first.errors and second.ok.tolist() == first.ok.tolist()
 
 
-def test_default_cache_goes_under_galmorph_home(catalog_with_bad_image, tmp_home):
+def test_default_cache_goes_under_galaxymorph_home(catalog_with_bad_image, tmp_home):
     ds = open_dataset(catalog_with_bad_image)
     out = decode_all(ds, Preprocessing(image_size=16), num_workers=0, progress=False)
     assert out.path is not None and out.path.is_relative_to(tmp_home / "cache")

@@ -1,4 +1,4 @@
-"""``galmorph data ...`` through the real entry point: output, exit codes, one-line errors."""
+"""``galaxymorph data ...`` through the real entry point: output, exit codes, one-line errors."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from galmorph.cli.main import main
+from galaxymorph.cli.main import main
 from makedata import write_catalog
 
 
 def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    """``galmorph ARGS`` in this process: (exit code, stdout, stderr)."""
+    """``galaxymorph ARGS`` in this process: (exit code, stdout, stderr)."""
     code = 0
     try:
         main([str(a) for a in args])
@@ -85,7 +85,7 @@ def test_list_reports_cache_state(tmp_home, capsys):
 
 
 def test_download_passes_its_arguments(monkeypatch, tmp_path, capsys):
-    import galmorph.data.download as dl
+    import galaxymorph.data.download as dl
 
     calls = []
 
@@ -143,7 +143,7 @@ def test_usage_errors_and_help(capsys, catalog, tmp_path):
 def test_real_executable_prints_one_line_without_traceback(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("filename,label\na.png,seven\n")
-    proc = subprocess.run([sys.executable, "-m", "galmorph.cli.main", "data", "info", str(bad)],
+    proc = subprocess.run([sys.executable, "-m", "galaxymorph.cli.main", "data", "info", str(bad)],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.strip() == (f"error: {bad}: column 'label' must hold integers (class "

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from galmorph.cli.main import main
+from galaxymorph.cli.main import main
 
 
 def run_cli(args: list[str], capsys) -> tuple[int, str]:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from galmorph.data import open_dataset
-from galmorph.data.classes import GALAXY10_DECALS, chiral_pairs
-from galmorph.data.label_maps import load_label_map
-from galmorph.errors import ConfigError, DataError, ImageReadError
+from galaxymorph.data import open_dataset
+from galaxymorph.data.classes import GALAXY10_DECALS, chiral_pairs
+from galaxymorph.data.label_maps import load_label_map
+from galaxymorph.errors import ConfigError, DataError, ImageReadError
 from makedata import galaxy_image, write_catalog, write_h5
 
 GZ1_NAMES = ["Elliptical", "Spiral_Clockwise", "Spiral_AntiClockwise", "Edge_on", "Dont_know",
@@ -103,7 +103,7 @@ def test_bare_known_name_looks_in_the_cache_folder(tmp_home):
     with pytest.raises(DataError, match=r"Galaxy10_DECals.h5: HDF5 file not found") as err:
         open_dataset("galaxy10-decals")
     assert str(tmp_home) in str(err.value)
-    assert "galmorph data download galaxy10-decals" in str(err.value)
+    assert "galaxymorph data download galaxy10-decals" in str(err.value)
 
 
 # -- HDF5 (Galaxy10 layout) -------------------------------------------------------------------

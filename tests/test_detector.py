@@ -12,12 +12,12 @@ import pytest
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
-from galmorph.cli.main import main
-from galmorph.data.splits import make_split
-from galmorph.data.synthetic import make_synthetic_arrays, write_synthetic_catalog
-from galmorph.detection import assemble, detector_metrics, evaluate_detector, predict_detector
-from galmorph.detection.assembly import water_fill
-from galmorph.detection.scoring import METRIC_KEYS
+from galaxymorph.cli.main import main
+from galaxymorph.data.splits import make_split
+from galaxymorph.data.synthetic import make_synthetic_arrays, write_synthetic_catalog
+from galaxymorph.detection import assemble, detector_metrics, evaluate_detector, predict_detector
+from galaxymorph.detection.assembly import water_fill
+from galaxymorph.detection.scoring import METRIC_KEYS
 
 FAST = dict(image_size=32, epochs=3, patience=0, batch_size=16, lr=1e-3, progress=False,
             threads=2, cache=False)
@@ -48,7 +48,7 @@ def toy(tmp_path_factory) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, toy):
-    from galmorph.detection import train_detector
+    from galaxymorph.detection import train_detector
 
     out = tmp_path_factory.mktemp("det") / "run"
     return train_detector(toy["real"], toy["fake"], out, **FAST)
@@ -99,7 +99,7 @@ def test_assembly_balances_and_keeps_groups_apart(tmp_path, toy):
 def test_gan_stages_share_groups(tmp_path):
     """Samples drawn with one seed from two stages of a GAN run share latent vectors: one group
     per image index; another run's samples are other groups."""
-    from galmorph.detection.assembly import group_ids, open_images
+    from galaxymorph.detection.assembly import group_ids, open_images
 
     def sample_set(name: str, generator: str) -> list[str]:
         folder = tmp_path / name

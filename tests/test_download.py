@@ -12,9 +12,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 
-from galmorph.data import download as dl
-from galmorph.data.download import download, part_path
-from galmorph.errors import DataError
+from galaxymorph.data import download as dl
+from galaxymorph.data.download import download, part_path
+from galaxymorph.errors import DataError
 
 PAYLOAD = np.random.default_rng(7).integers(0, 256, 300_000, dtype=np.uint8).tobytes()
 PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
@@ -96,7 +96,7 @@ def _no_proxy(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     # A proxy from the environment would swallow requests to 127.0.0.1.
     for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("GALMORPH_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("GALAXYMORPH_HOME", str(tmp_path / "home"))
 
 
 def _closed_port() -> int:
@@ -198,7 +198,7 @@ def test_no_server_gives_hand_placement_hint(tmp_path):
     for u in urls:
         assert u in text
     assert "Galaxy10_DECals.h5" in text
-    assert str(tmp_path / "home" / "data") in text and "$GALMORPH_HOME/data/" in text
+    assert str(tmp_path / "home" / "data") in text and "$GALAXYMORPH_HOME/data/" in text
     assert "galaxy10-decals:/path/to/Galaxy10_DECals.h5" in text
 
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-import galmorph
-from galmorph.errors import ModelError
+import galaxymorph
+from galaxymorph.errors import ModelError
 
 FAST = dict(model="cnn3", image_size=32, batch_size=32, lr=3e-3, progress=False, cache=False,
             threads=2, early_stopping_patience=0, epochs=2)
@@ -18,11 +18,11 @@ FAST = dict(model="cnn3", image_size=32, batch_size=32, lr=3e-3, progress=False,
 
 @pytest.fixture(scope="module")
 def members(tmp_path_factory):
-    from galmorph.data.synthetic import write_synthetic_catalog
+    from galaxymorph.data.synthetic import write_synthetic_catalog
 
     root = tmp_path_factory.mktemp("ens")
     spec = f"catalog:{write_synthetic_catalog(root / 'data', 60, size=48, seed=3)}"
-    runs = [galmorph.train(data=spec, out=root / f"m{seed}", seed=seed, **FAST).run_dir
+    runs = [galaxymorph.train(data=spec, out=root / f"m{seed}", seed=seed, **FAST).run_dir
             for seed in (0, 1)]
     return spec, runs, root
 
@@ -31,13 +31,13 @@ def members(tmp_path_factory):
 def built(members):
     _, runs, root = members
     out = root / "ens"
-    return galmorph.ensemble(runs, out), out
+    return galaxymorph.ensemble(runs, out), out
 
 
 def test_ensemble_is_the_mean_of_member_logits(members, built):
-    from galmorph.data import open_dataset
-    from galmorph.evaluation.calibration import softmax
-    from galmorph.inference.loading import load_classifier
+    from galaxymorph.data import open_dataset
+    from galaxymorph.evaluation.calibration import softmax
+    from galaxymorph.inference.loading import load_classifier
 
     spec, runs, _ = members
     metrics, out = built
@@ -60,10 +60,10 @@ def test_ensemble_is_the_mean_of_member_logits(members, built):
 
 
 def test_ensemble_works_with_gradcam_features_and_predict(members, built, tmp_path):
-    from galmorph.data import open_dataset
-    from galmorph.inference.gradcam import gradcam
-    from galmorph.inference.loading import load_classifier
-    from galmorph.models.introspect import feature_dim, features
+    from galaxymorph.data import open_dataset
+    from galaxymorph.inference.gradcam import gradcam
+    from galaxymorph.inference.loading import load_classifier
+    from galaxymorph.models.introspect import feature_dim, features
 
     spec, runs, _ = members
     _, out = built
@@ -75,28 +75,28 @@ def test_ensemble_works_with_gradcam_features_and_predict(members, built, tmp_pa
     with torch.no_grad():
         f = features(ens.net, torch.rand(2, 3, 32, 32))
     assert f.shape == (2, 2 * feature_dim(load_classifier(runs[0]).net))
-    summary = galmorph.predict([spec], model=out, out=tmp_path / "p.csv", progress=False)
+    summary = galaxymorph.predict([spec], model=out, out=tmp_path / "p.csv", progress=False)
     assert summary.n_images == len(ds) and summary.n_errors == 0
 
 
 def test_members_must_share_split_and_preprocessing(members, tmp_path):
     spec, runs, root = members
     with pytest.raises(ModelError, match="at least two"):
-        galmorph.ensemble(runs[:1], tmp_path / "one")
+        galaxymorph.ensemble(runs[:1], tmp_path / "one")
     other = tmp_path / "other"
     shutil.copytree(runs[1], other)
     split = json.loads((other / "split.json").read_text())
     split["test"], split["val"] = split["val"], split["test"]
     (other / "split.json").write_text(json.dumps(split))
     with pytest.raises(ModelError, match="split differs"):
-        galmorph.ensemble([runs[0], other], tmp_path / "bad")
-    wider = galmorph.train(data=spec, out=root / "wide", **(FAST | {"image_size": 40}))
+        galaxymorph.ensemble([runs[0], other], tmp_path / "bad")
+    wider = galaxymorph.train(data=spec, out=root / "wide", **(FAST | {"image_size": 40}))
     with pytest.raises(ModelError, match="image_size"):
-        galmorph.ensemble([runs[0], wider.run_dir], tmp_path / "bad2")
+        galaxymorph.ensemble([runs[0], wider.run_dir], tmp_path / "bad2")
 
 
 def test_ensemble_exports_to_onnx(built, tmp_path):
-    from galmorph.inference.export import TOLERANCE, export_onnx
+    from galaxymorph.inference.export import TOLERANCE, export_onnx
 
     _, out = built
     result = export_onnx(out, tmp_path / "ens.onnx")

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score, precision_score, recall_score
 
-from galmorph.evaluation.calibration import fit_temperature, softmax
-from galmorph.evaluation.compare import compare
-from galmorph.evaluation.metrics import classification_metrics, expected_calibration_error
+from galaxymorph.evaluation.calibration import fit_temperature, softmax
+from galaxymorph.evaluation.compare import compare
+from galaxymorph.evaluation.metrics import classification_metrics, expected_calibration_error
 
 NAMES = ["Elliptical", "Spiral", "Edge-on", "Merger"]
 
@@ -41,7 +41,7 @@ def test_metrics_match_sklearn_on_known_confusion():
 
 
 def test_ranking_scores_are_hand_computed_and_ignore_the_operating_point():
-    from galmorph.evaluation.metrics import ranking_scores
+    from galaxymorph.evaluation.metrics import ranking_scores
 
     # Merger scores of 4 images, two of them mergers, ranked merger, other, merger, other:
     # AP = (1/1 + 2/3) / 2; ROC AUC = 3 of the 4 merger/other pairs ordered right.
@@ -70,7 +70,7 @@ def test_ranking_scores_are_hand_computed_and_ignore_the_operating_point():
 
 
 def test_bootstrap_scores_match_sklearn_and_intervals_shrink_with_n():
-    from galmorph.evaluation.metrics import bootstrap_intervals, scores_from_confusion
+    from galaxymorph.evaluation.metrics import bootstrap_intervals, scores_from_confusion
 
     y, pred, probs = _known_case()
     rng = np.random.default_rng(5)
@@ -135,8 +135,8 @@ def test_compare_renders_table(tmp_path):
 
 
 def test_compare_names_unfinished_run(tmp_path):
-    from galmorph.errors import GalmorphError
+    from galaxymorph.errors import GalaxymorphError
 
     (tmp_path / "empty").mkdir()
-    with pytest.raises(GalmorphError, match=r"empty.*missing metrics\.json"):
+    with pytest.raises(GalaxymorphError, match=r"empty.*missing metrics\.json"):
         compare([tmp_path / "empty"])

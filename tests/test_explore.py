@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from galmorph.data import open_dataset
-from galmorph.data.explore import class_counts_plot, sample_grid, summarize
-from galmorph.errors import ConfigError
+from galaxymorph.data import open_dataset
+from galaxymorph.data.explore import class_counts_plot, sample_grid, summarize
+from galaxymorph.errors import ConfigError
 from makedata import write_catalog
 
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from galmorph.errors import ConfigError
-from galmorph.inference.export import TOLERANCE, export_onnx, exportable
-from galmorph.inference.loading import load_classifier
+from galaxymorph.errors import ConfigError
+from galaxymorph.inference.export import TOLERANCE, export_onnx, exportable
+from galaxymorph.inference.loading import load_classifier
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,7 @@ def exported(tiny_model, tmp_path_factory):
 def test_onnx_matches_torch_on_real_preprocessing(tiny_model, exported, inference_catalog):
     import onnxruntime as ort
 
-    from galmorph.data.imageio import read_image
+    from galaxymorph.data.imageio import read_image
 
     assert exported.path.exists() and exported.max_abs_diff <= TOLERANCE
     clf = load_classifier(tiny_model)
@@ -58,7 +58,7 @@ def test_adaptive_pool_rewrite_is_exact():
 
 
 def test_cli_export_reports_difference(tiny_model, tmp_path, capsys):
-    from galmorph.cli.main import main
+    from galaxymorph.cli.main import main
 
     out = tmp_path / "cli.onnx"
     main(["export", str(tiny_model), "--format", "onnx", "--out", str(out)])

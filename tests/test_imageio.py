@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from galmorph.data.imageio import decode_image, read_image
-from galmorph.errors import ImageReadError
+from galaxymorph.data.imageio import decode_image, read_image
+from galaxymorph.errors import ImageReadError
 from makedata import galaxy_image
 
 

@@ -10,9 +10,9 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-import galmorph.models as gm
-from galmorph.errors import ConfigError, ModelError
-from galmorph.models import weights as weights_mod
+import galaxymorph.models as gm
+from galaxymorph.errors import ConfigError, ModelError
+from galaxymorph.models import weights as weights_mod
 
 NUM_CLASSES = 3
 
@@ -33,8 +33,8 @@ def _trainable(model: nn.Module) -> set[str]:
 def offline(tmp_path, monkeypatch):
     """An empty ``TORCH_HOME`` and no network at all (any connection attempt fails at once)."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.delenv("GALMORPH_WEIGHTS_DIR", raising=False)
-    monkeypatch.delenv("GALMORPH_OFFLINE", raising=False)
+    monkeypatch.delenv("GALAXYMORPH_WEIGHTS_DIR", raising=False)
+    monkeypatch.delenv("GALAXYMORPH_OFFLINE", raising=False)
 
     def no_network(*args, **kwargs):
         raise OSError("network disabled in tests")
@@ -228,7 +228,7 @@ def test_helpers_see_through_wrappers():
         "head",
         "last-block",
     ]
-    with pytest.raises(ModelError, match="galmorph_spec"):
+    with pytest.raises(ModelError, match="galaxymorph_spec"):
         gm.model_spec(nn.Linear(2, 2))
 
 
@@ -278,9 +278,9 @@ def test_failed_download_is_one_model_error(offline, monkeypatch):
     assert "URLError" in str(err.value) and err.value.__suppress_context__
 
 
-def test_galmorph_offline_env_skips_download(offline, monkeypatch):
-    monkeypatch.setenv("GALMORPH_OFFLINE", "1")
-    with pytest.raises(ModelError, match="GALMORPH_OFFLINE"):
+def test_galaxymorph_offline_env_skips_download(offline, monkeypatch):
+    monkeypatch.setenv("GALAXYMORPH_OFFLINE", "1")
+    with pytest.raises(ModelError, match="GALAXYMORPH_OFFLINE"):
         gm.create_model("mobilenetv3-small", NUM_CLASSES, pretrained=True)
 
 
@@ -299,11 +299,11 @@ def test_local_weight_files(offline, tmp_path, monkeypatch):
     stem = source.features[0][0].weight
     assert torch.allclose(gray.features[0][0].weight, stem.sum(1, keepdim=True))
 
-    # $GALMORPH_WEIGHTS_DIR/<name>.pth
+    # $GALAXYMORPH_WEIGHTS_DIR/<name>.pth
     weights_dir = tmp_path / "weights"
     weights_dir.mkdir()
     torch.save(state, weights_dir / "mobilenetv3-small.pth")
-    monkeypatch.setenv("GALMORPH_WEIGHTS_DIR", str(weights_dir))
+    monkeypatch.setenv("GALAXYMORPH_WEIGHTS_DIR", str(weights_dir))
     from_env = gm.create_model("mobilenetv3-small", NUM_CLASSES, pretrained=True)
     assert torch.equal(from_env.features[0][0].weight, stem)
 

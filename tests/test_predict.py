@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 import torch
 
-import galmorph
-from galmorph.errors import ConfigError, DataError, ModelError
-from galmorph.inference import predict as predict_mod
-from galmorph.inference.loading import load_classifier
+import galaxymorph
+from galaxymorph.errors import ConfigError, DataError, ModelError
+from galaxymorph.inference import predict as predict_mod
+from galaxymorph.inference.loading import load_classifier
 
 N_PNG = 8  # 6 at the top of the folder, 2 in a subfolder
 
@@ -49,7 +49,7 @@ def _prob_cols(df: pd.DataFrame) -> list[str]:
 
 def test_folder_to_csv_with_corrupt_and_fits(tiny_model, image_folder, tmp_path):
     out = tmp_path / "preds.csv"
-    summary = galmorph.predict(image_folder, model=tiny_model, out=out, batch_size=4, progress=False)
+    summary = galaxymorph.predict(image_folder, model=tiny_model, out=out, batch_size=4, progress=False)
     classes = load_classifier(tiny_model).class_names
     df = pd.read_csv(out, keep_default_na=False, na_values=[""])
     assert list(df.columns) == ["path", "label", "label_name", "probability",
@@ -72,14 +72,14 @@ def test_folder_to_csv_with_corrupt_and_fits(tiny_model, image_folder, tmp_path)
 
 
 def test_python_api_returns_dataframe_in_input_order(tiny_model, image_folder):
-    assert galmorph.predict is predict_mod.predict
+    assert galaxymorph.predict is predict_mod.predict
     files = sorted(str(p) for p in image_folder.glob("syn_*.png"))[:3]
     files.append(str(image_folder / "broken.jpg"))
-    df = galmorph.predict(files, model=tiny_model, batch_size=2, progress=False)
+    df = galaxymorph.predict(files, model=tiny_model, batch_size=2, progress=False)
     assert list(df["path"]) == files
     assert df.attrs["summary"]["n_errors"] == 1 and df.attrs["summary"]["n_images"] == 4
     # Same numbers as the classifier applied by hand.
-    from galmorph.data.imageio import read_image
+    from galaxymorph.data.imageio import read_image
 
     clf = load_classifier(tiny_model)
     expected = clf.predict_proba([read_image(f) for f in files[:3]])
@@ -95,22 +95,22 @@ def test_tta_is_opt_in_for_batch_prediction(tiny_model, image_folder, tmp_path):
     card["tta_default"] = True
     (model / "model_card.json").write_text(json.dumps(card))
     files = sorted(str(p) for p in image_folder.glob("syn_*.png"))[:4]
-    plain = galmorph.predict(files, model=model, progress=False)
-    single = galmorph.predict(files, model=model, tta=False, progress=False)
-    averaged = galmorph.predict(files, model=model, tta=True, progress=False)
+    plain = galaxymorph.predict(files, model=model, progress=False)
+    single = galaxymorph.predict(files, model=model, tta=False, progress=False)
+    averaged = galaxymorph.predict(files, model=model, tta=True, progress=False)
     cols = _prob_cols(plain)
     np.testing.assert_allclose(plain[cols].to_numpy(), single[cols].to_numpy(), atol=1e-6)
     assert not np.allclose(plain[cols].to_numpy(), averaged[cols].to_numpy(), atol=1e-4)
     # The card's own setting is still what `Classifier.predict_proba` (the app, evaluate) uses.
-    from galmorph.data.imageio import read_image
+    from galaxymorph.data.imageio import read_image
 
     clf = load_classifier(model)
     np.testing.assert_allclose(clf.predict_proba([read_image(f) for f in files]),
                                averaged[cols].to_numpy(), atol=1e-6)
 
 def test_workers_keep_order_and_numbers(tiny_model, image_folder):
-    one = galmorph.predict(image_folder, model=tiny_model, batch_size=3, workers=0, progress=False)
-    two = galmorph.predict(image_folder, model=tiny_model, batch_size=3, workers=2, progress=False)
+    one = galaxymorph.predict(image_folder, model=tiny_model, batch_size=3, workers=0, progress=False)
+    two = galaxymorph.predict(image_folder, model=tiny_model, batch_size=3, workers=2, progress=False)
     assert list(one["path"]) == list(two["path"])
     np.testing.assert_allclose(one[_prob_cols(one)].to_numpy(), two[_prob_cols(two)].to_numpy(),
                                atol=1e-6)
@@ -118,9 +118,9 @@ def test_workers_keep_order_and_numbers(tiny_model, image_folder):
 
 @pytest.mark.parametrize("suffix", [".json", ".jsonl", ".parquet"])
 def test_other_formats_match_csv(tiny_model, image_folder, tmp_path, suffix):
-    ref = galmorph.predict(image_folder, model=tiny_model, batch_size=4, progress=False)
+    ref = galaxymorph.predict(image_folder, model=tiny_model, batch_size=4, progress=False)
     out = tmp_path / f"preds{suffix}"
-    galmorph.predict(image_folder, model=tiny_model, batch_size=4, out=out, progress=False)
+    galaxymorph.predict(image_folder, model=tiny_model, batch_size=4, out=out, progress=False)
     if suffix == ".json":
         got = pd.DataFrame(json.loads(out.read_text()))
     elif suffix == ".jsonl":
@@ -137,26 +137,26 @@ def test_other_formats_match_csv(tiny_model, image_folder, tmp_path, suffix):
 def test_resume_skips_done_images(tiny_model, image_folder, tmp_path, suffix):
     out = tmp_path / f"preds{suffix}"
     first = sorted(str(p) for p in image_folder.glob("syn_*.png"))[:3]
-    s1 = galmorph.predict(first, model=tiny_model, out=out, batch_size=2, progress=False)
+    s1 = galaxymorph.predict(first, model=tiny_model, out=out, batch_size=2, progress=False)
     assert s1.n_images == 3
     with pytest.raises(ConfigError, match="exists"):
-        galmorph.predict(image_folder, model=tiny_model, out=out, progress=False)
-    s2 = galmorph.predict(image_folder, model=tiny_model, out=out, resume=True, batch_size=2,
+        galaxymorph.predict(image_folder, model=tiny_model, out=out, progress=False)
+    s2 = galaxymorph.predict(image_folder, model=tiny_model, out=out, resume=True, batch_size=2,
                           progress=False)
     assert s2.n_images == N_PNG + 2 - 3 and s2.skipped == 3
     paths = _read_paths(out)
     assert len(paths) == N_PNG + 2 and len(set(paths)) == len(paths)
-    s3 = galmorph.predict(image_folder, model=tiny_model, out=out, resume=True, progress=False)
+    s3 = galaxymorph.predict(image_folder, model=tiny_model, out=out, resume=True, progress=False)
     assert s3.n_images == 0 and len(_read_paths(out)) == N_PNG + 2
 
 
 def test_resume_after_a_cut_csv_line(tiny_model, image_folder, tmp_path):
     """A crash mid-row leaves a partial last line: resume drops it and predicts that image again."""
     out = tmp_path / "preds.csv"
-    galmorph.predict(image_folder, model=tiny_model, out=out, batch_size=4, progress=False)
+    galaxymorph.predict(image_folder, model=tiny_model, out=out, batch_size=4, progress=False)
     lines = out.read_text().splitlines(keepends=True)
     out.write_text("".join(lines[:4]) + lines[4][:15])  # header, 3 rows, a cut row
-    galmorph.predict(image_folder, model=tiny_model, out=out, resume=True, progress=False)
+    galaxymorph.predict(image_folder, model=tiny_model, out=out, resume=True, progress=False)
     df = pd.read_csv(out)
     assert len(df) == N_PNG + 2 and df["path"].is_unique
 
@@ -185,59 +185,59 @@ def test_failure_mid_run_leaves_a_valid_file(tiny_model, image_folder, tmp_path,
     monkeypatch.setattr(predict_mod, "make_rows", failing)
     out = tmp_path / f"preds{suffix}"
     with pytest.raises(KeyboardInterrupt):
-        galmorph.predict(image_folder, model=tiny_model, out=out, batch_size=2, workers=0,
+        galaxymorph.predict(image_folder, model=tiny_model, out=out, batch_size=2, workers=0,
                          progress=False)
     assert len(_read_paths(out)) == 4  # two batches of two, in a file that parses
     monkeypatch.setattr(predict_mod, "make_rows", real)
-    galmorph.predict(image_folder, model=tiny_model, out=out, resume=True, progress=False)
+    galaxymorph.predict(image_folder, model=tiny_model, out=out, resume=True, progress=False)
     assert sorted(_read_paths(out)) == sorted(set(_read_paths(out)))
     assert len(_read_paths(out)) == N_PNG + 2
 
 
 def test_glob_input(tiny_model, image_folder):
-    df = galmorph.predict(str(image_folder / "*.png"), model=tiny_model, progress=False)
+    df = galaxymorph.predict(str(image_folder / "*.png"), model=tiny_model, progress=False)
     assert len(df) == 6 and df["path"].str.endswith(".png").all()
-    deep = galmorph.predict(str(image_folder / "**" / "*.fits"), model=tiny_model, progress=False)
+    deep = galaxymorph.predict(str(image_folder / "**" / "*.fits"), model=tiny_model, progress=False)
     assert len(deep) == 1 and deep["error"].iloc[0] == ""
 
 
 def test_dataset_spec_inputs(tiny_model, inference_catalog, tmp_path):
-    from galmorph.data.synthetic import write_synthetic_h5
+    from galaxymorph.data.synthetic import write_synthetic_h5
 
     n_catalog = len(pd.read_csv(inference_catalog))
-    df = galmorph.predict(f"catalog:{inference_catalog}", model=tiny_model, progress=False)
+    df = galaxymorph.predict(f"catalog:{inference_catalog}", model=tiny_model, progress=False)
     assert len(df) == n_catalog and (df["error"] == "").all()
-    bare = galmorph.predict(str(inference_catalog), model=tiny_model, progress=False)
+    bare = galaxymorph.predict(str(inference_catalog), model=tiny_model, progress=False)
     assert list(bare["path"]) == list(df["path"])
     h5 = write_synthetic_h5(tmp_path / "g10.h5", 2, size=64, seed=3)
-    rows = galmorph.predict(f"galaxy10-decals:{h5}", model=tiny_model, progress=False)
+    rows = galaxymorph.predict(f"galaxy10-decals:{h5}", model=tiny_model, progress=False)
     assert len(rows) == 8 and rows["path"].iloc[0].endswith("g10.h5#0")
     assert np.allclose(rows[_prob_cols(rows)].sum(axis=1), 1.0)
 
 
 def test_detector_adds_p_synthetic(tiny_model, image_folder, tmp_path):
-    from galmorph.models.artifact import ModelCard, save_artifact
-    from galmorph.models.network import build_network
+    from galaxymorph.models.artifact import ModelCard, save_artifact
+    from galaxymorph.models.network import build_network
 
     det_dir = tmp_path / "detector"
     card = ModelCard(architecture="cnn2", class_names=["real", "synthetic"], image_size=24, crop=1.0)
     save_artifact(det_dir, build_network("cnn2", 2), card)
-    df = galmorph.predict(image_folder, model=tiny_model, detector=det_dir, batch_size=4,
+    df = galaxymorph.predict(image_folder, model=tiny_model, detector=det_dir, batch_size=4,
                           progress=False)
     assert list(df.columns)[-2:] == ["p_synthetic", "error"]
     ok = _ok(df)
     assert ok["p_synthetic"].between(0, 1).all() and df.loc[df["error"] != "", "p_synthetic"].isna().all()
     with pytest.raises(ModelError, match="synthetic"):
-        galmorph.predict(image_folder, model=tiny_model, detector=tiny_model, progress=False)
+        galaxymorph.predict(image_folder, model=tiny_model, detector=tiny_model, progress=False)
 
-    # A detector from `galmorph detector train` sees inputs through its own chain.
+    # A detector from `galaxymorph detector train` sees inputs through its own chain.
     (det_dir / "detector.json").write_text(json.dumps(
         {"resampling": {"image_size": 24, "common_size": 16}, "real_crop": 0.8}))
-    from galmorph.data.imageio import read_image
-    from galmorph.detection.assembly import Resampling
+    from galaxymorph.data.imageio import read_image
+    from galaxymorph.detection.assembly import Resampling
 
     files = sorted(str(p) for p in image_folder.glob("syn_*.png"))[:3]
-    df = galmorph.predict(files, model=tiny_model, detector=det_dir, progress=False)
+    df = galaxymorph.predict(files, model=tiny_model, detector=det_dir, progress=False)
     det = load_classifier(det_dir)
     x = torch.stack([Resampling(24, 16).apply(read_image(f), 0.8) for f in files])
     np.testing.assert_allclose(df["p_synthetic"], det.predict_proba(x)[:, 1], atol=1e-6)
@@ -245,22 +245,22 @@ def test_detector_adds_p_synthetic(tiny_model, image_folder, tmp_path):
 
 def test_bad_arguments_are_clear(tiny_model, image_folder, tmp_path):
     with pytest.raises(DataError, match="no such file"):
-        galmorph.predict(tmp_path / "missing", model=tiny_model, progress=False)
+        galaxymorph.predict(tmp_path / "missing", model=tiny_model, progress=False)
     with pytest.raises(DataError, match="matches no files"):
-        galmorph.predict(str(tmp_path / "*.png"), model=tiny_model, progress=False)
+        galaxymorph.predict(str(tmp_path / "*.png"), model=tiny_model, progress=False)
     with pytest.raises(ConfigError, match="output type"):
-        galmorph.predict(image_folder, model=tiny_model, out=tmp_path / "x.xlsx", progress=False)
+        galaxymorph.predict(image_folder, model=tiny_model, out=tmp_path / "x.xlsx", progress=False)
     with pytest.raises(ConfigError, match="--out"):
-        galmorph.predict(image_folder, model=tiny_model, resume=True, progress=False)
+        galaxymorph.predict(image_folder, model=tiny_model, resume=True, progress=False)
     with pytest.raises(ModelError):
-        galmorph.predict(image_folder, model=tmp_path / "nomodel", progress=False)
+        galaxymorph.predict(image_folder, model=tmp_path / "nomodel", progress=False)
 
 
 # -- command line -----------------------------------------------------------------------------
 
 
 def _cli(args: list[str]) -> int:
-    from galmorph.cli.main import main
+    from galaxymorph.cli.main import main
 
     try:
         main(args)

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import galmorph
-from galmorph.errors import ConfigError
+import galaxymorph
+from galaxymorph.errors import ConfigError
 
 
 @pytest.fixture(scope="module")
@@ -23,9 +23,9 @@ def ray_inputs(tmp_path_factory, inference_catalog):
 
 
 def test_ray_engine_matches_local(tiny_model, ray_inputs, tmp_path):
-    local = galmorph.predict(ray_inputs, model=tiny_model, batch_size=4, progress=False)
+    local = galaxymorph.predict(ray_inputs, model=tiny_model, batch_size=4, progress=False)
     out = tmp_path / "ray.csv"
-    summary = galmorph.predict(ray_inputs, model=tiny_model, batch_size=4, out=out, engine="ray",
+    summary = galaxymorph.predict(ray_inputs, model=tiny_model, batch_size=4, out=out, engine="ray",
                                workers=1, progress=False)
     assert summary.engine == "ray" and summary.n_images == 11 and summary.n_errors == 1
     remote = pd.read_csv(out, keep_default_na=False, na_values=[""])
@@ -42,5 +42,5 @@ def test_ray_engine_matches_local(tiny_model, ray_inputs, tmp_path):
 
 def test_missing_ray_is_a_clear_error(tiny_model, ray_inputs, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
-    with pytest.raises(ConfigError, match=r"galmorph\[ray\]"):
-        galmorph.predict(ray_inputs, model=tiny_model, engine="ray", progress=False)
+    with pytest.raises(ConfigError, match=r"galaxymorph\[ray\]"):
+        galaxymorph.predict(ray_inputs, model=tiny_model, engine="ray", progress=False)

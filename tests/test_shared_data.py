@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from galmorph.cli.main import main
-from galmorph.data import open_dataset
-from galmorph.data.classes import GALAXY10_DECALS
+from galaxymorph.cli.main import main
+from galaxymorph.data import open_dataset
+from galaxymorph.data.classes import GALAXY10_DECALS
 
 GZ1_COUNTS = {"Elliptical": 3948, "Spiral_Clockwise": 352, "Spiral_AntiClockwise": 371,
               "Edge_on": 848, "Dont_know": 48, "Merger": 98}

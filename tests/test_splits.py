@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from galmorph.data.splits import FOLDS, Split, make_split
-from galmorph.errors import DataError
+from galaxymorph.data.splits import FOLDS, Split, make_split
+from galaxymorph.errors import DataError
 
 
 @pytest.fixture

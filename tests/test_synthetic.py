@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from galmorph.data import open_dataset
-from galmorph.data.classes import GALAXY10_DECALS
-from galmorph.data.synthetic import (
+from galaxymorph.data import open_dataset
+from galaxymorph.data.classes import GALAXY10_DECALS
+from galaxymorph.data.synthetic import (
     GALAXY10_DECALS_LABEL,
     SYNTHETIC_CLASSES,
     make_synthetic_arrays,

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from galmorph.data.synthetic import write_synthetic_catalog
-from galmorph.errors import DataError
-from galmorph.training.config import TrainConfig
-from galmorph.training.datamodule import GalaxyDataModule
+from galaxymorph.data.synthetic import write_synthetic_catalog
+from galaxymorph.errors import DataError
+from galaxymorph.training.config import TrainConfig
+from galaxymorph.training.datamodule import GalaxyDataModule
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-import galmorph
-from galmorph.errors import ConfigError
-from galmorph.training.config import TrainConfig, resolve_config
+import galaxymorph
+from galaxymorph.errors import ConfigError
+from galaxymorph.training.config import TrainConfig, resolve_config
 
 FAST = dict(model="cnn3", image_size=32, batch_size=32, lr=3e-3, progress=False, cache=False,
             threads=2, early_stopping_patience=0)
@@ -18,7 +18,7 @@ FAST = dict(model="cnn3", image_size=32, batch_size=32, lr=3e-3, progress=False,
 
 @pytest.fixture(scope="module")
 def synthetic_catalog(tmp_path_factory):
-    from galmorph.data.synthetic import write_synthetic_catalog
+    from galaxymorph.data.synthetic import write_synthetic_catalog
 
     out = tmp_path_factory.mktemp("syn")
     return f"catalog:{write_synthetic_catalog(out, 100, size=48, seed=1)}"
@@ -29,7 +29,7 @@ def trained_run(tmp_path_factory, synthetic_catalog):
     out = tmp_path_factory.mktemp("runs") / "resnet18"
     # A BatchNorm network learns the four rendered classes in a few epochs; the seed's
     # BatchNorm-free CNNs need far longer, which a unit test cannot afford.
-    return galmorph.train(data=synthetic_catalog, epochs=5, out=out, **(FAST | {"model": "resnet18",
+    return galaxymorph.train(data=synthetic_catalog, epochs=5, out=out, **(FAST | {"model": "resnet18",
                                                                               "lr": 1e-3}))
 
 
@@ -63,8 +63,8 @@ def test_config_is_saved_and_reloadable(trained_run):
 
 
 def test_saved_model_reloads_with_same_predictions(trained_run, synthetic_catalog):
-    from galmorph.data import open_dataset
-    from galmorph.inference.loading import load_classifier
+    from galaxymorph.data import open_dataset
+    from galaxymorph.inference.loading import load_classifier
 
     ds = open_dataset(synthetic_catalog)
     images = [ds.read(i) for i in range(8)]
@@ -78,12 +78,12 @@ def test_saved_model_reloads_with_same_predictions(trained_run, synthetic_catalo
 
 def test_resume_continues_without_repeating_epochs(tmp_path, synthetic_catalog):
     out = tmp_path / "run"
-    galmorph.train(data=synthetic_catalog, epochs=2, out=out, **FAST)
+    galaxymorph.train(data=synthetic_catalog, epochs=2, out=out, **FAST)
     first = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
     assert first["epoch"] == 1
     with pytest.raises(ConfigError, match="already holds a run"):
-        galmorph.train(data=synthetic_catalog, epochs=2, out=out, **FAST)
-    result = galmorph.train(out=out, resume=True, epochs=4)
+        galaxymorph.train(data=synthetic_catalog, epochs=2, out=out, **FAST)
+    result = galaxymorph.train(out=out, resume=True, epochs=4)
     last = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
     assert last["epoch"] == 3
     # Epochs 0..3 each logged exactly once in the CSV across the two sessions.
@@ -114,19 +114,19 @@ def test_interrupted_run_resumes_from_last_checkpoint(tmp_path, synthetic_catalo
     L.Trainer.__init__ = patched
     try:
         with pytest.raises(KeyboardInterrupt):
-            galmorph.train(data=synthetic_catalog, epochs=4, out=out, **FAST)
+            galaxymorph.train(data=synthetic_catalog, epochs=4, out=out, **FAST)
     finally:
         L.Trainer.__init__ = orig_init
     assert (out / "checkpoints" / "last.ckpt").exists()
     assert not (out / "metrics.json").exists()
     done = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["epoch"]
-    galmorph.train(out=out, resume=True)
+    galaxymorph.train(out=out, resume=True)
     assert json.loads((out / "summary.json").read_text())["epochs"] == 4
     assert done == 0  # epoch 1 was interrupted before its checkpoint: it is redone, 0 is not
 
 
 def test_balanced_sampler_and_label_smoothing_run(tmp_path, synthetic_catalog):
-    result = galmorph.train(data=synthetic_catalog, epochs=1, out=tmp_path / "r",
+    result = galaxymorph.train(data=synthetic_catalog, epochs=1, out=tmp_path / "r",
                             imbalance="both", label_smoothing=0.1, **FAST)
     assert result.metrics["n"] > 0
 
@@ -146,7 +146,7 @@ def test_config_precedence_and_validation(tmp_path):
 
 def test_brief_training_on_real_gz1_images(shared_data, tmp_path):
     """One epoch on the real Galaxy Zoo 1 images, GZ1-4 classes: the whole path on real data."""
-    result = galmorph.train(data=str(shared_data / "gz1"), label_map="gz1-4", model="cnn3",
+    result = galaxymorph.train(data=str(shared_data / "gz1"), label_map="gz1-4", model="cnn3",
                             image_size=32, crop=0.5, epochs=1, batch_size=64, progress=False,
                             cache=str(tmp_path / "cache"), threads=2, out=tmp_path / "gz1")
     m = result.metrics
@@ -160,7 +160,7 @@ def test_brief_training_on_real_gz1_images(shared_data, tmp_path):
 def test_last_checkpoint_written_every_epoch_even_without_improvement(tmp_path, synthetic_catalog):
     # lr~0: validation loss never improves after epoch 0, yet last.ckpt must follow each epoch.
     out = tmp_path / "flat"
-    galmorph.train(data=synthetic_catalog, epochs=3, out=out, **(FAST | {"lr": 1e-12}))
+    galaxymorph.train(data=synthetic_catalog, epochs=3, out=out, **(FAST | {"lr": 1e-12}))
     assert torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 2
     assert torch.load(out / "checkpoints" / "best.ckpt", weights_only=True)["epoch"] == 0
 
@@ -168,10 +168,10 @@ def test_last_checkpoint_written_every_epoch_even_without_improvement(tmp_path, 
 def test_monitor_chooses_the_kept_weights(tmp_path, synthetic_catalog):
     # lr~0 as above: by val_loss the kept model is epoch 0 and patience 1 stops the run early;
     # monitor="last" runs the whole schedule and keeps the final epoch's weights.
-    stopped = galmorph.train(data=synthetic_catalog, epochs=4, out=tmp_path / "loss",
+    stopped = galaxymorph.train(data=synthetic_catalog, epochs=4, out=tmp_path / "loss",
                              **(FAST | {"lr": 1e-12, "early_stopping_patience": 1}))
     assert stopped.summary["epochs"] < 4 and stopped.summary["best_checkpoint"] == "best.ckpt"
-    last = galmorph.train(data=synthetic_catalog, epochs=4, out=tmp_path / "last", monitor="last",
+    last = galaxymorph.train(data=synthetic_catalog, epochs=4, out=tmp_path / "last", monitor="last",
                           **(FAST | {"lr": 1e-12, "early_stopping_patience": 1}))
     assert last.summary["epochs"] == 4 and last.summary["best_checkpoint"] == "last.ckpt"
     assert not (tmp_path / "last" / "checkpoints" / "best.ckpt").exists()

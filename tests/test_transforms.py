@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from galmorph.data.transforms import (
+from galaxymorph.data.transforms import (
     Preprocessing,
     TrainAugment,
     dihedral,
@@ -14,7 +14,7 @@ from galmorph.data.transforms import (
     prepare,
     swap_table,
 )
-from galmorph.errors import ConfigError
+from galaxymorph.errors import ConfigError
 from makedata import galaxy_image
 
 

@@ -1,0 +1,50 @@
+"""galaxymorph: galaxy morphology classification from survey images.
+
+The Python API mirrors the command line::
+
+    import galaxymorph
+    galaxymorph.train(data="catalog:gz1/labels.csv", label_map="gz1-4", model="cnn4-wide", out="runs/a")
+    galaxymorph.evaluate(model="runs/a", out="runs/a/eval")
+    galaxymorph.predict(["galaxy.jpg"], model="default")
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.2.0"
+
+if TYPE_CHECKING:  # pragma: no cover
+    from galaxymorph.data import open_dataset
+    from galaxymorph.evaluation.api import evaluate
+    from galaxymorph.evaluation.compare import compare
+    from galaxymorph.inference.loading import load_classifier
+    from galaxymorph.training.ensemble import ensemble
+    from galaxymorph.training.run import train
+
+_LAZY = {
+    "open_dataset": "galaxymorph.data.dataset",
+    "train": "galaxymorph.training.run",
+    "evaluate": "galaxymorph.evaluation.api",
+    "compare": "galaxymorph.evaluation.compare",
+    "ensemble": "galaxymorph.training.ensemble",
+    "load_classifier": "galaxymorph.inference.loading",
+    "predict": "galaxymorph.inference.predict",
+    "create_model": "galaxymorph.models.registry",
+    "list_models": "galaxymorph.models.registry",
+    "train_gan": "galaxymorph.generative.trainer",
+    "sample": "galaxymorph.generative.sampling",
+    "fid": "galaxymorph.generative.fid",
+}
+
+__all__ = ["__version__", "compare", "create_model", "ensemble", "evaluate", "fid", "list_models",
+           "load_classifier", "open_dataset", "predict", "sample", "train", "train_gan"]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy, so that `import galaxymorph` (and the CLI's --help) does not pull in torch.
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'galaxymorph' has no attribute {name!r}")

@@ -1,0 +1,231 @@
+"""What the web app computes, kept free of Streamlit so it can be tested directly.
+
+The page (:mod:`galaxymorph.app.streamlit_app`) only lays out what these functions return. They
+go through the same API as everything else (``load_classifier`` and
+``Classifier.predict_proba``), so the app cannot drift from ``galaxymorph predict``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from galaxymorph.errors import GalaxymorphError, ImageReadError
+
+#: Streamlit's own upload limit (``server.maxUploadSize``), set explicitly by the launcher;
+#: a galaxy cutout is a few hundred kB, a FITS stamp a few MB.
+DEFAULT_MAX_UPLOAD_MB = 20
+#: Our own decoded-size limit for uploads (tighter than the library's 64 Mpx): a web app must
+#: not let one request decode gigabytes.
+APP_MAX_PIXELS = 25_000_000
+UPLOAD_TYPES = ["jpg", "jpeg", "png", "fits", "fit", "fts", "fz", "tif", "tiff", "webp", "bmp"]
+EXAMPLE_LIMIT = 12
+
+ENV_MODEL = "GALAXYMORPH_APP_MODEL"
+ENV_MODELS_DIR = "GALAXYMORPH_APP_MODELS_DIR"
+ENV_DETECTOR = "GALAXYMORPH_APP_DETECTOR"
+ENV_EXAMPLES = "GALAXYMORPH_APP_EXAMPLES"
+ENV_MAX_UPLOAD_MB = "GALAXYMORPH_APP_MAX_UPLOAD_MB"
+ENV_DEVICE = "GALAXYMORPH_APP_DEVICE"
+
+
+@dataclass
+class AppSettings:
+    """What the launcher hands the page, through environment variables."""
+
+    model: str = "default"
+    models_dir: str | None = None
+    detector: str | None = None
+    examples: str | None = None
+    max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB
+    device: str = "cpu"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> AppSettings:
+        env = dict(os.environ if env is None else env)
+        try:
+            mb = int(env.get(ENV_MAX_UPLOAD_MB, DEFAULT_MAX_UPLOAD_MB))
+        except ValueError:
+            mb = DEFAULT_MAX_UPLOAD_MB
+        return cls(model=env.get(ENV_MODEL) or "default", models_dir=env.get(ENV_MODELS_DIR) or None,
+                   detector=env.get(ENV_DETECTOR) or None, examples=env.get(ENV_EXAMPLES) or None,
+                   max_upload_mb=mb, device=env.get(ENV_DEVICE) or "cpu")
+
+    def to_env(self) -> dict[str, str]:
+        out = {ENV_MODEL: self.model, ENV_MAX_UPLOAD_MB: str(self.max_upload_mb),
+               ENV_DEVICE: self.device}
+        for key, value in ((ENV_MODELS_DIR, self.models_dir), (ENV_DETECTOR, self.detector),
+                           (ENV_EXAMPLES, self.examples)):
+            if value:
+                out[key] = value
+        return out
+
+
+def default_installed() -> bool:
+    from galaxymorph.inference.loading import default_model_dir
+    from galaxymorph.models.artifact import CARD_FILE
+
+    return (default_model_dir() / CARD_FILE).exists()
+
+
+def model_choices(settings: AppSettings) -> list[str]:
+    """The models offered: the one asked for, the built-in default, run folders in models_dir.
+
+    ``"default"`` is listed when it is installed or when nothing else is (so the page can say
+    clearly that it is missing).
+    """
+    from galaxymorph.models.artifact import CARD_FILE
+
+    choices: list[str] = []
+    if settings.model != "default":
+        choices.append(settings.model)
+    if default_installed():
+        choices.append("default")
+    if settings.models_dir:
+        root = Path(settings.models_dir).expanduser()
+        if root.is_dir():
+            runs = sorted(str(d) for d in root.iterdir() if (d / CARD_FILE).exists())
+            choices += [r for r in runs if r not in choices]
+    if settings.model == "default" and "default" not in choices:
+        choices.insert(0, "default")
+    return choices or ["default"]
+
+
+@dataclass
+class Analysis:
+    """Everything the page shows for one image."""
+
+    name: str
+    image: np.ndarray  # decoded upload (H, W, 3) uint8
+    probs: np.ndarray  # (C,) calibrated probabilities
+    class_names: list[str]
+    label: int
+    cam: object | None = None  # gradcam.CamResult
+    cam_error: str | None = None
+    p_synthetic: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def label_name(self) -> str:
+        return self.class_names[self.label]
+
+    @property
+    def probability(self) -> float:
+        return float(self.probs[self.label])
+
+    def table(self):
+        """Probabilities per class, highest first (for the bar chart and the table)."""
+        import pandas as pd
+
+        df = pd.DataFrame({"class": self.class_names, "probability": self.probs.astype(float)})
+        return df.sort_values("probability", ascending=False).reset_index(drop=True)
+
+
+def decode_upload(data: bytes, name: str, max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB,
+                  max_pixels: int = APP_MAX_PIXELS) -> np.ndarray:
+    """Decode uploaded bytes; every problem is an :class:`ImageReadError` naming the upload."""
+    from galaxymorph.data.imageio import decode_image, is_image_path
+
+    limit = max_upload_mb * 1024 * 1024
+    if len(data) > limit:
+        raise ImageReadError(f"file is {len(data) / 1e6:.1f} MB; this app accepts at most "
+                             f"{max_upload_mb} MB per image", name)
+    if not is_image_path(name):
+        raise ImageReadError("not an image file type this app reads (JPEG, PNG, TIFF, FITS)", name)
+    return decode_image(data, name=name, max_pixels=max_pixels)
+
+
+def analyse(clf, image: np.ndarray, name: str, tta: bool = False, with_cam: bool = True,
+            detector=None) -> Analysis:
+    """Classify one decoded image, with Grad-CAM and the detector's p(synthetic) if asked."""
+    from galaxymorph.inference.gradcam import LOCK, gradcam
+
+    with LOCK:  # the cached model is shared between sessions; hooks must not interleave
+        probs = clf.predict_proba([image], tta=tta)[0]
+    result = Analysis(name, image, probs, list(clf.class_names), int(np.argmax(probs)))
+    if with_cam:
+        try:
+            result.cam = gradcam(clf, image, target=result.label)
+        except Exception as exc:  # a map is a bonus: never lose the prediction for it
+            result.cam_error = f"Grad-CAM unavailable for this model ({type(exc).__name__}: {exc})"
+    if detector is not None:
+        from galaxymorph.inference.predict import detector_view, synthetic_column
+
+        x = detector_view(detector)(image).unsqueeze(0)  # the detector's own input chain
+        with LOCK:
+            result.p_synthetic = float(detector.predict_proba(x)[0][synthetic_column(detector)])
+    return result
+
+
+def analyse_bytes(clf, data: bytes, name: str, settings: AppSettings | None = None,
+                  tta: bool = False, with_cam: bool = True, detector=None) -> Analysis:
+    """Decode then :func:`analyse`; raises :class:`GalaxymorphError` with a message for the page."""
+    settings = settings or AppSettings()
+    image = decode_upload(data, name, settings.max_upload_mb)
+    return analyse(clf, image, name, tta=tta, with_cam=with_cam, detector=detector)
+
+
+def synthetic_examples(n_per_class: int = 2, size: int = 128, seed: int = 7) -> list[tuple[str, np.ndarray]]:
+    """Rendered galaxies (the app ships no real images): ``(caption, image)`` pairs."""
+    from galaxymorph.data.synthetic import SYNTHETIC_CLASSES, render_galaxy
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for k in range(n_per_class):
+        for kind in SYNTHETIC_CLASSES:
+            out.append((f"synthetic {kind} #{k + 1}", render_galaxy(kind, size=size, rng=rng)))
+    return out
+
+
+def folder_examples(folder: str | Path, limit: int = EXAMPLE_LIMIT) -> list[tuple[str, np.ndarray]]:
+    """Up to ``limit`` readable images from ``folder`` (recursive), for the gallery."""
+    from galaxymorph.data.imageio import read_image
+    from galaxymorph.inference.sources import walk_images
+
+    root = Path(folder).expanduser()
+    if not root.is_dir():
+        raise GalaxymorphError("examples folder not found", root)
+    out: list[tuple[str, np.ndarray]] = []
+    for path in walk_images(root):
+        try:
+            out.append((Path(path).name, read_image(path)))
+        except ImageReadError:
+            continue
+        if len(out) >= limit:
+            break
+    if not out:
+        raise GalaxymorphError("no readable images in the examples folder", root)
+    return out
+
+
+def card_summary(card) -> dict[str, str]:
+    """The model card as short label -> text pairs for the sidebar."""
+    data = card.training_data or {}
+    metrics = card.metrics or {}
+    rows = {
+        "name": card.name or "-",
+        "architecture": card.architecture,
+        "classes": ", ".join(card.class_names),
+        "input": f"{card.image_size}x{card.image_size} px, " + (
+            "whole image" if card.crop >= 1 else f"centre {card.crop:.0%} of the image"),
+        "training data": str(data.get("spec", "-")) + (f" (label map {data['label_map']})"
+                                                      if data.get("label_map") else ""),
+    }
+    counts = data.get("counts")
+    if isinstance(counts, dict) and counts:
+        rows["images"] = ", ".join(f"{k} {v}" for k, v in counts.items())
+    ci = metrics.get("ci95") or {}
+    for key, label in (("accuracy", "test accuracy"), ("f1_macro", "macro F1"), ("ece", "ECE")):
+        if key in metrics:
+            rows[label] = f"{float(metrics[key]):.3f}"
+            if isinstance(ci.get(key), list):  # how much a test set of this size can tell
+                rows[label] += f" (95% interval {ci[key][0]:.3f}-{ci[key][1]:.3f})"
+    if "n" in metrics:
+        rows["test images"] = str(metrics["n"])
+    rows["calibration"] = f"temperature {float(card.temperature):.3f}"
+    if card.description:
+        rows["description"] = card.description
+    return rows

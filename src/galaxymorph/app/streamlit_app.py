@@ -1,0 +1,178 @@
+"""The galaxymorph web page (run by ``galaxymorph app``; ``streamlit run`` this file also works).
+
+Settings arrive as environment variables (see :class:`galaxymorph.app.core.AppSettings`). Every
+per-image problem is shown as a one-line ``st.error``, never as a traceback on the page.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import streamlit as st
+
+from galaxymorph.app import core
+from galaxymorph.errors import GalaxymorphError
+
+log = logging.getLogger("galaxymorph.app")
+THUMB = 224
+
+
+@st.cache_resource(show_spinner="Loading the model…")
+def get_classifier(ref: str, device: str):
+    """Loaded once per server process and shared by every session."""
+    from galaxymorph.inference.loading import load_classifier
+
+    return load_classifier(ref, device=device)
+
+
+@st.cache_data(show_spinner="Rendering example galaxies…")
+def get_examples(folder: str | None) -> list[tuple[str, np.ndarray]]:
+    return core.folder_examples(folder) if folder else core.synthetic_examples()
+
+
+def thumbnail(image: np.ndarray, size: int = THUMB) -> np.ndarray:
+    """Upscale small network inputs (nearest, so pixels stay honest) and shrink big uploads."""
+    from PIL import Image
+
+    h, w = image.shape[:2]
+    scale = size / max(h, w)
+    resample = Image.Resampling.NEAREST if scale > 1 else Image.Resampling.LANCZOS
+    return np.asarray(Image.fromarray(image).resize((max(1, round(w * scale)), max(1, round(h * scale))),
+                                                    resample))
+
+
+def sidebar(settings: core.AppSettings):
+    """Model choice, options and model card; returns (classifier or None, tta, gradcam, detector)."""
+    st.sidebar.header("Model")
+    choices = core.model_choices(settings)
+    ref = st.sidebar.selectbox("Classifier", choices, index=0, key="model",
+                               help="The built-in default model, the one given with --model, and "
+                                    "run folders found in --models-dir.")
+    try:
+        clf = get_classifier(ref, settings.device)
+    except GalaxymorphError as exc:
+        st.error(f"Cannot load the model '{ref}': {exc}")
+        if ref == "default":
+            st.info("The built-in default model is not installed in this copy of galaxymorph. Train one "
+                    "(`galaxymorph train --data ... --out runs/x`) and start the app with "
+                    "`galaxymorph app --model runs/x`.")
+        return None, False, False, None
+    tta = st.sidebar.checkbox("Test-time augmentation (8 rotations/flips)", value=clf.card.tta_default,
+                              key="tta")
+    with_cam = st.sidebar.checkbox("Grad-CAM heat map", value=True, key="gradcam")
+    st.sidebar.subheader("Model card")
+    lines = [f"- **{k}:** {v}" for k, v in core.card_summary(clf.card).items()]
+    st.sidebar.markdown("\n".join(lines))
+    if clf.card.notes:
+        st.sidebar.caption(" · ".join(clf.card.notes))
+    detector = None
+    if settings.detector:
+        try:
+            detector = get_classifier(settings.detector, settings.device)
+            from galaxymorph.inference.predict import synthetic_column
+
+            synthetic_column(detector)
+            st.sidebar.caption(f"Real-vs-synthetic detector: {settings.detector}")
+        except GalaxymorphError as exc:
+            st.sidebar.warning(f"Detector not used: {exc}")
+            detector = None
+    return clf, tta, with_cam, detector
+
+
+def show_analysis(a: core.Analysis) -> None:
+    with st.container(border=True):
+        st.markdown(f"##### {a.name}")
+        left, middle, right = st.columns([1, 1, 2])
+        left.image(thumbnail(a.image), caption="uploaded image", width=THUMB)
+        if a.cam is not None:
+            middle.image(thumbnail(a.cam.overlay), width=THUMB,
+                         caption=f"Grad-CAM for {a.class_names[a.cam.target]} (network input)")
+        elif a.cam_error:
+            middle.caption(a.cam_error)
+        right.markdown(f"Predicted class: **{a.label_name}** · probability **{a.probability:.1%}** "
+                       "(calibrated)")
+        table = a.table()
+        right.bar_chart(table, x="class", y="probability", horizontal=True, sort="-probability",
+                        height=70 + 30 * len(table), x_label="", y_label="probability")
+        shown = table.assign(probability=table["probability"].map(lambda p: f"{p:.1%}"))
+        right.table(shown.set_index("class"))
+        if a.p_synthetic is not None:
+            right.caption(f"Real-vs-synthetic detector: p(synthetic) = {a.p_synthetic:.2f}")
+
+
+def show_failure(name: str, exc: Exception) -> None:
+    if isinstance(exc, GalaxymorphError):
+        text = str(exc)
+        st.error(text if name in text else f"{name}: {text}")
+    else:  # a bug: one line here, the traceback in the server log
+        log.exception("processing %s failed", name)
+        st.error(f"{name}: could not be processed ({type(exc).__name__}: {exc})")
+
+
+def upload_tab(clf, settings: core.AppSettings, tta: bool, with_cam: bool, detector) -> None:
+    uploads = st.file_uploader(
+        f"Galaxy images (JPEG, PNG, TIFF or FITS; up to {settings.max_upload_mb} MB each)",
+        type=core.UPLOAD_TYPES, accept_multiple_files=True, key="uploads")
+    if not uploads:
+        st.caption("Upload one or more cutouts centred on a galaxy, or try the examples tab.")
+        return
+    for up in uploads:
+        try:
+            a = core.analyse_bytes(clf, up.getvalue(), up.name, settings, tta=tta,
+                                   with_cam=with_cam, detector=detector)
+        except Exception as exc:
+            show_failure(up.name, exc)
+            continue
+        show_analysis(a)
+
+
+def examples_tab(clf, settings: core.AppSettings, tta: bool, with_cam: bool, detector) -> None:
+    if settings.examples:
+        st.caption(f"Images from {settings.examples}.")
+    else:
+        st.caption("Synthetic galaxies rendered on the fly (this app ships no real images; start it "
+                   "with `--examples DIR` to show your own). A model trained on survey data may "
+                   "well misjudge these renders.")
+    try:
+        examples = get_examples(settings.examples)
+    except GalaxymorphError as exc:
+        st.error(str(exc))
+        return
+    per_row = 4
+    for start in range(0, len(examples), per_row):
+        cols = st.columns(per_row)
+        for i, (col, (caption, img)) in enumerate(zip(cols, examples[start:start + per_row], strict=False)):
+            n = start + i
+            col.image(thumbnail(img, 160), caption=caption, width=160)
+            col.button("Classify", key=f"example_{n}", on_click=_choose_example, args=(n,))
+    chosen = st.session_state.get("example")
+    if chosen is not None and chosen < len(examples):
+        caption, img = examples[chosen]
+        try:
+            show_analysis(core.analyse(clf, img, caption, tta=tta, with_cam=with_cam, detector=detector))
+        except Exception as exc:
+            show_failure(caption, exc)
+
+
+def _choose_example(n: int) -> None:
+    st.session_state["example"] = n
+
+
+def main() -> None:
+    st.set_page_config(page_title="galaxymorph · galaxy morphology", page_icon="🌌", layout="wide")
+    settings = core.AppSettings.from_env()
+    st.title("galaxymorph: galaxy morphology")
+    clf, tta, with_cam, detector = sidebar(settings)
+    if clf is None:
+        return
+    st.caption(f"Classes: {', '.join(clf.class_names)}. Probabilities are calibrated on the "
+               "model's validation images.")
+    upload, examples = st.tabs(["Upload", "Examples"])
+    with upload:
+        upload_tab(clf, settings, tta, with_cam, detector)
+    with examples:
+        examples_tab(clf, settings, tta, with_cam, detector)
+
+
+main()

@@ -1,0 +1,1 @@
+"""The ``galaxymorph`` command: a thin Typer layer over the Python API."""

@@ -1,0 +1,163 @@
+"""``galaxymorph detector train|evaluate|predict``: thin wrappers over :mod:`galaxymorph.detection`.
+
+``predict`` exits 0 when at least one image was scored (unreadable ones are listed and
+counted), 1 when none could be, and 2 (like every command) on a bad run folder or option.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+console = Console()
+
+detector_app = typer.Typer(name="detector", no_args_is_help=True,
+                           help="Real-vs-synthetic detector: train, evaluate, predict.")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(detector_app, name="detector")
+
+
+def _common_size(value: str | None) -> int | str | None:
+    if value is None or value == "auto":
+        return "auto"
+    if value.lower() in ("none", "0", "off"):
+        return None
+    if not value.isdigit():
+        from galaxymorph.errors import ConfigError
+
+        raise ConfigError(f"--common-size must be auto, none or a number of pixels, got '{value}'")
+    return int(value)
+
+
+@detector_app.command("train")
+def train_cmd(
+    real: list[str] = typer.Option(..., "--real", help="Dataset spec of real images; repeatable."),
+    fake: list[str] = typer.Option(..., "--fake", help="Generated images: a catalog spec, a GAN "
+                                   "sample folder or any folder of images; repeatable."),
+    out: Path = typer.Option(..., "--out", help="Run folder to create (or resume)."),
+    model: str = typer.Option("seed-detector", "--model",
+                              help="Registry name: seed-detector (the seed's CNN), resnet18, ..."),
+    pretrained: bool = typer.Option(False, "--pretrained/--scratch", help="ImageNet weights."),
+    image_size: int = typer.Option(64, "--image-size", help="Network input side (the seed: 150)."),
+    common_size: str = typer.Option("auto", "--common-size",
+                                    help="Resolution every image passes through: auto (smallest "
+                                    "native size among the sources), N pixels, or none."),
+    real_crop: float = typer.Option(None, "--real-crop", help="Centre crop of real images "
+                                    "(default: the GAN's training crop if known, else 1)."),
+    fake_crop: float = typer.Option(1.0, "--fake-crop", help="Centre crop of generated images."),
+    cap: int = typer.Option(None, "--per-source-cap", help="At most N images from each spec."),
+    max_per_side: int = typer.Option(None, "--max-per-side", help="At most N images per class."),
+    epochs: int = typer.Option(None, "--epochs", help="Maximum epochs (default 50)."),
+    patience: int = typer.Option(5, "--patience", help="Early-stopping patience (0: off)."),
+    batch_size: int = typer.Option(32, "--batch-size"),
+    lr: float = typer.Option(1e-3, "--lr"),
+    seed: int = typer.Option(0, "--seed", help="Sampling, split and initialisation seed."),
+    threads: int = typer.Option(None, "--threads", help="CPU threads for torch."),
+    accelerator: str = typer.Option(None, "--accelerator", help="auto | cpu | gpu | mps"),
+    max_minutes: float = typer.Option(None, "--max-minutes", help="Stop training after this long."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),
+) -> None:
+    """Assemble balanced real vs generated images and train a detector on them."""
+    from galaxymorph.detection import train_detector
+
+    options = {k: v for k, v in dict(threads=threads, accelerator=accelerator,
+                                     max_time_minutes=max_minutes).items() if v is not None}
+    run = train_detector(real, fake, out, model=model, pretrained=pretrained, image_size=image_size,
+                         common_size=_common_size(common_size), real_crop=real_crop,
+                         fake_crop=fake_crop, per_source_cap=cap, max_per_side=max_per_side,
+                         epochs=epochs, patience=patience, batch_size=batch_size, lr=lr, seed=seed,
+                         resume=resume, **options)
+    _print_metrics(run.metrics, f"held-out test fold of {run.run_dir}")
+    console.print(f"run folder: [bold]{run.run_dir}[/] (detector_metrics.json, curves.png, "
+                  "batch_accuracy.png, model.safetensors)")
+
+
+@detector_app.command("evaluate")
+def evaluate_cmd(
+    run_dir: Path = typer.Argument(..., help="Detector run folder."),
+    real: list[str] = typer.Option(..., "--real", help="Dataset spec of real images; repeatable."),
+    fake: list[str] = typer.Option(..., "--fake", help="Generated images; repeatable."),
+    out: Path = typer.Option(..., "--out", help="Folder for metrics.json and figures."),
+    real_crop: float = typer.Option(None, "--real-crop", help="Default: as in training."),
+    fake_crop: float = typer.Option(None, "--fake-crop", help="Default: as in training."),
+    cap: int = typer.Option(None, "--per-source-cap"),
+    max_per_side: int = typer.Option(None, "--max-per-side"),
+    balance: bool = typer.Option(True, "--balance/--no-balance",
+                                 help="Equal real and generated counts."),
+    exclude_training: bool = typer.Option(True, "--exclude-training/--trust-held-out",
+                                          help="Leave out images of groups the detector trained on "
+                                          "(default), or take the specs as held out."),
+    seed: int = typer.Option(0, "--seed"),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda | auto"),
+) -> None:
+    """Score a detector: metrics.json (accuracy, ROC AUC, precision, recall, F1, confusion matrix), predictions.csv, figures.
+
+    Images of groups the detector trained on are left out unless --trust-held-out.
+    """
+    from galaxymorph.detection import evaluate_detector
+
+    metrics = evaluate_detector(run_dir, real, fake, out, real_crop=real_crop, fake_crop=fake_crop,
+                                per_source_cap=cap, max_per_side=max_per_side, balance=balance,
+                                exclude_training=exclude_training, seed=seed, device=device)
+    _print_metrics(metrics, f"{run_dir} on {', '.join(real + fake)}")
+    console.print(f"{metrics['held_out']} ({metrics['excluded_training_images']} left out)")
+    console.print(f"written to [bold]{out}[/]")
+
+
+@detector_app.command("predict")
+def predict_cmd(
+    run_dir: Path = typer.Argument(..., help="Detector run folder."),
+    images: list[Path] = typer.Argument(..., help="Image files or folders."),
+    crop: float = typer.Option(1.0, "--crop", help="Centre crop, to frame inputs like the "
+                               "training images (e.g. 0.5 for a wide GZ1 cutout)."),
+    device: str = typer.Option("cpu", "--device"),
+) -> None:
+    """Probability that each image is synthetic (generated)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from galaxymorph.detection import predict_detector
+
+    results = predict_detector(run_dir, images, crop=crop, device=device)
+    table = Table("image", "p(synthetic)", "verdict")
+    for r in results:
+        if r["error"]:
+            table.add_row(escape(r["path"]), "-", "[red]unreadable[/]")
+        else:
+            table.add_row(escape(r["path"]), f"{r['p_synthetic']:.4f}", r["label"])
+    console.print(table)
+    failed = [r for r in results if r["error"]]
+    for r in failed:
+        console.print(f"[red]unreadable:[/] {escape(r['error'])}", highlight=False, soft_wrap=True)
+    if failed:
+        console.print(f"{len(failed)} of {len(results)} file(s) could not be read")
+    if results and len(failed) == len(results):
+        raise typer.Exit(1)
+
+
+def _print_metrics(m: dict, title: str) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=escape(title))
+    for col in ("n", "accuracy", "ROC AUC", "precision", "recall", "F1"):
+        table.add_column(col, justify="right")
+    auc = "n/a" if m.get("roc_auc") is None else f"{m['roc_auc']:.4f}"
+    table.add_row(str(m["n"]), f"{m['accuracy']:.4f}", auc, f"{m['precision']:.4f}",
+                  f"{m['recall']:.4f}", f"{m['f1']:.4f}")
+    console.print(table)
+    per = m.get("per_source", {})
+    if per:
+        src = Table(title="per source")
+        src.add_column("source", overflow="fold")
+        for col in ("class", "n", "accuracy", "mean p(synthetic)", "seen in training"):
+            src.add_column(col)
+        for name, s in per.items():
+            seen = s.get("seen_in_training")
+            src.add_row(escape(name), s["label"], str(s["n"]), f"{s['accuracy']:.4f}",
+                        f"{s['mean_p_synthetic']:.3f}", "-" if seen is None else str(seen).lower())
+        console.print(src)

@@ -1,0 +1,148 @@
+"""``galaxymorph train``, ``evaluate``, ``compare`` and ``models``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+console = Console()
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train_cmd)
+    app.command("evaluate")(evaluate_cmd)
+    app.command("compare")(compare_cmd)
+    app.command("ensemble")(ensemble_cmd)
+    app.command("models")(models_cmd)
+
+
+def train_cmd(
+    data: str = typer.Option(None, "--data", help="Dataset spec, e.g. catalog:gz1/labels.csv"),
+    out: Path = typer.Option(..., "--out", help="Run folder to create (or resume)."),
+    label_map: str = typer.Option(None, "--label-map", help="Built-in name (gz1-4) or YAML/JSON file."),
+    model: str = typer.Option(None, "--model", help="Registry name (see `galaxymorph models`)."),
+    pretrained: bool = typer.Option(None, "--pretrained/--scratch", help="Start from ImageNet weights."),
+    transfer: str = typer.Option(None, "--transfer", help="full | last-block | linear-probe"),
+    weights_path: str = typer.Option(None, "--weights", help="Local ImageNet weights file (offline)."),
+    epochs: int = typer.Option(None, "--epochs"),
+    image_size: int = typer.Option(None, "--image-size", help="Network input side in pixels."),
+    crop: float = typer.Option(None, "--crop", help="Centre crop, fraction of the image side."),
+    batch_size: int = typer.Option(None, "--batch-size"),
+    lr: float = typer.Option(None, "--lr"),
+    imbalance: str = typer.Option(None, "--imbalance",
+                                  help="none | weighted-loss | sqrt-weighted-loss | balanced-sampler | both"),
+    label_smoothing: float = typer.Option(None, "--label-smoothing"),
+    patience: int = typer.Option(None, "--patience", help="Early-stopping patience (0: off)."),
+    monitor: str = typer.Option(None, "--monitor",
+                                help="Weights kept: best epoch by val_loss (default) | val_acc | "
+                                     "val_f1_macro, or last (full schedule, no early stopping)."),
+    seed: int = typer.Option(None, "--seed"),
+    split_seed: int = typer.Option(None, "--split-seed"),
+    split_file: str = typer.Option(None, "--split-file", help="Reuse a saved split.json."),
+    tta: bool = typer.Option(None, "--tta/--no-tta", help="Test-time augmentation in the final test."),
+    synthetic: list[str] = typer.Option(None, "--synthetic", help="Catalog spec of generated images "
+                                        "(training fold only); repeatable."),
+    synthetic_ratio: float = typer.Option(None, "--synthetic-ratio",
+                                          help="Fill each class up to RATIO x the largest class."),
+    config: Path = typer.Option(None, "--config", help="YAML config; flags override it."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
+    accelerator: str = typer.Option(None, "--accelerator", help="auto | cpu | gpu | mps"),
+    devices: str = typer.Option(None, "--devices", help="Lightning devices: auto, N or list."),
+    num_nodes: int = typer.Option(None, "--num-nodes"),
+    strategy: str = typer.Option(None, "--strategy", help="Lightning strategy, e.g. ddp."),
+    precision: str = typer.Option(None, "--precision", help="32-true | 16-mixed | bf16-mixed"),
+    workers: int = typer.Option(None, "--workers", help="Data-loader worker processes."),
+    threads: int = typer.Option(None, "--threads", help="CPU threads for torch."),
+    max_minutes: float = typer.Option(None, "--max-minutes", help="Stop training after this long."),
+) -> None:
+    """Train a classifier; writes config, split, checkpoints, metrics, report and figures."""
+    from galaxymorph.training.run import train
+
+    result = train(out=out, config_file=config, resume=resume, data=data, label_map=label_map,
+                   model=model, pretrained=pretrained, transfer=transfer, weights_path=weights_path,
+                   epochs=epochs, image_size=image_size, crop=crop, batch_size=batch_size, lr=lr,
+                   imbalance=imbalance, label_smoothing=label_smoothing,
+                   early_stopping_patience=patience, monitor=monitor, seed=seed, split_seed=split_seed,
+                   split_file=split_file, tta=tta, synthetic=synthetic or None,
+                   synthetic_ratio=synthetic_ratio, accelerator=accelerator, devices=devices,
+                   num_nodes=num_nodes, strategy=strategy, precision=precision, num_workers=workers,
+                   threads=threads, max_time_minutes=max_minutes)
+    _print_metrics(result.metrics, f"test fold of {result.run_dir}")
+    console.print(f"run folder: [bold]{result.run_dir}[/] (report.md, metrics.json, model.safetensors)")
+
+
+def evaluate_cmd(
+    model: str = typer.Option("default", "--model", help="default | RUN_DIR | CHECKPOINT"),
+    data: str = typer.Option(None, "--data", help="Dataset spec (default: the model's training data)."),
+    label_map: str = typer.Option(None, "--label-map"),
+    split: str = typer.Option("test", "--split", help="test | val | train | all"),
+    split_file: str = typer.Option(None, "--split-file"),
+    tta: bool = typer.Option(False, "--tta", help="Average over the 8 rotations/flips."),
+    out: Path = typer.Option(..., "--out"),
+) -> None:
+    """Score a model on a dataset: metrics.json, report.md, confusion_matrix.png."""
+    from galaxymorph.evaluation.api import evaluate
+
+    metrics = evaluate(model=model, data=data, label_map=label_map, split=split, tta=tta, out=out,
+                       split_file=split_file)
+    _print_metrics(metrics, f"{split} of {data or 'the training data'}")
+    console.print(f"written to [bold]{out}[/]")
+
+
+def ensemble_cmd(
+    runs: list[Path] = typer.Argument(..., help="Run folders sharing classes, preprocessing and split."),
+    out: Path = typer.Option(..., "--out", help="Model folder to write."),
+    tta: bool = typer.Option(None, "--tta/--no-tta", help="Default: what the members' cards say."),
+) -> None:
+    """Average several runs into one model; temperature on their val fold, metrics on test."""
+    from galaxymorph.training.ensemble import ensemble
+
+    metrics = ensemble(runs, out, tta=tta)
+    _print_metrics(metrics, f"ensemble of {len(runs)} (test fold)")
+    console.print(f"written to [bold]{out}[/]; use it with --model {out}")
+
+
+def compare_cmd(runs: list[Path] = typer.Argument(..., help="Run folders."),
+                out: Path = typer.Option(None, "--out", help="Markdown file to write.")) -> None:
+    """Comparison table of finished runs (accuracy, F1, training time, epochs, parameters)."""
+    from galaxymorph.evaluation.compare import compare
+
+    console.print(compare(runs, out), markup=False, highlight=False)
+
+
+def models_cmd() -> None:
+    """List the model registry."""
+    from rich.table import Table
+
+    from galaxymorph.models.registry import list_models
+
+    table = Table("name", "family", "default size", "ImageNet weights", "description")
+    for m in list_models():
+        table.add_row(m.name, m.family, str(m.default_image_size), "yes" if m.pretrained_ok else "-",
+                      m.description)
+    console.print(table)
+
+
+def _print_metrics(metrics: dict, title: str) -> None:
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("class")
+    for col in ("precision", "recall", "F1", "avg precision", "support"):
+        table.add_column(col, justify="right")
+    for name, m in metrics.get("per_class", {}).items():
+        ap = m.get("average_precision")
+        table.add_row(name, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}",
+                      "-" if ap is None else f"{ap:.3f}", str(m["support"]))
+    console.print(table)
+    ci = metrics.get("ci95") or {}
+
+    def show(key: str) -> str:
+        pair = ci.get(key)
+        return f"{metrics[key]:.3f}" + (f" ({pair[0]:.3f}-{pair[1]:.3f})" if pair else "")
+
+    console.print(f"accuracy {show('accuracy')} · macro F1 {show('f1_macro')} · weighted F1 "
+                  f"{show('f1_weighted')} · ECE {metrics['ece']:.3f} · n {metrics['n']}"
+                  + (" · (95% bootstrap intervals)" if ci else ""))

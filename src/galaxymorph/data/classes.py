@@ -1,0 +1,44 @@
+"""Class lists of the datasets galaxymorph knows by name."""
+
+from __future__ import annotations
+
+#: Galaxy10 DECaLS (Leung & Bovy; Walmsley et al. 2022 volunteer votes), index = ``ans``.
+GALAXY10_DECALS = [
+    "Disturbed",
+    "Merging",
+    "Round Smooth",
+    "In-between Round Smooth",
+    "Cigar Shaped Smooth",
+    "Barred Spiral",
+    "Unbarred Tight Spiral",
+    "Unbarred Loose Spiral",
+    "Edge-on without Bulge",
+    "Edge-on with Bulge",
+]
+
+#: The original Galaxy10 (SDSS, 69x69 px, Galaxy Zoo 2 votes), index = ``ans``.
+GALAXY10_SDSS = [
+    "Disk, Face-on, No Spiral",
+    "Smooth, Completely round",
+    "Smooth, in-between round",
+    "Smooth, Cigar shaped",
+    "Disk, Edge-on, Rounded Bulge",
+    "Disk, Edge-on, Boxy Bulge",
+    "Disk, Edge-on, No Bulge",
+    "Disk, Face-on, Tight Spiral",
+    "Disk, Face-on, Medium Spiral",
+    "Disk, Face-on, Loose Spiral",
+]
+
+
+def chiral_pairs(class_names: list[str]) -> list[tuple[int, int]]:
+    """Pairs of classes that a mirror flip turns into each other (clockwise <-> anticlockwise)."""
+    norm = [n.lower().replace("-", "").replace("_", "").replace(" ", "") for n in class_names]
+    pairs = []
+    for i, n in enumerate(norm):
+        if "anticlockwise" in n or "counterclockwise" in n:
+            twin = n.replace("anticlockwise", "clockwise").replace("counterclockwise", "clockwise")
+            for j, m in enumerate(norm):
+                if j != i and m == twin:
+                    pairs.append((j, i))
+    return sorted(set(pairs))

@@ -1,0 +1,143 @@
+"""Image sources: where pixels and raw labels come from (an HDF5 file or image files).
+
+A source knows nothing about label maps or splits; :mod:`galaxymorph.data.dataset` adds those.
+Sources are cheap to pickle: the HDF5 handle is opened lazily in each process, so data-loader
+workers each get their own and the 2.7 GB Galaxy10 file is never loaded whole.
+"""
+
+from __future__ import annotations
+
+import abc
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from galaxymorph.data.imageio import read_image
+from galaxymorph.errors import DataError, ImageReadError
+
+
+class ImageSource(abc.ABC):
+    """Raw images with integer labels and the class names those labels index."""
+
+    spec: str
+    class_names: list[str]
+    labels: np.ndarray  # (N,) int64 raw labels
+    ids: list[str]  # stable, unique per image: what split.json records
+    metadata: pd.DataFrame | None = None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @abc.abstractmethod
+    def read(self, index: int) -> np.ndarray:
+        """The image at ``index`` as ``(H, W, 3)`` uint8; raises ImageReadError."""
+
+    @abc.abstractmethod
+    def location(self, index: int) -> str:
+        """Where image ``index`` lives, for messages and prediction output."""
+
+
+class H5Source(ImageSource):
+    """Galaxy10-style HDF5: ``images`` (N, H, W, 3) uint8 and ``ans`` (N,) integer labels."""
+
+    def __init__(self, path: str | Path, class_names: list[str], spec: str):
+        import h5py
+
+        self.path = Path(path)
+        self.spec = spec
+        self.class_names = list(class_names)
+        self._h5: h5py.File | None = None
+        if not self.path.exists():
+            raise DataError("HDF5 file not found", self.path,
+                            hint=f"download it with `galaxymorph data download {spec.split(':')[0]}` "
+                                 "or pass its path as SPEC:PATH")
+        try:
+            with h5py.File(self.path, "r") as f:
+                missing = [k for k in ("images", "ans") if k not in f]
+                if missing:
+                    raise DataError(f"HDF5 file has no dataset {' or '.join(map(repr, missing))} "
+                                    f"(found: {', '.join(f.keys()) or 'nothing'}); expected the "
+                                    "Galaxy10 layout", self.path)
+                images, ans = f["images"], f["ans"]
+                if not isinstance(images, h5py.Dataset) or not isinstance(ans, h5py.Dataset):
+                    raise DataError("'images' and 'ans' must be datasets, not groups", self.path)
+                if images.ndim != 4 or images.shape[-1] != 3:
+                    raise DataError(f"'images' has shape {images.shape}, expected (N, H, W, 3)", self.path)
+                if ans.ndim != 1:
+                    raise DataError(f"'ans' has shape {ans.shape}, expected (N,)", self.path)
+                self.labels = np.asarray(ans[()], dtype=np.int64)
+                if len(self.labels) != images.shape[0]:
+                    raise DataError(f"'images' has {images.shape[0]} rows but 'ans' has "
+                                    f"{len(self.labels)}", self.path)
+                self.image_shape = tuple(images.shape[1:])
+                meta = {k: f[k][()] for k in ("ra", "dec", "redshift", "pxscale")
+                        if k in f and f[k].shape[:1] == (len(self.labels),)}
+        except DataError:
+            raise
+        except (OSError, KeyError, ValueError) as exc:
+            raise DataError(f"not a readable HDF5 file, or truncated ({exc})", self.path) from exc
+        if len(self.labels) and (self.labels.min() < 0 or self.labels.max() >= len(self.class_names)):
+            raise DataError(f"labels span {self.labels.min()}..{self.labels.max()}, outside the "
+                            f"{len(self.class_names)} classes of {spec.split(':')[0]}", self.path)
+        self.ids = [f"{self.path.name}#{i}" for i in range(len(self.labels))]
+        self.metadata = pd.DataFrame(meta) if meta else None
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_h5"] = None  # each worker process opens its own handle
+        return state
+
+    def _file(self):
+        import h5py
+
+        if self._h5 is None:
+            self._h5 = h5py.File(self.path, "r")
+        return self._h5
+
+    def read(self, index: int) -> np.ndarray:
+        try:
+            return np.asarray(self._file()["images"][index], dtype=np.uint8)
+        except (OSError, ValueError) as exc:
+            raise ImageReadError(f"cannot read image {index} ({exc}); the file may be truncated",
+                                 self.path) from exc
+
+    def read_many(self, indices: np.ndarray) -> np.ndarray:
+        """Read a batch in one HDF5 call (indices are sorted for h5py, then restored)."""
+        order = np.argsort(indices)
+        sorted_idx = np.asarray(indices)[order]
+        uniq, inverse = np.unique(sorted_idx, return_inverse=True)
+        block = self._file()["images"][uniq.tolist()]
+        out = np.empty_like(block[inverse])
+        out[order] = block[inverse]
+        return out
+
+    def location(self, index: int) -> str:
+        return f"{self.path}#{index}"
+
+
+class FileSource(ImageSource):
+    """Images as files, with labels from a catalog CSV or from folder names."""
+
+    def __init__(self, paths: list[Path], labels: np.ndarray, class_names: list[str], spec: str,
+                 root: Path, metadata: pd.DataFrame | None = None):
+        self.paths = [Path(p) for p in paths]
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.class_names = list(class_names)
+        self.spec = spec
+        self.root = root
+        self.metadata = metadata
+        self.ids = [_rel(p, root) for p in self.paths]
+
+    def read(self, index: int) -> np.ndarray:
+        return read_image(self.paths[index])
+
+    def location(self, index: int) -> str:
+        return str(self.paths[index])
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.as_posix()

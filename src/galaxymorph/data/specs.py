@@ -1,0 +1,65 @@
+"""Dataset spec strings: ``galaxy10-decals[:PATH]``, ``galaxy10-sdss[:PATH]``,
+``catalog:PATH.csv``, ``folder:PATH``.
+
+A bare path is accepted too: a ``.csv`` is a catalog, an ``.h5`` a Galaxy10-layout file
+(DECaLS classes), a folder is a class-per-subfolder tree (or a catalog when it holds
+``labels.csv``, as the shared data sets do).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from galaxymorph import paths
+from galaxymorph.data.catalog import catalog_source, folder_source
+from galaxymorph.data.registry import KNOWN
+from galaxymorph.data.sources import H5Source, ImageSource
+from galaxymorph.errors import DataError
+
+SPEC_HELP = ("galaxy10-decals[:PATH] | galaxy10-sdss[:PATH] | catalog:PATH.csv | folder:PATH "
+             "| a .csv, .h5 or folder path")
+
+
+def split_spec(spec: str) -> tuple[str, str | None]:
+    if spec in KNOWN:  # a bare name: the file in the cache folder
+        return spec, None
+    kind, sep, arg = spec.partition(":")
+    # Windows drive letters and plain paths have no known kind before the colon.
+    if sep and kind in (*KNOWN, "catalog", "folder", "h5"):
+        return kind, arg or None
+    return "path", spec
+
+
+def default_path(name: str) -> Path:
+    return paths.data_dir() / KNOWN[name].filename
+
+
+def open_source(spec: str) -> ImageSource:
+    kind, arg = split_spec(spec.strip())
+    if kind in KNOWN:
+        path = Path(arg).expanduser() if arg else default_path(kind)
+        return H5Source(path, KNOWN[kind].class_names, spec)
+    if kind == "h5":
+        if not arg:
+            raise DataError("h5: needs a path", spec)
+        return H5Source(Path(arg).expanduser(), KNOWN["galaxy10-decals"].class_names, spec)
+    if kind == "catalog":
+        if not arg:
+            raise DataError("catalog: needs a CSV path, e.g. catalog:data/labels.csv", spec)
+        return catalog_source(Path(arg).expanduser(), spec)
+    if kind == "folder":
+        if not arg:
+            raise DataError("folder: needs a path", spec)
+        return folder_source(Path(arg).expanduser(), spec)
+    path = Path(spec).expanduser()
+    if path.suffix.lower() == ".csv":
+        return catalog_source(path, spec)
+    if path.suffix.lower() in (".h5", ".hdf5"):
+        return H5Source(path, KNOWN["galaxy10-decals"].class_names, spec)
+    if path.is_dir():
+        if (path / "labels.csv").exists():
+            return catalog_source(path / "labels.csv", spec)
+        return folder_source(path, spec)
+    if not path.exists():
+        raise DataError(f"unknown dataset spec (expected {SPEC_HELP}) and no such file", spec)
+    raise DataError(f"cannot tell what dataset this is (expected {SPEC_HELP})", spec)

@@ -1,0 +1,135 @@
+"""Preprocessing and galaxy-aware augmentation.
+
+Two stages, so that decoding happens once:
+
+1. :func:`prepare` (deterministic): centre crop + resize of a decoded image to a uint8
+   ``(3, S, S)`` tensor. Its output is what the decode cache stores.
+2. :class:`TrainAugment` (random, per sample): the 8 symmetries of the square (a galaxy has
+   no preferred orientation), with label swaps for chirality-sensitive classes, plus the
+   seed's zoom/shift. Normalisation happens inside the model (see ``models``), so exported
+   models and the app take plain ``[0, 1]`` images.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torchvision.transforms.v2 import functional as TF
+
+from galaxymorph.errors import ConfigError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """What every image goes through before the network; saved with each model."""
+
+    image_size: int = 96
+    crop: float = 1.0  # fraction of the shorter side kept around the centre (GZ1: ~0.5)
+
+    def __post_init__(self) -> None:
+        if not 0.05 <= self.crop <= 1.0:
+            raise ConfigError(f"crop must be a fraction of the image side in (0.05, 1], got {self.crop}")
+        if not 8 <= self.image_size <= 1024:
+            raise ConfigError(f"image_size must be within 8..1024 pixels, got {self.image_size}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def prepare(image: np.ndarray | torch.Tensor, pre: Preprocessing) -> torch.Tensor:
+    """Centre-crop and resize an ``(H, W, 3)`` uint8 image to a ``(3, S, S)`` uint8 tensor."""
+    if isinstance(image, np.ndarray):
+        # torch needs a writable array with positive strides (h5py/memmaps hand out read-only
+        # ones, flips give negative strides); copy only when one of those is missing.
+        arr = np.ascontiguousarray(image, dtype=np.uint8)
+        if not arr.flags.writeable:
+            arr = arr.copy()
+        t = torch.from_numpy(arr)
+    else:
+        t = image
+    if t.ndim == 3 and t.shape[-1] == 3:
+        t = t.permute(2, 0, 1)
+    h, w = t.shape[-2:]
+    side = max(1, round(min(h, w) * pre.crop))
+    t = TF.center_crop(t, [side, side])
+    if side != pre.image_size:
+        t = TF.resize(t, [pre.image_size, pre.image_size], antialias=True)
+    return t.contiguous()
+
+
+def to_float(batch: torch.Tensor) -> torch.Tensor:
+    """uint8 ``[0, 255]`` -> float ``[0, 1]`` (the models' input convention)."""
+    return batch.float().div_(255.0) if batch.dtype == torch.uint8 else batch
+
+
+def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Element ``k`` (0..7) of the square's symmetry group: rotate by ``k % 4`` quarter turns,
+    then mirror (left-right) when ``k >= 4``."""
+    y = torch.rot90(x, k % 4, dims=(-2, -1))
+    return torch.flip(y, dims=(-1,)) if k >= 4 else y
+
+
+def is_mirror(k: int) -> bool:
+    return k >= 4
+
+
+def swap_table(num_classes: int, chiral_pairs: list[tuple[int, int]]) -> list[int]:
+    """Label permutation that a mirror applies (identity when no class is chiral)."""
+    table = list(range(num_classes))
+    for a, b in chiral_pairs:
+        table[a], table[b] = b, a
+    return table
+
+
+class TrainAugment:
+    """Random symmetry + zoom/shift (+ mild brightness jitter) on a uint8 ``(3, S, S)`` tensor.
+
+    ``chirality``: ``"swap"`` (mirror swaps the paired labels), ``"no-flip"`` (rotations only),
+    or ``"ignore"`` (labels have no handedness). With chiral classes and ``"ignore"`` we
+    refuse, since a flip would silently corrupt labels. ``seed`` gives a private random stream
+    (reproducible in one process); without it the global torch RNG is used, which DataLoader
+    seeds differently in each worker.
+    """
+
+    def __init__(self, num_classes: int, chiral_pairs: list[tuple[int, int]] | None = None,
+                 chirality: str = "swap", zoom: float = 0.1, shift: float = 0.05,
+                 brightness: float = 0.1, seed: int | None = None):
+        chiral_pairs = chiral_pairs or []
+        if chirality not in ("swap", "no-flip", "ignore"):
+            raise ConfigError(f"chirality must be swap, no-flip or ignore, got '{chirality}'")
+        if chiral_pairs and chirality == "ignore":
+            raise ConfigError(f"classes {chiral_pairs} are mirror images of each other; flips would "
+                              "corrupt their labels: use chirality 'swap' or 'no-flip'")
+        if not (0 <= zoom < 1 and 0 <= shift < 1 and 0 <= brightness < 1):
+            raise ConfigError(f"zoom, shift and brightness must be fractions in [0, 1), got "
+                              f"{zoom}, {shift}, {brightness}")
+        self.table = swap_table(num_classes, chiral_pairs)
+        self.n_sym = 4 if chirality == "no-flip" else 8
+        self.zoom, self.shift, self.brightness = zoom, shift, brightness
+        self.generator = torch.Generator().manual_seed(seed) if seed is not None else None
+
+    def _uniform(self) -> float:
+        """A number in [-1, 1)."""
+        return float(torch.rand((), generator=self.generator).item()) * 2 - 1
+
+    def __call__(self, x: torch.Tensor, label: int) -> tuple[torch.Tensor, int]:
+        k = int(torch.randint(self.n_sym, (), generator=self.generator).item())
+        x = dihedral(x, k)
+        if is_mirror(k):
+            label = self.table[label]
+        if self.zoom or self.shift:
+            # Same law as v2.RandomAffine(translate=(shift, shift), scale=(1-zoom, 1+zoom)).
+            h, w = x.shape[-2:]
+            scale = 1.0 + self._uniform() * self.zoom
+            tx = round(self._uniform() * self.shift * w)
+            ty = round(self._uniform() * self.shift * h)
+            x = TF.affine(x, angle=0.0, translate=[tx, ty], scale=scale, shear=[0.0, 0.0])
+        if self.brightness:
+            f = 1.0 + self._uniform() * self.brightness
+            x = (x.float() * f).clamp_(0, 255).to(torch.uint8)
+        return x, label

@@ -1,0 +1,56 @@
+"""Real-vs-synthetic detection: is this galaxy image real or generated?
+
+    from galaxymorph.detection import assemble, train_detector, evaluate_detector, predict_detector
+    run = train_detector(real="../shared/data/gz1", fake=["gan_samples/labels.csv"], out="runs/det",
+                         real_crop=0.5)
+    evaluate_detector(run.run_dir, real="../shared/data/gz1", fake="other_gan/labels.csv",
+                      out="runs/det/eval-unseen")
+    predict_detector("runs/det", ["galaxy.png"])  # [{"path", "p_synthetic", "label", "error"}]
+
+Everything heavy is imported lazily, so ``import galaxymorph.detection`` stays cheap.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from galaxymorph.detection.api import (
+        DetectorRun,
+        evaluate_detector,
+        predict_detector,
+        train_detector,
+        training_groups,
+    )
+    from galaxymorph.detection.assembly import Resampling, assemble
+    from galaxymorph.detection.scoring import detector_metrics
+
+_LAZY = {
+    "assemble": "galaxymorph.detection.assembly",
+    "Resampling": "galaxymorph.detection.assembly",
+    "train_detector": "galaxymorph.detection.api",
+    "evaluate_detector": "galaxymorph.detection.api",
+    "predict_detector": "galaxymorph.detection.api",
+    "training_groups": "galaxymorph.detection.api",
+    "DetectorRun": "galaxymorph.detection.api",
+    "detector_metrics": "galaxymorph.detection.scoring",
+}
+
+__all__ = [
+    "DetectorRun",
+    "Resampling",
+    "assemble",
+    "detector_metrics",
+    "evaluate_detector",
+    "predict_detector",
+    "train_detector",
+    "training_groups",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'galaxymorph.detection' has no attribute {name!r}")

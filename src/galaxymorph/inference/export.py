@@ -1,0 +1,185 @@
+"""Export a trained classifier to ONNX and check it against PyTorch with onnxruntime.
+
+The graph takes what :class:`~galaxymorph.models.network.GalaxyNet` takes, RGB floats in
+``[0, 1]`` shaped ``(N, 3, S, S)`` with a dynamic batch axis (normalisation is inside), and
+returns ``logits`` and calibrated ``probabilities`` (softmax of logits / temperature), so a
+deployment outside Python needs only the centre crop and resize recorded in the sidecar JSON.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from galaxymorph.errors import ConfigError, ModelError
+from galaxymorph.io_utils import atomic_path, write_json
+
+OPSET = 17
+#: Largest |p_onnx - p_torch| accepted; float32 graphs agree to ~1e-6.
+TOLERANCE = 1e-4
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    card_path: Path
+    max_abs_diff: float
+    image_size: int
+    opset: int
+
+    def __str__(self) -> str:
+        return (f"wrote {self.path} (opset {self.opset}, input image float[N,3,{self.image_size},"
+                f"{self.image_size}] in [0,1]) and {self.card_path}\n"
+                f"onnxruntime vs torch: max |Δp| = {self.max_abs_diff:.2e} (tolerance {TOLERANCE:g})")
+
+
+class _WithProbabilities(nn.Module):
+    """Logits and temperature-calibrated probabilities in one graph."""
+
+    def __init__(self, net: nn.Module, temperature: float):
+        super().__init__()
+        self.net = net
+        self.temperature = float(temperature)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.net(x)
+        return logits, torch.softmax(logits / self.temperature, dim=1)
+
+
+class _BinAveragePool(nn.Module):
+    """``AdaptiveAvgPool2d`` for one known input size, as two matrix products.
+
+    The TorchScript exporter refuses adaptive pooling whose output size does not divide the
+    input size (the seed CNNs pool a small map *up* to a fixed grid); the same bins written as
+    averaging matrices export everywhere and give identical numbers.
+    """
+
+    def __init__(self, in_hw: tuple[int, int], out_hw: tuple[int, int]):
+        super().__init__()
+        self.register_buffer("rows", _bin_matrix(in_hw[0], out_hw[0]))
+        self.register_buffer("cols", _bin_matrix(in_hw[1], out_hw[1]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.matmul(torch.matmul(self.rows, x), self.cols.t())
+
+
+def _bin_matrix(n_in: int, n_out: int) -> torch.Tensor:
+    m = torch.zeros(n_out, n_in)
+    for i in range(n_out):
+        start = (i * n_in) // n_out
+        end = -(-((i + 1) * n_in) // n_out)
+        m[i, start:end] = 1.0 / (end - start)
+    return m
+
+
+def _pair(v: Any) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def exportable(net: nn.Module, image_size: int) -> nn.Module:
+    """A copy of ``net`` with adaptive average pools the exporter cannot express replaced."""
+    net = copy.deepcopy(net).eval()
+    shapes: dict[str, tuple[int, int]] = {}
+    handles = []
+    for name, mod in net.named_modules():
+        if isinstance(mod, nn.AdaptiveAvgPool2d):
+            handles.append(mod.register_forward_pre_hook(
+                lambda m, inp, name=name: shapes.__setitem__(name, tuple(inp[0].shape[-2:]))))
+    try:
+        with torch.no_grad():
+            net(torch.zeros(1, 3, image_size, image_size))
+    finally:
+        for h in handles:
+            h.remove()
+    for name, in_hw in shapes.items():
+        mod = net.get_submodule(name)
+        out_hw = _pair(mod.output_size if mod.output_size is not None else in_hw)
+        out_hw = (out_hw[0] or in_hw[0], out_hw[1] or in_hw[1])
+        if in_hw[0] % out_hw[0] or in_hw[1] % out_hw[1]:
+            parent_name, _, child = name.rpartition(".")
+            parent = net.get_submodule(parent_name) if parent_name else net
+            setattr(parent, child, _BinAveragePool(in_hw, out_hw))
+    return net
+
+
+def export_onnx(model: str | Path = "default", out: str | Path = "model.onnx", opset: int = OPSET,
+                check_batch: int = 5, seed: int = 0) -> ExportResult:
+    """Export ``model`` to ONNX at ``out``, verify it with onnxruntime, write ``out``.json."""
+    out = Path(out)
+    if out.suffix.lower() != ".onnx":
+        raise ConfigError("the ONNX file name should end in .onnx", out)
+    try:
+        import onnx
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise ConfigError("ONNX export needs onnx and onnxruntime, which are not installed",
+                          hint="pip install 'galaxymorph[onnx]'") from exc
+    from galaxymorph.inference.loading import load_classifier
+
+    clf = load_classifier(model, device="cpu")
+    size = clf.preprocessing.image_size
+    graph = _WithProbabilities(exportable(clf.net, size), clf.temperature).eval()
+    dummy = torch.rand(2, 3, size, size)
+    card_path = out.with_suffix(".json")
+    with atomic_path(out) as tmp:
+        try:
+            torch.onnx.export(graph, (dummy,), str(tmp), dynamo=False, opset_version=opset,
+                              input_names=["image"], output_names=["logits", "probabilities"],
+                              dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"},
+                                            "probabilities": {0: "batch"}})
+            onnx.checker.check_model(str(tmp))
+        except Exception as exc:  # the exporter raises many types for an unsupported operator
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelError(f"ONNX export of '{clf.card.architecture}' failed: {first}",
+                             clf.source) from exc
+        diff = _max_diff(clf, str(tmp), ort, check_batch, size, seed)
+        if not diff <= TOLERANCE:
+            raise ModelError(f"the exported graph disagrees with PyTorch: max |Δp| = {diff:.2e} > "
+                             f"{TOLERANCE:g}; not written", out)
+    sidecar = clf.card.to_dict() | {"onnx": {
+        "file": out.name, "opset": opset, "input": "image",
+        "input_shape": ["batch", 3, size, size], "input_dtype": "float32", "input_range": [0.0, 1.0],
+        "outputs": {"logits": ["batch", len(clf.class_names)],
+                    "probabilities": ["batch", len(clf.class_names)]},
+        "preprocessing": (f"decode to RGB, centre-crop {clf.preprocessing.crop:g} of the shorter side, "
+                          f"resize to {size}x{size} (antialiased), divide by 255; ImageNet "
+                          "normalisation is inside the graph"),
+        "probabilities_note": f"softmax(logits / {clf.temperature:.4g}) (temperature-calibrated); "
+                              "no test-time augmentation",
+        "verified_max_abs_diff": diff, "source_model": clf.source}}
+    write_json(card_path, sidecar)
+    _usual_permissions(out, card_path)
+    return ExportResult(out, card_path, diff, size, opset)
+
+
+def _usual_permissions(*paths: Path) -> None:
+    """Atomic writes create files private (0600); an exported model is meant to be shared."""
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    for p in paths:
+        os.chmod(p, 0o666 & ~umask)
+
+
+def _max_diff(clf, path: str, ort, batch: int, size: int, seed: int) -> float:
+    """Largest probability difference between onnxruntime and torch on random images."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.rand(batch, 3, size, size, generator=gen)
+    with torch.inference_mode():
+        logits = clf.net(x)
+        expected = torch.softmax(logits / clf.temperature, dim=1).numpy()
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    _, probs = session.run(["logits", "probabilities"], {"image": x.numpy()})
+    return float(np.abs(probs - expected).max())
+
+
+def read_sidecar(path: str | Path) -> dict[str, Any]:
+    return json.loads(Path(path).with_suffix(".json").read_text())

@@ -1,0 +1,115 @@
+"""Load a trained classifier from ``default``, a run folder, a model folder or a checkpoint."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from galaxymorph.data.transforms import Preprocessing, prepare, swap_table
+from galaxymorph.errors import ModelError
+from galaxymorph.evaluation.calibration import softmax
+from galaxymorph.inference.tta import forward_logits, resolve_device
+from galaxymorph.models.artifact import CARD_FILE, ModelCard, load_artifact
+
+
+def default_model_dir() -> Path:
+    return Path(str(resources.files("galaxymorph") / "default_model"))
+
+
+@dataclass
+class Classifier:
+    """A ready-to-use model: network, preprocessing, classes and calibration."""
+
+    net: torch.nn.Module
+    card: ModelCard
+    source: str
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.card.class_names
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        return Preprocessing(self.card.image_size, self.card.crop)
+
+    @property
+    def temperature(self) -> float:
+        return float(self.card.temperature)
+
+    @property
+    def swap(self) -> list[int]:
+        return swap_table(len(self.class_names), [tuple(p) for p in self.card.chiral_pairs])
+
+    def prepare(self, image: np.ndarray) -> torch.Tensor:
+        return prepare(image, self.preprocessing)
+
+    def logits(self, batch: torch.Tensor, tta: bool | None = None) -> np.ndarray:
+        """Logits of a prepared uint8 batch (N, 3, S, S)."""
+        tta = self.card.tta_default if tta is None else tta
+        return forward_logits(self.net, batch.to(self.device), tta, self.swap).float().cpu().numpy()
+
+    def predict_proba(self, images: list[np.ndarray] | torch.Tensor, tta: bool | None = None) -> np.ndarray:
+        """Calibrated class probabilities for decoded images (H, W, 3) or a prepared batch."""
+        batch = images if isinstance(images, torch.Tensor) else torch.stack([self.prepare(i) for i in images])
+        return softmax(self.logits(batch, tta), self.temperature)
+
+    def to(self, device: str | torch.device) -> Classifier:
+        self.device = resolve_device(device) if isinstance(device, str) else device
+        self.net.to(self.device)
+        return self
+
+
+def load_classifier(ref: str | Path = "default", device: str = "cpu") -> Classifier:
+    """``ref``: ``"default"`` (the built-in model), a run/model folder, or a ``.ckpt`` file."""
+    if str(ref) == "default":
+        folder = default_model_dir()
+        if not (folder / CARD_FILE).exists():
+            raise ModelError("the built-in default model is not installed with this copy of galaxymorph",
+                             folder, hint="train one with `galaxymorph train` and pass --model RUN_DIR")
+        net, card = load_artifact(folder)
+        return Classifier(net, card, "default").to(device)
+    path = Path(ref)
+    if not path.exists():
+        raise ModelError("no such model folder or checkpoint (use 'default', a run folder or a "
+                         ".ckpt file)", path)
+    if path.is_dir():
+        if (path / CARD_FILE).exists():
+            net, card = load_artifact(path)
+            return Classifier(net, card, str(path)).to(device)
+        ckpt = path / "checkpoints" / "best.ckpt"
+        if ckpt.exists():
+            return _from_checkpoint(ckpt, device)
+        raise ModelError(f"neither {CARD_FILE} nor checkpoints/best.ckpt here", path)
+    if path.suffix == ".ckpt":
+        return _from_checkpoint(path, device)
+    if path.name == "model.safetensors":
+        return load_classifier(path.parent, device)
+    raise ModelError("unknown model file type (expected a run folder, model_card.json folder or .ckpt)", path)
+
+
+def _from_checkpoint(path: Path, device: str) -> Classifier:
+    """A Lightning checkpoint written by ``galaxymorph train`` (loaded with weights_only=True)."""
+    import pickle
+
+    from galaxymorph.models.network import build_network
+
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, OSError, EOFError) as exc:
+        raise ModelError(f"not a readable galaxymorph checkpoint ({str(exc).splitlines()[0]})", path) from exc
+    info = ckpt.get("galaxymorph") if isinstance(ckpt, dict) else None
+    if not info:
+        raise ModelError("checkpoint was not written by galaxymorph train (no run information)", path)
+    cfg = info["config"]
+    card = ModelCard(architecture=cfg["model"], class_names=list(info["class_names"]),
+                     image_size=int(cfg["image_size"]), crop=float(cfg["crop"]),
+                     model_kwargs=dict(info.get("model_kwargs", {})), name=path.stem)
+    net = build_network(card.architecture, len(card.class_names), **card.model_kwargs)
+    state = {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
+    net.load_state_dict(state)
+    return Classifier(net.eval(), card, str(path)).to(device)

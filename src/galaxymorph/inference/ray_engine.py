@@ -1,0 +1,196 @@
+"""Survey-scale prediction with Ray Data: the same model, decoding and rows as the local engine.
+
+Pipeline: the input items (lazily expanded, sent to the object store in Arrow chunks so the
+driver never holds the full list) -> ``map_batches`` decoding tasks (the local engine's
+:func:`~galaxymorph.inference.predict.decode_batch`) -> ``map_batches`` with a callable class on
+an actor pool, one model per actor (one GPU each when the cluster has GPUs) -> rows streamed
+back to the driver and written by the same writers as the local engine.
+
+On one machine Ray is started here (no dashboard, no network); with ``RAY_ADDRESS`` set (or
+Ray already initialised) the run goes to that cluster. Ray is an optional extra:
+``pip install 'galaxymorph[ray]'``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from galaxymorph.errors import ConfigError
+from galaxymorph.inference.sources import InputPlan, Item
+
+log = logging.getLogger("galaxymorph")
+
+#: Items per Arrow block sent to the object store while the inputs are expanded.
+CHUNK = 8192
+
+
+def _import_ray():
+    try:
+        import ray
+        import ray.data  # the [data] extra
+    except ImportError as exc:
+        raise ConfigError("the Ray engine needs Ray Data, which is not installed",
+                          hint="pip install 'galaxymorph[ray]' (or use --engine local)") from exc
+    return ray
+
+
+def start_ray(workers: int | None = None) -> bool:
+    """Connect to ``RAY_ADDRESS`` or start a local Ray; True when this call started it."""
+    ray = _import_ray()
+    if ray.is_initialized():
+        return False
+    logging.getLogger("ray").setLevel(logging.WARNING)
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(log_to_driver=False)
+    else:
+        ray.init(num_cpus=max(2, workers or 0, os.cpu_count() or 1), include_dashboard=False,
+                 log_to_driver=False, configure_logging=False)
+    return True
+
+
+def run_ray(plan: InputPlan, clf, model: str | Path, writer, summary, *, skip: set[str],
+            tta: bool | None, batch_size: int, workers: int | None, detector: str | Path | None,
+            progress: bool) -> None:
+    """Predict every item of ``plan`` on Ray and write rows through ``writer``."""
+    ray = _import_ray()
+    from galaxymorph.inference.predict import (
+        classifier_view,
+        detector_view,
+        load_detector,
+        make_rows,
+        progress_bar,
+    )
+
+    started = start_ray(workers)
+    try:
+        logging.getLogger("ray.data").setLevel(logging.ERROR)
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = False  # the driver shows our own bar with images/s
+        ctx.print_on_execution_start = False
+        ctx.enable_auto_log_stats = False
+
+        views = [classifier_view(clf)]
+        if detector is not None:
+            views.append(detector_view(load_detector(detector, "cpu")))
+        has_gpu = ray.cluster_resources().get("GPU", 0) > 0
+        n_actors = workers or (int(ray.cluster_resources().get("GPU", 0)) if has_gpu else 1) or 1
+
+        refs = [ray.put(t) for t in _item_tables(plan, skip)]
+        if not refs:
+            return
+        items = ray.data.from_arrow_refs(refs)
+        decoded = items.map_batches(_decode, batch_size=batch_size, batch_format="numpy",
+                                    fn_kwargs={"plan": plan, "views": views, "cwd": os.getcwd()},
+                                    num_cpus=1, udf_modifying_row_count=False)
+        predicted = decoded.map_batches(
+            _Predictor, batch_size=batch_size, batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=n_actors),
+            fn_constructor_kwargs={"model": _absolute(model), "tta": tta,
+                                   "detector": _absolute(detector) if detector else None},
+            num_cpus=1 if not has_gpu else 0, num_gpus=1 if has_gpu else 0,
+            udf_modifying_row_count=False)
+        class_names = clf.class_names
+        with progress_bar(plan, skip, progress) as advance:
+            for batch in predicted.iter_batches(batch_size=None, batch_format="numpy"):
+                keys = [str(k) for k in batch["key"]]
+                errors = [str(e) for e in batch["error"]]
+                ok = np.array([not e for e in errors], dtype=bool)
+                probs = batch["probs"][ok] if ok.any() else None
+                p_syn = batch["p_synthetic"][ok] if detector is not None and ok.any() else None
+                writer.write(make_rows(keys, errors, probs, class_names, p_syn, detector is not None))
+                for key, err in zip(keys, errors, strict=True):
+                    if err:
+                        summary.add_error(key, err)
+                summary.n_images += len(keys)
+                advance(len(keys))
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _absolute(ref: str | Path | None) -> str | None:
+    """Model refs for the actors: a relative path must not depend on a worker's folder."""
+    if ref is None or str(ref) == "default":
+        return None if ref is None else "default"
+    return str(Path(ref).expanduser().resolve())
+
+
+def _item_tables(plan: InputPlan, skip: set[str]) -> Iterator[Any]:
+    import pyarrow as pa
+
+    keys: list[str] = []
+    sources: list[int] = []
+    indices: list[int] = []
+    for item in plan:
+        if skip and item.key in skip:
+            continue
+        keys.append(item.key)
+        sources.append(-1 if item.source is None else item.source)
+        indices.append(item.index)
+        if len(keys) == CHUNK:
+            yield pa.table({"key": keys, "source": sources, "index": indices})
+            keys, sources, indices = [], [], []
+    if keys:
+        yield pa.table({"key": keys, "source": sources, "index": indices})
+
+
+def _decode(batch: dict[str, np.ndarray], plan: InputPlan, views: list, cwd: str) -> dict[str, Any]:
+    """Ray task: decode a batch of items like the local engine (zeros where unreadable)."""
+    import torch
+
+    from galaxymorph.inference.predict import decode_batch
+
+    torch.set_num_threads(1)
+    if os.path.isdir(cwd) and os.getcwd() != cwd:
+        os.chdir(cwd)  # relative paths as the driver saw them (one machine or a shared disk)
+    items = [Item(str(k), None if int(s) < 0 else int(s), int(i))
+             for k, s, i in zip(batch["key"], batch["source"], batch["index"], strict=True)]
+    keys, errors, *tensors = decode_batch(plan, items, views)
+    ok = np.array([not e for e in errors], dtype=bool)
+    out: dict[str, Any] = {"key": np.array(keys, dtype=object), "error": np.array(errors, dtype=object)}
+    for n, (t, v) in enumerate(zip(tensors, views, strict=True)):
+        full = np.zeros((len(keys), 3, v.image_size, v.image_size), dtype=np.uint8)
+        full[ok] = t.numpy()
+        out[f"image{n}"] = full
+    return out
+
+
+class _Predictor:
+    """Ray actor: loads the model once and scores decoded batches."""
+
+    def __init__(self, model: str, tta: bool | None, detector: str | None):
+        import torch
+
+        from galaxymorph.inference.loading import load_classifier
+        from galaxymorph.inference.predict import load_detector, synthetic_column
+
+        # CPU threads: Ray sets OMP_NUM_THREADS to the actor's num_cpus, which torch follows.
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.clf = load_classifier(model, device=device)
+        self.det = load_detector(detector, device) if detector else None
+        self.syn_col = synthetic_column(self.det) if self.det is not None else 0
+        self.tta = tta
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
+        import torch
+
+        errors = batch["error"]
+        ok = np.array([not e for e in errors], dtype=bool)
+        n, c = len(errors), len(self.clf.class_names)
+        probs = np.full((n, c), np.nan)
+        p_syn = np.full(n, np.nan)
+        if ok.any():
+            with torch.inference_mode():
+                x = torch.from_numpy(np.ascontiguousarray(batch["image0"][ok]))
+                probs[ok] = self.clf.predict_proba(x, self.tta)
+                if self.det is not None:
+                    xd = batch["image1"] if "image1" in batch else batch["image0"]
+                    xd = torch.from_numpy(np.ascontiguousarray(xd[ok]))
+                    p_syn[ok] = self.det.predict_proba(xd, tta=False)[:, self.syn_col]
+        return {"key": batch["key"], "error": errors, "probs": probs, "p_synthetic": p_syn}

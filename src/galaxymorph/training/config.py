@@ -1,0 +1,138 @@
+"""Training configuration: explicit, saved with every run, loadable from YAML.
+
+Precedence: defaults < ``--config FILE`` < explicit keyword/CLI values. The run folder keeps
+both the file given (``input_config.yaml``) and the fully resolved ``config.yaml``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from galaxymorph.errors import ConfigError
+
+IMBALANCE = ("none", "weighted-loss", "sqrt-weighted-loss", "balanced-sampler", "both")
+TRANSFER = ("full", "last-block", "linear-probe")
+#: monitor -> mode of the best checkpoint and early stopping; "last" keeps the final epoch.
+MONITORS = {"val_loss": "min", "val_acc": "max", "val_f1_macro": "max", "last": None}
+
+
+@dataclass
+class TrainConfig:
+    # data
+    data: str = ""
+    label_map: str | None = None
+    image_size: int = 96
+    crop: float = 1.0
+    split_seed: int = 0
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    split_file: str | None = None  # reuse a saved split.json instead of making one
+    group_by: str | None = None  # catalog column whose equal values must share a fold
+    augment: bool = True
+    chirality: str = "swap"
+    zoom: float = 0.1
+    shift: float = 0.05
+    synthetic: list[str] = field(default_factory=list)  # catalog specs of generated images
+    synthetic_ratio: float = 0.0  # per class: add up to ratio x (real train count of the largest class)
+    # model
+    model: str = "cnn4-wide"
+    pretrained: bool = False
+    transfer: str = "full"
+    backbone_lr_mult: float = 0.1
+    weights_path: str | None = None
+    dropout: float | None = None
+    # optimisation
+    epochs: int = 20
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    scheduler: str = "cosine"
+    warmup_epochs: int = 0
+    imbalance: str = "weighted-loss"
+    label_smoothing: float = 0.0
+    early_stopping_patience: int = 5
+    # Which weights the run keeps (and what early stopping watches): the best epoch by
+    # val_loss / val_acc / val_f1_macro, or "last": the end of the schedule, no early stopping.
+    monitor: str = "val_loss"
+    seed: int = 0
+    # evaluation
+    tta: bool = False
+    calibrate: bool = True
+    # hardware (Lightning)
+    accelerator: str = "auto"
+    devices: str = "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+    num_workers: int | None = None
+    threads: int | None = None
+    max_time_minutes: float | None = None
+    cache: bool | str = True  # True: $GALAXYMORPH_HOME/cache; a folder path; False: no disk cache
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        if self.imbalance not in IMBALANCE:
+            raise ConfigError(f"imbalance must be one of {IMBALANCE}, got '{self.imbalance}'")
+        if self.transfer not in TRANSFER:
+            raise ConfigError(f"transfer must be one of {TRANSFER}, got '{self.transfer}'")
+        if self.scheduler not in ("cosine", "none"):
+            raise ConfigError(f"scheduler must be cosine or none, got '{self.scheduler}'")
+        if self.monitor not in MONITORS:
+            raise ConfigError(f"monitor must be one of {tuple(MONITORS)}, got '{self.monitor}'")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ConfigError("epochs and batch_size must be positive")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError("label_smoothing must be in [0, 1)")
+        if self.synthetic_ratio < 0:
+            raise ConfigError("synthetic_ratio must be >= 0")
+        self.fractions = tuple(float(f) for f in self.fractions)  # type: ignore[assignment]
+        if isinstance(self.synthetic, str):
+            self.synthetic = [self.synthetic]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["fractions"] = list(self.fractions)
+        return d
+
+    def save(self, path: str | Path) -> Path:
+        from galaxymorph.io_utils import write_text
+
+        return write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], where: str = "config") -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ConfigError(f"unknown configuration key(s) {unknown}; known: {sorted(known)}", where)
+        return cls(**raw)
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrainConfig:
+        return cls.from_dict(read_yaml(path), where=str(path))
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError("configuration file not found", path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML ({exc})", path) from exc
+    if not isinstance(raw, dict):
+        raise ConfigError("a configuration file must be a mapping of key: value", path)
+    return raw
+
+
+def resolve_config(config_file: str | Path | None = None, **overrides: Any) -> TrainConfig:
+    """Defaults, then the file, then explicit overrides (``None`` means 'not given')."""
+    raw: dict[str, Any] = read_yaml(config_file) if config_file else {}
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    return TrainConfig.from_dict(raw, where=str(config_file or "arguments"))

@@ -1,0 +1,99 @@
+"""``galaxymorph.ensemble``: combine finished runs into one model folder.
+
+The members must share classes, preprocessing and the saved split, so the ensemble's test fold
+is unseen by every member. The temperature is refitted on the validation fold for the
+ensemble's own logits (averaging makes members' logits less extreme), and the test fold is
+scored exactly as a run's is.
+
+OUT/
+  model.safetensors, model_card.json   the ensemble (``--model OUT`` everywhere)
+  split.json                           the members' common split
+  metrics.json, report.md, confusion_matrix.png   test-fold evaluation
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from galaxymorph.errors import ModelError
+
+PREPROCESSING_FIELDS = ("class_names", "image_size", "crop", "chiral_pairs")
+
+
+def ensemble(runs: list[str | Path], out: str | Path, *, tta: bool | None = None,
+             data: str | None = None, label_map: str | None = None, batch_size: int = 128,
+             device: str = "auto") -> dict[str, Any]:
+    """Write an ensemble of the run folders ``runs`` into ``out`` and return its test metrics.
+
+    ``tta`` defaults to what the first member's card says; ``data``/``label_map`` default to
+    the training data the cards record.
+    """
+    from galaxymorph.evaluation.api import fold_logits
+    from galaxymorph.evaluation.calibration import fit_temperature
+    from galaxymorph.evaluation.evaluate import write_evaluation
+    from galaxymorph.inference.loading import Classifier, load_classifier
+    from galaxymorph.models.artifact import ModelCard, save_artifact
+    from galaxymorph.models.ensemble import ARCHITECTURE, GalaxyEnsemble
+
+    if len(runs) < 2:
+        raise ModelError("an ensemble needs at least two run folders", str(runs[0] if runs else "."))
+    folders = [Path(r) for r in runs]
+    members = [load_classifier(f, device="cpu") for f in folders]
+    split = _common_split(folders)
+    first = members[0].card
+    for folder, clf in zip(folders[1:], members[1:], strict=True):
+        for name in PREPROCESSING_FIELDS:
+            if getattr(clf.card, name) != getattr(first, name):
+                raise ModelError(f"{name} {getattr(clf.card, name)!r} differs from "
+                                 f"{folders[0]}'s {getattr(first, name)!r}", folder)
+        if clf.card.architecture == ARCHITECTURE:
+            raise ModelError("members must be single models, not ensembles", folder)
+
+    tta = first.tta_default if tta is None else tta
+    data = data or first.training_data.get("spec")
+    label_map = label_map if label_map is not None else first.training_data.get("label_map")
+    card = ModelCard(
+        architecture=ARCHITECTURE, class_names=list(first.class_names), image_size=first.image_size,
+        crop=first.crop, chiral_pairs=first.chiral_pairs, tta_default=tta,
+        model_kwargs={"members": [{"architecture": c.card.architecture,
+                                   "model_kwargs": c.card.model_kwargs} for c in members]},
+        name=Path(out).name, training_data=dict(first.training_data),
+        training={"members": [{"run": str(f), "architecture": c.card.architecture,
+                               "test_metrics": c.card.metrics} for f, c in zip(folders, members, strict=True)]})
+    clf = Classifier(GalaxyEnsemble([c.net for c in members]).eval(), card, str(out))
+    val_logits, val_y, _ = fold_logits(clf, data, label_map, "val", split, tta=tta,
+                                       batch_size=batch_size, device=device)
+    card.temperature = fit_temperature(val_logits, val_y) if len(val_y) else 1.0
+    test_logits, test_y, skipped = fold_logits(clf, data, label_map, "test", split, tta=tta,
+                                               batch_size=batch_size, device=device)
+    out = Path(out)
+    metrics = write_evaluation(
+        out, test_y, test_logits, card.class_names, card.temperature,
+        title=f"ensemble of {len(members)} on {data} (test fold)",
+        extra={"split": "test", "tta": tta, "members": [str(f) for f in folders],
+               "skipped_unreadable": skipped},
+        sections={"Members": "\n".join(
+            f"- {f}: accuracy {c.card.metrics.get('accuracy', float('nan')):.3f}, macro F1 "
+            f"{c.card.metrics.get('f1_macro', float('nan')):.3f}" for f, c in zip(folders, members, strict=True))})
+    card.metrics = {k: metrics[k] for k in ("n", "accuracy", "f1_macro", "f1_weighted", "ece")}
+    save_artifact(out, clf.net, card)
+    shutil.copyfile(split, out / "split.json")
+    return metrics
+
+
+def _common_split(folders: list[Path]) -> Path:
+    """The members' ``split.json``; every member must have the same folds."""
+    from galaxymorph.data.splits import Split
+
+    paths = [f / "split.json" for f in folders]
+    for p in paths:
+        if not p.exists():
+            raise ModelError("no split.json: an ensemble is built from run folders", p.parent)
+    folds = [{k: sorted(Split.load(p).fold(k)) for k in ("train", "val", "test")} for p in paths]
+    for p, f in zip(paths[1:], folds[1:], strict=True):
+        if f != folds[0]:
+            raise ModelError(f"split differs from {paths[0]}: members must share one split, or "
+                             "one member's training images would be in the ensemble's test fold", p)
+    return paths[0]

@@ -1,0 +1,76 @@
+"""The LightningModule: loss, metrics and optimiser of a classifier, nothing else."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+
+from galaxymorph.data.transforms import to_float
+from galaxymorph.models.network import GalaxyNet
+
+
+class ClassifierModule(L.LightningModule):
+    def __init__(self, net: GalaxyNet, num_classes: int, lr: float = 1e-3,
+                 weight_decay: float = 1e-4, class_weights: torch.Tensor | None = None,
+                 label_smoothing: float = 0.0, transfer: str = "full",
+                 backbone_lr_mult: float = 0.1, scheduler: str = "cosine",
+                 warmup_epochs: int = 0):
+        super().__init__()
+        self.net = net
+        self.num_classes = num_classes
+        self.lr, self.weight_decay = lr, weight_decay
+        self.label_smoothing = label_smoothing
+        self.transfer, self.backbone_lr_mult = transfer, backbone_lr_mult
+        self.scheduler_name, self.warmup_epochs = scheduler, warmup_epochs
+        self.register_buffer("class_weights", class_weights if class_weights is not None
+                             else torch.ones(num_classes))
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_f1 = MulticlassF1Score(num_classes, average="macro")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(to_float(x))
+
+    def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits, y, weight=self.class_weights,
+                               label_smoothing=self.label_smoothing)
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = self._loss(logits, y)
+        # Batch accuracy on the progress bar (the seed logged it per batch), epoch mean in logs.
+        batch_acc = (logits.argmax(1) == y).float().mean()
+        self.log("batch_acc", batch_acc, on_step=True, on_epoch=False, prog_bar=True)
+        self.train_acc(logits, y)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=False)
+        self.log("train_acc", self.train_acc, on_step=False, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        x, y = batch
+        logits = self(x)
+        # Unweighted loss for early stopping: comparable across imbalance options.
+        self.log("val_loss", F.cross_entropy(logits, y), on_epoch=True, prog_bar=True)
+        self.val_acc(logits, y)
+        self.val_f1(logits, y)
+        self.log("val_acc", self.val_acc, on_epoch=True, prog_bar=True)
+        self.log("val_f1_macro", self.val_f1, on_epoch=True, prog_bar=True)
+
+    def configure_optimizers(self):
+        from galaxymorph.models.transfer import param_groups
+
+        groups = param_groups(self.net.backbone, self.transfer, self.lr, self.backbone_lr_mult)
+        opt = torch.optim.AdamW(groups, lr=self.lr, weight_decay=self.weight_decay)
+        if self.scheduler_name == "none":
+            return opt
+        epochs = max(1, self.trainer.max_epochs or 1)
+        cosine = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs - self.warmup_epochs))
+        if self.warmup_epochs > 0:
+            warm = torch.optim.lr_scheduler.LinearLR(opt, start_factor=0.1, total_iters=self.warmup_epochs)
+            sched = torch.optim.lr_scheduler.SequentialLR(opt, [warm, cosine], [self.warmup_epochs])
+        else:
+            sched = cosine
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}

@@ -1,0 +1,262 @@
+"""``galaxymorph.train``: one function that turns a config into a finished, reproducible run folder.
+
+RUN_DIR/
+  input_config.yaml     the config file given, if any
+  config.yaml           the resolved configuration (every value used)
+  split.json            image ids per fold (seed and fractions recorded)
+  checkpoints/          best.ckpt, last.ckpt (resume point, written atomically)
+  logs/                 CSV (metrics.csv) and TensorBoard logs
+  model.safetensors     best weights + model_card.json: what inference loads
+  metrics.json          test-fold metrics; report.md, confusion_matrix.png, curves.png
+  summary.json          training time, epochs, parameters, best validation scores
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from galaxymorph.errors import ConfigError
+from galaxymorph.io_utils import write_json
+from galaxymorph.training.config import MONITORS, TrainConfig, resolve_config
+
+log = logging.getLogger("galaxymorph")
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    metrics: dict[str, Any]
+    summary: dict[str, Any]
+
+
+def train(config: TrainConfig | None = None, out: str | Path = "runs/run", *,
+          config_file: str | Path | None = None, resume: bool = False, **overrides: Any) -> RunResult:
+    """Train a classifier and write its run folder (see module docstring).
+
+    ``galaxymorph.train(data="catalog:gz1/labels.csv", label_map="gz1-4", model="mobilenetv2",
+    pretrained=True, epochs=8, out="runs/mnv2")``. With ``resume=True`` the run continues
+    from ``checkpoints/last.ckpt`` with the configuration saved in the folder.
+    """
+    import lightning as L
+    from lightning.pytorch.callbacks import EarlyStopping, Timer
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    from galaxymorph.models.network import build_network
+    from galaxymorph.training.callbacks import AtomicModelCheckpoint, RunInfo, checkpoint_dir
+    from galaxymorph.training.datamodule import GalaxyDataModule
+    from galaxymorph.training.loggers import ResumableCSVLogger
+    from galaxymorph.training.module import ClassifierModule
+
+    run_dir = Path(out)
+    last_ckpt = checkpoint_dir(run_dir) / "last.ckpt"
+    if resume:
+        if not (run_dir / "config.yaml").exists():
+            raise ConfigError("nothing to resume: no config.yaml in the run folder", run_dir)
+        cfg = TrainConfig.load(run_dir / "config.yaml")
+        if overrides.get("epochs"):
+            cfg.epochs = int(overrides["epochs"])  # allow extending a finished run
+        cfg.split_file = str(run_dir / "split.json")
+    else:
+        if (run_dir / "config.yaml").exists():
+            raise ConfigError("run folder already holds a run; use --resume to continue it or "
+                              "choose another --out", run_dir)
+        cfg = config if config is not None else resolve_config(config_file, **overrides)
+        if not cfg.data:
+            raise ConfigError("no dataset given (--data SPEC)")
+        from galaxymorph.data.specs import open_source
+        from galaxymorph.models.registry import get_model_info
+
+        get_model_info(cfg.model)  # fail on a bad name or spec before creating the run folder
+        open_source(cfg.data)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if config_file:
+            shutil.copyfile(config_file, run_dir / "input_config.yaml")
+        cfg.save(run_dir / "config.yaml")
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    _quiet_lightning()
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+
+    dm = GalaxyDataModule(cfg, split_path=run_dir / "split.json")
+    dm.prepare()
+    assert dm.dataset is not None
+    class_names = dm.dataset.class_names
+    from galaxymorph.models.registry import model_accepts
+
+    model_kwargs: dict[str, Any] = {}
+    if model_accepts(cfg.model, "image_size"):
+        # Custom CNNs size their dense layers from the input; without this a 64 px run would
+        # carry the dense width of the seed's 256 px input.
+        model_kwargs["image_size"] = cfg.image_size
+    if cfg.dropout is not None:
+        model_kwargs["dropout"] = cfg.dropout
+    if cfg.weights_path:
+        model_kwargs["weights_path"] = cfg.weights_path
+    net = build_network(cfg.model, len(class_names), pretrained=cfg.pretrained, **model_kwargs)
+    model_kwargs.pop("weights_path", None)  # pretrained weights only matter at start
+    weights = {"weighted-loss": dm.class_weights(1.0), "both": dm.class_weights(1.0),
+               "sqrt-weighted-loss": dm.class_weights(0.5)}.get(cfg.imbalance)
+    module = ClassifierModule(net, len(class_names), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                              class_weights=weights, label_smoothing=cfg.label_smoothing,
+                              transfer=cfg.transfer if cfg.pretrained else "full",
+                              # a lower backbone rate only makes sense for pretrained weights
+                              backbone_lr_mult=cfg.backbone_lr_mult if cfg.pretrained else 1.0, scheduler=cfg.scheduler,
+                              warmup_epochs=cfg.warmup_epochs)
+
+    mode = MONITORS[cfg.monitor]
+    # Lightning's save_last only writes when `best` improved; the resume point must be every epoch.
+    last_cb = AtomicModelCheckpoint(dirpath=checkpoint_dir(run_dir), filename="last",
+                                    monitor=None, save_top_k=1, enable_version_counter=False)
+    best_cb = AtomicModelCheckpoint(dirpath=checkpoint_dir(run_dir), filename="best",
+                                    monitor=cfg.monitor, mode=mode,
+                                    enable_version_counter=False) if mode else None
+    timer = Timer(duration={"minutes": cfg.max_time_minutes} if cfg.max_time_minutes else None)
+    callbacks = [*([best_cb] if best_cb else []), last_cb, timer,
+                 RunInfo({"config": cfg.to_dict(), "class_names": class_names,
+                          "model_kwargs": model_kwargs})]
+    if cfg.early_stopping_patience > 0 and mode:
+        callbacks.append(EarlyStopping(monitor=cfg.monitor, mode=mode,
+                                       patience=cfg.early_stopping_patience))
+    if cfg.progress:
+        callbacks.append(_progress_bar())
+    loggers = [ResumableCSVLogger(run_dir, name="logs", version=""),
+               TensorBoardLogger(run_dir, name="logs", version="tensorboard", default_hp_metric=False)]
+    trainer = L.Trainer(max_epochs=cfg.epochs, accelerator=cfg.accelerator,
+                        devices=_devices(cfg.devices), num_nodes=cfg.num_nodes, strategy=cfg.strategy,
+                        precision=cfg.precision, callbacks=callbacks, logger=loggers,
+                        enable_progress_bar=cfg.progress, enable_model_summary=False,
+                        log_every_n_steps=1, deterministic=False, num_sanity_val_steps=0)
+    fit_start = time.time()
+    with _interruptible():
+        trainer.fit(module, datamodule=dm,
+                    ckpt_path=str(last_ckpt) if resume and last_ckpt.exists() else None,
+                    weights_only=True)
+    if trainer.interrupted:
+        raise KeyboardInterrupt
+    if not trainer.is_global_zero:
+        return RunResult(run_dir, {}, {})
+    best_path = best_cb.best_model_path if best_cb else ""
+    return finalize(run_dir, cfg, dm, module, best_path or str(last_ckpt),
+                    train_seconds=timer.time_elapsed("train"), model_kwargs=model_kwargs,
+                    epochs_run=trainer.current_epoch, wall_seconds=time.time() - fit_start)
+
+
+@contextlib.contextmanager
+def _interruptible():
+    """Lightning turns Ctrl-C into ``sys.exit(1)`` and then ignores SIGINT; a library call
+    should raise KeyboardInterrupt instead and leave the signal handler as it found it."""
+    import signal
+    import threading
+
+    main = threading.current_thread() is threading.main_thread()
+    handler = signal.getsignal(signal.SIGINT) if main else None
+    try:
+        yield
+    except SystemExit as exc:
+        if exc.code == 1:
+            log.warning("training interrupted; continue with --resume (last checkpoint kept)")
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        if main and handler is not None:
+            signal.signal(signal.SIGINT, handler)
+
+
+def _progress_bar():
+    from lightning.pytorch.callbacks import RichProgressBar
+
+    class Bar(RichProgressBar):
+        def get_metrics(self, trainer, pl_module):  # the logger version means nothing here
+            metrics = super().get_metrics(trainer, pl_module)
+            metrics.pop("v_num", None)
+            return metrics
+
+    return Bar()
+
+
+def _quiet_lightning() -> None:
+    """Keep Lightning's advertising tips and third-party deprecation chatter out of the log."""
+    import warnings
+
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated")
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+
+
+def _devices(devices: str | int) -> str | int:
+    s = str(devices)
+    return int(s) if s.isdigit() else s
+
+
+def finalize(run_dir: Path, cfg: TrainConfig, dm, module, best_path: str, train_seconds: float,
+             model_kwargs: dict[str, Any], epochs_run: int, wall_seconds: float) -> RunResult:
+    """Best weights -> temperature on val -> test metrics, figures, report, model artifact."""
+    from galaxymorph.data.transforms import swap_table
+    from galaxymorph.evaluation.calibration import fit_temperature
+    from galaxymorph.evaluation.evaluate import dataset_logits, write_evaluation
+    from galaxymorph.evaluation.plots import plot_curves
+    from galaxymorph.models.artifact import ModelCard, save_artifact
+    from galaxymorph.training.history import read_history
+
+    state = torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"]
+    module.load_state_dict(state)
+    net = module.net.eval()
+    ds = dm.dataset
+    swap = swap_table(ds.num_classes, ds.chiral_pairs)
+    val_logits, val_y = dataset_logits(net, dm.fold_dataset("val"), tta=cfg.tta, swap=swap,
+                                       device=cfg.accelerator if cfg.accelerator != "gpu" else "cuda")
+    temperature = fit_temperature(val_logits, val_y) if cfg.calibrate and len(val_y) else 1.0
+    test_logits, test_y = dataset_logits(net, dm.fold_dataset("test"), tta=cfg.tta, swap=swap,
+                                         device=cfg.accelerator if cfg.accelerator != "gpu" else "cuda")
+    history = read_history(run_dir / "logs" / "metrics.csv")
+    plot_curves(history, run_dir / "curves.png")
+    n_params = sum(p.numel() for p in net.parameters())
+    epochs_done = len(history.get("val_loss", [])) or epochs_run + 1
+    summary = {
+        "model": cfg.model, "pretrained": cfg.pretrained, "transfer": cfg.transfer,
+        "data": cfg.data, "label_map": cfg.label_map, "image_size": cfg.image_size, "crop": cfg.crop,
+        "epochs": epochs_done, "max_epochs": cfg.epochs, "train_seconds": round(train_seconds, 1),
+        "wall_seconds": round(wall_seconds, 1), "parameters": int(n_params),
+        "best_checkpoint": Path(best_path).name, "temperature": temperature,
+        "best_val_loss": min(history.get("val_loss", [float("nan")])),
+        "train_images": len(dm.train_labels),
+        "synthetic_images": int(sum(len(p) for _, _, p in dm.synthetic_sets)),
+        "synthetic_warnings": dm.provenance_warnings,
+        "skipped_unreadable": len(dm.decoded.errors),
+    }
+    metrics = write_evaluation(
+        run_dir, test_y, test_logits, ds.class_names, temperature,
+        title=f"{cfg.model} on {cfg.data} (test fold)",
+        extra={"split": "test", "tta": cfg.tta, "training_time_seconds": summary["train_seconds"],
+               "epochs": epochs_done},
+        sections={"Run": "\n".join(f"- {k}: {v}" for k, v in summary.items())})
+    write_json(run_dir / "summary.json", summary)
+    card = ModelCard(
+        architecture=cfg.model, class_names=ds.class_names, image_size=cfg.image_size,
+        crop=cfg.crop, temperature=temperature, model_kwargs=model_kwargs,
+        chiral_pairs=[list(p) for p in ds.chiral_pairs], tta_default=cfg.tta,
+        name=run_dir.name,
+        training_data={"spec": cfg.data, "label_map": cfg.label_map, "split": "split.json",
+                       "counts": {f: len(dm.positions[f]) for f in ("train", "val", "test")}},
+        training={k: summary[k] for k in ("epochs", "train_seconds", "parameters")} | {
+            "pretrained": cfg.pretrained, "transfer": cfg.transfer, "seed": cfg.seed},
+        metrics={k: metrics[k] for k in ("n", "accuracy", "f1_macro", "f1_weighted", "ece")},
+    )
+    save_artifact(run_dir, net, card)
+    return RunResult(run_dir, metrics, summary)
+
+
+def history_arrays(run_dir: Path) -> dict[str, np.ndarray]:
+    from galaxymorph.training.history import read_history
+
+    return {k: np.asarray(v) for k, v in read_history(Path(run_dir) / "logs" / "metrics.csv").items()}

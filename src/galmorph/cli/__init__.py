@@ -1,1 +1,0 @@
-"""The ``galmorph`` command: a thin Typer layer over the Python API."""
