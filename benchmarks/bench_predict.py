@@ -75,8 +75,8 @@ def time_forward(folder: Path, model: str, n: int, batch_size: int,
     import torch
 
     from galaxymorph.data.imageio import read_image
-    from galaxymorph.inference.loading import load_classifier
     from galaxymorph.inference.sources import walk_images
+    from galaxymorph.models.loading import load_classifier
 
     clf = load_classifier(model, device="cpu")
     paths = list(walk_images(folder))[:n]
@@ -136,7 +136,7 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=None, help="keep the symlink folders here")
     args = ap.parse_args()
 
-    from galaxymorph.inference.loading import load_classifier
+    from galaxymorph.models.loading import load_classifier
 
     try:
         clf = load_classifier(args.model)

@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from galaxymorph.app import core, launcher
 from galaxymorph.errors import ImageReadError
-from galaxymorph.inference.loading import load_classifier
+from galaxymorph.models.loading import load_classifier
 
 SCRIPT = str(launcher.app_script())
 
@@ -97,7 +97,7 @@ def test_example_gallery_classifies_a_render(app):
 
 
 def test_missing_default_model_is_explained(tmp_path, monkeypatch):
-    import galaxymorph.inference.loading as loading
+    import galaxymorph.models.loading as loading
 
     monkeypatch.setattr(loading, "default_model_dir", lambda: tmp_path / "no_default_model")
     monkeypatch.setenv(core.ENV_MODEL, "default")

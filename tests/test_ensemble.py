@@ -36,8 +36,8 @@ def built(members):
 
 def test_ensemble_is_the_mean_of_member_logits(members, built):
     from galaxymorph.data import open_dataset
-    from galaxymorph.evaluation.calibration import softmax
-    from galaxymorph.inference.loading import load_classifier
+    from galaxymorph.models.calibration import softmax
+    from galaxymorph.models.loading import load_classifier
 
     spec, runs, _ = members
     metrics, out = built
@@ -62,8 +62,8 @@ def test_ensemble_is_the_mean_of_member_logits(members, built):
 def test_ensemble_works_with_gradcam_features_and_predict(members, built, tmp_path):
     from galaxymorph.data import open_dataset
     from galaxymorph.inference.gradcam import gradcam
-    from galaxymorph.inference.loading import load_classifier
     from galaxymorph.models.introspect import feature_dim, features
+    from galaxymorph.models.loading import load_classifier
 
     spec, runs, _ = members
     _, out = built

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score, precision_score, recall_score
 
-from galaxymorph.evaluation.calibration import fit_temperature, softmax
 from galaxymorph.evaluation.compare import compare
 from galaxymorph.evaluation.metrics import classification_metrics, expected_calibration_error
+from galaxymorph.models.calibration import fit_temperature, softmax
 
 NAMES = ["Elliptical", "Spiral", "Edge-on", "Merger"]
 

@@ -11,7 +11,7 @@ from torch import nn
 
 from galaxymorph.errors import ConfigError
 from galaxymorph.inference.export import TOLERANCE, export_onnx, exportable
-from galaxymorph.inference.loading import load_classifier
+from galaxymorph.models.loading import load_classifier
 
 
 @pytest.fixture(scope="module")

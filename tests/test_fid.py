@@ -140,8 +140,8 @@ def test_unknown_feature_name_is_a_config_error(sets):
 
 def test_classifier_features_use_the_penultimate_layer(monkeypatch, sets):
     """``classifier:RUN`` resizes to the classifier's input and takes ``introspect.features``."""
-    import galaxymorph.inference.loading as loading
     import galaxymorph.models.introspect as introspect
+    import galaxymorph.models.loading as loading
     from galaxymorph.data.transforms import Preprocessing
 
     seen: dict[str, tuple] = {}

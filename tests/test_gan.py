@@ -298,8 +298,8 @@ def test_cli_train_sample_fid_end_to_end(tmp_path, toy_csv, monkeypatch, capsys)
     main(["gan", "gallery", str(run), "--out", str(tmp_path / "gallery.png"), "--n", "2"])
     assert (tmp_path / "gallery.png").is_file()
     # FID through the CLI on a small classifier's features (the Inception path is in test_fid).
-    import galaxymorph.inference.loading as loading
     import galaxymorph.models.introspect as introspect
+    import galaxymorph.models.loading as loading
     from galaxymorph.data.transforms import Preprocessing
 
     torch.manual_seed(0)

@@ -13,7 +13,7 @@ import torch
 import galaxymorph
 from galaxymorph.errors import ConfigError, DataError, ModelError
 from galaxymorph.inference import predict as predict_mod
-from galaxymorph.inference.loading import load_classifier
+from galaxymorph.models.loading import load_classifier
 
 N_PNG = 8  # 6 at the top of the folder, 2 in a subfolder
 

@@ -64,7 +64,7 @@ def test_config_is_saved_and_reloadable(trained_run):
 
 def test_saved_model_reloads_with_same_predictions(trained_run, synthetic_catalog):
     from galaxymorph.data import open_dataset
-    from galaxymorph.inference.loading import load_classifier
+    from galaxymorph.models.loading import load_classifier
 
     ds = open_dataset(synthetic_catalog)
     images = [ds.read(i) for i in range(8)]

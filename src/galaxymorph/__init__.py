@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from galaxymorph.data import open_dataset
     from galaxymorph.evaluation.api import evaluate
     from galaxymorph.evaluation.compare import compare
-    from galaxymorph.inference.loading import load_classifier
+    from galaxymorph.models.loading import load_classifier
     from galaxymorph.training.ensemble import ensemble
     from galaxymorph.training.run import train
 
@@ -28,7 +28,7 @@ _LAZY = {
     "evaluate": "galaxymorph.evaluation.api",
     "compare": "galaxymorph.evaluation.compare",
     "ensemble": "galaxymorph.training.ensemble",
-    "load_classifier": "galaxymorph.inference.loading",
+    "load_classifier": "galaxymorph.models.loading",
     "predict": "galaxymorph.inference.predict",
     "create_model": "galaxymorph.models.registry",
     "list_models": "galaxymorph.models.registry",

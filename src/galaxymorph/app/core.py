@@ -65,8 +65,8 @@ class AppSettings:
 
 
 def default_installed() -> bool:
-    from galaxymorph.inference.loading import default_model_dir
     from galaxymorph.models.artifact import CARD_FILE
+    from galaxymorph.models.loading import default_model_dir
 
     return (default_model_dir() / CARD_FILE).exists()
 

@@ -21,7 +21,7 @@ THUMB = 224
 @st.cache_resource(show_spinner="Loading the model…")
 def get_classifier(ref: str, device: str):
     """Loaded once per server process and shared by every session."""
-    from galaxymorph.inference.loading import load_classifier
+    from galaxymorph.models.loading import load_classifier
 
     return load_classifier(ref, device=device)
 

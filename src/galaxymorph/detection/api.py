@@ -115,7 +115,7 @@ def train_detector(real: Sequence[str] | str, fake: Sequence[str] | str, out: st
 def _finish(run_dir: Path, summary: dict[str, Any]) -> DetectorRun:
     """Batch-accuracy figure, detector metrics of the test fold, notes on the model card."""
     from galaxymorph.evaluation.plots import plot_series
-    from galaxymorph.inference.loading import load_classifier
+    from galaxymorph.models.loading import load_classifier
     from galaxymorph.training.history import read_batch_series
 
     batch_acc = read_batch_series(run_dir / "logs" / "metrics.csv")
@@ -183,7 +183,7 @@ def evaluate_detector(run_dir: str | Path, real: Sequence[str] | str, fake: Sequ
     how many were excluded and whether each source's generator was seen in training.
     """
     from galaxymorph.evaluation.plots import plot_confusion_matrix
-    from galaxymorph.inference.loading import load_classifier
+    from galaxymorph.models.loading import load_classifier
 
     run_dir, out = Path(run_dir), Path(out)
     clf = load_classifier(run_dir, device=device)
@@ -244,7 +244,7 @@ def predict_detector(run_dir: str | Path, images: Sequence[str | Path], *, crop:
     import torch
 
     from galaxymorph.data.imageio import is_image_path, read_image
-    from galaxymorph.inference.loading import load_classifier
+    from galaxymorph.models.loading import load_classifier
 
     clf = load_classifier(run_dir, device=device)
     synthetic_column(clf)

@@ -1,1 +1,1 @@
-"""Evaluation: imbalance-aware metrics, calibration, plots, reports and comparison tables."""
+"""Evaluation: imbalance-aware metrics, plots, reports and comparison tables."""

@@ -21,7 +21,7 @@ def evaluate(model: str | Path = "default", data: str | None = None, label_map: 
     scores every image of ``data``.
     """
     from galaxymorph.evaluation.evaluate import write_evaluation
-    from galaxymorph.inference.loading import load_classifier
+    from galaxymorph.models.loading import load_classifier
 
     clf = load_classifier(model, device="cpu")
     card = clf.card
@@ -44,7 +44,7 @@ def evaluate(model: str | Path = "default", data: str | None = None, label_map: 
 
 
 def _model_split(model: str | Path) -> Path | None:
-    from galaxymorph.inference.loading import default_model_dir
+    from galaxymorph.models.loading import default_model_dir
 
     folder = default_model_dir() if str(model) == "default" else Path(model)
     if folder.is_file():

@@ -9,12 +9,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from galaxymorph.evaluation.calibration import softmax
 from galaxymorph.evaluation.metrics import classification_metrics
 from galaxymorph.evaluation.plots import plot_confusion_matrix
 from galaxymorph.evaluation.report import write_report
-from galaxymorph.inference.tta import predict_logits, resolve_device
 from galaxymorph.io_utils import write_json
+from galaxymorph.models.calibration import softmax
+from galaxymorph.models.tta import predict_logits, resolve_device
 
 
 def dataset_logits(net: torch.nn.Module, dataset: Dataset, batch_size: int = 128, tta: bool = False,

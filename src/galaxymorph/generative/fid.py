@@ -285,8 +285,8 @@ def classifier_extractor(ref: str | Path, device: str = "cpu") -> FeatureExtract
     Input images are already cropped as the sets being compared were; they are only resized
     to the classifier's input size.
     """
-    from galaxymorph.inference.loading import load_classifier
     from galaxymorph.models.introspect import features
+    from galaxymorph.models.loading import load_classifier
 
     clf = load_classifier(str(ref), device=device)
     net = clf.net.eval()

@@ -121,7 +121,7 @@ def export_onnx(model: str | Path = "default", out: str | Path = "model.onnx", o
     except ImportError as exc:
         raise ConfigError("ONNX export needs onnx and onnxruntime, which are not installed",
                           hint="pip install 'galaxymorph[onnx]'") from exc
-    from galaxymorph.inference.loading import load_classifier
+    from galaxymorph.models.loading import load_classifier
 
     clf = load_classifier(model, device="cpu")
     size = clf.preprocessing.image_size

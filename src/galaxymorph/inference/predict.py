@@ -127,7 +127,7 @@ def predict(inputs: str | Path | Iterable[str | Path], model: str | Path = "defa
             raise ConfigError("output file exists", out,
                               hint="pass --resume to skip its images and append, or --overwrite")
     plan = InputPlan(inputs)
-    from galaxymorph.inference.loading import load_classifier
+    from galaxymorph.models.loading import load_classifier
 
     clf = load_classifier(model, device=device)
     det = load_detector(detector, device) if detector else None
@@ -381,7 +381,7 @@ def make_rows(keys: list[str], errors: list[str], probs: np.ndarray | None, clas
 
 
 def load_detector(ref: str | Path, device: str):
-    from galaxymorph.inference.loading import load_classifier
+    from galaxymorph.models.loading import load_classifier
 
     det = load_classifier(ref, device=device)
     synthetic_column(det)

@@ -167,8 +167,8 @@ class _Predictor:
     def __init__(self, model: str, tta: bool | None, detector: str | None):
         import torch
 
-        from galaxymorph.inference.loading import load_classifier
         from galaxymorph.inference.predict import load_detector, synthetic_column
+        from galaxymorph.models.loading import load_classifier
 
         # CPU threads: Ray sets OMP_NUM_THREADS to the actor's num_cpus, which torch follows.
         device = "cuda" if torch.cuda.is_available() else "cpu"

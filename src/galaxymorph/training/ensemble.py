@@ -31,11 +31,11 @@ def ensemble(runs: list[str | Path], out: str | Path, *, tta: bool | None = None
     the training data the cards record.
     """
     from galaxymorph.evaluation.api import fold_logits
-    from galaxymorph.evaluation.calibration import fit_temperature
     from galaxymorph.evaluation.evaluate import write_evaluation
-    from galaxymorph.inference.loading import Classifier, load_classifier
     from galaxymorph.models.artifact import ModelCard, save_artifact
+    from galaxymorph.models.calibration import fit_temperature
     from galaxymorph.models.ensemble import ARCHITECTURE, GalaxyEnsemble
+    from galaxymorph.models.loading import Classifier, load_classifier
 
     if len(runs) < 2:
         raise ModelError("an ensemble needs at least two run folders", str(runs[0] if runs else "."))

@@ -202,10 +202,10 @@ def finalize(run_dir: Path, cfg: TrainConfig, dm, module, best_path: str, train_
              model_kwargs: dict[str, Any], epochs_run: int, wall_seconds: float) -> RunResult:
     """Best weights -> temperature on val -> test metrics, figures, report, model artifact."""
     from galaxymorph.data.transforms import swap_table
-    from galaxymorph.evaluation.calibration import fit_temperature
     from galaxymorph.evaluation.evaluate import dataset_logits, write_evaluation
     from galaxymorph.evaluation.plots import plot_curves
     from galaxymorph.models.artifact import ModelCard, save_artifact
+    from galaxymorph.models.calibration import fit_temperature
     from galaxymorph.training.history import read_history
 
     state = torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"]

@@ -11,9 +11,9 @@ import torch
 
 from galaxymorph.data.transforms import Preprocessing, prepare, swap_table
 from galaxymorph.errors import ModelError
-from galaxymorph.evaluation.calibration import softmax
-from galaxymorph.inference.tta import forward_logits, resolve_device
 from galaxymorph.models.artifact import CARD_FILE, ModelCard, load_artifact
+from galaxymorph.models.calibration import softmax
+from galaxymorph.models.tta import forward_logits, resolve_device
 
 
 def default_model_dir() -> Path:
