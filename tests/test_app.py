@@ -142,7 +142,8 @@ def test_gradcam_library_and_fallback_agree(tiny_model, galaxy_png):
     img = decode_image(galaxy_png, "g.png")
     lib = gc.gradcam(clf, img)
     x = clf.prepare(img).float().div(255).unsqueeze(0)
-    hooks = gc._hook_cam(clf.net, gradcam_target_layer(clf.net.backbone), x, lib.target)
+    layer = gradcam_target_layer(clf.net.backbone, image_size=x.shape[-1])
+    hooks = gc._hook_cam(clf.net, layer, x, lib.target)
     assert lib.method == "pytorch-grad-cam"
     np.testing.assert_allclose(hooks, lib.heatmap, atol=1e-4)
 

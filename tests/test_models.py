@@ -324,3 +324,21 @@ def test_efficientnet_lite0_loads_the_wheel_file_offline(offline):
     assert torch.equal(model.conv_head.weight, raw["_conv_head.weight"])
     assert torch.equal(model.blocks[6][0].conv_pwl.weight, raw["_blocks.15._project_conv.weight"])
     assert model.classifier.out_features == NUM_CLASSES
+
+
+def test_gradcam_layer_keeps_a_map_that_can_show_a_galaxy():
+    """At 96 px MobileNetV2's last stage is 3x3; the chosen stage must be at least 6x6, while a
+    224 px input keeps the usual last stage."""
+    model = gm.create_model("mobilenetv2", NUM_CLASSES).eval()
+    sizes = {}
+
+    def grab(size):
+        layer = gm.gradcam_target_layer(model, image_size=size)
+        handle = layer.register_forward_hook(lambda _m, _i, out: sizes.__setitem__(size, out.shape[-1]))
+        with torch.no_grad():
+            model(torch.zeros(1, 3, size, size))
+        handle.remove()
+        return layer
+
+    assert grab(224) is gm.gradcam_target_layer(model) and sizes[224] == 7
+    assert grab(96) is not gm.gradcam_target_layer(model) and sizes[96] == 6

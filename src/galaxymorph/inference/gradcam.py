@@ -1,7 +1,8 @@
 """Grad-CAM heat maps: which part of the cutout drove the predicted class.
 
-Uses pytorch-grad-cam on :func:`~galaxymorph.models.introspect.gradcam_target_layer` (the last
-convolutional stage of any registry model). If that library is missing or fails on a model, a
+Uses pytorch-grad-cam on :func:`~galaxymorph.models.introspect.gradcam_target_layer` (the
+deepest convolutional stage of any registry model whose map is at least 6 cells across at the
+model's input size, so a 96 px MobileNetV2 gets a 6x6 map rather than 3x3). If that library is missing or fails on a model, a
 small hook-based Grad-CAM gives the same map, so the web app always has one to show.
 """
 
@@ -47,7 +48,8 @@ def gradcam(clf, image: np.ndarray, target: int | None = None) -> CamResult:
         # An ensemble's map is the mean of its members' maps for the ensemble's class.
         heats = []
         for member in members_of(net):
-            heat, method = _member_cam(member, gradcam_target_layer(member.backbone), x, target)
+            layer = gradcam_target_layer(member.backbone, image_size=x.shape[-1])
+            heat, method = _member_cam(member, layer, x, target)
             heats.append(heat)
         heat = _normalise(np.mean(heats, axis=0))
         net.zero_grad(set_to_none=True)

@@ -38,9 +38,36 @@ def block_modules(model: nn.Module) -> list[list[nn.Module]]:
     return [[_module(model, n) for n in block] for block in model_spec(model).blocks]
 
 
-def gradcam_target_layer(model: nn.Module) -> nn.Module:
-    """The last convolutional layer/block, the usual Grad-CAM target."""
-    return _module(model, model_spec(model).gradcam_layer)
+def gradcam_target_layer(model: nn.Module, image_size: int | None = None, min_cells: int = 6) -> nn.Module:
+    """The Grad-CAM target layer: the last convolutional layer/block (the usual choice), or,
+    given the input ``image_size``, the deepest stage whose map is still ``min_cells`` across.
+
+    A map is only as sharp as its layer: MobileNetV2's last stage is 3x3 at 96 px, one cell
+    for the galaxy and eight for the sky, so at small inputs an earlier stage (6x6 there, the
+    end of the stride-16 stage; shallower stages map sky noise more than shape)
+    is the one that can show which part of the galaxy mattered.
+    """
+    spec = model_spec(model)
+    last = _module(model, spec.gradcam_layer)
+    if image_size is None:
+        return last
+    candidates = [last] + [_module(model, block[-1]) for block in reversed(spec.blocks)]
+    sizes: dict[int, int] = {}
+
+    def record(module: nn.Module, _inputs: object, out: object) -> None:  # None: output unchanged
+        sizes[id(module)] = out.shape[-1] if isinstance(out, torch.Tensor) and out.dim() == 4 else 0
+
+    hooks = [m.register_forward_hook(record) for m in candidates]
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 3, image_size, image_size, device=next(model.parameters()).device))
+    finally:
+        for h in hooks:
+            h.remove()
+    for module in candidates:
+        if sizes.get(id(module), 0) >= min_cells:
+            return module
+    return max(candidates, key=lambda m: sizes.get(id(m), 0))
 
 
 def features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
