@@ -58,6 +58,9 @@ def test_key_changes_with_preprocessing_files_and_subset(catalog_with_bad_image,
     assert cache_key(ds, Preprocessing(image_size=16)) == base
     assert cache_key(ds, Preprocessing(image_size=32)) != base
     assert cache_key(ds, Preprocessing(image_size=16, crop=0.5)) != base
+    auto = cache_key(ds, Preprocessing(image_size=16, framing="auto"))
+    assert auto != base
+    assert cache_key(ds, Preprocessing(image_size=16, framing="auto", frame_radii=2.0)) != auto
     assert cache_key(ds.subset([0, 1, 2]), Preprocessing(image_size=16)) != base
     # Replacing an image file (new size) changes the key without reading pixels.
     (catalog_with_bad_image.parent / "images" / "g1_1.png").write_bytes(b"still not a png, longer")

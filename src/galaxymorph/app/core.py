@@ -209,8 +209,7 @@ def card_summary(card) -> dict[str, str]:
         "name": card.name or "-",
         "architecture": card.architecture,
         "classes": ", ".join(card.class_names),
-        "input": f"{card.image_size}x{card.image_size} px, " + (
-            "whole image" if card.crop >= 1 else f"centre {card.crop:.0%} of the image"),
+        "input": card.preprocessing.describe(),
         "training data": str(data.get("spec", "-")) + (f" (label map {data['label_map']})"
                                                       if data.get("label_map") else ""),
     }

@@ -34,6 +34,9 @@ def predict_cmd(
     detector: str = typer.Option(None, "--detector",
                                  help="Real-vs-synthetic detector run folder: adds p_synthetic."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on a terminal."),
+    crop: float = typer.Option(None, "--crop",
+                               help="Fixed centre crop (fraction of the shorter side) instead of the "
+                                    "model's own framing (default: the model card's, e.g. auto)."),
 ) -> None:
     """Predict the morphology of every image; one row per image, errors included."""
     from galaxymorph.inference.predict import predict
@@ -41,7 +44,7 @@ def predict_cmd(
     try:
         result = predict(inputs, model=model, tta=tta, batch_size=batch_size, out=out or "-",
                          resume=resume, overwrite=overwrite, workers=workers, engine=engine,
-                         device=device, detector=detector, progress=progress)
+                         device=device, detector=detector, progress=progress, crop=crop)
     except BrokenPipeError:
         # Standard output closed early (`galaxymorph predict ... | head`): stop quietly.
         import os

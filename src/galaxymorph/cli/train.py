@@ -28,7 +28,13 @@ def train_cmd(
     weights_path: str = typer.Option(None, "--weights", help="Local ImageNet weights file (offline)."),
     epochs: int = typer.Option(None, "--epochs"),
     image_size: int = typer.Option(None, "--image-size", help="Network input side in pixels."),
-    crop: float = typer.Option(None, "--crop", help="Centre crop, fraction of the image side."),
+    crop: float = typer.Option(None, "--crop", help="Centre crop, fraction of the image side "
+                               "(with --framing auto: used when no central galaxy is found)."),
+    framing: str = typer.Option(None, "--framing",
+                                help="fixed (the --crop fraction) | auto (a multiple of the central "
+                                     "galaxy's Petrosian radius, measured per image)."),
+    frame_radii: float = typer.Option(None, "--frame-radii",
+                                      help="Auto framing: half-side of the frame in Petrosian radii."),
     batch_size: int = typer.Option(None, "--batch-size"),
     lr: float = typer.Option(None, "--lr"),
     imbalance: str = typer.Option(None, "--imbalance",
@@ -62,7 +68,8 @@ def train_cmd(
 
     result = train(out=out, config_file=config, resume=resume, data=data, label_map=label_map,
                    model=model, pretrained=pretrained, transfer=transfer, weights_path=weights_path,
-                   epochs=epochs, image_size=image_size, crop=crop, batch_size=batch_size, lr=lr,
+                   epochs=epochs, image_size=image_size, crop=crop, framing=framing,
+                   frame_radii=frame_radii, batch_size=batch_size, lr=lr,
                    imbalance=imbalance, label_smoothing=label_smoothing,
                    early_stopping_patience=patience, monitor=monitor, seed=seed, split_seed=split_seed,
                    split_file=split_file, tta=tta, synthetic=synthetic or None,
@@ -81,12 +88,15 @@ def evaluate_cmd(
     split_file: str = typer.Option(None, "--split-file"),
     tta: bool = typer.Option(False, "--tta", help="Average over the 8 rotations/flips."),
     out: Path = typer.Option(..., "--out"),
+    crop: float = typer.Option(None, "--crop",
+                               help="Fixed centre crop (fraction of the shorter side) instead of the "
+                                    "model's own framing."),
 ) -> None:
     """Score a model on a dataset: metrics.json, report.md, confusion_matrix.png."""
     from galaxymorph.evaluation.api import evaluate
 
     metrics = evaluate(model=model, data=data, label_map=label_map, split=split, tta=tta, out=out,
-                       split_file=split_file)
+                       split_file=split_file, crop=crop)
     _print_metrics(metrics, f"{split} of {data or 'the training data'}")
     console.print(f"written to [bold]{out}[/]")
 

@@ -13,17 +13,18 @@ from galaxymorph.errors import DataError
 def evaluate(model: str | Path = "default", data: str | None = None, label_map: str | None = None,
              split: str = "test", tta: bool = False, out: str | Path = "evaluation",
              split_file: str | Path | None = None, batch_size: int = 128,
-             device: str = "auto") -> dict[str, Any]:
+             device: str = "auto", crop: float | None = None) -> dict[str, Any]:
     """Write ``metrics.json``, ``report.md`` and ``confusion_matrix.png`` into ``out``.
 
     ``split="test"`` uses the test ids of the model's own ``split.json`` (run folder, or the
     file given), so the numbers are on images the model never trained on; ``split="all"``
-    scores every image of ``data``.
+    scores every image of ``data``. ``crop``: a fixed centre crop instead of the model's own
+    framing.
     """
     from galaxymorph.evaluation.evaluate import write_evaluation
     from galaxymorph.models.loading import load_classifier
 
-    clf = load_classifier(model, device="cpu")
+    clf = load_classifier(model, device="cpu").with_crop(crop)
     card = clf.card
     data = data or card.training_data.get("spec")
     label_map = label_map if label_map is not None else card.training_data.get("label_map")
@@ -40,7 +41,7 @@ def evaluate(model: str | Path = "default", data: str | None = None, label_map: 
         out, y, logits, clf.class_names, clf.temperature,
         title=f"{card.name or card.architecture} on {data} ({split})",
         extra={"split": split, "tta": tta, "model": str(model), "data": data,
-               "skipped_unreadable": skipped})
+               "skipped_unreadable": skipped, "preprocessing": clf.preprocessing.to_dict()})
 
 
 def _model_split(model: str | Path) -> Path | None:

@@ -148,7 +148,7 @@ def export_onnx(model: str | Path = "default", out: str | Path = "model.onnx", o
         "input_shape": ["batch", 3, size, size], "input_dtype": "float32", "input_range": [0.0, 1.0],
         "outputs": {"logits": ["batch", len(clf.class_names)],
                     "probabilities": ["batch", len(clf.class_names)]},
-        "preprocessing": (f"decode to RGB, centre-crop {clf.preprocessing.crop:g} of the shorter side, "
+        "preprocessing": (f"decode to RGB, {_framing_text(clf.preprocessing)}, "
                           f"resize to {size}x{size} (antialiased), divide by 255; ImageNet "
                           "normalisation is inside the graph"),
         "probabilities_note": f"softmax(logits / {clf.temperature:.4g}) (temperature-calibrated); "
@@ -183,3 +183,11 @@ def _max_diff(clf, path: str, ort, batch: int, size: int, seed: int) -> float:
 
 def read_sidecar(path: str | Path) -> dict[str, Any]:
     return json.loads(Path(path).with_suffix(".json").read_text())
+
+
+def _framing_text(pre) -> str:
+    if pre.framing == "auto":
+        return (f"crop a square of {2 * pre.frame_radii:g} Petrosian radii (eta 0.2) of the central "
+                "galaxy around the centre (galaxymorph.data.framing; the centre "
+                f"{pre.crop:g} of the shorter side when no source is found)")
+    return f"centre-crop {pre.crop:g} of the shorter side"

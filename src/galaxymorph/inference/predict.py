@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from galaxymorph.data.transforms import DEFAULT_FRAME_RADII
 from galaxymorph.errors import ConfigError, ImageReadError, ModelError
 from galaxymorph.inference.sources import InputPlan, Item
 from galaxymorph.inference.writers import Writer, columns_for, done_paths, open_writer, prob_column
@@ -100,7 +101,8 @@ def predict(inputs: str | Path | Iterable[str | Path], model: str | Path = "defa
             tta: bool = False, batch_size: int = 64, out: str | Path | None = None,
             resume: bool = False, overwrite: bool = False, workers: int | None = None,
             engine: str = "local", device: str = "auto", detector: str | Path | None = None,
-            progress: bool = True, threads: int | None = None) -> pd.DataFrame | PredictSummary:
+            progress: bool = True, threads: int | None = None,
+            crop: float | None = None) -> pd.DataFrame | PredictSummary:
     """Predict the class of every image in ``inputs``.
 
     ``inputs``: image files, folders (recursive), globs, dataset specs (``catalog:CSV``,
@@ -110,6 +112,8 @@ def predict(inputs: str | Path | Iterable[str | Path], model: str | Path = "defa
     ``out``: ``.csv``, ``.json`` (array), ``.jsonl`` or ``.parquet``; ``None`` returns a DataFrame. ``resume``: skip the images
     already in ``out`` and append. ``workers``: decoding processes (local engine) or Ray actors
     (``engine="ray"``). ``detector``: a real-vs-synthetic run folder; adds ``p_synthetic``.
+    ``crop``: a fixed centre crop (fraction of the shorter side) instead of the model's own
+    framing (e.g. automatic framing), for cutouts whose galaxy framing you know better.
     """
     if batch_size < 1:
         raise ConfigError(f"batch size must be at least 1, got {batch_size}")
@@ -129,7 +133,7 @@ def predict(inputs: str | Path | Iterable[str | Path], model: str | Path = "defa
     plan = InputPlan(inputs)
     from galaxymorph.models.loading import load_classifier
 
-    clf = load_classifier(model, device=device)
+    clf = load_classifier(model, device=device).with_crop(crop)
     det = load_detector(detector, device) if detector else None
     columns = columns_for(clf.class_names, detector=det is not None)
     skip = done_paths(out) if resume and out is not None else set()
@@ -212,19 +216,23 @@ class View:
     image_size: int
     crop: float = 1.0
     common_size: int | None = None
+    framing: str = "fixed"
+    frame_radii: float = DEFAULT_FRAME_RADII
 
     def __call__(self, image: np.ndarray) -> torch.Tensor:
         from galaxymorph.data.transforms import Preprocessing, prepare
 
         if not self.common_size or self.common_size >= self.image_size:
-            return prepare(image, Preprocessing(self.image_size, self.crop))
+            return prepare(image, Preprocessing(self.image_size, self.crop, self.framing,
+                                                self.frame_radii))
         from galaxymorph.detection.assembly import Resampling
 
         return Resampling(self.image_size, self.common_size).apply(image, self.crop)
 
 
 def classifier_view(clf) -> View:
-    return View(clf.preprocessing.image_size, clf.preprocessing.crop)
+    pre = clf.preprocessing
+    return View(pre.image_size, pre.crop, framing=pre.framing, frame_radii=pre.frame_radii)
 
 
 def detector_view(det) -> View:

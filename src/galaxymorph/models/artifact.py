@@ -12,7 +12,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from galaxymorph.errors import ModelError
+from galaxymorph.data.transforms import DEFAULT_FRAME_RADII, Preprocessing
+from galaxymorph.errors import ConfigError, ModelError
 from galaxymorph.io_utils import atomic_path, write_json
 
 WEIGHTS_FILE = "model.safetensors"
@@ -26,6 +27,9 @@ class ModelCard:
     image_size: int
     crop: float
     temperature: float = 1.0
+    # Cards written before automatic framing hold only ``crop``: they load as fixed framing.
+    framing: str = "fixed"
+    frame_radii: float = DEFAULT_FRAME_RADII
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     chiral_pairs: list[list[int]] = field(default_factory=list)
     tta_default: bool = False
@@ -40,13 +44,24 @@ class ModelCard:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @property
+    def preprocessing(self) -> Preprocessing:
+        return Preprocessing(self.image_size, self.crop, self.framing, self.frame_radii)
+
     @classmethod
     def from_dict(cls, raw: dict[str, Any], where: str) -> ModelCard:
         try:
             known = {k: raw[k] for k in cls.__dataclass_fields__ if k in raw}
-            return cls(**known)
+            card = cls(**known)
         except TypeError as exc:
             raise ModelError(f"model card is missing fields ({exc})", where) from exc
+        try:
+            card.image_size, card.crop = int(card.image_size), float(card.crop)
+            card.frame_radii = float(card.frame_radii)
+            card.preprocessing  # noqa: B018 - validates framing, crop and size
+        except (ConfigError, TypeError, ValueError) as exc:
+            raise ModelError(f"model card has invalid preprocessing ({exc})", where) from exc
+        return card
 
 
 def save_artifact(folder: str | Path, net, card: ModelCard) -> Path:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from galaxymorph.data.transforms import Preprocessing, prepare, swap_table
+from galaxymorph.data.transforms import DEFAULT_FRAME_RADII, Preprocessing, prepare, swap_table
 from galaxymorph.errors import ModelError
 from galaxymorph.models.artifact import CARD_FILE, ModelCard, load_artifact
 from galaxymorph.models.calibration import softmax
@@ -35,7 +35,15 @@ class Classifier:
 
     @property
     def preprocessing(self) -> Preprocessing:
-        return Preprocessing(self.card.image_size, self.card.crop)
+        return self.card.preprocessing
+
+    def with_crop(self, crop: float | None) -> Classifier:
+        """This model with a fixed centre crop instead of its own framing (``--crop``);
+        itself when ``crop`` is None."""
+        if crop is None:
+            return self
+        self.preprocessing.fixed(crop)  # validates the fraction
+        return replace(self, card=replace(self.card, framing="fixed", crop=float(crop)))
 
     @property
     def temperature(self) -> float:
@@ -108,6 +116,8 @@ def _from_checkpoint(path: Path, device: str) -> Classifier:
     cfg = info["config"]
     card = ModelCard(architecture=cfg["model"], class_names=list(info["class_names"]),
                      image_size=int(cfg["image_size"]), crop=float(cfg["crop"]),
+                     framing=str(cfg.get("framing", "fixed")),
+                     frame_radii=float(cfg.get("frame_radii", DEFAULT_FRAME_RADII)),
                      model_kwargs=dict(info.get("model_kwargs", {})), name=path.stem)
     net = build_network(card.architecture, len(card.class_names), **card.model_kwargs)
     state = {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}

@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from galaxymorph.data.transforms import DEFAULT_FRAME_RADII, Preprocessing
 from galaxymorph.errors import ConfigError
 
 IMBALANCE = ("none", "weighted-loss", "sqrt-weighted-loss", "balanced-sampler", "both")
@@ -26,7 +27,9 @@ class TrainConfig:
     data: str = ""
     label_map: str | None = None
     image_size: int = 96
-    crop: float = 1.0
+    crop: float = 1.0  # fixed framing: fraction kept; auto framing: used when no galaxy is found
+    framing: str = "fixed"  # fixed | auto (see galaxymorph.data.framing)
+    frame_radii: float = DEFAULT_FRAME_RADII
     split_seed: int = 0
     fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
     split_file: str | None = None  # reuse a saved split.json instead of making one
@@ -91,9 +94,14 @@ class TrainConfig:
             raise ConfigError("label_smoothing must be in [0, 1)")
         if self.synthetic_ratio < 0:
             raise ConfigError("synthetic_ratio must be >= 0")
+        self.preprocessing  # noqa: B018 - validates size, crop and framing
         self.fractions = tuple(float(f) for f in self.fractions)  # type: ignore[assignment]
         if isinstance(self.synthetic, str):
             self.synthetic = [self.synthetic]
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        return Preprocessing(self.image_size, self.crop, self.framing, self.frame_radii)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -18,7 +18,7 @@ from torch.utils.data import ConcatDataset, DataLoader, WeightedRandomSampler
 from galaxymorph.data.cache import DecodedImages, ImageTensorDataset, decode_all
 from galaxymorph.data.dataset import GalaxyDataset, open_dataset
 from galaxymorph.data.splits import Split, make_split
-from galaxymorph.data.transforms import Preprocessing, TrainAugment
+from galaxymorph.data.transforms import TrainAugment
 from galaxymorph.errors import DataError
 from galaxymorph.training.config import TrainConfig
 
@@ -37,7 +37,7 @@ class GalaxyDataModule(L.LightningDataModule):
         super().__init__()
         self.config = config
         self.split_path = split_path
-        self.pre = Preprocessing(config.image_size, config.crop)
+        self.pre = config.preprocessing
         self.dataset: GalaxyDataset | None = None
         self.split: Split | None = None
         self.decoded: DecodedImages | None = None

@@ -19,7 +19,7 @@ from typing import Any
 
 from galaxymorph.errors import ModelError
 
-PREPROCESSING_FIELDS = ("class_names", "image_size", "crop", "chiral_pairs")
+PREPROCESSING_FIELDS = ("class_names", "image_size", "crop", "framing", "frame_radii", "chiral_pairs")
 
 
 def ensemble(runs: list[str | Path], out: str | Path, *, tta: bool | None = None,
@@ -56,7 +56,8 @@ def ensemble(runs: list[str | Path], out: str | Path, *, tta: bool | None = None
     label_map = label_map if label_map is not None else first.training_data.get("label_map")
     card = ModelCard(
         architecture=ARCHITECTURE, class_names=list(first.class_names), image_size=first.image_size,
-        crop=first.crop, chiral_pairs=first.chiral_pairs, tta_default=tta,
+        crop=first.crop, framing=first.framing, frame_radii=first.frame_radii,
+        chiral_pairs=first.chiral_pairs, tta_default=tta,
         model_kwargs={"members": [{"architecture": c.card.architecture,
                                    "model_kwargs": c.card.model_kwargs} for c in members]},
         name=Path(out).name, training_data=dict(first.training_data),

@@ -225,6 +225,7 @@ def finalize(run_dir: Path, cfg: TrainConfig, dm, module, best_path: str, train_
     summary = {
         "model": cfg.model, "pretrained": cfg.pretrained, "transfer": cfg.transfer,
         "data": cfg.data, "label_map": cfg.label_map, "image_size": cfg.image_size, "crop": cfg.crop,
+        "framing": cfg.framing,
         "epochs": epochs_done, "max_epochs": cfg.epochs, "train_seconds": round(train_seconds, 1),
         "wall_seconds": round(wall_seconds, 1), "parameters": int(n_params),
         "best_checkpoint": Path(best_path).name, "temperature": temperature,
@@ -243,7 +244,8 @@ def finalize(run_dir: Path, cfg: TrainConfig, dm, module, best_path: str, train_
     write_json(run_dir / "summary.json", summary)
     card = ModelCard(
         architecture=cfg.model, class_names=ds.class_names, image_size=cfg.image_size,
-        crop=cfg.crop, temperature=temperature, model_kwargs=model_kwargs,
+        crop=cfg.crop, framing=cfg.framing, frame_radii=cfg.frame_radii,
+        temperature=temperature, model_kwargs=model_kwargs,
         chiral_pairs=[list(p) for p in ds.chiral_pairs], tta_default=cfg.tta,
         name=run_dir.name,
         training_data={"spec": cfg.data, "label_map": cfg.label_map, "split": "split.json",
