@@ -48,7 +48,7 @@ def main() -> None:
 
     from galaxymorph.models.network import build_network
     from galaxymorph.training.config import TrainConfig
-    from galaxymorph.training.datamodule import GalaxyDataModule
+    from galaxymorph.training.datamodule import GalaxyDataModule, open_training_data
     from galaxymorph.training.module import ClassifierModule
 
     with tempfile.TemporaryDirectory() as cache:
@@ -56,10 +56,10 @@ def main() -> None:
                           image_size=args.image_size, crop=args.crop, batch_size=args.batch_size,
                           progress=False, cache=cache)  # cold cache in a temp folder
         t0 = time.perf_counter()
-        dm = GalaxyDataModule(cfg)
-        dm.prepare()
+        dm = GalaxyDataModule(cfg, open_training_data(cfg))
+        folds = dm.setup()
         decode_s = time.perf_counter() - t0
-        n_train = len(dm.positions["train"])
+        n_train = len(folds.positions["train"])
         net = build_network(args.model, dm.dataset.num_classes)
         module = ClassifierModule(net, dm.dataset.num_classes).train()
         seen, secs = _steps(module, dm.train_dataloader(), args.steps)

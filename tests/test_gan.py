@@ -342,7 +342,7 @@ def test_split_restricted_gan_and_provenance_warning(tmp_path, toy_csv, trained_
     # from one that saw every image are flagged when a classifier trains on them.
     from galaxymorph.data.splits import make_split
     from galaxymorph.training.config import TrainConfig
-    from galaxymorph.training.datamodule import GalaxyDataModule
+    from galaxymorph.training.datamodule import GalaxyDataModule, open_training_data
 
     spec = f"catalog:{toy_csv}"
     ds = open_dataset(spec)
@@ -358,10 +358,9 @@ def test_split_restricted_gan_and_provenance_warning(tmp_path, toy_csv, trained_
         fake = sample(generator, tmp_path / f"samples_{generator.name}", n=6)
         cfg = TrainConfig(data=spec, split_file=str(split_file), synthetic=[f"catalog:{fake}"],
                           synthetic_ratio=1.0, image_size=32, progress=False, cache=False)
-        dm = GalaxyDataModule(cfg)
-        dm.prepare()
-        assert dm.synthetic_sets
-        return dm.provenance_warnings
+        folds = GalaxyDataModule(cfg, open_training_data(cfg)).setup()
+        assert folds.synthetic
+        return folds.warnings
 
     assert warnings_for(run) == []
     (warning,) = warnings_for(trained_run)

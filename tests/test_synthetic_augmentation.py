@@ -8,7 +8,7 @@ import pytest
 from galaxymorph.data.synthetic import write_synthetic_catalog
 from galaxymorph.errors import DataError
 from galaxymorph.training.config import TrainConfig
-from galaxymorph.training.datamodule import GalaxyDataModule
+from galaxymorph.training.datamodule import Folds, GalaxyDataModule, open_training_data
 
 
 @pytest.fixture(scope="module")
@@ -20,23 +20,28 @@ def catalogs(tmp_path_factory):
     return f"catalog:{real}", f"catalog:{fake}"
 
 
-def _dm(real: str, fake: str, ratio: float) -> GalaxyDataModule:
+def _dm(real: str, fake: str, ratio: float) -> Folds:
     cfg = TrainConfig(data=real, synthetic=[fake], synthetic_ratio=ratio, image_size=32,
                       progress=False, cache=False, augment=False)
-    dm = GalaxyDataModule(cfg)
-    dm.prepare()
-    return dm
+    dm = GalaxyDataModule(cfg, open_training_data(cfg))
+    return dm.setup()
+
+
+def _fold(real: str, fake: str, fold: str):
+    cfg = TrainConfig(data=real, synthetic=[fake], synthetic_ratio=1.0, image_size=32,
+                      progress=False, cache=False, augment=False)
+    return GalaxyDataModule(cfg, open_training_data(cfg)).fold_dataset(fold)
 
 
 def test_synthetic_images_only_in_training_fold(catalogs):
     real, fake = catalogs
     dm = _dm(real, fake, ratio=1.0)
-    assert dm.synthetic_sets, "no synthetic images were added"
-    n_syn = sum(len(p) for _, _, p in dm.synthetic_sets)
-    assert len(dm.fold_dataset("train")) == len(dm.positions["train"]) + n_syn
+    assert dm.synthetic, "no synthetic images were added"
+    n_syn = dm.synthetic_count
+    assert len(_fold(real, fake, "train")) == len(dm.positions["train"]) + n_syn
     # Validation and test hold the real fold positions and nothing else.
     for fold in ("val", "test"):
-        assert len(dm.fold_dataset(fold)) == len(dm.positions[fold])
+        assert len(_fold(real, fake, fold)) == len(dm.positions[fold])
         ids = {dm.dataset.ids[i] for i in dm.positions[fold]}
         assert ids == set(dm.split.fold(fold))
 

@@ -19,7 +19,11 @@ def register(app: typer.Typer) -> None:
 
 
 def train_cmd(
-    data: str = typer.Option(None, "--data", help="Dataset spec, e.g. catalog:gz1/labels.csv"),
+    data: list[str] = typer.Option(None, "--data", help="Dataset spec, e.g. catalog:gz1/labels.csv; "
+                                   "repeatable (each source is split and scored on its own)."),
+    weak_data: list[str] = typer.Option(None, "--weak-data",
+                                        help="A source with weak labels: training fold only, never "
+                                             "validated or tested on; repeatable."),
     out: Path = typer.Option(..., "--out", help="Run folder to create (or resume)."),
     label_map: str = typer.Option(None, "--label-map", help="Built-in name (gz1-4) or YAML/JSON file."),
     model: str = typer.Option(None, "--model", help="Registry name (see `galaxymorph models`)."),
@@ -66,7 +70,8 @@ def train_cmd(
     """Train a classifier; writes config, split, checkpoints, metrics, report and figures."""
     from galaxymorph.training.run import train
 
-    result = train(out=out, config_file=config, resume=resume, data=data, label_map=label_map,
+    result = train(out=out, config_file=config, resume=resume, data=data or None,
+                   weak_data=weak_data or None, label_map=label_map,
                    model=model, pretrained=pretrained, transfer=transfer, weights_path=weights_path,
                    epochs=epochs, image_size=image_size, crop=crop, framing=framing,
                    frame_radii=frame_radii, batch_size=batch_size, lr=lr,

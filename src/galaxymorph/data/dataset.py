@@ -1,11 +1,14 @@
 """A labelled dataset: an image source, an optional label map, and the class list in use.
 
 ``open_dataset("catalog:gz1/labels.csv", label_map="gz1-4")`` is the single entry point that
-every command goes through, so a spec string means the same thing everywhere.
+every command goes through, so a spec string means the same thing everywhere. A list of specs
+opens several sources as one dataset (``weak`` marks the ones that may only join a training
+fold); each image remembers its source, so splits and metrics can be made per source.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,8 +16,16 @@ import numpy as np
 
 from galaxymorph.data.classes import chiral_pairs
 from galaxymorph.data.label_maps import LabelMap, load_label_map
-from galaxymorph.data.sources import ImageSource
-from galaxymorph.errors import ImageReadError
+from galaxymorph.data.sources import ConcatSource, ImageSource
+from galaxymorph.errors import DataError, ImageReadError
+
+
+@dataclass(frozen=True)
+class SourcePart:
+    """One source of a dataset: its spec, and whether its labels are weak (training only)."""
+
+    spec: str
+    weak: bool = False
 
 
 @dataclass
@@ -28,6 +39,15 @@ class GalaxyDataset:
     spec: str
     label_map: LabelMap | None = None
     skipped: list[str] = field(default_factory=list)
+    #: ``origin[i]``: which of ``parts`` image ``i`` comes from.
+    origin: np.ndarray | None = None
+    parts: list[SourcePart] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.origin is None:
+            self.origin = np.zeros(len(self.indices), dtype=np.int64)
+        if not self.parts:
+            self.parts = [SourcePart(self.spec)]
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -58,15 +78,13 @@ class GalaxyDataset:
     def subset(self, positions: np.ndarray | list[int]) -> GalaxyDataset:
         pos = np.asarray(positions, dtype=np.int64)
         return GalaxyDataset(self.source, self.indices[pos], self.labels[pos], self.class_names,
-                             self.spec, self.label_map)
+                             self.spec, self.label_map, origin=self.origin[pos], parts=self.parts)
 
     def select_ids(self, ids: list[str]) -> GalaxyDataset:
         """The images with these ids, in this order (for re-creating a saved split)."""
         where = {k: n for n, k in enumerate(self.ids)}
         missing = [k for k in ids if k not in where]
         if missing:
-            from galaxymorph.errors import DataError
-
             raise DataError(f"{len(missing)} id(s) of the saved split are not in this dataset "
                             f"(first: {missing[0]}); was the data or label map changed?", self.spec)
         return self.subset([where[k] for k in ids])
@@ -86,16 +104,50 @@ class GalaxyDataset:
         raise ImageReadError("no readable image in the dataset", self.spec)
 
 
-def open_dataset(spec: str | Path, label_map: str | Path | LabelMap | None = None) -> GalaxyDataset:
-    """Open a dataset from its spec, with an optional label map (built-in name or file)."""
+def open_dataset(spec: str | Path | Sequence[str | Path],
+                 label_map: str | Path | LabelMap | None = None,
+                 weak: Sequence[str | Path] = ()) -> GalaxyDataset:
+    """Open a dataset from its spec (or several specs, plus ``weak`` training-only ones), with
+    an optional label map (built-in name or file).
+
+    A source whose labels already carry the dataset's class names (e.g. ``gz2_clean`` with
+    ``Elliptical``/``Spiral``/...) is matched by name; the label map applies to the others. The
+    class list is the label map's, or else the first source's.
+    """
     from galaxymorph.data.specs import open_source
 
-    source = open_source(str(spec))
+    specs = [str(spec)] if isinstance(spec, (str, Path)) else [str(s) for s in spec]
+    parts = [SourcePart(s) for s in specs] + [SourcePart(str(s), weak=True) for s in weak]
+    if not parts:
+        raise DataError("no dataset given (--data SPEC)")
+    sources = [open_source(p.spec) for p in parts]
     lmap = load_label_map(label_map)
+    classes = list(lmap.classes) if lmap is not None else list(sources[0].class_names)
+    keep, labels, origin = [], [], []
+    offset = 0
+    for k, src in enumerate(sources):
+        mapped = _conform(src, lmap, classes)
+        kept = np.flatnonzero(mapped >= 0)
+        keep.append(kept + offset)
+        labels.append(mapped[kept])
+        origin.append(np.full(len(kept), k, dtype=np.int64))
+        offset += len(src)
+    source = sources[0] if len(sources) == 1 else ConcatSource(sources)
+    return GalaxyDataset(source, np.concatenate(keep), np.concatenate(labels), classes,
+                         source.spec, lmap, origin=np.concatenate(origin), parts=parts)
+
+
+def _conform(source: ImageSource, lmap: LabelMap | None, classes: list[str]) -> np.ndarray:
+    """``source``'s raw labels as indices into ``classes`` (-1: dropped by the label map)."""
     raw = source.labels
+    used = np.unique(raw)
+    names = [source.class_names[int(i)] for i in used]
+    if all(n in classes for n in names):
+        table = np.full(len(source.class_names), -1, dtype=np.int64)
+        for i, n in zip(used, names, strict=True):
+            table[int(i)] = classes.index(n)
+        return table[raw]
     if lmap is None:
-        keep = np.arange(len(raw))
-        return GalaxyDataset(source, keep, raw.copy(), list(source.class_names), source.spec)
-    mapped = lmap.apply(raw, source.class_names, where=source.spec)
-    keep = np.flatnonzero(mapped >= 0)
-    return GalaxyDataset(source, keep, mapped[keep], list(lmap.classes), source.spec, lmap)
+        raise DataError(f"its classes {names} are not all among the dataset's classes {classes}; "
+                        "give a --label-map that maps them", source.spec)
+    return lmap.apply(raw, source.class_names, where=source.spec)

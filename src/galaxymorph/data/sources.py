@@ -141,3 +141,69 @@ def _rel(path: Path, root: Path) -> str:
         return path.relative_to(root).as_posix()
     except ValueError:
         return path.as_posix()
+
+
+class ConcatSource(ImageSource):
+    """Several sources as one: image ``i`` of part ``k`` is index ``offsets[k] + i``.
+
+    Labels stay each part's raw labels (and class names); :func:`galaxymorph.data.dataset.open_dataset`
+    maps them onto one class list. Ids are each part's ids under the part's folder relative to
+    the folder all parts share (``gz1/images/1.jpeg``, ``gz2_clean/images/1.jpg``), so two
+    catalogs with the same file names stay apart; the same file in two parts is an error (it
+    could land in two folds).
+    """
+
+    def __init__(self, parts: list[ImageSource]):
+        self.parts = list(parts)
+        self.spec = " + ".join(p.spec for p in self.parts)
+        self.offsets = np.cumsum([0] + [len(p) for p in self.parts])
+        self.labels = np.concatenate([p.labels for p in self.parts]).astype(np.int64)
+        self.class_names = []  # per part: see parts[k].class_names
+        self.ids = _prefixed_ids(self.parts)
+        metas = [p.metadata for p in self.parts]
+        self.metadata = None
+        if any(m is not None for m in metas):
+            self.metadata = pd.concat([m if m is not None else pd.DataFrame(index=range(len(p)))
+                                       for m, p in zip(metas, self.parts, strict=True)],
+                                      ignore_index=True)
+
+    def part_of(self, index: int) -> tuple[int, int]:
+        k = int(np.searchsorted(self.offsets, index, side="right")) - 1
+        return k, index - int(self.offsets[k])
+
+    def read(self, index: int) -> np.ndarray:
+        k, i = self.part_of(index)
+        return self.parts[k].read(i)
+
+    def location(self, index: int) -> str:
+        k, i = self.part_of(index)
+        return self.parts[k].location(i)
+
+
+def _root(source: ImageSource) -> Path | None:
+    if isinstance(source, FileSource):
+        return source.root.resolve()
+    if isinstance(source, H5Source):
+        return source.path.resolve().parent
+    return None
+
+
+def _prefixed_ids(parts: list[ImageSource]) -> list[str]:
+    import os
+
+    roots = [_root(p) for p in parts]
+    common = Path(os.path.commonpath([str(r) for r in roots])) if all(roots) else None
+    ids: list[str] = []
+    seen: dict[str, str] = {}
+    for part, root in zip(parts, roots, strict=True):
+        prefix = "" if common is None or root == common else root.relative_to(common).as_posix() + "/"
+        if common is None and len(parts) > 1:
+            prefix = f"{parts.index(part)}:"
+        for k in part.ids:
+            key = prefix + k
+            if key in seen:
+                raise DataError(f"image '{key}' is in both {seen[key]} and {part.spec}; a dataset "
+                                "may hold each image once (drop it from one of the sources)", part.spec)
+            seen[key] = part.spec
+            ids.append(key)
+    return ids

@@ -1,6 +1,8 @@
 """Deterministic stratified train/val/test splits, saved as ``split.json`` so runs can be audited.
 
-An image id sits in exactly one fold. With ``groups`` (e.g. the source image a crop or a
+An image id sits in exactly one fold. A dataset of several sources is split per source
+(:func:`split_by_source`): each source is stratified on its own, weak-label sources go to the
+training fold only, and ``split.json`` records each id's source. With ``groups`` (e.g. the source image a crop or a
 synthetic image came from), whole groups are kept in one fold so near-duplicates cannot
 leak from training into evaluation.
 """
@@ -28,6 +30,9 @@ class Split:
     fractions: tuple[float, float, float]
     spec: str = ""
     label_map: str | None = None
+    #: Multi-source datasets: ``[{"spec": ..., "weak": bool}, ...]`` and each id's source index.
+    sources: list[dict] | None = None
+    source_of: dict[str, int] | None = None
 
     def fold(self, name: str) -> list[str]:
         if name not in FOLDS:
@@ -35,10 +40,16 @@ class Split:
         return getattr(self, name)
 
     def to_dict(self) -> dict:
-        return {"spec": self.spec, "label_map": self.label_map, "seed": self.seed,
-                "fractions": list(self.fractions),
-                "counts": {f: len(self.fold(f)) for f in FOLDS},
-                **{f: self.fold(f) for f in FOLDS}}
+        out = {"spec": self.spec, "label_map": self.label_map, "seed": self.seed,
+               "fractions": list(self.fractions),
+               "counts": {f: len(self.fold(f)) for f in FOLDS},
+               **{f: self.fold(f) for f in FOLDS}}
+        if self.sources is not None and self.source_of is not None:
+            out["sources"] = [dict(s) | {"counts": {f: sum(self.source_of[k] == n for k in self.fold(f))
+                                                    for f in FOLDS}}
+                              for n, s in enumerate(self.sources)]
+            out["source_of"] = self.source_of
+        return out
 
     def save(self, path: str | Path) -> Path:
         return write_json(path, self.to_dict())
@@ -51,7 +62,13 @@ class Split:
             split = cls(train=list(raw["train"]), val=list(raw["val"]), test=list(raw["test"]),
                         seed=int(raw["seed"]), fractions=tuple(raw["fractions"]),
                         spec=raw.get("spec", ""), label_map=raw.get("label_map"))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+            if "sources" in raw:
+                split.sources = [{"spec": str(s["spec"]), "weak": bool(s.get("weak", False))}
+                                 for s in raw["sources"]]
+                split.source_of = {str(k): int(v) for k, v in dict(raw["source_of"]).items()}
+                if any(not 0 <= v < len(split.sources) for v in split.source_of.values()):
+                    raise ValueError("source_of names a source that is not listed")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise DataError(f"not a valid split file ({exc})", path) from exc
         split.check_disjoint(where=str(path))
         return split
@@ -113,5 +130,37 @@ def make_split(ids: list[str], labels: np.ndarray, seed: int = 0,
     for f in FOLDS:
         folds[f].sort(key=order.__getitem__)
     split = Split(folds["train"], folds["val"], folds["test"], seed, tuple(fractions), spec, label_map)
+    split.check_disjoint()
+    return split
+
+
+def split_by_source(ids: list[str], labels: np.ndarray, origin: np.ndarray,
+                    sources: list[dict], seed: int = 0,
+                    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+                    groups: list[str] | None = None, label_map: str | None = None) -> Split:
+    """Split each source on its own (stratified, the same seed), so every source is represented
+    in validation and test in its own proportions and is scored separately; sources marked
+    ``weak`` go to the training fold whole (their labels are not trusted for measuring)."""
+    origin = np.asarray(origin)
+    labels = np.asarray(labels)
+    folds: dict[str, list[str]] = {f: [] for f in FOLDS}
+    for n, src in enumerate(sources):
+        pos = np.flatnonzero(origin == n)
+        part_ids = [ids[i] for i in pos]
+        if src.get("weak"):
+            folds["train"] += part_ids
+            continue
+        part = make_split(part_ids, labels[pos], seed=seed, fractions=fractions,
+                          groups=[groups[i] for i in pos] if groups is not None else None,
+                          spec=src["spec"])
+        for f in FOLDS:
+            folds[f] += part.fold(f)
+    order = {k: n for n, k in enumerate(ids)}
+    for f in FOLDS:
+        folds[f].sort(key=order.__getitem__)
+    split = Split(folds["train"], folds["val"], folds["test"], seed, tuple(fractions),
+                  " + ".join(s["spec"] for s in sources), label_map,
+                  sources=[{"spec": s["spec"], "weak": bool(s.get("weak"))} for s in sources],
+                  source_of={k: int(o) for k, o in zip(ids, origin, strict=True)})
     split.check_disjoint()
     return split

@@ -23,8 +23,10 @@ MONITORS = {"val_loss": "min", "val_acc": "max", "val_f1_macro": "max", "last": 
 
 @dataclass
 class TrainConfig:
-    # data
-    data: str = ""
+    # data: one spec, or a list of specs (split and scored per source); weak_data: sources
+    # whose labels are weak (e.g. a "Spiral"-only catalog), used in the training fold only
+    data: str | list[str] = ""
+    weak_data: list[str] = field(default_factory=list)
     label_map: str | None = None
     image_size: int = 96
     crop: float = 1.0  # fixed framing: fraction kept; auto framing: used when no galaxy is found
@@ -98,6 +100,24 @@ class TrainConfig:
         self.fractions = tuple(float(f) for f in self.fractions)  # type: ignore[assignment]
         if isinstance(self.synthetic, str):
             self.synthetic = [self.synthetic]
+        if isinstance(self.weak_data, str):
+            self.weak_data = [self.weak_data]
+        if isinstance(self.data, (list, tuple)):
+            self.data = [str(d) for d in self.data]
+            if len(self.data) == 1:
+                self.data = self.data[0]
+
+    @property
+    def data_specs(self) -> list[str]:
+        """The labelled sources, as a list (``data`` may be one spec)."""
+        if isinstance(self.data, list):
+            return list(self.data)
+        return [self.data] if self.data else []
+
+    @property
+    def data_label(self) -> str:
+        """All sources in one line, for titles and summaries."""
+        return " + ".join(self.data_specs + [f"{w} (weak)" for w in self.weak_data])
 
     @property
     def preprocessing(self) -> Preprocessing:

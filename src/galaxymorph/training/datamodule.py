@@ -1,13 +1,17 @@
-"""Lightning data module: dataset spec -> split -> decode-once cache -> fold loaders.
+"""Lightning data module: opened dataset -> split -> decode-once cache -> fold loaders.
 
-Synthetic images (``TrainConfig.synthetic``) join the training fold only, matched to the real
-classes by name; validation and test folds hold real images alone.
+The dataset is opened (and checked) by the caller before the run folder exists, and passed in;
+:meth:`GalaxyDataModule.setup` does the rest once and returns a small :class:`Folds` object,
+which is all that the training run reads. Synthetic images (``TrainConfig.synthetic``) join the
+training fold only, matched to the real classes by name; validation and test folds hold real
+images alone, and so do weak-label sources (see :func:`galaxymorph.data.splits.split_by_source`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import lightning as L
@@ -17,9 +21,9 @@ from torch.utils.data import ConcatDataset, DataLoader, WeightedRandomSampler
 
 from galaxymorph.data.cache import DecodedImages, ImageTensorDataset, decode_all
 from galaxymorph.data.dataset import GalaxyDataset, open_dataset
-from galaxymorph.data.splits import Split, make_split
+from galaxymorph.data.splits import Split, make_split, split_by_source
 from galaxymorph.data.transforms import TrainAugment
-from galaxymorph.errors import DataError
+from galaxymorph.errors import ConfigError, DataError
 from galaxymorph.training.config import TrainConfig
 
 log = logging.getLogger("galaxymorph")
@@ -32,72 +36,140 @@ def default_workers() -> int:
     return 0 if n <= 2 else min(4, n // 2)
 
 
+@dataclass
+class Folds:
+    """What a run needs of its data once set up: images, labels and positions per fold."""
+
+    dataset: GalaxyDataset
+    split: Split
+    decoded: DecodedImages
+    positions: dict[str, np.ndarray]  # dataset positions of the readable images of each fold
+    synthetic: list[tuple[DecodedImages, np.ndarray, np.ndarray]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def skipped(self) -> int:
+        return len(self.decoded.errors)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {f: len(self.positions[f]) for f in ("train", "val", "test")}
+
+    @property
+    def synthetic_count(self) -> int:
+        return int(sum(len(p) for _, _, p in self.synthetic))
+
+    @property
+    def train_labels(self) -> np.ndarray:
+        parts = [self.dataset.labels[self.positions["train"]]]
+        parts += [labels[pos] for _, labels, pos in self.synthetic]
+        return np.concatenate(parts)
+
+    def origin(self, fold: str) -> np.ndarray:
+        """Source index (into ``dataset.parts``) of each image of a fold, in loader order."""
+        return self.dataset.origin[self.positions[fold]]
+
+    def class_weights(self, power: float = 1.0) -> torch.Tensor:
+        """Inverse-frequency weights to the given power (0.5: the milder square-root
+        weighting, which trades less majority-class precision for minority recall),
+        normalised so that their mean over training images is 1."""
+        counts = np.bincount(self.train_labels, minlength=self.dataset.num_classes).astype(float)
+        w = np.where(counts > 0, 1.0 / np.maximum(counts, 1) ** power, 0.0)
+        w *= counts.sum() / max((w * counts).sum(), 1e-12)
+        return torch.tensor(w, dtype=torch.float32)
+
+
+def open_training_data(config: TrainConfig) -> GalaxyDataset:
+    """Open every source of ``config`` once and check the data (split file, group column,
+    synthetic specs): what can fail about the data fails here, before a run folder exists."""
+    from galaxymorph.data.specs import open_source
+
+    if not config.data_specs:
+        raise ConfigError("no dataset given (--data SPEC)")
+    dataset = open_dataset(config.data_specs, config.label_map, weak=config.weak_data)
+    check_data(config, dataset)
+    for spec in config.synthetic if config.synthetic_ratio > 0 else []:
+        open_source(spec)
+    return dataset
+
+
+def check_data(config: TrainConfig, dataset: GalaxyDataset) -> None:
+    """Everything about the data that can fail, checked before the run folder is written."""
+    if len(dataset) == 0:
+        raise DataError("dataset has no images (after the label map)", config.data_label)
+    if config.split_file:
+        split = Split.load(config.split_file)
+        known = set(dataset.ids)
+        missing = [k for f in ("train", "val", "test") for k in split.fold(f) if k not in known]
+        if missing:
+            raise DataError(f"{len(missing)} id(s) in the split are not in {config.data_label} "
+                            f"(first: {missing[0]})", config.split_file)
+    if config.group_by:
+        meta = dataset.source.metadata
+        if meta is None or config.group_by not in meta.columns:
+            raise DataError(f"group_by column '{config.group_by}' is not in the catalog",
+                            config.data_label)
+
+
 class GalaxyDataModule(L.LightningDataModule):
-    def __init__(self, config: TrainConfig, split_path: Path | None = None):
+    def __init__(self, config: TrainConfig, dataset: GalaxyDataset, split_path: Path | None = None):
         super().__init__()
         self.config = config
+        self.dataset = dataset
         self.split_path = split_path
         self.pre = config.preprocessing
-        self.dataset: GalaxyDataset | None = None
-        self.split: Split | None = None
-        self.decoded: DecodedImages | None = None
-        self.synthetic_sets: list[tuple[DecodedImages, np.ndarray, np.ndarray]] = []
-        self.provenance_warnings: list[str] = []
-        self.positions: dict[str, np.ndarray] = {}
+        self.folds: Folds | None = None
 
     # -- set-up -----------------------------------------------------------------------------
-    def prepare(self) -> None:
-        """Open, split and decode (idempotent; called before the Trainer needs anything)."""
-        if self.dataset is not None:
-            return
-        cfg = self.config
-        self.dataset = open_dataset(cfg.data, cfg.label_map)
-        if len(self.dataset) == 0:
-            raise DataError("dataset has no images (after the label map)", cfg.data)
-        self.split = self._make_or_load_split()
+    def setup(self, stage: str | None = None) -> Folds:
+        """Split, save the split, decode and add synthetic images, once; returns the folds."""
+        if self.folds is not None:
+            return self.folds
+        cfg, ds = self.config, self.dataset
+        check_data(cfg, ds)
+        split = self._make_or_load_split()
         if self.split_path is not None:
-            self.split.save(self.split_path)
-        self.decoded = decode_all(self.dataset, self.pre, cache=cfg.cache, progress=cfg.progress)
-        if self.decoded.errors:
-            log.warning("%d unreadable image(s) skipped, e.g. %s", len(self.decoded.errors),
-                        next(iter(self.decoded.errors.values())))
-        pos_of = {k: n for n, k in enumerate(self.dataset.ids)}
+            split.save(self.split_path)
+        decoded = decode_all(ds, self.pre, cache=cfg.cache, progress=cfg.progress)
+        if decoded.errors:
+            log.warning("%d unreadable image(s) skipped, e.g. %s", len(decoded.errors),
+                        next(iter(decoded.errors.values())))
+        pos_of = {k: n for n, k in enumerate(ds.ids)}
+        positions = {}
         for fold in ("train", "val", "test"):
-            pos = np.array([pos_of[k] for k in self.split.fold(fold)], dtype=np.int64)
-            self.positions[fold] = pos[self.decoded.ok[pos]] if len(pos) else pos
+            pos = np.array([pos_of[k] for k in split.fold(fold)], dtype=np.int64)
+            positions[fold] = pos[decoded.ok[pos]] if len(pos) else pos
+        self.folds = Folds(ds, split, decoded, positions)
         if cfg.synthetic and cfg.synthetic_ratio > 0:
-            self._add_synthetic()
+            self._add_synthetic(self.folds)
+        return self.folds
 
     def _make_or_load_split(self) -> Split:
         cfg, ds = self.config, self.dataset
-        assert ds is not None
         if cfg.split_file:
-            split = Split.load(cfg.split_file)
-            known = set(ds.ids)
-            missing = [k for f in ("train", "val", "test") for k in split.fold(f) if k not in known]
-            if missing:
-                raise DataError(f"{len(missing)} id(s) in the split are not in {cfg.data} "
-                                f"(first: {missing[0]})", cfg.split_file)
-            return split
+            return Split.load(cfg.split_file)
         groups = None
         if cfg.group_by:
             meta = ds.source.metadata
-            if meta is None or cfg.group_by not in meta.columns:
-                raise DataError(f"group_by column '{cfg.group_by}' is not in the catalog", cfg.data)
             groups = [str(meta[cfg.group_by].iloc[i]) for i in ds.indices]
-        return make_split(ds.ids, ds.labels, seed=cfg.split_seed, fractions=cfg.fractions,
-                          groups=groups, spec=cfg.data, label_map=cfg.label_map)
+        if len(ds.parts) == 1:
+            return make_split(ds.ids, ds.labels, seed=cfg.split_seed, fractions=cfg.fractions,
+                              groups=groups, spec=cfg.data_label, label_map=cfg.label_map)
+        return split_by_source(ds.ids, ds.labels, ds.origin,
+                               [{"spec": p.spec, "weak": p.weak} for p in ds.parts],
+                               seed=cfg.split_seed, fractions=cfg.fractions, groups=groups,
+                               label_map=cfg.label_map)
 
-    def _add_synthetic(self) -> None:
+
+    def _add_synthetic(self, folds: Folds) -> None:
         """Per class, add generated images up to ``ratio`` x the largest real training class."""
         cfg, ds = self.config, self.dataset
-        assert ds is not None
-        train_labels = ds.labels[self.positions["train"]]
+        train_labels = ds.labels[folds.positions["train"]]
         counts = np.bincount(train_labels, minlength=ds.num_classes)
         target = round(cfg.synthetic_ratio * counts.max())
         rng = np.random.default_rng(cfg.seed)
         for spec in cfg.synthetic:
-            self._check_provenance(spec)
+            self._check_provenance(spec, folds)
             syn = open_dataset(spec)
             mapping = {i: ds.class_names.index(n) for i, n in enumerate(syn.class_names)
                        if n in ds.class_names}
@@ -114,13 +186,13 @@ class GalaxyDataModule(L.LightningDataModule):
                 counts[c] += len(take)
                 chosen.append(take)
             pos = np.sort(np.concatenate(chosen)) if chosen else np.array([], dtype=np.int64)
-            self.synthetic_sets.append((decoded, labels, pos))
+            folds.synthetic.append((decoded, labels, pos))
             log.info("added %d synthetic images from %s", len(pos), spec)
 
-    def _check_provenance(self, spec: str) -> None:
+    def _check_provenance(self, spec: str, folds: Folds) -> None:
         """Warn when the generator behind ``spec`` learned from more than this run's training
         fold: its images may then carry validation/test galaxies into training, and a measured
-        gain would be optimistic. Recorded in ``provenance_warnings`` (and the run summary)."""
+        gain would be optimistic. Recorded in ``folds.warnings`` (and the run summary)."""
         from galaxymorph.data.splits import ids_digest
         from galaxymorph.generative.sampling import generated_provenance
 
@@ -128,7 +200,7 @@ class GalaxyDataModule(L.LightningDataModule):
         if card is None:
             return  # not written by `galaxymorph gan sample`: nothing known about its origin
         split = card.get("generator_split")
-        train_ids = self.split.fold("train")
+        train_ids = folds.split.fold("train")
         if split is None:
             why = (f"its generator ({card.get('generator')}) was trained on every image of "
                    f"{card.get('source_data')}, this run's validation and test images included")
@@ -139,41 +211,20 @@ class GalaxyDataModule(L.LightningDataModule):
             return
         message = (f"{spec}: {why}; train the GAN with --split-file RUN/split.json --fold train "
                    "for a clean comparison")
-        self.provenance_warnings.append(message)
+        folds.warnings.append(message)
         log.warning(message)
 
-    def setup(self, stage: str | None = None) -> None:
-        self.prepare()
-
-    # -- loaders ----------------------------------------------------------------------------
-    @property
-    def train_labels(self) -> np.ndarray:
-        assert self.dataset is not None
-        parts = [self.dataset.labels[self.positions["train"]]]
-        parts += [labels[pos] for _, labels, pos in self.synthetic_sets]
-        return np.concatenate(parts)
-
-    def class_weights(self, power: float = 1.0) -> torch.Tensor:
-        """Inverse-frequency weights to the given power (0.5: the milder square-root
-        weighting, which trades less majority-class precision for minority recall),
-        normalised so that their mean over training images is 1."""
-        assert self.dataset is not None
-        counts = np.bincount(self.train_labels, minlength=self.dataset.num_classes).astype(float)
-        w = np.where(counts > 0, 1.0 / np.maximum(counts, 1) ** power, 0.0)
-        w *= counts.sum() / max((w * counts).sum(), 1e-12)
-        return torch.tensor(w, dtype=torch.float32)
-
     def fold_dataset(self, fold: str, augment: bool = False) -> torch.utils.data.Dataset:
-        assert self.dataset is not None and self.decoded is not None
+        folds = self.setup()
         aug = None
         if augment:
             aug = TrainAugment(self.dataset.num_classes, self.dataset.chiral_pairs,
                                self.config.chirality, zoom=self.config.zoom, shift=self.config.shift)
-        real = ImageTensorDataset(self.decoded.images, self.dataset.labels, self.positions[fold], aug)
-        if fold != "train" or not self.synthetic_sets:
+        real = ImageTensorDataset(folds.decoded.images, self.dataset.labels, folds.positions[fold], aug)
+        if fold != "train" or not folds.synthetic:
             return real
         parts = [real] + [ImageTensorDataset(d.images, labels, pos, aug)
-                          for d, labels, pos in self.synthetic_sets]
+                          for d, labels, pos in folds.synthetic]
         return ConcatDataset(parts)
 
     def _loader(self, fold: str, train: bool) -> DataLoader:
@@ -182,7 +233,7 @@ class GalaxyDataModule(L.LightningDataModule):
         workers = default_workers() if cfg.num_workers is None else cfg.num_workers
         sampler = None
         if train and cfg.imbalance in ("balanced-sampler", "both"):
-            labels = self.train_labels
+            labels = self.setup().train_labels
             counts = np.bincount(labels)
             weights = 1.0 / counts[labels]
             gen = torch.Generator().manual_seed(cfg.seed)

@@ -27,6 +27,7 @@ import torch
 from galaxymorph.errors import ConfigError
 from galaxymorph.io_utils import write_json
 from galaxymorph.training.config import MONITORS, TrainConfig, resolve_config
+from galaxymorph.training.datamodule import open_training_data
 
 log = logging.getLogger("galaxymorph")
 
@@ -65,18 +66,16 @@ def train(config: TrainConfig | None = None, out: str | Path = "runs/run", *,
         if overrides.get("epochs"):
             cfg.epochs = int(overrides["epochs"])  # allow extending a finished run
         cfg.split_file = str(run_dir / "split.json")
+        dataset = open_training_data(cfg)
     else:
         if (run_dir / "config.yaml").exists():
             raise ConfigError("run folder already holds a run; use --resume to continue it or "
                               "choose another --out", run_dir)
         cfg = config if config is not None else resolve_config(config_file, **overrides)
-        if not cfg.data:
-            raise ConfigError("no dataset given (--data SPEC)")
-        from galaxymorph.data.specs import open_source
         from galaxymorph.models.registry import get_model_info
 
-        get_model_info(cfg.model)  # fail on a bad name or spec before creating the run folder
-        open_source(cfg.data)
+        get_model_info(cfg.model)  # fail on a bad name or data before creating the run folder
+        dataset = open_training_data(cfg)
         run_dir.mkdir(parents=True, exist_ok=True)
         if config_file:
             shutil.copyfile(config_file, run_dir / "input_config.yaml")
@@ -87,10 +86,9 @@ def train(config: TrainConfig | None = None, out: str | Path = "runs/run", *,
     _quiet_lightning()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
-    dm = GalaxyDataModule(cfg, split_path=run_dir / "split.json")
-    dm.prepare()
-    assert dm.dataset is not None
-    class_names = dm.dataset.class_names
+    dm = GalaxyDataModule(cfg, dataset, split_path=run_dir / "split.json")
+    folds = dm.setup()
+    class_names = dataset.class_names
     from galaxymorph.models.registry import model_accepts
 
     model_kwargs: dict[str, Any] = {}
@@ -104,8 +102,8 @@ def train(config: TrainConfig | None = None, out: str | Path = "runs/run", *,
         model_kwargs["weights_path"] = cfg.weights_path
     net = build_network(cfg.model, len(class_names), pretrained=cfg.pretrained, **model_kwargs)
     model_kwargs.pop("weights_path", None)  # pretrained weights only matter at start
-    weights = {"weighted-loss": dm.class_weights(1.0), "both": dm.class_weights(1.0),
-               "sqrt-weighted-loss": dm.class_weights(0.5)}.get(cfg.imbalance)
+    weights = {"weighted-loss": folds.class_weights(1.0), "both": folds.class_weights(1.0),
+               "sqrt-weighted-loss": folds.class_weights(0.5)}.get(cfg.imbalance)
     module = ClassifierModule(net, len(class_names), lr=cfg.lr, weight_decay=cfg.weight_decay,
                               class_weights=weights, label_smoothing=cfg.label_smoothing,
                               transfer=cfg.transfer if cfg.pretrained else "full",
@@ -211,7 +209,8 @@ def finalize(run_dir: Path, cfg: TrainConfig, dm, module, best_path: str, train_
     state = torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"]
     module.load_state_dict(state)
     net = module.net.eval()
-    ds = dm.dataset
+    folds = dm.setup()
+    ds = folds.dataset
     swap = swap_table(ds.num_classes, ds.chiral_pairs)
     val_logits, val_y = dataset_logits(net, dm.fold_dataset("val"), tta=cfg.tta, swap=swap,
                                        device=cfg.accelerator if cfg.accelerator != "gpu" else "cuda")
@@ -224,23 +223,25 @@ def finalize(run_dir: Path, cfg: TrainConfig, dm, module, best_path: str, train_
     epochs_done = len(history.get("val_loss", [])) or epochs_run + 1
     summary = {
         "model": cfg.model, "pretrained": cfg.pretrained, "transfer": cfg.transfer,
-        "data": cfg.data, "label_map": cfg.label_map, "image_size": cfg.image_size, "crop": cfg.crop,
+        "data": cfg.data, "weak_data": cfg.weak_data, "label_map": cfg.label_map, "image_size": cfg.image_size, "crop": cfg.crop,
         "framing": cfg.framing,
         "epochs": epochs_done, "max_epochs": cfg.epochs, "train_seconds": round(train_seconds, 1),
         "wall_seconds": round(wall_seconds, 1), "parameters": int(n_params),
         "best_checkpoint": Path(best_path).name, "temperature": temperature,
         "best_val_loss": min(history.get("val_loss", [float("nan")])),
-        "train_images": len(dm.train_labels),
-        "synthetic_images": int(sum(len(p) for _, _, p in dm.synthetic_sets)),
-        "synthetic_warnings": dm.provenance_warnings,
-        "skipped_unreadable": len(dm.decoded.errors),
+        "train_images": len(folds.train_labels),
+        "synthetic_images": folds.synthetic_count,
+        "synthetic_warnings": folds.warnings,
+        "skipped_unreadable": folds.skipped,
     }
+    per_source = source_metrics(folds, test_y, test_logits, temperature)
     metrics = write_evaluation(
         run_dir, test_y, test_logits, ds.class_names, temperature,
-        title=f"{cfg.model} on {cfg.data} (test fold)",
+        title=f"{cfg.model} on {cfg.data_label} (test fold)",
         extra={"split": "test", "tta": cfg.tta, "training_time_seconds": summary["train_seconds"],
-               "epochs": epochs_done},
-        sections={"Run": "\n".join(f"- {k}: {v}" for k, v in summary.items())})
+               "epochs": epochs_done} | ({"per_source": per_source} if per_source else {}),
+        sections=({"Per source (test fold)": source_table(per_source)} if per_source else {})
+        | {"Run": "\n".join(f"- {k}: {v}" for k, v in summary.items())})
     write_json(run_dir / "summary.json", summary)
     card = ModelCard(
         architecture=cfg.model, class_names=ds.class_names, image_size=cfg.image_size,
@@ -249,13 +250,50 @@ def finalize(run_dir: Path, cfg: TrainConfig, dm, module, best_path: str, train_
         chiral_pairs=[list(p) for p in ds.chiral_pairs], tta_default=cfg.tta,
         name=run_dir.name,
         training_data={"spec": cfg.data, "label_map": cfg.label_map, "split": "split.json",
-                       "counts": {f: len(dm.positions[f]) for f in ("train", "val", "test")}},
+                       "counts": folds.counts}
+        | ({"weak": cfg.weak_data} if cfg.weak_data else {}),
         training={k: summary[k] for k in ("epochs", "train_seconds", "parameters")} | {
             "pretrained": cfg.pretrained, "transfer": cfg.transfer, "seed": cfg.seed},
         metrics={k: metrics[k] for k in ("n", "accuracy", "f1_macro", "f1_weighted", "ece")},
     )
     save_artifact(run_dir, net, card)
     return RunResult(run_dir, metrics, summary)
+
+
+def source_metrics(folds, y: np.ndarray, logits: np.ndarray, temperature: float) -> dict[str, Any]:
+    """Test metrics of each source of a multi-source run (``{}`` for a single source)."""
+    from galaxymorph.evaluation.calibration import softmax
+    from galaxymorph.evaluation.metrics import classification_metrics
+
+    parts = folds.dataset.parts
+    if len(parts) < 2:
+        return {}
+    origin = folds.origin("test")
+    probs = softmax(logits, temperature)
+    out: dict[str, Any] = {}
+    for k, part in enumerate(parts):
+        sel = origin == k
+        if part.weak or not sel.any():
+            continue
+        m = classification_metrics(y[sel], probs[sel], folds.dataset.class_names)
+        out[part.spec] = {key: m[key] for key in ("n", "accuracy", "f1_macro", "ece", "ci95")
+                          if key in m} | {"per_class_f1": {c: v["f1"] for c, v in m["per_class"].items()}}
+    return out
+
+
+def source_table(per_source: dict[str, Any]) -> str:
+    rows = ["| source | n | accuracy | 95% interval | macro F1 | 95% interval | ECE |",
+            "| --- | --- | --- | --- | --- | --- | --- |"]
+    for spec, m in per_source.items():
+        ci = m.get("ci95") or {}
+        acc, f1 = ci.get("accuracy") or ["", ""], ci.get("f1_macro") or ["", ""]
+        rows.append(f"| {spec} | {m['n']} | {m['accuracy']:.3f} | {_pair(acc)} | "
+                    f"{m['f1_macro']:.3f} | {_pair(f1)} | {m['ece']:.3f} |")
+    return "\n".join(rows)
+
+
+def _pair(pair) -> str:
+    return f"{pair[0]:.3f} to {pair[1]:.3f}" if pair and pair[0] != "" else ""
 
 
 def history_arrays(run_dir: Path) -> dict[str, np.ndarray]:

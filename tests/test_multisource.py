@@ -1,0 +1,105 @@
+"""Multi-source datasets: one class list, splits per source, weak sources in training only."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from galaxymorph.data.dataset import open_dataset
+from galaxymorph.data.splits import Split, split_by_source
+from galaxymorph.data.synthetic import write_synthetic_catalog
+from galaxymorph.errors import DataError
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory):
+    """Two labelled catalogs with the same file names (in different folders), a catalog that
+    only knows 'Spiral' (weak labels), and a GZ1-style catalog that needs a label map."""
+    root = tmp_path_factory.mktemp("multi")
+    a = write_synthetic_catalog(root / "a", {"Elliptical": 12, "Spiral": 8, "Edge-on": 6, "Merger": 5},
+                                size=24, seed=0)
+    b = write_synthetic_catalog(root / "b", 6, size=24, seed=1)
+    weak = write_synthetic_catalog(root / "weak", {"Spiral": 10}, size=24, seed=2)
+    raw = write_synthetic_catalog(root / "raw", 4, size=24, seed=3)
+    # GZ1's raw classes: 0 Elliptical, 1/2 spirals, 3 edge-on, 4 don't know, 5 merger.
+    lines = raw.read_text().splitlines()
+    gz1 = {"Elliptical": "0,Elliptical", "Spiral": "1,Spiral_Clockwise", "Edge-on": "3,Edge_on",
+           "Merger": "5,Merger"}
+    out = [lines[0]] + [",".join([ln.split(",")[0], gz1[ln.split(",")[2]]]) for ln in lines[1:]]
+    raw.write_text("\n".join(out) + "\n")
+    return {k: f"catalog:{v}" for k, v in {"a": a, "b": b, "weak": weak, "raw": raw}.items()}
+
+
+def test_sources_share_one_class_list_matched_by_name(sources):
+    ds = open_dataset([sources["a"], sources["raw"]], "gz1-4", weak=[sources["weak"]])
+    assert ds.class_names == ["Elliptical", "Spiral", "Edge-on", "Merger"]
+    assert [p.weak for p in ds.parts] == [False, False, True]
+    assert np.bincount(ds.origin).tolist() == [31, 16, 10]
+    assert set(ds.labels[ds.origin == 2]) == {ds.class_names.index("Spiral")}
+    # The raw catalog went through the label map (Spiral_Clockwise -> Spiral) ...
+    raw_labels = ds.labels[ds.origin == 1]
+    assert np.bincount(raw_labels, minlength=4).tolist() == [4, 4, 4, 4]
+    # ... and images keep their own files: same names in two folders are two images.
+    assert len(set(ds.ids)) == len(ds)
+    first_b = open_dataset([sources["a"], sources["b"]]).ids
+    assert any(k.startswith("a/") for k in first_b) and any(k.startswith("b/") for k in first_b)
+
+
+def test_one_file_in_two_sources_is_refused(sources):
+    with pytest.raises(DataError, match="in both"):
+        open_dataset([sources["a"], sources["a"]])
+
+
+def test_classes_that_do_not_match_need_a_label_map(sources):
+    with pytest.raises(DataError, match="label-map"):
+        open_dataset([sources["a"], sources["raw"]])
+
+
+def test_split_per_source_no_image_in_two_folds_weak_only_in_training(sources, tmp_path):
+    ds = open_dataset([sources["a"], sources["b"]], weak=[sources["weak"]])
+    parts = [{"spec": p.spec, "weak": p.weak} for p in ds.parts]
+    split = split_by_source(ds.ids, ds.labels, ds.origin, parts, seed=3)
+    folds = {f: set(split.fold(f)) for f in ("train", "val", "test")}
+    assert sum(map(len, folds.values())) == len(ds)
+    assert not (folds["train"] & folds["val"] or folds["train"] & folds["test"]
+                or folds["val"] & folds["test"])
+    weak_ids = {k for k, o in zip(ds.ids, ds.origin, strict=True) if o == 2}
+    assert weak_ids <= folds["train"]
+    for n in (0, 1):  # every labelled source is in validation and test, split on its own
+        own = {k for k, o in zip(ds.ids, ds.origin, strict=True) if o == n}
+        assert own & folds["val"] and own & folds["test"]
+    again = split_by_source(ds.ids, ds.labels, ds.origin, parts, seed=3)
+    assert again.to_dict() == split.to_dict()  # deterministic
+    loaded = Split.load(split.save(tmp_path / "split.json"))
+    assert loaded.source_of == split.source_of and loaded.sources == split.sources
+    saved = json.loads((tmp_path / "split.json").read_text())
+    assert [s["counts"]["val"] for s in saved["sources"]][2] == 0
+
+
+def test_training_on_several_sources_reports_each(sources, tmp_path):
+    import galaxymorph
+
+    out = tmp_path / "run"
+    run = galaxymorph.train(data=[sources["a"], sources["b"]], weak_data=[sources["weak"]],
+                            model="cnn2", epochs=1, image_size=24, out=out, progress=False,
+                            cache=False, threads=2)
+    split = json.loads((out / "split.json").read_text())
+    assert [s["weak"] for s in split["sources"]] == [False, False, True]
+    per_source = run.metrics["per_source"]
+    assert set(per_source) == {sources["a"], sources["b"]}  # the weak source is never scored
+    assert sum(m["n"] for m in per_source.values()) == run.metrics["n"]
+    assert "Per source" in (out / "report.md").read_text()
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["training_data"]["weak"] == [sources["weak"]]
+
+
+def test_a_bad_second_source_fails_before_the_run_folder_exists(sources, tmp_path):
+    import galaxymorph
+
+    out = tmp_path / "never"
+    with pytest.raises(DataError):
+        galaxymorph.train(data=[sources["a"], "catalog:/nonexistent/labels.csv"], model="cnn2",
+                          out=out, progress=False, cache=False)
+    assert not out.exists()
