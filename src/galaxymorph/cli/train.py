@@ -42,7 +42,14 @@ def train_cmd(
     batch_size: int = typer.Option(None, "--batch-size"),
     lr: float = typer.Option(None, "--lr"),
     imbalance: str = typer.Option(None, "--imbalance",
-                                  help="none | weighted-loss | sqrt-weighted-loss | balanced-sampler | both"),
+                                  help="none | weighted-loss | sqrt-weighted-loss | balanced-sampler | "
+                                       "both | logit-adjusted (learn a class-balanced prior)"),
+    logit_tau: float = typer.Option(None, "--logit-tau",
+                                    help="logit-adjusted: strength tau of the prior correction (1: full)."),
+    survey_augment: bool = typer.Option(False, "--survey-augment",
+                                        help="Augment for survey differences: zoom 0.7-1.4x, PSF blur, "
+                                             "noise, colour, gamma/asinh stretch, JPEG quality (values "
+                                             "in config.yaml; set aug_* keys in --config to tune)."),
     label_smoothing: float = typer.Option(None, "--label-smoothing"),
     patience: int = typer.Option(None, "--patience", help="Early-stopping patience (0: off)."),
     monitor: str = typer.Option(None, "--monitor",
@@ -68,19 +75,21 @@ def train_cmd(
     max_minutes: float = typer.Option(None, "--max-minutes", help="Stop training after this long."),
 ) -> None:
     """Train a classifier; writes config, split, checkpoints, metrics, report and figures."""
+    from galaxymorph.training.config import survey_augment_overrides
     from galaxymorph.training.run import train
 
+    extra = survey_augment_overrides() if survey_augment else {}
     result = train(out=out, config_file=config, resume=resume, data=data or None,
                    weak_data=weak_data or None, label_map=label_map,
                    model=model, pretrained=pretrained, transfer=transfer, weights_path=weights_path,
                    epochs=epochs, image_size=image_size, crop=crop, framing=framing,
                    frame_radii=frame_radii, batch_size=batch_size, lr=lr,
-                   imbalance=imbalance, label_smoothing=label_smoothing,
+                   imbalance=imbalance, logit_tau=logit_tau, label_smoothing=label_smoothing,
                    early_stopping_patience=patience, monitor=monitor, seed=seed, split_seed=split_seed,
                    split_file=split_file, tta=tta, synthetic=synthetic or None,
                    synthetic_ratio=synthetic_ratio, accelerator=accelerator, devices=devices,
                    num_nodes=num_nodes, strategy=strategy, precision=precision, num_workers=workers,
-                   threads=threads, max_time_minutes=max_minutes)
+                   threads=threads, max_time_minutes=max_minutes, **extra)
     _print_metrics(result.metrics, f"test fold of {result.run_dir}")
     console.print(f"run folder: [bold]{result.run_dir}[/] (report.md, metrics.json, model.safetensors)")
 

@@ -141,6 +141,48 @@ def swap_table(num_classes: int, chiral_pairs: list[tuple[int, int]]) -> list[in
     return table
 
 
+@dataclass(frozen=True)
+class SurveyAugment:
+    """How much training images vary to cover survey differences (all off by default).
+
+    ``scale``: log-uniform zoom range (0.7, 1.4: another pixel scale, or a framing error);
+    ``blur``: largest extra Gaussian PSF sigma in pixels of the network input; ``noise``:
+    largest Gaussian noise sigma (fraction of full scale); ``colour``: per-band gain jitter
+    (fraction); ``stretch``: gamma/asinh re-stretch strength (0.3: gamma in e^±0.3); ``jpeg``:
+    lowest JPEG quality (0: off). Each effect is applied with probability ``p``.
+    """
+
+    scale: tuple[float, float] = (1.0, 1.0)
+    blur: float = 0.0
+    noise: float = 0.0
+    colour: float = 0.0
+    stretch: float = 0.0
+    jpeg: int = 0
+    p: float = 0.5
+
+    def __post_init__(self) -> None:
+        lo, hi = (float(v) for v in self.scale)
+        if not 0.2 <= lo <= hi <= 5.0:
+            raise ConfigError(f"scale range must satisfy 0.2 <= min <= max <= 5, got {self.scale}")
+        for name in ("blur", "noise", "colour", "stretch"):
+            if not 0 <= getattr(self, name) <= 5:
+                raise ConfigError(f"augmentation '{name}' must be within 0..5, got {getattr(self, name)}")
+        if not (self.jpeg == 0 or 5 <= self.jpeg <= 100):
+            raise ConfigError(f"jpeg must be 0 (off) or a quality within 5..100, got {self.jpeg}")
+        if not 0 <= self.p <= 1:
+            raise ConfigError(f"augmentation probability must be within 0..1, got {self.p}")
+
+    @property
+    def active(self) -> bool:
+        return (tuple(self.scale) != (1.0, 1.0) or self.blur > 0 or self.noise > 0
+                or self.colour > 0 or self.stretch > 0 or self.jpeg > 0)
+
+
+#: The survey augmentations of the built-in model (``--survey-augment``).
+SURVEY_AUGMENT = SurveyAugment(scale=(0.7, 1.4), blur=1.0, noise=0.03, colour=0.1, stretch=0.3,
+                               jpeg=40)
+
+
 class TrainAugment:
     """Random symmetry + zoom/shift (+ mild brightness jitter) on a uint8 ``(3, S, S)`` tensor.
 
@@ -153,7 +195,8 @@ class TrainAugment:
 
     def __init__(self, num_classes: int, chiral_pairs: list[tuple[int, int]] | None = None,
                  chirality: str = "swap", zoom: float = 0.1, shift: float = 0.05,
-                 brightness: float = 0.1, seed: int | None = None):
+                 brightness: float = 0.1, seed: int | None = None,
+                 survey: SurveyAugment | None = None):
         chiral_pairs = chiral_pairs or []
         if chirality not in ("swap", "no-flip", "ignore"):
             raise ConfigError(f"chirality must be swap, no-flip or ignore, got '{chirality}'")
@@ -166,11 +209,15 @@ class TrainAugment:
         self.table = swap_table(num_classes, chiral_pairs)
         self.n_sym = 4 if chirality == "no-flip" else 8
         self.zoom, self.shift, self.brightness = zoom, shift, brightness
+        self.survey = survey if survey is not None and survey.active else None
         self.generator = torch.Generator().manual_seed(seed) if seed is not None else None
 
     def _uniform(self) -> float:
         """A number in [-1, 1)."""
         return float(torch.rand((), generator=self.generator).item()) * 2 - 1
+
+    def _chance(self, p: float) -> bool:
+        return float(torch.rand((), generator=self.generator).item()) < p
 
     def __call__(self, x: torch.Tensor, label: int) -> tuple[torch.Tensor, int]:
         k = int(torch.randint(self.n_sym, (), generator=self.generator).item())
@@ -187,4 +234,44 @@ class TrainAugment:
         if self.brightness:
             f = 1.0 + self._uniform() * self.brightness
             x = (x.float() * f).clamp_(0, 255).to(torch.uint8)
+        if self.survey is not None:
+            x = self._survey(x, self.survey)
         return x, label
+
+    def _survey(self, x: torch.Tensor, a: SurveyAugment) -> torch.Tensor:
+        """Pixel scale, PSF, stretch, colour, noise and compression of another survey."""
+        import math
+
+        lo, hi = a.scale
+        if hi > lo and self._chance(a.p):
+            scale = math.exp(math.log(lo) + (self._uniform() + 1) / 2 * (math.log(hi) - math.log(lo)))
+            # Shrinking uncovers the border: fill it with the sky (the image's edge colour).
+            edge = torch.cat([x[:, 0], x[:, -1], x[:, :, 0], x[:, :, -1]], dim=1).float()
+            sky = edge.median(dim=1).values.tolist()
+            x = TF.affine(x, angle=0.0, translate=[0, 0], scale=scale, shear=[0.0, 0.0],
+                          interpolation=TF.InterpolationMode.BILINEAR, fill=sky)
+        y = x.float().div_(255.0)
+        if a.blur > 0 and self._chance(a.p):
+            sigma = 0.3 + (self._uniform() + 1) / 2 * a.blur
+            k = 2 * math.ceil(2.5 * sigma) + 1
+            y = TF.gaussian_blur(y, [k, k], [sigma, sigma])
+        if a.stretch > 0 and self._chance(a.p):
+            t = self._uniform() * a.stretch
+            if self._chance(0.5):
+                y = y.clamp_(0, 1).pow_(math.exp(t))  # gamma
+            elif abs(t) > 1e-3:
+                q = math.exp(3 * abs(t))  # asinh (t > 0: faint light up) or its inverse
+                y = (torch.asinh(q * y) / math.asinh(q)) if t > 0 else torch.sinh(q * y) / math.sinh(q)
+        if a.colour > 0 and self._chance(a.p):
+            gains = 1.0 + a.colour * (torch.rand(3, 1, 1, generator=self.generator) * 2 - 1)
+            y = y * gains
+        if a.noise > 0 and self._chance(a.p):
+            sigma = (self._uniform() + 1) / 2 * a.noise
+            y = y + sigma * torch.randn(y.shape, generator=self.generator)
+        x = y.clamp_(0, 1).mul_(255).round_().to(torch.uint8)
+        if a.jpeg and self._chance(a.p):
+            from torchvision.io import decode_jpeg, encode_jpeg
+
+            quality = round(a.jpeg + (self._uniform() + 1) / 2 * (95 - a.jpeg))
+            x = decode_jpeg(encode_jpeg(x.contiguous(), quality=max(5, min(100, quality))))
+        return x

@@ -12,10 +12,11 @@ from typing import Any
 
 import yaml
 
-from galaxymorph.data.transforms import DEFAULT_FRAME_RADII, Preprocessing
+from galaxymorph.data.transforms import DEFAULT_FRAME_RADII, Preprocessing, SurveyAugment
 from galaxymorph.errors import ConfigError
 
-IMBALANCE = ("none", "weighted-loss", "sqrt-weighted-loss", "balanced-sampler", "both")
+IMBALANCE = ("none", "weighted-loss", "sqrt-weighted-loss", "balanced-sampler", "both",
+             "logit-adjusted")
 TRANSFER = ("full", "last-block", "linear-probe")
 #: monitor -> mode of the best checkpoint and early stopping; "last" keeps the final epoch.
 MONITORS = {"val_loss": "min", "val_acc": "max", "val_f1_macro": "max", "last": None}
@@ -40,6 +41,15 @@ class TrainConfig:
     chirality: str = "swap"
     zoom: float = 0.1
     shift: float = 0.05
+    # Survey-difference augmentations (SurveyAugment; off by default, `--survey-augment` sets
+    # the built-in model's values): zoom range, PSF blur, noise, colour, stretch, JPEG quality
+    aug_scale: tuple[float, float] = (1.0, 1.0)
+    aug_blur: float = 0.0
+    aug_noise: float = 0.0
+    aug_colour: float = 0.0
+    aug_stretch: float = 0.0
+    aug_jpeg: int = 0
+    aug_p: float = 0.5
     synthetic: list[str] = field(default_factory=list)  # catalog specs of generated images
     synthetic_ratio: float = 0.0  # per class: add up to ratio x (real train count of the largest class)
     # model
@@ -58,6 +68,9 @@ class TrainConfig:
     warmup_epochs: int = 0
     imbalance: str = "weighted-loss"
     label_smoothing: float = 0.0
+    # imbalance "logit-adjusted": the loss sees logits + tau * log(training prior), so the
+    # network's own logits model a class-balanced prior (Menon et al. 2021)
+    logit_tau: float = 1.0
     early_stopping_patience: int = 5
     # Which weights the run keeps (and what early stopping watches): the best epoch by
     # val_loss / val_acc / val_f1_macro, or "last": the end of the schedule, no early stopping.
@@ -97,6 +110,10 @@ class TrainConfig:
         if self.synthetic_ratio < 0:
             raise ConfigError("synthetic_ratio must be >= 0")
         self.preprocessing  # noqa: B018 - validates size, crop and framing
+        self.aug_scale = tuple(float(v) for v in self.aug_scale)  # type: ignore[assignment]
+        self.survey_augment  # noqa: B018 - validates the augmentation strengths
+        if not 0 <= self.logit_tau <= 5:
+            raise ConfigError(f"logit_tau must be within 0..5, got {self.logit_tau}")
         self.fractions = tuple(float(f) for f in self.fractions)  # type: ignore[assignment]
         if isinstance(self.synthetic, str):
             self.synthetic = [self.synthetic]
@@ -120,12 +137,20 @@ class TrainConfig:
         return " + ".join(self.data_specs + [f"{w} (weak)" for w in self.weak_data])
 
     @property
+    def survey_augment(self) -> SurveyAugment:
+        if len(self.aug_scale) != 2:
+            raise ConfigError(f"aug_scale must be [min, max], got {list(self.aug_scale)}")
+        return SurveyAugment(tuple(self.aug_scale), self.aug_blur, self.aug_noise, self.aug_colour,
+                             self.aug_stretch, int(self.aug_jpeg), self.aug_p)
+
+    @property
     def preprocessing(self) -> Preprocessing:
         return Preprocessing(self.image_size, self.crop, self.framing, self.frame_radii)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["fractions"] = list(self.fractions)
+        d["aug_scale"] = list(self.aug_scale)
         return d
 
     def save(self, path: str | Path) -> Path:
@@ -157,6 +182,14 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise ConfigError("a configuration file must be a mapping of key: value", path)
     return raw
+
+
+def survey_augment_overrides() -> dict[str, Any]:
+    """The TrainConfig values of the built-in survey augmentations (``--survey-augment``)."""
+    from galaxymorph.data.transforms import SURVEY_AUGMENT as a
+
+    return {"aug_scale": a.scale, "aug_blur": a.blur, "aug_noise": a.noise, "aug_colour": a.colour,
+            "aug_stretch": a.stretch, "aug_jpeg": a.jpeg, "aug_p": a.p}
 
 
 def resolve_config(config_file: str | Path | None = None, **overrides: Any) -> TrainConfig:

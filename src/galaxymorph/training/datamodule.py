@@ -69,6 +69,12 @@ class Folds:
         """Source index (into ``dataset.parts``) of each image of a fold, in loader order."""
         return self.dataset.origin[self.positions[fold]]
 
+    def logit_adjustment(self, tau: float = 1.0) -> torch.Tensor:
+        """``tau * log(prior)`` of the training fold (logit-adjusted loss)."""
+        counts = np.bincount(self.train_labels, minlength=self.dataset.num_classes).astype(float)
+        prior = np.maximum(counts, 1) / max(counts.sum(), 1)
+        return torch.tensor(tau * np.log(prior), dtype=torch.float32)
+
     def class_weights(self, power: float = 1.0) -> torch.Tensor:
         """Inverse-frequency weights to the given power (0.5: the milder square-root
         weighting, which trades less majority-class precision for minority recall),
@@ -219,7 +225,8 @@ class GalaxyDataModule(L.LightningDataModule):
         aug = None
         if augment:
             aug = TrainAugment(self.dataset.num_classes, self.dataset.chiral_pairs,
-                               self.config.chirality, zoom=self.config.zoom, shift=self.config.shift)
+                               self.config.chirality, zoom=self.config.zoom, shift=self.config.shift,
+                               survey=self.config.survey_augment)
         real = ImageTensorDataset(folds.decoded.images, self.dataset.labels, folds.positions[fold], aug)
         if fold != "train" or not folds.synthetic:
             return real

@@ -16,7 +16,7 @@ class ClassifierModule(L.LightningModule):
                  weight_decay: float = 1e-4, class_weights: torch.Tensor | None = None,
                  label_smoothing: float = 0.0, transfer: str = "full",
                  backbone_lr_mult: float = 0.1, scheduler: str = "cosine",
-                 warmup_epochs: int = 0):
+                 warmup_epochs: int = 0, logit_adjustment: torch.Tensor | None = None):
         super().__init__()
         self.net = net
         self.num_classes = num_classes
@@ -26,6 +26,10 @@ class ClassifierModule(L.LightningModule):
         self.scheduler_name, self.warmup_epochs = scheduler, warmup_epochs
         self.register_buffer("class_weights", class_weights if class_weights is not None
                              else torch.ones(num_classes))
+        # tau * log(prior), added to the logits in the training loss only: the network then
+        # learns logits for a balanced prior, instead of taking the training mix as truth.
+        self.register_buffer("logit_adjustment", logit_adjustment if logit_adjustment is not None
+                             else torch.zeros(num_classes), persistent=False)
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_f1 = MulticlassF1Score(num_classes, average="macro")
@@ -34,7 +38,7 @@ class ClassifierModule(L.LightningModule):
         return self.net(to_float(x))
 
     def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits, y, weight=self.class_weights,
+        return F.cross_entropy(logits + self.logit_adjustment, y, weight=self.class_weights,
                                label_smoothing=self.label_smoothing)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:

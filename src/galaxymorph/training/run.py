@@ -109,7 +109,9 @@ def train(config: TrainConfig | None = None, out: str | Path = "runs/run", *,
                               transfer=cfg.transfer if cfg.pretrained else "full",
                               # a lower backbone rate only makes sense for pretrained weights
                               backbone_lr_mult=cfg.backbone_lr_mult if cfg.pretrained else 1.0, scheduler=cfg.scheduler,
-                              warmup_epochs=cfg.warmup_epochs)
+                              warmup_epochs=cfg.warmup_epochs,
+                              logit_adjustment=folds.logit_adjustment(cfg.logit_tau)
+                              if cfg.imbalance == "logit-adjusted" else None)
 
     mode = MONITORS[cfg.monitor]
     # Lightning's save_last only writes when `best` improved; the resume point must be every epoch.
