@@ -8,7 +8,7 @@ The first figure counts the one-off decode of every image (cold cache) spread ov
 the second is the steady state (warm cache), which is what every later epoch costs.
 ``--survey-augment`` turns on the survey augmentations (zoom, PSF, stretch, colour, noise,
 JPEG) of the built-in model; the last lines time the augmentation alone, per image, with and
-without them (mean of 5 repeats, 95% interval).
+without them (mean of 5 repeats, 95% interval; ``--augment-only`` prints just those).
 """
 
 from __future__ import annotations
@@ -48,8 +48,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--survey-augment", action="store_true")
     ap.add_argument("--framing", default="fixed", choices=["fixed", "auto"])
+    ap.add_argument("--augment-only", action="store_true", help="Only time the augmentations.")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.augment_only:
+        _augment_rates(args.image_size)
+        return
 
     from galaxymorph.models.network import build_network
     from galaxymorph.training.config import TrainConfig, survey_augment_overrides

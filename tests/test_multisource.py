@@ -103,3 +103,21 @@ def test_a_bad_second_source_fails_before_the_run_folder_exists(sources, tmp_pat
         galaxymorph.train(data=[sources["a"], "catalog:/nonexistent/labels.csv"], model="cnn2",
                           out=out, progress=False, cache=False)
     assert not out.exists()
+
+
+def test_warm_start_needs_the_same_architecture_and_classes(sources, tmp_path):
+    import galaxymorph
+    from galaxymorph.errors import ConfigError
+
+    first = galaxymorph.train(data=sources["b"], model="cnn2", epochs=1, image_size=24,
+                              out=tmp_path / "first", progress=False, cache=False, threads=2)
+    again = galaxymorph.train(data=sources["b"], model="cnn2", epochs=1, image_size=24, lr=1e-9,
+                              init_from=str(first.run_dir), out=tmp_path / "again", progress=False,
+                              cache=False, threads=2, scheduler="none")
+    # lr ~ 0: the warm-started weights are the first run's, so its test logits are too.
+    assert again.metrics["accuracy"] == first.metrics["accuracy"]
+    with pytest.raises(ConfigError, match="init_from"):
+        galaxymorph.train(data=sources["b"], model="cnn3", epochs=1, image_size=24,
+                          init_from=str(first.run_dir), out=tmp_path / "bad", progress=False,
+                          cache=False)
+    assert not (tmp_path / "bad").exists()

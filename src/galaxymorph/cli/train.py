@@ -30,6 +30,9 @@ def train_cmd(
     pretrained: bool = typer.Option(None, "--pretrained/--scratch", help="Start from ImageNet weights."),
     transfer: str = typer.Option(None, "--transfer", help="full | last-block | linear-probe"),
     weights_path: str = typer.Option(None, "--weights", help="Local ImageNet weights file (offline)."),
+    init_from: str = typer.Option(None, "--init-from",
+                                  help="Start from a trained model folder (same architecture and "
+                                       "classes): fine-tune it to new data."),
     epochs: int = typer.Option(None, "--epochs"),
     image_size: int = typer.Option(None, "--image-size", help="Network input side in pixels."),
     crop: float = typer.Option(None, "--crop", help="Centre crop, fraction of the image side "
@@ -82,6 +85,7 @@ def train_cmd(
     result = train(out=out, config_file=config, resume=resume, data=data or None,
                    weak_data=weak_data or None, label_map=label_map,
                    model=model, pretrained=pretrained, transfer=transfer, weights_path=weights_path,
+                   init_from=init_from,
                    epochs=epochs, image_size=image_size, crop=crop, framing=framing,
                    frame_radii=frame_radii, batch_size=batch_size, lr=lr,
                    imbalance=imbalance, logit_tau=logit_tau, label_smoothing=label_smoothing,

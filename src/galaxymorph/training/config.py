@@ -58,6 +58,7 @@ class TrainConfig:
     transfer: str = "full"
     backbone_lr_mult: float = 0.1
     weights_path: str | None = None
+    init_from: str | None = None  # a model/run folder whose weights start this run (warm start)
     dropout: float | None = None
     # optimisation
     epochs: int = 20

@@ -76,6 +76,8 @@ def train(config: TrainConfig | None = None, out: str | Path = "runs/run", *,
 
         get_model_info(cfg.model)  # fail on a bad name or data before creating the run folder
         dataset = open_training_data(cfg)
+        if cfg.init_from:
+            _check_warm_start(cfg, dataset.class_names)
         run_dir.mkdir(parents=True, exist_ok=True)
         if config_file:
             shutil.copyfile(config_file, run_dir / "input_config.yaml")
@@ -102,6 +104,8 @@ def train(config: TrainConfig | None = None, out: str | Path = "runs/run", *,
         model_kwargs["weights_path"] = cfg.weights_path
     net = build_network(cfg.model, len(class_names), pretrained=cfg.pretrained, **model_kwargs)
     model_kwargs.pop("weights_path", None)  # pretrained weights only matter at start
+    if cfg.init_from and not resume:
+        _warm_start(net, cfg, class_names)
     weights = {"weighted-loss": folds.class_weights(1.0), "both": folds.class_weights(1.0),
                "sqrt-weighted-loss": folds.class_weights(0.5)}.get(cfg.imbalance)
     module = ClassifierModule(net, len(class_names), lr=cfg.lr, weight_decay=cfg.weight_decay,
@@ -149,6 +153,25 @@ def train(config: TrainConfig | None = None, out: str | Path = "runs/run", *,
     return finalize(run_dir, cfg, dm, module, best_path or str(last_ckpt),
                     train_seconds=timer.time_elapsed("train"), model_kwargs=model_kwargs,
                     epochs_run=trainer.current_epoch, wall_seconds=time.time() - fit_start)
+
+
+def _warm_start(net, cfg: TrainConfig, class_names: list[str]) -> None:
+    """Start from the weights of a trained model (same architecture and classes): fine-tuning
+    a galaxy model to new sources and framing costs a few epochs instead of a full run."""
+    from galaxymorph.models.artifact import load_artifact
+
+    _check_warm_start(cfg, class_names)
+    src, _ = load_artifact(cfg.init_from)
+    net.load_state_dict(src.state_dict())
+
+
+def _check_warm_start(cfg: TrainConfig, class_names: list[str]) -> None:
+    from galaxymorph.models.artifact import read_card
+
+    card = read_card(cfg.init_from)
+    if card.architecture != cfg.model or list(card.class_names) != list(class_names):
+        raise ConfigError(f"init_from model is {card.architecture} with classes {card.class_names}; "
+                          f"this run trains {cfg.model} with {class_names}", cfg.init_from)
 
 
 @contextlib.contextmanager
