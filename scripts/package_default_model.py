@@ -2,6 +2,11 @@
 
     .venv/bin/python scripts/package_default_model.py RUN_DIR [--eval EVAL_DIR] [--note TEXT ...]
 
+The built-in model's run (see README, "The built-in default model"): gz1 + gz2_clean/train.csv
++ weak gz2_kaggle/spirals.csv, MobileNetV2, 96 px, automatic framing, survey augmentations,
+logit-adjusted loss. Evaluations given with --eval (e.g. gz2_clean/dev.csv) are stored by
+folder name under ``metrics.other_evaluations``.
+
 Copies the safetensors weights and split.json, and writes a model card that records the
 training data, the recipe (resolved config) and the metrics measured on the run's own test
 fold (and, with --eval, an extra evaluation such as one with test-time augmentation).
@@ -22,7 +27,21 @@ from galaxymorph.models.artifact import CARD_FILE, WEIGHTS_FILE, read_card
 TARGET = Path(__file__).resolve().parents[1] / "src" / "galaxymorph" / "default_model"
 KEYS = ("n", "accuracy", "precision_macro", "recall_macro", "f1_macro", "precision_weighted",
         "recall_weighted", "f1_weighted", "ece", "ci95", "per_class", "confusion_matrix", "tta",
-        "split")
+        "split", "per_source")
+#: The built-in model's sources, as specs relative to the repository (the shared data folder
+#: beside it), in the order they were given to `galaxymorph train`.
+SOURCES = {"gz1": "catalog:../shared/data/gz1/labels.csv",
+           "gz2_clean": "catalog:../shared/data/gz2_clean/train.csv",
+           "gz2_kaggle": "catalog:../shared/data/gz2_kaggle/spirals.csv"}
+
+
+def portable(spec: str) -> str:
+    """A spec of the shared data folder as ``catalog:../shared/data/...`` (the run used
+    absolute paths of this machine)."""
+    for key, rel in SOURCES.items():
+        if f"/{key}" in spec and (key != "gz2_clean" or "train.csv" in spec):
+            return rel
+    return spec
 
 
 def intervals_from_confusion(metrics: dict) -> dict:
@@ -45,20 +64,28 @@ def main() -> None:
     ap.add_argument("--eval", type=Path, action="append", default=[], help="extra evaluation folders")
     ap.add_argument("--name", default="galaxymorph-gz1-4")
     ap.add_argument("--note", action="append", default=[])
+    ap.add_argument("--target", type=Path, default=TARGET, help="where to install (a dry run elsewhere)")
     args = ap.parse_args()
+    target = args.target
 
     card = read_card(args.run_dir)
     config = yaml.safe_load((args.run_dir / "config.yaml").read_text())
     metrics = json.loads((args.run_dir / "metrics.json").read_text())
     summary = json.loads((args.run_dir / "summary.json").read_text())
     card.name = args.name
-    card.description = ("Galaxy Zoo 1 four-class morphology (Elliptical, Spiral, Edge-on, Merger) "
-                        "from SDSS gri colour cutouts, centre-cropped.")
+    card.description = ("Four-class galaxy morphology (Elliptical, Spiral, Edge-on, Merger) from "
+                        "SDSS gri colour cutouts of Galaxy Zoo 1 and Galaxy Zoo 2, each image framed "
+                        "to 2.5 Petrosian radii of its central galaxy (automatic framing).")
+    specs = config["data"] if isinstance(config["data"], list) else [config["data"]]
     card.training_data.update({
-        "spec": "catalog:../shared/data/gz1/labels.csv", "label_map": "gz1-4",
-        "source": "Galaxy Zoo 1 (Lintott et al. 2008, 2011) SDSS cutouts, 5,617 images after "
-                  "dropping Dont_know; stratified 80/10/10 split (split.json, seed "
-                  f"{config.get('split_seed', 0)})"})
+        "spec": [portable(s) for s in specs], "weak": [portable(s) for s in config.get("weak_data", [])],
+        "label_map": "gz1-4",
+        "source": "Galaxy Zoo 1 (Lintott et al. 2008, 2011) SDSS cutouts (5,617 images after "
+                  "dropping Dont_know), Galaxy Zoo 2 clean-label galaxies (gz2_clean/train.csv, "
+                  "235) and weak Spiral labels of Galaxy Zoo 2 (gz2_kaggle/spirals.csv, 1,539, "
+                  "training fold only); each labelled source split 80/10/10 on its own, "
+                  f"stratified (split.json, seed {config.get('split_seed', 0)}); gz2_clean/dev.csv "
+                  "never used in training or model selection"})
     card.training = {"config": config, "epochs": summary["epochs"],
                      "train_seconds": summary["train_seconds"], "parameters": summary["parameters"],
                      "hardware": "2 CPU cores"}
@@ -73,11 +100,11 @@ def main() -> None:
                   "Metrics are on the run's own held-out test fold (never seen in training or "
                   "model selection); validation fold used for early stopping and temperature.",
                   "Probabilities are temperature-scaled (temperature fitted on the validation fold)."]
-    TARGET.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(args.run_dir / WEIGHTS_FILE, TARGET / WEIGHTS_FILE)
-    shutil.copyfile(args.run_dir / "split.json", TARGET / "split.json")
-    write_json(TARGET / CARD_FILE, card.to_dict())
-    print(f"installed {args.run_dir} as the default model in {TARGET}")
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(args.run_dir / WEIGHTS_FILE, target / WEIGHTS_FILE)
+    shutil.copyfile(args.run_dir / "split.json", target / "split.json")
+    write_json(target / CARD_FILE, card.to_dict())
+    print(f"installed {args.run_dir} as the default model in {target}")
 
 
 if __name__ == "__main__":

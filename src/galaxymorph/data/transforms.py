@@ -102,7 +102,7 @@ def zoom_field(image: np.ndarray, factor: float) -> np.ndarray:
     per channel: resampling averages the sky, so its mean, not its median, is what it keeps); ``factor > 1`` enlarges it and crops to the centre. How another
     survey's pixel scale looks; used by benchmarks and tests of framing."""
     h, w = image.shape[:2]
-    t = torch.from_numpy(np.ascontiguousarray(image, dtype=np.uint8)).permute(2, 0, 1)
+    t = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)  # a writable copy
     nh, nw = max(1, round(h * factor)), max(1, round(w * factor))
     t = TF.resize(t, [nh, nw], antialias=True)
     if factor >= 1:
