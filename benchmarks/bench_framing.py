@@ -34,7 +34,7 @@ def main() -> None:
 
     from galaxymorph.data.dataset import open_dataset
     from galaxymorph.data.transforms import zoom_field
-    from galaxymorph.inference.loading import load_classifier
+    from galaxymorph.models.loading import load_classifier
 
     torch.set_num_threads(args.threads)
     zooms = [1.0] + [z for z in (args.zoom or [0.7, 1.4]) if z != 1.0]

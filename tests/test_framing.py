@@ -91,7 +91,7 @@ def test_old_cards_load_as_fixed_framing_and_new_ones_keep_auto(tmp_path):
 def test_auto_framing_travels_from_training_to_predict_and_crop_overrides_it(
         tmp_path, inference_catalog):
     import galaxymorph
-    from galaxymorph.inference.loading import load_classifier
+    from galaxymorph.models.loading import load_classifier
     from galaxymorph.training.config import TrainConfig
 
     run = galaxymorph.train(data=f"catalog:{inference_catalog}", model="cnn2", epochs=1,

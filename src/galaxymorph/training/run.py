@@ -287,8 +287,8 @@ def finalize(run_dir: Path, cfg: TrainConfig, dm, module, best_path: str, train_
 
 def source_metrics(folds, y: np.ndarray, logits: np.ndarray, temperature: float) -> dict[str, Any]:
     """Test metrics of each source of a multi-source run (``{}`` for a single source)."""
-    from galaxymorph.evaluation.calibration import softmax
     from galaxymorph.evaluation.metrics import classification_metrics
+    from galaxymorph.models.calibration import softmax
 
     parts = folds.dataset.parts
     if len(parts) < 2:
