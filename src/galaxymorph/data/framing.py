@@ -9,7 +9,7 @@ ratio of surface brightnesses, it does not depend on the image's depth, zero poi
 first order) stretch, unlike an isophotal radius; it scales with the galaxy, which is what a
 frame has to follow. Other sources (stars, neighbours) are masked out of the profile by a
 simple threshold segmentation, so they do not inflate it. No photutils: the whole estimate is
-a few numpy/scipy operations on a <= 128 px copy (about a millisecond per image), which
+a few numpy/scipy operations on a <= 128 px copy (cheap next to decoding a JPEG), which
 matters because it runs on every image at training, prediction and in the app.
 """
 
