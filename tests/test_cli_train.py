@@ -29,7 +29,13 @@ def test_evaluate_writes_metrics_on_the_saved_test_fold(tiny_model, tmp_path, ca
     code, text = run_cli(["evaluate", "--model", str(tiny_model), "--split", "all",
                           "--out", str(tmp_path / "all")], capsys)
     assert code == 0, text
-    assert json.loads((tmp_path / "all" / "metrics.json").read_text())["n"] == sum(
+    # The model's own training/validation images are left out unless asked for.
+    assert "left out" in text
+    assert json.loads((tmp_path / "all" / "metrics.json").read_text())["n"] == len(split["test"])
+    code, text = run_cli(["evaluate", "--model", str(tiny_model), "--split", "all", "--include-seen",
+                          "--out", str(tmp_path / "seen")], capsys)
+    assert code == 0, text
+    assert json.loads((tmp_path / "seen" / "metrics.json").read_text())["n"] == sum(
         len(split[f]) for f in ("train", "val", "test"))
 
 

@@ -52,7 +52,7 @@ def test_folder_to_csv_with_corrupt_and_fits(tiny_model, image_folder, tmp_path)
     summary = galaxymorph.predict(image_folder, model=tiny_model, out=out, batch_size=4, progress=False)
     classes = load_classifier(tiny_model).class_names
     df = pd.read_csv(out, keep_default_na=False, na_values=[""])
-    assert list(df.columns) == ["path", "label", "label_name", "probability",
+    assert list(df.columns) == ["path", "label", "label_name", "probability", "uncertain",
                                 *[f"prob_{c}" for c in classes], "error"]
     assert len(df) == N_PNG + 2 and summary.n_images == N_PNG + 2
     assert summary.n_errors == 1 and summary.n_ok == N_PNG + 1
@@ -65,6 +65,9 @@ def test_folder_to_csv_with_corrupt_and_fits(tiny_model, image_folder, tmp_path)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-6)
     assert (ok["label"].astype(int).to_numpy() == probs.argmax(axis=1)).all()
     np.testing.assert_allclose(ok["probability"], probs.max(axis=1))
+    threshold = load_classifier(tiny_model).abstain_threshold  # fitted on its validation fold
+    flagged = ok["uncertain"].map(lambda v: str(v) == "True")  # CSV cells True/False, empty on errors
+    assert (flagged == (ok["probability"] < threshold)).all() and broken["uncertain"].isna().all()
     assert (ok["label_name"] == [classes[i] for i in probs.argmax(axis=1)]).all()
     text = str(summary)
     assert f"{N_PNG + 2} images, 1 unreadable" in text and "broken.jpg" in text
@@ -287,7 +290,7 @@ def test_cli_stdout_csv(tiny_model, image_folder, capsys):
     captured = capsys.readouterr()
     assert code == 0
     lines = captured.out.strip().splitlines()
-    assert lines[0].startswith("path,label,label_name,probability,prob_") and len(lines) == 7
+    assert lines[0].startswith("path,label,label_name,probability,uncertain,prob_") and len(lines) == 7
 
 
 @pytest.mark.parametrize("args, message", [

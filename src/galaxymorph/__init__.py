@@ -16,7 +16,7 @@ __version__ = "0.2.0"
 
 if TYPE_CHECKING:  # pragma: no cover
     from galaxymorph.data import open_dataset
-    from galaxymorph.evaluation.api import evaluate
+    from galaxymorph.evaluation.api import calibrate, evaluate
     from galaxymorph.evaluation.compare import compare
     from galaxymorph.models.loading import load_classifier
     from galaxymorph.training.ensemble import ensemble
@@ -26,6 +26,7 @@ _LAZY = {
     "open_dataset": "galaxymorph.data.dataset",
     "train": "galaxymorph.training.run",
     "evaluate": "galaxymorph.evaluation.api",
+    "calibrate": "galaxymorph.evaluation.api",
     "compare": "galaxymorph.evaluation.compare",
     "ensemble": "galaxymorph.training.ensemble",
     "load_classifier": "galaxymorph.models.loading",
@@ -37,7 +38,7 @@ _LAZY = {
     "fid": "galaxymorph.generative.fid",
 }
 
-__all__ = ["__version__", "compare", "create_model", "ensemble", "evaluate", "fid", "list_models",
+__all__ = ["__version__", "calibrate", "compare", "create_model", "ensemble", "evaluate", "fid", "list_models",
            "load_classifier", "open_dataset", "predict", "sample", "train", "train_gan"]
 
 

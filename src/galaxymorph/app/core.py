@@ -107,6 +107,13 @@ class Analysis:
     cam_error: str | None = None
     p_synthetic: float | None = None
     notes: list[str] = field(default_factory=list)
+    #: The model's abstention threshold (None: its card has none, so it never abstains).
+    threshold: float | None = None
+
+    @property
+    def uncertain(self) -> bool:
+        """The top probability is below the threshold: the page says "uncertain", not a class."""
+        return self.threshold is not None and self.probability < self.threshold
 
     @property
     def label_name(self) -> str:
@@ -145,7 +152,8 @@ def analyse(clf, image: np.ndarray, name: str, tta: bool = False, with_cam: bool
 
     with LOCK:  # the cached model is shared between sessions; hooks must not interleave
         probs = clf.predict_proba([image], tta=tta)[0]
-    result = Analysis(name, image, probs, list(clf.class_names), int(np.argmax(probs)))
+    result = Analysis(name, image, probs, list(clf.class_names), int(np.argmax(probs)),
+                      threshold=clf.abstain_threshold)
     if with_cam:
         try:
             result.cam = gradcam(clf, image, target=result.label)
@@ -225,6 +233,12 @@ def card_summary(card) -> dict[str, str]:
     if "n" in metrics:
         rows["test images"] = str(metrics["n"])
     rows["calibration"] = f"temperature {float(card.temperature):.3f}"
+    rule = card.abstention if isinstance(card.abstention, dict) else {}
+    if isinstance(rule.get("threshold"), (int, float)):
+        rows["uncertain"] = (f"below {float(rule['threshold']):.0%} confidence (chosen on the "
+                             "validation fold" + (f" to answer {float(rule['target_coverage']):.0%} of it"
+                                                  if isinstance(rule.get("target_coverage"), (int, float))
+                                                  else "") + ")")
     if card.description:
         rows["description"] = card.description
     return rows

@@ -90,8 +90,13 @@ def show_analysis(a: core.Analysis) -> None:
                          caption=f"Grad-CAM for {a.class_names[a.cam.target]} (network input)")
         elif a.cam_error:
             middle.caption(a.cam_error)
-        right.markdown(f"Predicted class: **{a.label_name}** · probability **{a.probability:.1%}** "
-                       "(calibrated)")
+        if a.uncertain:  # abstain rather than state a class the model is not sure of
+            right.markdown(f"Predicted class: **uncertain** · most likely {a.label_name} at "
+                           f"{a.probability:.1%}, below this model's {a.threshold:.0%} confidence "
+                           "threshold (calibrated)")
+        else:
+            right.markdown(f"Predicted class: **{a.label_name}** · probability **{a.probability:.1%}** "
+                           "(calibrated)")
         table = a.table()
         right.bar_chart(table, x="class", y="probability", horizontal=True, sort="-probability",
                         height=70 + 30 * len(table), x_label="", y_label="probability")

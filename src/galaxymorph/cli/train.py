@@ -13,6 +13,7 @@ console = Console()
 def register(app: typer.Typer) -> None:
     app.command("train")(train_cmd)
     app.command("evaluate")(evaluate_cmd)
+    app.command("calibrate")(calibrate_cmd)
     app.command("compare")(compare_cmd)
     app.command("ensemble")(ensemble_cmd)
     app.command("models")(models_cmd)
@@ -102,21 +103,46 @@ def evaluate_cmd(
     model: str = typer.Option("default", "--model", help="default | RUN_DIR | CHECKPOINT"),
     data: str = typer.Option(None, "--data", help="Dataset spec (default: the model's training data)."),
     label_map: str = typer.Option(None, "--label-map"),
-    split: str = typer.Option("test", "--split", help="test | val | train | all"),
+    split: str = typer.Option(None, "--split", help="test | val | train | all (default: the "
+                              "model's test fold on its own training data, else all)"),
     split_file: str = typer.Option(None, "--split-file"),
     tta: bool = typer.Option(False, "--tta", help="Average over the 8 rotations/flips."),
+    include_seen: bool = typer.Option(False, "--include-seen", help="Also score images of the "
+                                      "model's own training/validation folds (optimistic)."),
     out: Path = typer.Option(..., "--out"),
     crop: float = typer.Option(None, "--crop",
                                help="Fixed centre crop (fraction of the shorter side) instead of the "
                                     "model's own framing."),
 ) -> None:
-    """Score a model on a dataset: metrics.json, report.md, confusion_matrix.png."""
+    """Score a model on a dataset: metrics.json, report.md, predictions.csv, errors.png, plots."""
+    from rich.markup import escape
+
     from galaxymorph.evaluation.api import evaluate
 
     metrics = evaluate(model=model, data=data, label_map=label_map, split=split, tta=tta, out=out,
-                       split_file=split_file, crop=crop)
-    _print_metrics(metrics, f"{split} of {data or 'the training data'}")
-    console.print(f"written to [bold]{out}[/]")
+                       split_file=split_file, include_seen=include_seen, crop=crop)
+    for note in metrics.get("notes", []):
+        console.print(f"[yellow]note:[/] {escape(note)}")
+    _print_metrics(metrics, f"{metrics['split']} of {data or 'the training data'}")
+    at = metrics.get("selective", {}).get("accuracy_at_coverage", {})
+    if at:
+        console.print("accuracy at coverage: " + " · ".join(f"{float(c):.0%} {a:.3f}" for c, a in at.items()))
+    console.print(f"written to [bold]{escape(str(out))}[/]")
+
+
+def calibrate_cmd(
+    model: str = typer.Option("default", "--model", help="default | MODEL_DIR | RUN_DIR"),
+    coverage: float = typer.Option(0.9, "--coverage", help="Fraction of validation images the "
+                                   "model should answer; the rest are 'uncertain'."),
+    out: Path = typer.Option(None, "--out", help="Write a copy of the model here (default: in place)."),
+    refit_temperature: bool = typer.Option(False, "--refit-temperature"),
+) -> None:
+    """Fit the abstention threshold on the model's validation fold and store it in its card."""
+    from galaxymorph.evaluation.api import calibrate
+
+    rule = calibrate(model=model, coverage=coverage, out=out, refit_temperature=refit_temperature)
+    console.print(f"uncertain below confidence {rule['threshold']:.3f}: answers "
+                  f"{rule['val_coverage']:.1%} of {rule['val_images']} validation images")
 
 
 def ensemble_cmd(

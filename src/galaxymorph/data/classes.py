@@ -31,9 +31,22 @@ GALAXY10_SDSS = [
 ]
 
 
+def class_key(name: str) -> str:
+    """A class name compared without case, spaces, hyphens or underscores ("Edge_on" = "Edge-on")."""
+    return str(name).lower().replace("-", "").replace("_", "").replace(" ", "")
+
+
+def match_classes(names: list[str], used: list[int], targets: list[str]) -> tuple[list[int], list[str]]:
+    """Index in ``targets`` of each class in ``names`` (matched by :func:`class_key`; -1 when it
+    has no namesake), and the names of the ``used`` classes that have none."""
+    where = {class_key(t): i for i, t in enumerate(targets)}
+    table = [where.get(class_key(n), -1) for n in names]
+    return table, [names[i] for i in used if table[i] < 0]
+
+
 def chiral_pairs(class_names: list[str]) -> list[tuple[int, int]]:
     """Pairs of classes that a mirror flip turns into each other (clockwise <-> anticlockwise)."""
-    norm = [n.lower().replace("-", "").replace("_", "").replace(" ", "") for n in class_names]
+    norm = [class_key(n) for n in class_names]
     pairs = []
     for i, n in enumerate(norm):
         if "anticlockwise" in n or "counterclockwise" in n:

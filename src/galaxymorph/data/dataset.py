@@ -9,12 +9,12 @@ fold); each image remembers its source, so splits and metrics can be made per so
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from galaxymorph.data.classes import chiral_pairs
+from galaxymorph.data.classes import chiral_pairs, match_classes
 from galaxymorph.data.label_maps import LabelMap, load_label_map
 from galaxymorph.data.sources import ConcatSource, ImageSource
 from galaxymorph.errors import DataError, ImageReadError
@@ -88,6 +88,22 @@ class GalaxyDataset:
             raise DataError(f"{len(missing)} id(s) of the saved split are not in this dataset "
                             f"(first: {missing[0]}); was the data or label map changed?", self.spec)
         return self.subset([where[k] for k in ids])
+
+    def with_classes(self, class_names: list[str]) -> GalaxyDataset:
+        """The same images labelled in ``class_names`` (a model's classes), matched by name:
+        the order may differ and classes may be missing, but every class that labels an image
+        must have a namesake."""
+        if list(class_names) == self.class_names:
+            return self
+        used = sorted(set(self.labels.tolist()))
+        table, unmatched = match_classes(self.class_names, used, list(class_names))
+        if unmatched:
+            from galaxymorph.errors import DataError
+
+            raise DataError(f"classes {unmatched} of the data are not among the model's classes "
+                            f"{list(class_names)}; pass a --label-map that maps them", self.spec)
+        labels = np.asarray(table, dtype=np.int64)[self.labels] if len(self.labels) else self.labels
+        return replace(self, labels=labels, class_names=list(class_names))
 
     def metadata_row(self, i: int) -> dict:
         meta = self.source.metadata

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -9,42 +11,112 @@ import numpy as np
 
 from galaxymorph.errors import DataError
 
+log = logging.getLogger(__name__)
+
 
 def evaluate(model: str | Path = "default", data: str | None = None, label_map: str | None = None,
-             split: str = "test", tta: bool = False, out: str | Path = "evaluation",
+             split: str | None = None, tta: bool = False, out: str | Path = "evaluation",
              split_file: str | Path | None = None, batch_size: int = 128,
-             device: str = "auto", crop: float | None = None) -> dict[str, Any]:
-    """Write ``metrics.json``, ``report.md`` and ``confusion_matrix.png`` into ``out``.
+             device: str = "auto", include_seen: bool = False,
+             crop: float | None = None) -> dict[str, Any]:
+    """Write ``metrics.json``, ``report.md``, ``predictions.csv``, ``errors.png``,
+    ``confusion_matrix.png`` and ``risk_coverage.png`` into ``out``.
 
-    ``split="test"`` uses the test ids of the model's own ``split.json`` (run folder, or the
-    file given), so the numbers are on images the model never trained on; ``split="all"``
-    scores every image of ``data``. ``crop``: a fixed centre crop instead of the model's own
-    framing.
+    ``split=None`` (the default) picks the model's own test fold when ``data`` is the data the
+    model was trained on (its ``split.json`` test images are all there), else every image.
+    ``"test"``/``"val"``/``"train"`` take that fold of the model's ``split.json`` (run folder,
+    or ``split_file``); ``"all"`` every image. Classes are matched by name when the data
+    already uses the model's class names; otherwise ``label_map`` (default: the model's own)
+    maps them. Images of the model's own training or validation folds are left out of a
+    whole-dataset score (and counted) unless ``include_seen``. ``crop``: a fixed centre crop
+    instead of the model's own framing.
     """
-    from galaxymorph.evaluation.evaluate import write_evaluation
+    from galaxymorph.data.splits import Split
     from galaxymorph.models.loading import load_classifier
 
     clf = load_classifier(model, device="cpu").with_crop(crop)
     card = clf.card
     data = data or card.training_data.get("spec")
-    label_map = label_map if label_map is not None else card.training_data.get("label_map")
+    path = Path(split_file) if split_file else model_split_path(model)
+    saved = Split.load(path) if path is not None and path.exists() else None
+    ds = open_for_model(data, label_map, clf.class_names, card.training_data.get("label_map"))
+    notes: list[str] = []
+    excluded = 0
+    if split is None:
+        split = "test" if saved is not None and _contains(ds.ids, saved.test) else "all"
     if split != "all":
-        path = Path(split_file) if split_file else _model_split(model)
-        if path is None or not path.exists():
+        if saved is None:
             raise DataError(f"--split {split} needs the model's split.json (a run folder or "
                             "--split-file); use --split all to score every image", str(model))
+        ds = ds.select_ids(saved.fold(split))
+    elif saved is None:
+        notes.append("the model has no split.json: could not check whether any of these images "
+                     "were used to train it")
     else:
-        path = None
-    logits, y, skipped = fold_logits(clf, data, label_map, split, path, tta=tta,
-                                     batch_size=batch_size, device=device)
-    return write_evaluation(
-        out, y, logits, clf.class_names, clf.temperature,
-        title=f"{card.name or card.architecture} on {data} ({split})",
-        extra={"split": split, "tta": tta, "model": str(model), "data": data,
-               "skipped_unreadable": skipped, "preprocessing": clf.preprocessing.to_dict()})
+        seen_ids = set(saved.train) | set(saved.val)
+        seen = np.array([i in seen_ids for i in ds.ids], dtype=bool)
+        if seen.any():
+            if include_seen:
+                notes.append(f"{int(seen.sum())} of {len(ds)} images are in the model's own training "
+                             "or validation folds; scored anyway (include_seen), so the figures "
+                             "are optimistic")
+            else:
+                notes.append(f"{int(seen.sum())} of {len(ds)} images are in the model's own training "
+                             f"or validation folds and were left out; scored the other "
+                             f"{int((~seen).sum())} (--include-seen scores them all)")
+                excluded = int(seen.sum())
+                ds = ds.subset(np.flatnonzero(~seen))
+    if not len(ds):
+        raise DataError("no images left to score", data)
+    for note in notes:
+        log.warning(note)
+    scored = model_logits(clf, ds, tta=tta, batch_size=batch_size, device=device)
+    extra = {"split": split, "tta": tta, "model": str(model), "data": data,
+             "skipped_unreadable": scored.skipped, "excluded_seen": excluded,
+             "notes": notes, "preprocessing": clf.preprocessing.to_dict()}
+    return _write(out, scored, clf, f"{card.name or card.architecture} on {data} ({split})", extra,
+                  {"Notes": "\n".join(f"- {n}" for n in notes)} if notes else None)
 
 
-def _model_split(model: str | Path) -> Path | None:
+def _write(out, scored: ScoredImages, clf, title: str, extra: dict, sections: dict | None):
+    from galaxymorph.evaluation.evaluate import write_evaluation
+
+    ds, pos = scored.dataset, scored.positions
+    return write_evaluation(out, scored.labels, scored.logits, clf.class_names, clf.temperature,
+                            title=title, extra=extra, sections=sections,
+                            threshold=clf.abstain_threshold, ids=[ds.ids[i] for i in pos],
+                            read=lambda row: ds.read(int(pos[row])))
+
+
+def _contains(ids: list[str], wanted: list[str]) -> bool:
+    have = set(ids)
+    return bool(wanted) and all(i in have for i in wanted)
+
+
+def open_for_model(data: str | None, label_map: str | None, class_names: list[str],
+                   model_label_map: str | None = None):
+    """Open ``data`` labelled in the model's ``class_names``.
+
+    Without an explicit ``label_map``: when every class that labels an image already has a
+    namesake among the model's classes (in any order, e.g. a catalog written for this model),
+    they are matched by name; otherwise the model's own training label map is applied (e.g.
+    GZ1's six raw classes -> the four of gz1-4).
+    """
+    from galaxymorph.data.classes import match_classes
+    from galaxymorph.data.dataset import open_dataset
+
+    if not data:
+        raise DataError("no dataset given (--data SPEC) and the model card names none")
+    if label_map is None:
+        raw = open_dataset(data)
+        _, unmatched = match_classes(raw.class_names, sorted(set(raw.labels.tolist())), class_names)
+        if not unmatched:
+            return raw.with_classes(class_names)
+        label_map = model_label_map
+    return open_dataset(data, label_map).with_classes(class_names)
+
+
+def model_split_path(model: str | Path) -> Path | None:
     from galaxymorph.models.loading import default_model_dir
 
     folder = default_model_dir() if str(model) == "default" else Path(model)
@@ -54,26 +126,85 @@ def _model_split(model: str | Path) -> Path | None:
     return path if path.exists() else None
 
 
+@dataclass
+class ScoredImages:
+    """Logits of the readable images of ``dataset`` (``positions`` into it, in order)."""
+
+    dataset: Any
+    positions: np.ndarray
+    logits: np.ndarray
+    labels: np.ndarray
+    skipped: int = 0
+
+
+def model_logits(clf, ds, tta: bool = False, batch_size: int = 128, device: str = "auto") -> ScoredImages:
+    """Decode (through the model's preprocessing and the decode cache) and score ``ds``."""
+    from galaxymorph.data.cache import ImageTensorDataset, decode_all
+    from galaxymorph.evaluation.evaluate import dataset_logits
+
+    decoded = decode_all(ds, clf.preprocessing)
+    positions = np.flatnonzero(decoded.ok)
+    items = ImageTensorDataset(decoded.images, ds.labels, positions)
+    logits, y = dataset_logits(clf.net, items, batch_size=batch_size, tta=tta, swap=clf.swap,
+                               device=device)
+    return ScoredImages(ds, positions, logits, y, len(decoded.errors))
+
+
 def fold_logits(clf, data: str | None, label_map: str | None, fold: str = "test",
                 split_file: str | Path | None = None, tta: bool = False, batch_size: int = 128,
                 device: str = "auto") -> tuple[np.ndarray, np.ndarray, int]:
     """Logits and labels of classifier ``clf`` on one fold of ``split_file`` (or ``fold="all"``:
     every image of ``data``), and the number of unreadable images skipped."""
-    from galaxymorph.data.cache import ImageTensorDataset, decode_all
-    from galaxymorph.data.dataset import open_dataset
     from galaxymorph.data.splits import Split
-    from galaxymorph.evaluation.evaluate import dataset_logits
 
-    if not data:
-        raise DataError("no dataset given (--data SPEC) and the model card names none")
-    ds = open_dataset(data, label_map)
-    if ds.class_names != clf.class_names:
-        raise DataError(f"dataset classes {ds.class_names} differ from the model's "
-                        f"{clf.class_names}; pass the right --label-map", data)
+    ds = open_for_model(data, label_map, clf.class_names, clf.card.training_data.get("label_map"))
     if fold != "all":
         ds = ds.select_ids(Split.load(split_file).fold(fold))
-    decoded = decode_all(ds, clf.preprocessing)
-    items = ImageTensorDataset(decoded.images, ds.labels, np.flatnonzero(decoded.ok))
-    logits, y = dataset_logits(clf.net, items, batch_size=batch_size, tta=tta, swap=clf.swap,
-                               device=device)
-    return logits, y, len(decoded.errors)
+    scored = model_logits(clf, ds, tta=tta, batch_size=batch_size, device=device)
+    return scored.logits, scored.labels, scored.skipped
+
+
+def calibrate(model: str | Path = "default", coverage: float = 0.9, out: str | Path | None = None,
+              data: str | None = None, label_map: str | None = None,
+              split_file: str | Path | None = None, refit_temperature: bool = False,
+              batch_size: int = 128, device: str = "auto") -> dict[str, Any]:
+    """Fit the abstention threshold (and, if asked, the temperature) on the model's validation
+    fold and write the model card: in place, or into a copy of the model folder at ``out``.
+
+    For models trained before abstention existed; ``galaxymorph train`` and ``ensemble`` fit it
+    themselves. Returns the card's new ``abstention`` entry.
+    """
+    import shutil
+
+    from galaxymorph.errors import ModelError
+    from galaxymorph.io_utils import write_json
+    from galaxymorph.models.artifact import CARD_FILE
+    from galaxymorph.models.calibration import abstention_rule, fit_temperature, softmax
+    from galaxymorph.models.loading import default_model_dir, load_classifier
+
+    if not 0 < coverage <= 1:
+        raise DataError(f"coverage must be in (0, 1], got {coverage}")
+    folder = default_model_dir() if str(model) == "default" else Path(model)
+    if not (folder / CARD_FILE).is_file():
+        raise ModelError(f"not a model folder (no {CARD_FILE}; a checkpoint has no card to update)",
+                         folder)
+    clf = load_classifier(model, device="cpu")
+    card = clf.card
+    split = Path(split_file) if split_file else model_split_path(model)
+    if split is None or not split.exists():
+        raise DataError("calibration needs the model's split.json (its validation fold)", folder)
+    logits, y, _ = fold_logits(clf, data or card.training_data.get("spec"), label_map, "val", split,
+                               tta=card.tta_default, batch_size=batch_size, device=device)
+    if not len(y):
+        raise DataError("the validation fold has no readable images", split)
+    if refit_temperature:
+        card.temperature = fit_temperature(logits, y)
+    card.abstention = abstention_rule(softmax(logits, card.temperature), y, coverage)
+    dest = Path(out) if out else folder
+    if dest.resolve() != folder.resolve():
+        dest.mkdir(parents=True, exist_ok=True)
+        for name in ("model.safetensors", "split.json"):
+            if (folder / name).exists():
+                shutil.copyfile(folder / name, dest / name)
+    write_json(dest / CARD_FILE, card.to_dict())
+    return card.abstention

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +11,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from galaxymorph.evaluation.metrics import classification_metrics
-from galaxymorph.evaluation.plots import plot_confusion_matrix
+from galaxymorph.evaluation.plots import plot_confusion_matrix, plot_risk_coverage
 from galaxymorph.evaluation.report import write_report
+from galaxymorph.evaluation.selective import coverage_curve, selective_markdown, selective_metrics
 from galaxymorph.io_utils import write_json
 from galaxymorph.models.calibration import softmax
 from galaxymorph.models.tta import predict_logits, resolve_device
@@ -35,14 +37,38 @@ def dataset_logits(net: torch.nn.Module, dataset: Dataset, batch_size: int = 128
 def write_evaluation(out_dir: str | Path, y_true: np.ndarray, logits: np.ndarray,
                      class_names: list[str], temperature: float = 1.0, title: str = "Evaluation",
                      extra: dict[str, Any] | None = None,
-                     sections: dict[str, str] | None = None) -> dict[str, Any]:
-    """Write ``metrics.json``, ``confusion_matrix.png`` and ``report.md``; return the metrics."""
+                     sections: dict[str, str] | None = None, threshold: float | None = None,
+                     ids: list[str] | None = None,
+                     read: Callable[[int], np.ndarray] | None = None) -> dict[str, Any]:
+    """Write ``metrics.json``, ``confusion_matrix.png``, ``risk_coverage.png`` and ``report.md``;
+    with the images' ``ids`` also ``predictions.csv``, and with ``read(i)`` (image ``i`` as
+    decoded) ``errors.png``. ``threshold``: the model's abstention threshold. Returns the metrics."""
+    from galaxymorph.evaluation.predictions import (
+        predictions_frame,
+        write_error_gallery,
+        write_predictions,
+    )
+
     out_dir = Path(out_dir)
     probs = softmax(logits, temperature)
     metrics = classification_metrics(y_true, probs, class_names)
     metrics["temperature"] = float(temperature)
+    metrics["selective"] = selective_metrics(probs, y_true, threshold)
     metrics.update(extra or {})
     write_json(out_dir / "metrics.json", metrics)
     plot_confusion_matrix(metrics["confusion_matrix"], class_names, out_dir / "confusion_matrix.png")
-    write_report(out_dir / "report.md", title, metrics, sections)
+    sections = dict(sections or {})
+    if len(y_true):
+        cov, acc = coverage_curve(probs, y_true)
+        th = metrics["selective"].get("threshold")
+        plot_risk_coverage(cov, acc, out_dir / "risk_coverage.png", th["coverage"] if th else None)
+        sections["Abstention: accuracy on the most confident images"] = selective_markdown(
+            metrics["selective"])
+    if ids is not None:
+        frame = predictions_frame(ids, y_true, probs, class_names, threshold)
+        write_predictions(out_dir / "predictions.csv", frame)
+        if read is not None:
+            write_error_gallery(out_dir / "errors.png", frame, read)
+    write_report(out_dir / "report.md", title, metrics, sections,
+                 figures=("confusion_matrix.png", "errors.png", "curves.png"))
     return metrics

@@ -73,6 +73,43 @@ def plot_series(values: list[float], out: str | Path, title: str, xlabel: str = 
     return _save(fig, out)
 
 
+def plot_risk_coverage(coverage: np.ndarray, accuracy: np.ndarray, out: str | Path,
+                       threshold_coverage: float | None = None) -> Path:
+    """Accuracy of the most confident images against the fraction answered."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    ax.plot(100 * np.asarray(coverage), accuracy, lw=1.5)
+    if threshold_coverage is not None:
+        ax.axvline(100 * threshold_coverage, color="grey", ls="--", lw=1,
+                   label="model's abstention threshold")
+        ax.legend(loc="lower left", fontsize=8)
+    ax.set_xlim(100, 0)  # abstaining more goes to the right
+    ax.set_xlabel("coverage (% of images answered, most confident first)")
+    ax.set_ylabel("accuracy on answered images")
+    ax.set_title("Risk-coverage curve", fontsize=10)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, out)
+
+
+def plot_image_grid(images: list[np.ndarray], captions: list[str], out: str | Path, title: str,
+                    columns: int = 4) -> Path:
+    """Images with a caption each (e.g. the most confident mistakes of an evaluation)."""
+    plt = _plt()
+    rows = max(1, -(-len(images) // columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.9 * rows + 0.4), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, img, cap in zip(axes.ravel(), images, captions, strict=False):
+        ax.imshow(img)
+        ax.set_title(cap, fontsize=7)
+    if not images:
+        axes[0, 0].text(0.5, 0.5, "none", ha="center", va="center")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, out)
+
+
 def _save(fig, out: str | Path) -> Path:
     plt = _plt()
     with atomic_path(out) as tmp:

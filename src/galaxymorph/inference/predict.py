@@ -352,7 +352,8 @@ def _local_loop(plan: InputPlan, clf, det, writer: Writer, summary: PredictSumma
             if det is not None and len(tensors[-1]):
                 p_syn = det.predict_proba(tensors[-1], tta=False)[:, syn_col]
             summary.forward_seconds += time.perf_counter() - t0
-            rows = make_rows(keys, errors, probs, clf.class_names, p_syn, det is not None)
+            rows = make_rows(keys, errors, probs, clf.class_names, p_syn, det is not None,
+                             threshold=clf.abstain_threshold)
             writer.write(rows)
             for key, err in zip(keys, errors, strict=True):
                 if err:
@@ -362,24 +363,30 @@ def _local_loop(plan: InputPlan, clf, det, writer: Writer, summary: PredictSumma
 
 
 def make_rows(keys: list[str], errors: list[str], probs: np.ndarray | None, class_names: list[str],
-              p_synthetic: np.ndarray | None = None, detector: bool = False) -> list[dict[str, Any]]:
-    """Output rows for one batch; ``probs`` has a row per readable image (errors are ``""``)."""
+              p_synthetic: np.ndarray | None = None, detector: bool = False,
+              threshold: float | None = None) -> list[dict[str, Any]]:
+    """Output rows for one batch; ``probs`` has a row per readable image (errors are ``""``).
+    ``threshold``: the model's abstention threshold (``uncertain`` below it)."""
+    from galaxymorph.models.calibration import uncertain
+
     cols = [prob_column(c) for c in class_names]
     ok_probs = probs.tolist() if probs is not None else []
     labels = probs.argmax(axis=1).tolist() if probs is not None else []
+    unsure = uncertain(probs, threshold).tolist() if probs is not None else []
     syn = p_synthetic.tolist() if p_synthetic is not None else []
     rows, j = [], 0
     for key, err in zip(keys, errors, strict=True):
         if err:
             row: dict[str, Any] = {"path": key, "label": None, "label_name": None,
-                                   "probability": math.nan, **dict.fromkeys(cols, math.nan)}
+                                   "probability": math.nan, "uncertain": None,
+                                   **dict.fromkeys(cols, math.nan)}
             if detector:
                 row["p_synthetic"] = math.nan
             row["error"] = err
         else:
             p, lab = ok_probs[j], labels[j]
             row = {"path": key, "label": lab, "label_name": class_names[lab],
-                   "probability": p[lab], **dict(zip(cols, p, strict=True))}
+                   "probability": p[lab], "uncertain": unsure[j], **dict(zip(cols, p, strict=True))}
             if detector:
                 row["p_synthetic"] = syn[j] if syn else math.nan
             row["error"] = ""
@@ -424,6 +431,7 @@ def _to_frame(rows: list[dict[str, Any]], columns: list[str], summary: PredictSu
 
     df = pd.DataFrame(rows, columns=columns)
     df["label"] = df["label"].astype("Int64")
+    df["uncertain"] = df["uncertain"].astype("boolean")
     df.attrs["summary"] = summary.to_dict()
     return df
 

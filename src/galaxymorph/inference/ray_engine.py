@@ -103,7 +103,8 @@ def run_ray(plan: InputPlan, clf, model: str | Path, writer, summary, *, skip: s
                 ok = np.array([not e for e in errors], dtype=bool)
                 probs = batch["probs"][ok] if ok.any() else None
                 p_syn = batch["p_synthetic"][ok] if detector is not None and ok.any() else None
-                writer.write(make_rows(keys, errors, probs, class_names, p_syn, detector is not None))
+                writer.write(make_rows(keys, errors, probs, class_names, p_syn, detector is not None,
+                                       threshold=clf.abstain_threshold))
                 for key, err in zip(keys, errors, strict=True):
                     if err:
                         summary.add_error(key, err)

@@ -33,8 +33,10 @@ def output_format(path: str | Path) -> str:
 
 
 def columns_for(class_names: list[str], detector: bool = False) -> list[str]:
-    """The output columns, in order (one ``prob_<class>`` per class)."""
-    cols = ["path", "label", "label_name", "probability", *[prob_column(c) for c in class_names]]
+    """The output columns, in order (one ``prob_<class>`` per class). ``uncertain``: the top
+    probability is below the model's abstention threshold (``label`` is still the argmax)."""
+    cols = ["path", "label", "label_name", "probability", "uncertain",
+            *[prob_column(c) for c in class_names]]
     if detector:
         cols.append("p_synthetic")
     return [*cols, "error"]
@@ -181,6 +183,8 @@ class ParquetWriter(Writer):
                 fields.append(pa.field(c, pa.string()))
             elif c == "label":
                 fields.append(pa.field(c, pa.int64()))
+            elif c == "uncertain":
+                fields.append(pa.field(c, pa.bool_()))
             else:
                 fields.append(pa.field(c, pa.float64()))
         self.schema = pa.schema(fields)

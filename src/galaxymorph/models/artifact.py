@@ -39,6 +39,9 @@ class ModelCard:
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    #: When to answer "uncertain": ``{"threshold": top-probability cut, "rule", ...}``, chosen
+    #: on the validation fold; empty for cards written before abstention existed.
+    abstention: dict[str, Any] = field(default_factory=dict)
     format_version: int = 1
 
     def to_dict(self) -> dict[str, Any]:

@@ -30,3 +30,43 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     z -= z.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
+
+
+def confidence_threshold(probs: np.ndarray, y_true: np.ndarray, coverage: float = 0.9) -> float:
+    """The confidence below which a model abstains so that it answers ``coverage`` of these images.
+
+    Fitted on the validation fold: the ``1 - coverage`` quantile of the top probability. With
+    ``coverage=1`` nothing is rejected (threshold 0). ``y_true`` is taken for symmetry with
+    :func:`fit_temperature` and to reject mismatched inputs; the rule itself needs no labels,
+    so it cannot overfit them.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    if len(probs) != len(y_true) or len(probs) == 0:
+        raise ValueError(f"need as many labels as probability rows ({len(y_true)} vs {len(probs)}), "
+                         "and at least one")
+    if not 0 < coverage <= 1:
+        raise ValueError(f"coverage must be in (0, 1], got {coverage}")
+    if coverage >= 1:
+        return 0.0
+    return float(np.quantile(probs.max(axis=1), 1 - coverage, method="lower"))
+
+
+def uncertain(probs: np.ndarray, threshold: float | None) -> np.ndarray:
+    """True where the top probability is below ``threshold`` (the model abstains); all False
+    when the model has no threshold."""
+    conf = np.asarray(probs).max(axis=-1)
+    if threshold is None:
+        return np.zeros(conf.shape, dtype=bool)
+    return conf < threshold
+
+
+def abstention_rule(probs: np.ndarray, y_true: np.ndarray, coverage: float = 0.9) -> dict:
+    """The model card's ``abstention`` entry: a :func:`confidence_threshold` fitted on these
+    (validation) images, and what it gave there."""
+    threshold = confidence_threshold(probs, y_true, coverage)
+    keep = ~uncertain(probs, threshold)
+    correct = np.asarray(probs).argmax(axis=1) == np.asarray(y_true)
+    return {"threshold": threshold, "rule": "target coverage on the validation fold",
+            "target_coverage": float(coverage), "val_images": len(y_true),
+            "val_coverage": float(keep.mean()),
+            "val_accuracy_answered": float(correct[keep].mean()) if keep.any() else None}

@@ -29,6 +29,9 @@ class Classifier:
     source: str
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
+    def __post_init__(self) -> None:
+        self.abstain_threshold  # noqa: B018  (a bad card fails on load, not on the first image)
+
     @property
     def class_names(self) -> list[str]:
         return self.card.class_names
@@ -48,6 +51,18 @@ class Classifier:
     @property
     def temperature(self) -> float:
         return float(self.card.temperature)
+
+    @property
+    def abstain_threshold(self) -> float | None:
+        """Top probability below which the answer is "uncertain" (None: the card has no rule)."""
+        rule = self.card.abstention or {}
+        value = rule.get("threshold") if isinstance(rule, dict) else rule
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            raise ModelError(f"model card abstention threshold must be a number in [0, 1], got {value!r}",
+                             self.source)
+        return float(value)
 
     @property
     def swap(self) -> list[int]:

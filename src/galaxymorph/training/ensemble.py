@@ -33,7 +33,7 @@ def ensemble(runs: list[str | Path], out: str | Path, *, tta: bool | None = None
     from galaxymorph.evaluation.api import fold_logits
     from galaxymorph.evaluation.evaluate import write_evaluation
     from galaxymorph.models.artifact import ModelCard, save_artifact
-    from galaxymorph.models.calibration import fit_temperature
+    from galaxymorph.models.calibration import abstention_rule, fit_temperature, softmax
     from galaxymorph.models.ensemble import ARCHITECTURE, GalaxyEnsemble
     from galaxymorph.models.loading import Classifier, load_classifier
 
@@ -67,6 +67,7 @@ def ensemble(runs: list[str | Path], out: str | Path, *, tta: bool | None = None
     val_logits, val_y, _ = fold_logits(clf, data, label_map, "val", split, tta=tta,
                                        batch_size=batch_size, device=device)
     card.temperature = fit_temperature(val_logits, val_y) if len(val_y) else 1.0
+    card.abstention = abstention_rule(softmax(val_logits, card.temperature), val_y) if len(val_y) else {}
     test_logits, test_y, skipped = fold_logits(clf, data, label_map, "test", split, tta=tta,
                                                batch_size=batch_size, device=device)
     out = Path(out)
@@ -74,7 +75,7 @@ def ensemble(runs: list[str | Path], out: str | Path, *, tta: bool | None = None
         out, test_y, test_logits, card.class_names, card.temperature,
         title=f"ensemble of {len(members)} on {data} (test fold)",
         extra={"split": "test", "tta": tta, "members": [str(f) for f in folders],
-               "skipped_unreadable": skipped},
+               "skipped_unreadable": skipped}, threshold=card.abstention.get("threshold"),
         sections={"Members": "\n".join(
             f"- {f}: accuracy {c.card.metrics.get('accuracy', float('nan')):.3f}, macro F1 "
             f"{c.card.metrics.get('f1_macro', float('nan')):.3f}" for f, c in zip(folders, members, strict=True))})

@@ -228,7 +228,7 @@ def finalize(run_dir: Path, cfg: TrainConfig, dm, module, best_path: str, train_
     from galaxymorph.evaluation.evaluate import dataset_logits, write_evaluation
     from galaxymorph.evaluation.plots import plot_curves
     from galaxymorph.models.artifact import ModelCard, save_artifact
-    from galaxymorph.models.calibration import fit_temperature
+    from galaxymorph.models.calibration import abstention_rule, fit_temperature, softmax
     from galaxymorph.training.history import read_history
 
     state = torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"]
@@ -240,6 +240,7 @@ def finalize(run_dir: Path, cfg: TrainConfig, dm, module, best_path: str, train_
     val_logits, val_y = dataset_logits(net, dm.fold_dataset("val"), tta=cfg.tta, swap=swap,
                                        device=cfg.accelerator if cfg.accelerator != "gpu" else "cuda")
     temperature = fit_temperature(val_logits, val_y) if cfg.calibrate and len(val_y) else 1.0
+    abstention = abstention_rule(softmax(val_logits, temperature), val_y) if len(val_y) else {}
     test_logits, test_y = dataset_logits(net, dm.fold_dataset("test"), tta=cfg.tta, swap=swap,
                                          device=cfg.accelerator if cfg.accelerator != "gpu" else "cuda")
     history = read_history(run_dir / "logs" / "metrics.csv")
@@ -265,6 +266,7 @@ def finalize(run_dir: Path, cfg: TrainConfig, dm, module, best_path: str, train_
         title=f"{cfg.model} on {cfg.data_label} (test fold)",
         extra={"split": "test", "tta": cfg.tta, "training_time_seconds": summary["train_seconds"],
                "epochs": epochs_done} | ({"per_source": per_source} if per_source else {}),
+        threshold=abstention.get("threshold"),
         sections=({"Per source (test fold)": source_table(per_source)} if per_source else {})
         | {"Run": "\n".join(f"- {k}: {v}" for k, v in summary.items())})
     write_json(run_dir / "summary.json", summary)
@@ -280,6 +282,7 @@ def finalize(run_dir: Path, cfg: TrainConfig, dm, module, best_path: str, train_
         training={k: summary[k] for k in ("epochs", "train_seconds", "parameters")} | {
             "pretrained": cfg.pretrained, "transfer": cfg.transfer, "seed": cfg.seed},
         metrics={k: metrics[k] for k in ("n", "accuracy", "f1_macro", "f1_weighted", "ece")},
+        abstention=abstention,
     )
     save_artifact(run_dir, net, card)
     return RunResult(run_dir, metrics, summary)

@@ -1,0 +1,61 @@
+"""Per-image outputs of an evaluation: ``predictions.csv`` and ``errors.png``.
+
+What an astronomer looks at first is not the macro F1 but the galaxies themselves: which ones
+the model got wrong, and how sure it was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from galaxymorph.evaluation.plots import plot_image_grid
+from galaxymorph.io_utils import atomic_path
+from galaxymorph.models.calibration import uncertain
+
+
+def predictions_frame(ids: list[str], y_true: np.ndarray, probs: np.ndarray, class_names: list[str],
+                      threshold: float | None = None) -> pd.DataFrame:
+    """One row per image: path, true and predicted label, confidence, abstention, correctness,
+    then every class probability (``prob_<class>``, as ``galaxymorph predict`` writes)."""
+    y_true, probs = np.asarray(y_true), np.asarray(probs)
+    if not len(ids) == len(y_true) == len(probs):
+        raise ValueError(f"{len(ids)} ids, {len(y_true)} labels, {len(probs)} probability rows")
+    pred = probs.argmax(axis=1) if len(probs) else np.zeros(0, dtype=np.int64)
+    names = np.asarray(class_names, dtype=object)
+    frame = pd.DataFrame({
+        "path": list(ids), "true_label": names[y_true] if len(y_true) else [],
+        "predicted_label": names[pred] if len(pred) else [],
+        "probability": probs.max(axis=1) if len(probs) else [],
+        "uncertain": uncertain(probs, threshold) if len(probs) else [],
+        "correct": pred == y_true,
+    })
+    for i, name in enumerate(class_names):
+        frame[f"prob_{name}"] = probs[:, i] if len(probs) else []
+    return frame
+
+
+def write_predictions(path: str | Path, frame: pd.DataFrame) -> Path:
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.6g")
+    return Path(path)
+
+
+def write_error_gallery(path: str | Path, frame: pd.DataFrame, read: Callable[[int], np.ndarray],
+                        n: int = 16) -> Path:
+    """The ``n`` most confident mistakes (row order of ``frame``; ``read(row)`` gives the image)."""
+    wrong = frame[~frame["correct"]].sort_values("probability", ascending=False, kind="stable").head(n)
+    images, captions = [], []
+    for row, r in wrong.iterrows():
+        try:
+            images.append(read(int(row)))
+        except Exception:  # a gallery is a bonus: one unreadable file must not lose the evaluation
+            continue
+        captions.append(f"{Path(r['path']).name}\ntrue {r['true_label']} · predicted "
+                        f"{r['predicted_label']} {r['probability']:.0%}")
+    title = (f"The {len(images)} most confident mistakes ({int((~frame['correct']).sum())} of "
+             f"{len(frame)} wrong)")
+    return plot_image_grid(images, captions, path, title)
