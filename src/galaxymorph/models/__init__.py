@@ -1,10 +1,10 @@
 """Models: one registry and factory (``create_model``) for every classifier galaxymorph trains.
 
-Importing this package registers the seed's custom CNNs (:mod:`custom_cnn`) and the
-torchvision/timm zoo (:mod:`zoo`).
+Importing this package registers the seed's custom CNNs (:mod:`custom_cnn`), the
+torchvision/timm zoo (:mod:`zoo`) and the ensemble network (:mod:`ensemble`).
 """
 
-from galaxymorph.models import custom_cnn, zoo  # noqa: F401  (registers the models)
+from galaxymorph.models import custom_cnn, ensemble, zoo  # noqa: F401  (registers the models)
 from galaxymorph.models.introspect import (
     block_modules,
     feature_dim,

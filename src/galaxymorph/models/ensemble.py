@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from galaxymorph.models.network import build_network, register_network
+
 ARCHITECTURE = "ensemble"
 
 
@@ -32,9 +34,8 @@ def members_of(net: nn.Module) -> list[nn.Module]:
     return list(net.members) if isinstance(net, GalaxyEnsemble) else [net]
 
 
+@register_network(ARCHITECTURE)
 def build_ensemble(num_classes: int, members: list[dict]) -> GalaxyEnsemble:
     """Rebuild an ensemble from its card's ``model_kwargs["members"]`` (architecture + kwargs)."""
-    from galaxymorph.models.network import build_network
-
     return GalaxyEnsemble([build_network(m["architecture"], num_classes, pretrained=False,
                                          **m.get("model_kwargs", {})) for m in members])
