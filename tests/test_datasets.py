@@ -78,6 +78,24 @@ def test_catalog_listing_a_missing_image_fails_on_read_not_open(tmp_path):
 # -- folder specs and unknown specs -----------------------------------------------------------
 
 
+def test_sample_card_is_found_however_the_set_is_named_and_checked(tmp_path):
+    import json
+
+    from galaxymorph.data.provenance import SAMPLE_CARD, read_sample_card
+
+    csv = write_catalog(tmp_path, per_class=2)
+    assert read_sample_card(open_dataset(csv)) is None  # not a generated set
+    card = {"generator": "/runs/gan", "seed": 3, "source_crop": 0.5,
+            "generator_split": {"fold": "train", "file": "split.json", "ids_sha256": "ab"}}
+    (tmp_path / SAMPLE_CARD).write_text(json.dumps(card))
+    for spec in (f"catalog:{csv}", str(csv), str(tmp_path)):
+        assert read_sample_card(open_dataset(spec)) == card
+    for bad in ("[1, 2]", "{not json", json.dumps({**card, "seed": "3"}),
+                json.dumps({**card, "source_crop": 2.0}), json.dumps({**card, "generator_split": "x"})):
+        (tmp_path / SAMPLE_CARD).write_text(bad)
+        assert read_sample_card(open_dataset(csv)) is None  # malformed: ignored, with a warning
+
+
 def test_folder_spec_one_class_per_subfolder(tmp_path):
     from PIL import Image
 

@@ -354,14 +354,19 @@ def test_split_restricted_gan_and_provenance_warning(tmp_path, toy_csv, trained_
     card = json.loads((run / "gan_card.json").read_text())
     assert card["split"]["fold"] == "train" and sum(card["class_counts"]) == len(split.train)
 
-    def warnings_for(generator: Path) -> list[str]:
+    def warnings_for(generator: Path) -> list[list[str]]:
         fake = sample(generator, tmp_path / f"samples_{generator.name}", n=6)
-        cfg = TrainConfig(data=spec, split_file=str(split_file), synthetic=[f"catalog:{fake}"],
-                          synthetic_ratio=1.0, image_size=32, progress=False, cache=False)
-        folds = GalaxyDataModule(cfg, open_training_data(cfg)).setup()
-        assert folds.synthetic
-        return folds.warnings
+        found = []
+        # However the generated set is named: a catalog: spec, its CSV or its folder.
+        for synthetic in (f"catalog:{fake}", str(fake), str(fake.parent)):
+            cfg = TrainConfig(data=spec, split_file=str(split_file), synthetic=[synthetic],
+                              synthetic_ratio=1.0, image_size=32, progress=False, cache=False)
+            folds = GalaxyDataModule(cfg, open_training_data(cfg)).setup()
+            assert folds.synthetic
+            found.append(folds.warnings)
+        return found
 
-    assert warnings_for(run) == []
-    (warning,) = warnings_for(trained_run)
-    assert "validation and test images" in warning and "--split-file" in warning
+    assert warnings_for(run) == [[], [], []]
+    for warnings in warnings_for(trained_run):
+        (warning,) = warnings
+        assert "validation and test images" in warning and "--split-file" in warning

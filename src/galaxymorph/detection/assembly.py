@@ -31,6 +31,7 @@ import torch
 
 from galaxymorph.data.dataset import GalaxyDataset, open_dataset
 from galaxymorph.data.imageio import is_image_path
+from galaxymorph.data.provenance import read_sample_card
 from galaxymorph.data.sources import FileSource, H5Source
 from galaxymorph.errors import ConfigError, DataError, ImageReadError
 from galaxymorph.io_utils import atomic_path, write_json
@@ -40,7 +41,6 @@ log = logging.getLogger("galaxymorph")
 CATALOG = "detector_catalog.csv"
 ASSEMBLY = "assembly.json"
 CLASS_NAMES = ["real", "synthetic"]
-SAMPLE_CARD = "sample_card.json"  # written next to labels.csv by ``galaxymorph gan sample``
 
 
 @dataclass(frozen=True)
@@ -109,19 +109,6 @@ def source_key(ds: GalaxyDataset) -> str:
     return str(Path(root).resolve()) if root is not None else ds.spec
 
 
-def _sample_card(ds: GalaxyDataset) -> dict[str, Any] | None:
-    root = getattr(ds.source, "root", None)
-    if root is None or not (Path(root) / SAMPLE_CARD).exists():
-        return None
-    import json
-
-    try:
-        card = json.loads((Path(root) / SAMPLE_CARD).read_text())
-    except (OSError, ValueError):
-        return None
-    return card if isinstance(card, dict) else None
-
-
 def group_ids(ds: GalaxyDataset) -> list[str]:
     """Near-duplicate families: a ``group`` column if the catalog has one; for a GAN sample set
     (``sample_card.json``) its generator run, seed and file name, since ``gan sample`` with the
@@ -130,7 +117,7 @@ def group_ids(ds: GalaxyDataset) -> list[str]:
     meta = ds.source.metadata
     if meta is not None and "group" in meta.columns:
         return [f"group:{meta['group'].iloc[i]}" for i in ds.indices]
-    card = _sample_card(ds)
+    card = read_sample_card(ds)
     if card is not None and "seed" in card:
         return [f"gan-z:{card.get('generator', '')}:{card['seed']}:{k}" for k in ds.ids]
     key = source_key(ds)
@@ -142,7 +129,7 @@ def suggested_real_crop(fake_specs: list[str]) -> float | None:
     crops = set()
     for spec in fake_specs:
         try:
-            card = _sample_card(open_images(spec))
+            card = read_sample_card(open_images(spec))
         except DataError:
             continue
         if card and card.get("source_crop") is not None:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from galaxymorph.data.provenance import SAMPLE_CARD
 from galaxymorph.errors import GalaxymorphError, ModelError
 from galaxymorph.generative.networks import Generator
 from galaxymorph.generative.trainer import CARD, CARD_FORMAT, WEIGHTS, resolve_device
@@ -136,7 +137,7 @@ def sample(run_dir: str | Path, out_dir: str | Path, n: int, class_name: str | N
         rel = f"images/{_safe(name)}_{j:05d}.png"
         Image.fromarray(img.permute(1, 2, 0).numpy()).save(out_dir / rel, format="PNG")
         rows.append((rel, gen.class_labels[pos], name))
-    write_json(out_dir / "sample_card.json", {
+    write_json(out_dir / SAMPLE_CARD, {
         "generator": str(Path(run_dir).resolve()), "seed": seed, "n_per_class": n,
         "classes": [gen.class_names[p] for p in positions], "image_size": gen.image_size,
         "source_data": gen.card.get("data"), "source_crop": gen.card.get("crop"),
@@ -148,14 +149,3 @@ def sample(run_dir: str | Path, out_dir: str | Path, n: int, class_name: str | N
     writer.writerows(rows)
     write_text(csv_path, buf.getvalue())
     return csv_path
-
-
-def generated_provenance(spec: str) -> dict[str, Any] | None:
-    """The ``sample_card.json`` beside a ``catalog:`` spec written by :func:`sample`, if any."""
-    if not spec.startswith("catalog:"):
-        return None
-    path = Path(spec.split(":", 1)[1]).parent / "sample_card.json"
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None

@@ -175,8 +175,8 @@ class GalaxyDataModule(L.LightningDataModule):
         target = round(cfg.synthetic_ratio * counts.max())
         rng = np.random.default_rng(cfg.seed)
         for spec in cfg.synthetic:
-            self._check_provenance(spec, folds)
             syn = open_dataset(spec)
+            self._check_provenance(spec, syn, folds)
             mapping = {i: ds.class_names.index(n) for i, n in enumerate(syn.class_names)
                        if n in ds.class_names}
             if not mapping:
@@ -195,14 +195,14 @@ class GalaxyDataModule(L.LightningDataModule):
             folds.synthetic.append((decoded, labels, pos))
             log.info("added %d synthetic images from %s", len(pos), spec)
 
-    def _check_provenance(self, spec: str, folds: Folds) -> None:
+    def _check_provenance(self, spec: str, syn: GalaxyDataset, folds: Folds) -> None:
         """Warn when the generator behind ``spec`` learned from more than this run's training
         fold: its images may then carry validation/test galaxies into training, and a measured
         gain would be optimistic. Recorded in ``folds.warnings`` (and the run summary)."""
+        from galaxymorph.data.provenance import read_sample_card
         from galaxymorph.data.splits import ids_digest
-        from galaxymorph.generative.sampling import generated_provenance
 
-        card = generated_provenance(spec)
+        card = read_sample_card(syn)
         if card is None:
             return  # not written by `galaxymorph gan sample`: nothing known about its origin
         split = card.get("generator_split")
