@@ -27,7 +27,7 @@ def test_catalog_resolves_images_subfolder_and_keeps_extra_columns(tmp_path):
     assert ds.location(0) == str(tmp_path / "images" / "g0_0.png")
     assert ds.ids[0] == "images/g0_0.png"
     np.testing.assert_array_equal(ds.read(4), galaxy_image(1, 32, seed=1))
-    assert ds.metadata_row(4) == pytest.approx({"ra": 11.1, "dec": -6.0})
+    assert ds.source.metadata.iloc[ds.indices[4]].to_dict() == pytest.approx({"ra": 11.1, "dec": -6.0})
     # A bare folder holding labels.csv and the bare .csv path mean the same catalog.
     assert open_dataset(tmp_path).ids == ds.ids == open_dataset(csv).ids
 
@@ -72,7 +72,6 @@ def test_catalog_listing_a_missing_image_fails_on_read_not_open(tmp_path):
     assert len(ds) == 3
     with pytest.raises(ImageReadError, match=r"gone.png: file not found"):
         ds.read(2)
-    assert ds.first_readable() == 0
 
 
 # -- folder specs and unknown specs -----------------------------------------------------------

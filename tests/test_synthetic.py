@@ -202,7 +202,7 @@ def test_h5_loads_as_galaxy10(tmp_path):
     assert GALAXY10_DECALS[GALAXY10_DECALS_LABEL["Edge-on"]].startswith("Edge-on")
     images, _ = make_synthetic_arrays(3, size=40, seed=2)
     assert np.array_equal(ds.read(5), images[5])
-    assert set(ds.metadata_row(0)) == {"ra", "dec", "redshift", "pxscale"}
+    assert set(ds.source.metadata.columns) == {"ra", "dec", "redshift", "pxscale"}
 
 
 def test_preview_grid_layout():

@@ -17,7 +17,7 @@ import numpy as np
 from galaxymorph.data.classes import chiral_pairs, match_classes
 from galaxymorph.data.label_maps import LabelMap, load_label_map
 from galaxymorph.data.sources import ConcatSource, ImageSource
-from galaxymorph.errors import DataError, ImageReadError
+from galaxymorph.errors import DataError
 
 
 @dataclass(frozen=True)
@@ -104,20 +104,6 @@ class GalaxyDataset:
                             f"{list(class_names)}; pass a --label-map that maps them", self.spec)
         labels = np.asarray(table, dtype=np.int64)[self.labels] if len(self.labels) else self.labels
         return replace(self, labels=labels, class_names=list(class_names))
-
-    def metadata_row(self, i: int) -> dict:
-        meta = self.source.metadata
-        return {} if meta is None else meta.iloc[int(self.indices[i])].to_dict()
-
-    def first_readable(self, start: int = 0) -> int:
-        """Position of the first image at or after ``start`` that decodes (for previews)."""
-        for i in range(start, len(self)):
-            try:
-                self.read(i)
-                return i
-            except ImageReadError:
-                continue
-        raise ImageReadError("no readable image in the dataset", self.spec)
 
 
 def open_dataset(spec: str | Path | Sequence[str | Path],

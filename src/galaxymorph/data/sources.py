@@ -102,16 +102,6 @@ class H5Source(ImageSource):
             raise ImageReadError(f"cannot read image {index} ({exc}); the file may be truncated",
                                  self.path) from exc
 
-    def read_many(self, indices: np.ndarray) -> np.ndarray:
-        """Read a batch in one HDF5 call (indices are sorted for h5py, then restored)."""
-        order = np.argsort(indices)
-        sorted_idx = np.asarray(indices)[order]
-        uniq, inverse = np.unique(sorted_idx, return_inverse=True)
-        block = self._file()["images"][uniq.tolist()]
-        out = np.empty_like(block[inverse])
-        out[order] = block[inverse]
-        return out
-
     def location(self, index: int) -> str:
         return f"{self.path}#{index}"
 

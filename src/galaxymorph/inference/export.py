@@ -9,7 +9,6 @@ deployment outside Python needs only the centre crop and resize recorded in the 
 from __future__ import annotations
 
 import copy
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -179,10 +178,6 @@ def _max_diff(clf, path: str, ort, batch: int, size: int, seed: int) -> float:
     session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     _, probs = session.run(["logits", "probabilities"], {"image": x.numpy()})
     return float(np.abs(probs - expected).max())
-
-
-def read_sidecar(path: str | Path) -> dict[str, Any]:
-    return json.loads(Path(path).with_suffix(".json").read_text())
 
 
 def _framing_text(pre) -> str:

@@ -28,11 +28,6 @@ def feature_dim(model: nn.Module) -> int:
     return head_module(model).in_features
 
 
-def classifier_modules(model: nn.Module) -> list[nn.Module]:
-    """The modules after the backbone (dense layers), the head included."""
-    return [_module(model, n) for n in model_spec(model).classifier]
-
-
 def block_modules(model: nn.Module) -> list[list[nn.Module]]:
     """The backbone stages in forward order; each is a group of modules."""
     return [[_module(model, n) for n in block] for block in model_spec(model).blocks]

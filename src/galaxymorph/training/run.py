@@ -323,8 +323,3 @@ def source_table(per_source: dict[str, Any]) -> str:
 def _pair(pair) -> str:
     return f"{pair[0]:.3f} to {pair[1]:.3f}" if pair and pair[0] != "" else ""
 
-
-def history_arrays(run_dir: Path) -> dict[str, np.ndarray]:
-    from galaxymorph.training.history import read_history
-
-    return {k: np.asarray(v) for k, v in read_history(Path(run_dir) / "logs" / "metrics.csv").items()}
