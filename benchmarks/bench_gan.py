@@ -32,7 +32,8 @@ def main() -> None:
     from galaxymorph.generative.ema import make_ema
     from galaxymorph.generative.losses import get_losses
     from galaxymorph.generative.networks import Discriminator, Generator, count_parameters
-    from galaxymorph.generative.trainer import resolve_device, train_step
+    from galaxymorph.generative.trainer import train_step
+    from galaxymorph.runtime import resolve_device
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -23,6 +23,7 @@ from galaxymorph.data.dataset import GalaxyDataset
 from galaxymorph.data.transforms import Preprocessing, prepare
 from galaxymorph.errors import ImageReadError
 from galaxymorph.io_utils import write_json
+from galaxymorph.runtime import default_workers
 
 
 @dataclass
@@ -113,7 +114,7 @@ def decode_all(dataset: GalaxyDataset, pre: Preprocessing, cache: bool | Path = 
     else:
         images = np.empty((n, 3, s, s), dtype=np.uint8)
     if num_workers is None:
-        num_workers = min(4, os.cpu_count() or 1) if n > 256 else 0
+        num_workers = default_workers("cache", n)
     loader = DataLoader(DecodingDataset(dataset, pre), batch_size=batch_size, num_workers=num_workers,
                         collate_fn=collate_decoded, persistent_workers=False)
     errors: dict[int, str] = {}

@@ -16,7 +16,8 @@ from galaxymorph.evaluation.report import write_report
 from galaxymorph.evaluation.selective import coverage_curve, selective_markdown, selective_metrics
 from galaxymorph.io_utils import write_json
 from galaxymorph.models.calibration import softmax
-from galaxymorph.models.tta import predict_logits, resolve_device
+from galaxymorph.models.tta import predict_logits
+from galaxymorph.runtime import resolve_device
 
 
 def dataset_logits(net: torch.nn.Module, dataset: Dataset, batch_size: int = 128, tta: bool = False,

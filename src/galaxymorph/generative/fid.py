@@ -20,7 +20,6 @@ FID is biased upwards for small samples: compare numbers computed with equal set
 from __future__ import annotations
 
 import contextlib
-import os
 import warnings
 import zipfile
 from collections.abc import Callable
@@ -34,6 +33,7 @@ from torch import nn
 
 from galaxymorph import paths
 from galaxymorph.errors import ConfigError, GalaxymorphError, ModelError
+from galaxymorph.runtime import default_workers, resolve_device
 
 #: File names we recognise in ``$GALAXYMORPH_HOME/weights/``, most preferred first.
 INCEPTION_FILES = (
@@ -341,7 +341,7 @@ def extract_features(dataset, extractor: nn.Module, image_size: int, crop: float
     pre = Preprocessing(image_size, crop)
     positions = np.arange(len(dataset)) if positions is None else np.asarray(positions)
     if num_workers is None:
-        num_workers = min(2, os.cpu_count() or 1) if len(positions) > 256 else 0
+        num_workers = default_workers("decode", len(positions))
     loader = torch.utils.data.DataLoader(DecodingDataset(dataset, pre, positions),
                                          batch_size=batch_size, num_workers=num_workers,
                                          collate_fn=collate_decoded)
@@ -401,7 +401,6 @@ def fid(real: Any, fake: Any, features: str | nn.Module | Callable = "inception"
     real_ds = real if hasattr(real, "read") else open_dataset(real, label_map)
     fake_ds = fake if hasattr(fake, "read") else open_dataset(fake, fake_label_map)
     rng = np.random.default_rng(seed)
-    from galaxymorph.generative.trainer import resolve_device
 
     extractor = get_extractor(features, str(resolve_device(device)))
     name = getattr(extractor, "name", type(extractor).__name__)

@@ -29,6 +29,7 @@ import torch
 
 from galaxymorph.errors import ConfigError, DataError, GalaxymorphError, ModelError
 from galaxymorph.io_utils import atomic_path, write_json, write_text
+from galaxymorph.runtime import resolve_device
 
 CKPT = "last.ckpt"
 CARD = "gan_card.json"
@@ -127,18 +128,6 @@ class TrainData:
     skipped: int = 0
     counts: list[int] = field(default_factory=list)
     split: dict[str, str] | None = None  # which fold of which split, when restricted
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as exc:
-        raise ConfigError(f"unknown device '{device}' (expected auto, cpu, cuda, cuda:N)") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device '{device}' asked for, but torch sees no CUDA GPU")
-    return dev
 
 
 def load_train_data(cfg: GanConfig, progress: bool = True) -> TrainData:

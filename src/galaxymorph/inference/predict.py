@@ -35,6 +35,7 @@ from galaxymorph.data.transforms import DEFAULT_FRAME_RADII
 from galaxymorph.errors import ConfigError, ImageReadError, ModelError
 from galaxymorph.inference.sources import InputPlan, Item
 from galaxymorph.inference.writers import Writer, columns_for, done_paths, open_writer, prob_column
+from galaxymorph.runtime import default_workers
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -299,12 +300,6 @@ def _worker_init(_: int) -> None:
         os.nice(10)
 
 
-def default_workers() -> int:
-    """Decoding processes: leave most cores to the network, keep at least one decoder."""
-    n = os.cpu_count() or 1
-    return 1 if n <= 2 else min(8, n // 2)
-
-
 def _loader(stream: _BatchStream, workers: int) -> DataLoader:
     return DataLoader(stream, batch_size=None, num_workers=workers,
                       worker_init_fn=_worker_init if workers else None,
@@ -318,7 +313,7 @@ def _identity(batch: Any) -> Any:
 def _run_local(plan: InputPlan, clf, det, writer: Writer, summary: PredictSummary, *,
                skip: set[str], tta: bool | None, batch_size: int, workers: int | None,
                progress: bool, threads: int | None) -> None:
-    n_workers = default_workers() if workers is None else workers
+    n_workers = default_workers("decode") if workers is None else workers
     if not threads and clf.device.type == "cpu":
         # The decoders run beside the network but are light (a JPEG cutout decodes and crops
         # in ~1 ms, the forward pass takes several): each costs the network about half a core.

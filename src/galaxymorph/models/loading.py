@@ -13,7 +13,8 @@ from galaxymorph.data.transforms import DEFAULT_FRAME_RADII, Preprocessing, prep
 from galaxymorph.errors import ModelError
 from galaxymorph.models.artifact import CARD_FILE, ModelCard, load_artifact
 from galaxymorph.models.calibration import softmax
-from galaxymorph.models.tta import forward_logits, resolve_device
+from galaxymorph.models.tta import forward_logits
+from galaxymorph.runtime import resolve_device
 
 
 def default_model_dir() -> Path:

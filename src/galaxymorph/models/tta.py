@@ -40,13 +40,3 @@ def predict_logits(net: nn.Module, batches: Iterable, tta: bool = False,
         x = batch[0] if isinstance(batch, (list, tuple)) else batch
         out.append(forward_logits(net, x.to(device), tta, swap).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    return torch.device(device)

@@ -10,7 +10,6 @@ images alone, and so do weak-label sources (see :func:`galaxymorph.data.splits.s
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,16 +23,10 @@ from galaxymorph.data.dataset import GalaxyDataset, open_dataset
 from galaxymorph.data.splits import Split, make_split, split_by_source
 from galaxymorph.data.transforms import TrainAugment
 from galaxymorph.errors import ConfigError, DataError
+from galaxymorph.runtime import default_workers
 from galaxymorph.training.config import TrainConfig
 
 log = logging.getLogger("galaxymorph")
-
-
-def default_workers() -> int:
-    # Decoded uint8 arrays make loading cheap; on a 2-core machine a worker would only steal
-    # compute from the training step.
-    n = os.cpu_count() or 1
-    return 0 if n <= 2 else min(4, n // 2)
 
 
 @dataclass
@@ -237,7 +230,7 @@ class GalaxyDataModule(L.LightningDataModule):
     def _loader(self, fold: str, train: bool) -> DataLoader:
         cfg = self.config
         ds = self.fold_dataset(fold, augment=train and cfg.augment)
-        workers = default_workers() if cfg.num_workers is None else cfg.num_workers
+        workers = default_workers("train") if cfg.num_workers is None else cfg.num_workers
         sampler = None
         if train and cfg.imbalance in ("balanced-sampler", "both"):
             labels = self.setup().train_labels
