@@ -22,8 +22,6 @@ from torchvision.transforms.v2 import functional as TF
 
 from galaxymorph.errors import ConfigError
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 FRAMINGS = ("fixed", "auto")
 #: Half-side of the auto frame in Petrosian radii: 1.25 frames the median GZ1 galaxy like the
 #: central 35% crop that was chosen on GZ1's validation fold (median R_p = 0.148 of the field

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from galaxymorph.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from galaxymorph.models.registry import IMAGENET_MEAN, IMAGENET_STD
 
 
 class GalaxyNet(nn.Module):

@@ -15,6 +15,8 @@ from torch import nn
 
 from galaxymorph.errors import ModelError
 
+# torchvision's ImageNet statistics: the input normalisation of every model unless its weights
+# were trained with others (timm's ``ModelInfo.mean``/``std``). Defined here only.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
