@@ -95,6 +95,19 @@ def test_sample_card_is_found_however_the_set_is_named_and_checked(tmp_path):
         assert read_sample_card(open_dataset(csv)) is None  # malformed: ignored, with a warning
 
 
+@pytest.mark.parametrize("spec, kind, arg", [
+    ("catalog:a/labels.csv", "catalog", "a/labels.csv"), ("folder:imgs", "folder", "imgs"),
+    ("galaxy10-decals", "galaxy10-decals", None), ("galaxy10-sdss:G.h5", "galaxy10-sdss", "G.h5"),
+    ("h5:x.h5", "h5", "x.h5"), ("runs/a:b.csv", "path", "runs/a:b.csv"),
+    ("C:/data/labels.csv", "path", "C:/data/labels.csv"), ("gz1/labels.csv", "path", "gz1/labels.csv"),
+])
+def test_one_spec_grammar(spec, kind, arg):
+    from galaxymorph.data.specs import names_a_kind, split_spec
+
+    assert split_spec(spec) == (kind, arg)
+    assert names_a_kind(spec) == (kind != "path")
+
+
 def test_folder_spec_one_class_per_subfolder(tmp_path):
     from PIL import Image
 

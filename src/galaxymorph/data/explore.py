@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from galaxymorph.data.dataset import GalaxyDataset
+from galaxymorph.data.specs import split_spec
 from galaxymorph.errors import ConfigError, ImageReadError
 from galaxymorph.io_utils import atomic_path
 
@@ -93,10 +94,8 @@ def _short_spec(spec: str, limit: int = 60) -> str:
     """The spec, shortened to ``kind:…/parent/file`` or ``kind:…/file`` to fit ``limit``."""
     if len(spec) <= limit:
         return spec
-    kind, sep, rest = spec.partition(":")
-    if not sep or "/" in kind:
-        kind, rest = "", spec
-    prefix = f"{kind}:" if kind else ""
+    kind, arg = split_spec(spec)
+    prefix, rest = (f"{kind}:", arg or "") if kind != "path" else ("", spec)
     parts = Path(rest).parts
     for keep in (2, 1):
         short = f"{prefix}…/{'/'.join(parts[-keep:])}"

@@ -20,14 +20,25 @@ SPEC_HELP = ("galaxy10-decals[:PATH] | galaxy10-sdss[:PATH] | catalog:PATH.csv |
              "| a .csv, .h5 or folder path")
 
 
+SPEC_KINDS = (*KNOWN, "catalog", "folder", "h5")
+
+
 def split_spec(spec: str) -> tuple[str, str | None]:
+    """``(kind, argument)`` of a spec: ``("catalog", "a.csv")``, ``("galaxy10-decals", None)``;
+    ``("path", spec)`` when it names no kind. The only reader of the grammar: every command
+    that takes a dataset spec asks this function what it is."""
     if spec in KNOWN:  # a bare name: the file in the cache folder
         return spec, None
     kind, sep, arg = spec.partition(":")
     # Windows drive letters and plain paths have no known kind before the colon.
-    if sep and kind in (*KNOWN, "catalog", "folder", "h5"):
+    if sep and kind in SPEC_KINDS:
         return kind, arg or None
     return "path", spec
+
+
+def names_a_kind(spec: str) -> bool:
+    """Whether ``spec`` is spelt as a dataset spec (``kind:...`` or a known name), not a path."""
+    return split_spec(spec.strip())[0] != "path"
 
 
 def default_path(name: str) -> Path:

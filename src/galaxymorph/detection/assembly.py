@@ -33,6 +33,7 @@ from galaxymorph.data.dataset import GalaxyDataset, open_dataset
 from galaxymorph.data.imageio import is_image_path
 from galaxymorph.data.provenance import read_sample_card
 from galaxymorph.data.sources import FileSource, H5Source
+from galaxymorph.data.specs import split_spec
 from galaxymorph.errors import ConfigError, DataError, ImageReadError
 from galaxymorph.io_utils import atomic_path, write_json
 
@@ -90,7 +91,8 @@ def open_images(spec: str) -> GalaxyDataset:
     try:
         return open_dataset(spec)
     except DataError:
-        folder = Path(spec.removeprefix("folder:")).expanduser()
+        kind, arg = split_spec(spec)
+        folder = Path(arg if kind == "folder" and arg else spec).expanduser()
         files = sorted(p for p in folder.rglob("*") if p.is_file() and is_image_path(p)) \
             if folder.is_dir() else []
         if not files:

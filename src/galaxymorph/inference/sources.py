@@ -19,7 +19,6 @@ import numpy as np
 from galaxymorph.data.imageio import is_image_path, read_image
 from galaxymorph.errors import DataError, ImageReadError
 
-_SPEC_KINDS = ("catalog", "folder", "h5", "galaxy10-decals", "galaxy10-sdss")
 _GLOB_CHARS = ("*", "?", "[")
 
 
@@ -40,11 +39,6 @@ def as_list(inputs: str | Path | Iterable[str | Path]) -> list[str]:
     if isinstance(inputs, (str, Path)):
         return [str(inputs)]
     return [str(i) for i in inputs]
-
-
-def _is_spec(text: str) -> bool:
-    kind, sep, _ = text.partition(":")
-    return bool(sep) and kind in _SPEC_KINDS
 
 
 def _is_glob(text: str) -> bool:
@@ -72,9 +66,9 @@ class InputPlan:
             self._kinds.append(self._classify(text))
 
     def _classify(self, text: str) -> tuple[str, int | None]:
-        from galaxymorph.data.specs import open_source
+        from galaxymorph.data.specs import names_a_kind, open_source
 
-        if _is_spec(text) or _is_catalog(text) or Path(text).suffix.lower() in (".h5", ".hdf5"):
+        if names_a_kind(text) or _is_catalog(text) or Path(text).suffix.lower() in (".h5", ".hdf5"):
             self.sources.append(open_source(text))  # raises DataError naming the spec
             return "source", len(self.sources) - 1
         path = Path(text).expanduser()
