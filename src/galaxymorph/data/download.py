@@ -25,7 +25,6 @@ from galaxymorph.errors import DataError
 
 if TYPE_CHECKING:
     import requests
-    from rich.progress import Progress, TaskID
 
 __all__ = ["download", "part_path", "sha256_file"]
 
@@ -208,7 +207,11 @@ def _fetch(url: str, part: Path, *, console: Any, chunk_size: int, timeout: floa
     digest: hashlib._Hash | None = None
     hashed = 0  # bytes of ``part`` that ``digest`` covers
     failures = 0
-    with requests.Session() as session, _Bar(console, url) as bar:
+    from galaxymorph.progress import progress_bar
+
+    label = f"{Path(unquote(urlparse(url).path)).name or url} ({urlparse(url).netloc})"
+    with requests.Session() as session, progress_bar(label, unit="bytes", enabled=console is not None,
+                                                     transient=False) as bar:
         while True:
             offset = part.stat().st_size if part.exists() else 0
             if digest is None or hashed != offset:
@@ -240,7 +243,7 @@ def _fetch(url: str, part: Path, *, console: Any, chunk_size: int, timeout: floa
                     if mode == "w":
                         digest, hashed = hashlib.sha256(), 0
                     _check_space(part, total, start)
-                    bar.start(total, start)
+                    bar.reset(total, start)
                     with open(part, "ab" if mode == "a" else "wb") as f:
                         for chunk in resp.iter_content(chunk_size=chunk_size):
                             if not chunk:
@@ -385,51 +388,3 @@ def _hash_with_status(path: Path, console: Any) -> hashlib._Hash:
     with console.status(f"checking SHA-256 of {path.name} ({path.stat().st_size / 1e6:,.1f} MB)"):
         return sha256_file(path)
 
-
-class _Bar:
-    """A Rich bytes/speed/ETA bar that survives restarts and resumes of the same download."""
-
-    def __init__(self, console: Any, url: str):
-        self.console = console
-        self.label = Path(unquote(urlparse(url).path)).name or url
-        self.host = urlparse(url).netloc
-        self.progress: Progress | None = None
-        self.task: TaskID | None = None
-
-    def __enter__(self) -> _Bar:
-        if self.console is not None:
-            from rich.progress import (
-                BarColumn,
-                DownloadColumn,
-                Progress,
-                TextColumn,
-                TimeRemainingColumn,
-                TransferSpeedColumn,
-            )
-
-            self.progress = Progress(
-                TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(),
-                TransferSpeedColumn(), TimeRemainingColumn(), console=self.console)
-            self.progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.progress is not None:
-            self.progress.stop()
-
-    def start(self, total: int | None, completed: int) -> None:
-        if self.progress is None:
-            return
-        if self.task is None:
-            self.task = self.progress.add_task(f"{self.label} ({self.host})", total=total,
-                                               completed=completed)
-        else:
-            self.progress.reset(self.task, total=total, completed=completed)
-
-    def advance(self, n: int) -> None:
-        if self.progress is not None and self.task is not None:
-            self.progress.advance(self.task, n)
-
-    def note(self, text: str) -> None:
-        if self.progress is not None:
-            self.progress.console.print(f"[yellow]{text}", highlight=False)

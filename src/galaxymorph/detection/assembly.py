@@ -292,7 +292,7 @@ def _materialise(out_dir: Path, sides: list[list[_Pool]], quotas: list[list[int]
     jobs = [(s, k, pool, quotas[s][k]) for s in (0, 1) for k, pool in enumerate(sides[s])]
     total = sum(q for *_, q in jobs)
     for ok, item in track(_produce(out_dir, jobs, resampling), total=total,
-                          description="assembling detector data", enabled=progress, unit="image"):
+                          description="assembling detector data", enabled=progress, unit="images"):
         (rows if ok else errors).append(item)
     return rows, errors
 

@@ -404,7 +404,7 @@ def train_gan(out_dir: str | Path, config: GanConfig | None = None, *, resume: b
         G.train()
         D.train()
         for _ in track(range(steps_per_epoch), total=steps_per_epoch,
-                       description=f"epoch {epoch + 1}/{cfg.epochs}", enabled=progress, unit="step"):
+                       description=f"epoch {epoch + 1}/{cfg.epochs}", enabled=progress, unit="steps"):
             t0 = time.perf_counter()
             batches = []
             for _ in range(cfg.d_steps):

@@ -18,7 +18,6 @@ import logging
 import math
 import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -436,31 +435,16 @@ def _to_frame(rows: list[dict[str, Any]], columns: list[str], summary: PredictSu
 
 @contextmanager
 def progress_bar(plan: InputPlan, skip: set[str], enabled: bool) -> Iterator[Callable[[int], None]]:
-    """A Rich bar with images/s on a terminal; a no-op otherwise (logs, CI, notebooks)."""
-    if not enabled or not sys.stderr.isatty():
+    """A bar with images/s on a terminal; a no-op otherwise (logs, CI, notebooks)."""
+    from galaxymorph.progress import progress_bar as bar
+    from galaxymorph.progress import shows
+
+    if not shows(enabled):  # skip counting the inputs for a bar nobody sees
         yield lambda n: None
         return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        ProgressColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-    from rich.text import Text
-
-    class _Rate(ProgressColumn):
-        def render(self, task) -> Text:
-            speed = task.finished_speed or task.speed
-            return Text(f"{speed:,.0f} images/s" if speed else "- images/s", style="cyan")
-
     total = sum(1 for it in plan if it.key not in skip) if skip else plan.count()
-    with Progress(TextColumn("[bold]predicting"), BarColumn(), MofNCompleteColumn(), _Rate(),
-                  TimeElapsedColumn(), TimeRemainingColumn(), transient=False) as bar:
-        task = bar.add_task("predict", total=total)
-        yield lambda n: bar.advance(task, n)
+    with bar("predicting", total, unit="images", transient=False) as b:
+        yield b.advance
 
 
 @contextmanager
