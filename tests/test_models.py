@@ -342,3 +342,21 @@ def test_gradcam_layer_keeps_a_map_that_can_show_a_galaxy():
 
     assert grab(224) is gm.gradcam_target_layer(model) and sizes[224] == 7
     assert grab(96) is not gm.gradcam_target_layer(model) and sizes[96] == 6
+
+
+def test_one_local_weight_lookup_order(tmp_path, monkeypatch):
+    # Backbones and FID's Inception search the same places, in the same order.
+    own, home, hub = tmp_path / "own", tmp_path / "home", tmp_path / "hub"
+    monkeypatch.setenv("GALAXYMORPH_WEIGHTS_DIR", str(own))
+    monkeypatch.setenv("GALAXYMORPH_HOME", str(home))
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(hub))
+    bundled = tmp_path / "wheel" / "w.pth"
+    found, searched = weights_mod.find_local_weights(["w.pth"], extra=[bundled])
+    assert found is None
+    assert searched == [str(own / "w.pth"), str(home / "weights" / "w.pth"), str(bundled),
+                        str(hub / "checkpoints" / "w.pth")]
+    for path in reversed([own / "w.pth", home / "weights" / "w.pth", bundled,
+                          hub / "checkpoints" / "w.pth"]):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+        assert weights_mod.find_local_weights(["w.pth"], extra=[bundled])[0] == path

