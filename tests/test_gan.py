@@ -7,6 +7,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
@@ -182,10 +183,12 @@ def test_training_learns_the_toy_classes(trained_run):
     assert red_minus_blue(after[1]) < -25, red_minus_blue(after[1])
     assert float(after[0].float().mean()) < 100 < float(before[0].mean())  # the sky got darker
     # The logged losses are finite and the discriminator learnt to score real above fake.
-    rows = (trained_run / "losses.csv").read_text().splitlines()
-    assert rows[0].startswith("step,epoch,loss_d,loss_g,d_real,d_fake")
-    last = dict(zip(rows[0].split(","), map(float, rows[-1].split(",")), strict=True))
-    assert np.isfinite([last["loss_d"], last["loss_g"]]).all()
+    losses = pd.read_csv(trained_run / "losses.csv")
+    assert {"step", "epoch", "loss_d", "loss_g", "d_real", "d_fake", "imgs_per_s",
+            "spread"} <= set(losses.columns)
+    assert losses["step"].tolist() == [10, 20, 30, 40, 50, 60]  # one row per log_every steps
+    last = losses.iloc[-1]
+    assert np.isfinite([last["loss_d"], last["loss_g"]]).all() and last["spread"] > 0
     assert last["d_real"] > last["d_fake"]
 
 
@@ -198,8 +201,9 @@ def test_run_folder_contents(trained_run):
     assert card["image_size"] == 32 and card["epochs"] == 1 and card["z_dim"] == 128
     grid = Image.open(trained_run / "samples/epoch_001.png")
     assert grid.size == (4 * 34 + 2, 2 * 34 + 2)  # 2 classes x 4 samples of 32 px, 2 px gaps
-    ckpt = torch.load(trained_run / "last.ckpt", weights_only=True)
-    assert ckpt["epoch"] == 1 and ckpt["step"] == 60
+    ckpt = torch.load(trained_run / "last.ckpt", weights_only=True)  # Lightning's checkpoint
+    assert ckpt["galaxymorph_gan"]["epochs"] == 1 and ckpt["galaxymorph_gan"]["steps"] == 60
+    assert len(ckpt["optimizer_states"]) == 2 and any(k.startswith("ema.") for k in ckpt["state_dict"])
 
 
 def test_resume_continues_exactly(tmp_path, toy_csv):
@@ -215,11 +219,19 @@ def test_resume_continues_exactly(tmp_path, toy_csv):
     assert summary["epochs"] == 2 and summary["steps"] == 4
     a = torch.load(straight / "last.ckpt", weights_only=True)
     b = torch.load(split / "last.ckpt", weights_only=True)
-    assert b["epoch"] == 2 and b["history"] == [
-        {**r, "imgs_per_s": r2["imgs_per_s"]} for r, r2 in zip(a["history"], b["history"], strict=True)]
-    for part in ("G", "D", "ema"):
-        for k, v in a[part].items():
-            assert torch.equal(v, b[part][k]), f"{part}.{k} differs after resume"
+    assert b["galaxymorph_gan"]["epochs"] == 2 and b["galaxymorph_gan"]["steps"] == 4
+    # The same weights, optimiser moments and RNG state as the uninterrupted run...
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    for k, v in a["state_dict"].items():
+        assert torch.equal(v, b["state_dict"][k]), f"{k} differs after resume"
+    for sa, sb in zip(a["optimizer_states"], b["optimizer_states"], strict=True):
+        for k, v in sa["state"].items():
+            assert all(torch.equal(v[n], sb["state"][k][n]) for n in v), f"optimiser state {k}"
+    assert torch.equal(a["galaxymorph_gan"]["rng"]["torch"], b["galaxymorph_gan"]["rng"]["torch"])
+    # ...and the same loss log, the resumed epoch appended to the first one's rows.
+    la, lb = (pd.read_csv(d / "losses.csv").drop(columns="imgs_per_s") for d in (straight, split))
+    assert lb["step"].tolist() == [1, 2, 3, 4]
+    pd.testing.assert_frame_equal(la, lb[la.columns])
     assert (split / "samples/epoch_002.png").is_file()
     assert json.loads((split / "gan_card.json").read_text())["epochs"] == 2
 

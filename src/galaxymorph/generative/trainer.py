@@ -7,23 +7,24 @@ the 8 symmetries of the square on real images, DiffAugment on everything the dis
 sees, and class-balanced sampling of real images so that the rare classes (the ones worth
 augmenting) get as many generator updates as the common ones.
 
-Everything a run needs to continue exactly is in ``last.ckpt`` (state dicts, optimiser
-states, RNG state, loss history), written atomically at the end of every epoch; ``--resume``
-picks it up and the result is bit-identical to an uninterrupted run on the same machine.
+Lightning runs it (:class:`GanModule`, manual optimisation): its checkpointing writes
+``last.ckpt`` (state dicts, optimiser states, loop state, plus the RNG state) atomically at the
+end of every epoch, and its CSV logger writes ``losses.csv``; ``--resume`` picks the checkpoint
+up and the result is bit-identical to an uninterrupted run on the same machine.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import numpy as np
 import torch
 
@@ -32,6 +33,7 @@ from galaxymorph.io_utils import atomic_path, write_json, write_text
 from galaxymorph.runtime import resolve_device
 
 CKPT = "last.ckpt"
+LOSSES = "losses.csv"
 CARD = "gan_card.json"
 WEIGHTS = "generator.safetensors"
 CARD_FORMAT = "galaxymorph-gan/1"
@@ -205,34 +207,35 @@ def save_grid(images: torch.Tensor, nrow: int, path: Path) -> Path:
     return path
 
 
-def write_losses(history: list[dict[str, Any]], run_dir: Path, real_spread: float | None = None) -> None:
-    """``losses.csv`` and ``losses.png`` from the history rows (rewritten whole, atomically)."""
-    if not history:
-        return
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(history[0]))
-    writer.writeheader()
-    writer.writerows(history)
-    write_text(run_dir / "losses.csv", buf.getvalue())
+def plot_losses(run_dir: Path, real_spread: float | None = None) -> Path | None:
+    """``losses.png`` from ``losses.csv`` (the Lightning CSV log of the run, resumes included)."""
+    import pandas as pd
+
+    csv_path = run_dir / LOSSES
+    if not csv_path.is_file():
+        return None
+    df = pd.read_csv(csv_path)
+    if df.empty or "loss_d" not in df.columns:
+        return None
+    df = df.dropna(subset=["loss_d"]).sort_values("step")
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    step = [r["step"] for r in history]
     fig, (a, b, c) = plt.subplots(1, 3, figsize=(14, 3.5))
-    a.plot(step, [r["loss_d"] for r in history], label="discriminator")
-    a.plot(step, [r["loss_g"] for r in history], label="generator")
+    a.plot(df["step"], df["loss_d"], label="discriminator")
+    a.plot(df["step"], df["loss_g"], label="generator")
     a.set(xlabel="step", ylabel="loss", title="losses")
     a.legend()
-    b.plot(step, [r["d_real"] for r in history], label="D(real)")
-    b.plot(step, [r["d_fake"] for r in history], label="D(fake)")
+    b.plot(df["step"], df["d_real"], label="D(real)")
+    b.plot(df["step"], df["d_fake"], label="D(fake)")
     b.axhline(0, color="grey", lw=0.5)
     b.set(xlabel="step", ylabel="mean score", title="discriminator scores")
     b.legend()
-    marks = [(r["step"], r["spread"]) for r in history if r.get("spread") not in ("", None)]
-    if marks:
-        c.plot(*zip(*marks, strict=True), marker="o", label="generated (fixed noise)")
+    marks = df.dropna(subset=["spread"]) if "spread" in df.columns else df.iloc[:0]
+    if len(marks):
+        c.plot(marks["step"], marks["spread"], marker="o", label="generated (fixed noise)")
     if real_spread is not None:
         c.axhline(real_spread, color="grey", ls="--", label="real")
     c.set(xlabel="step", ylabel="pixel std within class", title="spread (collapse if << real)")
@@ -242,6 +245,7 @@ def write_losses(history: list[dict[str, Any]], run_dir: Path, real_spread: floa
     with atomic_path(run_dir / "losses.png") as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
+    return run_dir / "losses.png"
 
 
 def _rng_state() -> dict[str, Any]:
@@ -255,7 +259,6 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
 
 def _save_config(cfg: GanConfig, run_dir: Path) -> None:
     import yaml
@@ -315,6 +318,150 @@ def _check_run_dir(run_dir: Path, resume: bool) -> None:
 RESUME_OVERRIDES = ("epochs", "max_minutes", "threads", "device", "sample_every", "log_every")
 
 
+#: Settings that may change when a run is resumed: how long and where it runs, not what it
+#: learns (data, model and optimiser settings come from the saved config).
+RESUME_OVERRIDES = ("epochs", "max_minutes", "threads", "device", "sample_every", "log_every")
+
+
+class GanModule(L.LightningModule):
+    """The GAN as a LightningModule with manual optimisation: each training step is one call of
+    :func:`train_step` (``d_steps`` discriminator updates, one generator update, the EMA).
+
+    The real images stay in memory on the device and each step draws its class-balanced
+    batches from them, so the data loader only counts steps. The global RNG state goes into
+    every checkpoint, which is what makes a resumed run continue bit-exactly.
+    """
+
+    def __init__(self, cfg: GanConfig, data: TrainData):
+        super().__init__()
+        from galaxymorph.generative.augment import parse_policy
+        from galaxymorph.generative.ema import make_ema
+        from galaxymorph.generative.losses import get_losses
+        from galaxymorph.generative.networks import Discriminator, Generator
+
+        self.automatic_optimization = False
+        self.cfg, self.data = cfg, data
+        k = len(data.class_names)
+        self.G = Generator(k, cfg.image_size, cfg.z_dim, cfg.g_channels)
+        self.D = Discriminator(k, cfg.image_size, cfg.d_channels)
+        self.ema = make_ema(self.G, cfg.ema_decay)
+        self.d_loss_fn, self.g_loss_fn = get_losses(cfg.loss)
+        self.policy = parse_policy(cfg.diffaugment)
+        counts = torch.bincount(data.labels, minlength=k).double()
+        self.sample_weights = counts[data.labels].pow(-cfg.class_balance)
+        self.n_sym = 8 if data.mirror_ok else 4
+        self.images, self.labels = data.images, data.labels
+        self.steps = 0  # generator updates so far (Lightning's global_step counts both optimisers)
+        self._window = np.zeros(4)
+        self._window_steps, self._window_seconds = 0, 0.0
+
+    def train(self, mode: bool = True) -> GanModule:
+        super().train(mode)
+        self.ema.eval()  # the average is only ever evaluated (BatchNorm statistics stay frozen)
+        return self
+
+    def configure_optimizers(self):
+        cfg = self.cfg
+        opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2),
+                                 foreach=True)
+        opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2),
+                                 foreach=True)
+        return [opt_g, opt_d]
+
+    def on_fit_start(self) -> None:
+        self.images, self.labels = self.images.to(self.device), self.labels.to(self.device)
+
+    def training_step(self, batch: Any, batch_idx: int) -> None:
+        from galaxymorph.generative.augment import random_symmetry
+
+        cfg, B = self.cfg, self.cfg.batch_size
+        t0 = time.perf_counter()
+        batches = []
+        for _ in range(cfg.d_steps):
+            idx = torch.multinomial(self.sample_weights, B, replacement=True).to(self.device)
+            real, y = _to_unit(self.images[idx]), self.labels[idx]
+            if cfg.symmetry:
+                real, y = random_symmetry(real, y, self.n_sym, self.data.swap)
+            batches.append((real, y))
+        opt_g, opt_d = self.optimizers()
+        out = train_step(self.G, self.D, self.ema, opt_g, opt_d, batches, self.policy,
+                         self.d_loss_fn, self.g_loss_fn, backward=self.manual_backward)
+        self.steps += 1
+        self._window += out
+        self._window_steps += 1
+        self._window_seconds += time.perf_counter() - t0
+        # A full window is logged at once, except on the epoch's last step: that row is
+        # logged at the epoch end, with the spread of that epoch's sample grid.
+        if self._window_steps >= cfg.log_every and batch_idx < self.trainer.num_training_batches - 1:
+            self.log_window()
+
+    def log_window(self, **extra: float) -> dict[str, float] | None:
+        """Log the mean of the steps since the last row as one row of ``losses.csv``."""
+        if not self._window_steps:
+            return None
+        means = self._window / self._window_steps
+        row = {"epoch": self.current_epoch + 1, "loss_d": float(means[0]),
+               "loss_g": float(means[1]), "d_real": float(means[2]), "d_fake": float(means[3]),
+               "imgs_per_s": self._window_steps * self.cfg.batch_size * self.cfg.d_steps
+               / max(self._window_seconds, 1e-9), **extra}
+        for logger in self.loggers:
+            logger.log_metrics(row, step=self.steps)
+        self._window[:] = 0
+        self._window_steps, self._window_seconds = 0, 0.0
+        return row
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Plain types and tensors only, so the checkpoint loads with weights_only=True.
+        checkpoint["galaxymorph_gan"] = {"config": self.cfg.to_dict(), "steps": self.steps,
+                                         "epochs": self.current_epoch + 1, "rng": _rng_state()}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint["galaxymorph_gan"]
+        self.steps = int(state["steps"])
+        _set_rng_state(state["rng"])
+
+
+class _EpochEnd(L.Callback):
+    """At each epoch end, before Lightning's checkpoint: the last loss row, the sample grid,
+    the EMA generator with its card, the loss plot, a progress line, and the time limit."""
+
+    def __init__(self, run_dir: Path, data: TrainData, say: Callable[[str], None]):
+        self.run_dir, self.data, self.say = run_dir, data, say
+        self.real_spread = _real_spread(data)
+        self.started = time.monotonic()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: GanModule) -> None:
+        cfg, done = module.cfg, module.current_epoch + 1
+        extra, spread = {}, ""
+        if done % cfg.sample_every == 0 or done == cfg.epochs:
+            fixed_z, fixed_y = _fixed_noise(cfg, len(self.data.class_names))
+            with torch.no_grad():
+                grid = module.ema.module(fixed_z.to(module.device), fixed_y.to(module.device))
+            save_grid(grid, cfg.samples_per_class, self.run_dir / "samples" / f"epoch_{done:03d}.png")
+            extra["spread"] = round(_spread(grid, fixed_y), 4)
+            spread = f"  spread {extra['spread']:.3f} (real {self.real_spread:.3f})"
+        last = module.log_window(**extra)
+        for logger in trainer.loggers:
+            logger.save()
+        if last is not None:
+            self.say(f"epoch {done}/{cfg.epochs}  step {module.steps}  loss_d {last['loss_d']:.3f}  "
+                     f"loss_g {last['loss_g']:.3f}  D(real) {last['d_real']:.2f}  "
+                     f"D(fake) {last['d_fake']:.2f}  {last['imgs_per_s']:.0f} img/s{spread}")
+        _save_generator(self.run_dir, module.ema,
+                        _card(cfg, self.data, done, module.steps, self.real_spread))
+        plot_losses(self.run_dir, self.real_spread)
+        if cfg.max_minutes is not None and time.monotonic() - self.started > 60 * cfg.max_minutes:
+            if done < cfg.epochs:
+                self.say(f"stopping after {cfg.max_minutes:g} min (epoch {done}); --resume continues")
+            trainer.should_stop = True
+
+
+def _trainer_device(device: torch.device) -> dict[str, Any]:
+    if device.type == "cuda":
+        return {"accelerator": "gpu", "devices": [device.index or 0]}
+    return {"accelerator": device.type, "devices": 1}
+
+
 def train_gan(out_dir: str | Path, config: GanConfig | None = None, *, resume: bool = False,
               epochs: int | None = None, overrides: dict[str, Any] | None = None,
               progress: bool = True, echo: Callable[[str], None] | None = print) -> dict[str, Any]:
@@ -323,10 +470,10 @@ def train_gan(out_dir: str | Path, config: GanConfig | None = None, *, resume: b
     With ``resume`` the saved ``config.yaml`` is used and ``config`` is ignored; ``epochs``
     (e.g. to extend a finished run) and the other :data:`RESUME_OVERRIDES` may be changed.
     """
-    from galaxymorph.generative.augment import parse_policy, random_symmetry
-    from galaxymorph.generative.ema import make_ema
-    from galaxymorph.generative.losses import get_losses
-    from galaxymorph.generative.networks import Discriminator, Generator
+    from lightning.pytorch.callbacks import RichProgressBar
+
+    from galaxymorph.training.callbacks import AtomicModelCheckpoint
+    from galaxymorph.training.loggers import ResumableCSVLogger, quiet_lightning
 
     say = echo or (lambda _msg: None)
     run_dir = Path(out_dir)
@@ -346,115 +493,85 @@ def train_gan(out_dir: str | Path, config: GanConfig | None = None, *, resume: b
         cfg.epochs = int(epochs)
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
+    quiet_lightning()
     device = resolve_device(cfg.device)
     data = load_train_data(cfg, progress=progress)
     torch.manual_seed(cfg.seed)  # after decoding: its data loader draws from the global RNG
-    k = len(data.class_names)
-    say(f"{len(data.labels)} real images, {k} classes "
+    say(f"{len(data.labels)} real images, {len(data.class_names)} classes "
         + ", ".join(f"{n}: {c}" for n, c in zip(data.class_names, data.counts, strict=True))
         + (f" ({data.skipped} unreadable skipped)" if data.skipped else "") + f"; device {device}")
-
-    G = Generator(k, cfg.image_size, cfg.z_dim, cfg.g_channels).to(device)
-    D = Discriminator(k, cfg.image_size, cfg.d_channels).to(device)
-    ema = make_ema(G, cfg.ema_decay)
-    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2),
-                             foreach=True)
-    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2),
-                             foreach=True)
-    d_loss_fn, g_loss_fn = get_losses(cfg.loss)
-    policy = parse_policy(cfg.diffaugment)
-    fixed_z, fixed_y = _fixed_noise(cfg, k)
-
-    start_epoch, step, history = 0, 0, []
+    module = GanModule(cfg, data)
+    ckpt_path = run_dir / CKPT
     if resume:
-        try:
-            ckpt = torch.load(run_dir / CKPT, map_location=device, weights_only=True)
-            G.load_state_dict(ckpt["G"])
-            D.load_state_dict(ckpt["D"])
-            ema.load_state_dict(ckpt["ema"])
-            opt_g.load_state_dict(ckpt["opt_g"])
-            opt_d.load_state_dict(ckpt["opt_d"])
-            start_epoch, step = int(ckpt["epoch"]), int(ckpt["step"])
-            history = list(ckpt["history"])
-            _set_rng_state(ckpt["rng"])
-        except (RuntimeError, KeyError, ValueError, OSError) as exc:
-            raise ModelError(f"checkpoint cannot be resumed ({type(exc).__name__}: {exc}); did the "
-                             "data or its classes change?", run_dir / CKPT) from exc
-        say(f"resuming after epoch {start_epoch} (step {step})")
-        if start_epoch >= cfg.epochs:
-            say(f"already trained {start_epoch} epochs; pass a larger --epochs to continue")
+        done = _checked_resume_point(ckpt_path)
+        say(f"resuming after epoch {done}")
+        if done >= cfg.epochs:
+            say(f"already trained {done} epochs; pass a larger --epochs to continue")
     run_dir.mkdir(parents=True, exist_ok=True)
     _save_config(cfg, run_dir)
 
-    counts = torch.bincount(data.labels, minlength=k).double()
-    weights = counts[data.labels].pow(-cfg.class_balance)
-    n_sym = 8 if data.mirror_ok else 4
-    images, labels = data.images.to(device), data.labels.to(device)  # 70 MB at 64 px: fits
-    real_spread = _real_spread(data)
     steps_per_epoch = cfg.steps_per_epoch or max(1, math.ceil(len(data.labels) / cfg.batch_size))
-    B = cfg.batch_size
-
-    acc = np.zeros(4)
-    n_acc, t_acc = 0, 0.0
-    started = time.monotonic()
-    epochs_done = start_epoch
-    from galaxymorph.progress import track
-
-    for epoch in range(start_epoch, cfg.epochs):
-        G.train()
-        D.train()
-        for _ in track(range(steps_per_epoch), total=steps_per_epoch,
-                       description=f"epoch {epoch + 1}/{cfg.epochs}", enabled=progress, unit="steps"):
-            t0 = time.perf_counter()
-            batches = []
-            for _ in range(cfg.d_steps):
-                idx = torch.multinomial(weights, B, replacement=True).to(device)
-                real, y = _to_unit(images[idx]), labels[idx]
-                if cfg.symmetry:
-                    real, y = random_symmetry(real, y, n_sym, data.swap)
-                batches.append((real, y))
-            out = train_step(G, D, ema, opt_g, opt_d, batches, policy, d_loss_fn, g_loss_fn)
-            step += 1
-            acc += out
-            n_acc += 1
-            t_acc += time.perf_counter() - t0
-            if n_acc >= cfg.log_every:
-                history.append(_row(step, epoch + 1, acc / n_acc, n_acc * B * cfg.d_steps / t_acc))
-                acc[:] = 0
-                n_acc, t_acc = 0, 0.0
-        if n_acc:  # close the epoch's last partial row so every epoch has one
-            history.append(_row(step, epoch + 1, acc / n_acc, n_acc * B * cfg.d_steps / t_acc))
-            acc[:] = 0
-            n_acc, t_acc = 0, 0.0
-        done = epochs_done = epoch + 1
-        last = history[-1]
-        spread = ""
-        if done % cfg.sample_every == 0 or done == cfg.epochs:
-            with torch.no_grad():
-                grid = ema.module(fixed_z.to(device), fixed_y.to(device))
-            save_grid(grid, cfg.samples_per_class, run_dir / "samples" / f"epoch_{done:03d}.png")
-            last["spread"] = round(_spread(grid, fixed_y), 4)
-            spread = f"  spread {last['spread']:.3f} (real {real_spread:.3f})"
-        say(f"epoch {done}/{cfg.epochs}  step {step}  loss_d {last['loss_d']:.3f}  "
-            f"loss_g {last['loss_g']:.3f}  D(real) {last['d_real']:.2f}  D(fake) {last['d_fake']:.2f}  "
-            f"{last['imgs_per_s']:.0f} img/s{spread}")
-        _save_checkpoint(run_dir, G, D, ema, opt_g, opt_d, done, step, history, cfg)
-        _save_generator(run_dir, ema, _card(cfg, data, done, step, real_spread))
-        write_losses(history, run_dir, real_spread)
-        if cfg.max_minutes is not None and time.monotonic() - started > 60 * cfg.max_minutes:
-            if done < cfg.epochs:
-                say(f"stopping after {cfg.max_minutes:g} min (epoch {done}); --resume continues")
-            break
-    rates = [r["imgs_per_s"] for r in history[-20:]]
-    return {"run_dir": str(run_dir), "epochs": epochs_done, "steps": step,
+    # The loader only counts steps (the images are on the device); its own generator keeps
+    # it from drawing on the global RNG that the training steps use.
+    steps = torch.utils.data.DataLoader(range(steps_per_epoch), batch_size=None,
+                                        generator=torch.Generator().manual_seed(cfg.seed))
+    epoch_end = _EpochEnd(run_dir, data, say)
+    checkpoint = AtomicModelCheckpoint(dirpath=run_dir, filename=CKPT.removesuffix(".ckpt"),
+                                       monitor=None, save_top_k=1, enable_version_counter=False,
+                                       save_on_train_epoch_end=True)
+    trainer = L.Trainer(max_epochs=cfg.epochs, **_trainer_device(device),
+                        callbacks=[epoch_end, checkpoint, *([RichProgressBar()] if progress else [])],
+                        logger=ResumableCSVLogger(run_dir, name="", version="", metrics_file=LOSSES),
+                        enable_progress_bar=progress, enable_model_summary=False,
+                        log_every_n_steps=1, num_sanity_val_steps=0)
+    try:
+        with warnings.catch_warnings():
+            # Expected here: the run folder holds config.yaml (and, resumed, the last epochs),
+            # and the EMA generator is in eval mode on purpose.
+            warnings.filterwarnings("ignore", message=".*exists and is not empty")
+            warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode")
+            trainer.fit(module, train_dataloaders=steps,
+                        ckpt_path=str(ckpt_path) if resume else None, weights_only=True)
+    except RuntimeError as exc:
+        if not resume or "state_dict" not in str(exc):
+            raise
+        raise ModelError(f"checkpoint cannot be resumed ({exc}); did the data or its classes "
+                         "change?", ckpt_path) from exc
+    rates = _column(run_dir / LOSSES, "imgs_per_s")[-20:]
+    return {"run_dir": str(run_dir), "epochs": trainer.current_epoch, "steps": module.steps,
             "classes": data.class_names, "images": len(data.labels),
             "imgs_per_s": float(np.median(rates)) if rates else None, "device": str(device)}
 
 
+def _checked_resume_point(ckpt_path: Path) -> int:
+    """Epochs done by the checkpoint to resume, after checking it is one of ours."""
+    try:
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        state = ckpt["galaxymorph_gan"]
+        done = int(state["epochs"])
+        int(state["steps"])
+        if not isinstance(state["rng"].get("torch"), torch.Tensor):
+            raise ValueError("no RNG state")
+    except (RuntimeError, KeyError, ValueError, TypeError, AttributeError, OSError) as exc:
+        raise ModelError(f"checkpoint cannot be resumed ({type(exc).__name__}: {exc})",
+                         ckpt_path) from exc
+    return done
+
+
+def _column(csv_path: Path, name: str) -> list[float]:
+    import pandas as pd
+
+    if not csv_path.is_file():
+        return []
+    df = pd.read_csv(csv_path)
+    return df[name].dropna().astype(float).tolist() if name in df.columns else []
+
 def train_step(G, D, ema, opt_g, opt_d, batches: list[tuple[torch.Tensor, torch.Tensor]],
-               policy: tuple[str, ...], d_loss_fn, g_loss_fn) -> np.ndarray:
+               policy: tuple[str, ...], d_loss_fn, g_loss_fn,
+               backward: Callable[[torch.Tensor], None] = torch.Tensor.backward) -> np.ndarray:
     """One discriminator update per real batch ``(images in [-1, 1], labels)``, then one
-    generator update; returns ``[loss_d, loss_g, mean D(real), mean D(fake)]`` (last D step)."""
+    generator update; returns ``[loss_d, loss_g, mean D(real), mean D(fake)]`` (last D step).
+    The recipe, in one place: :class:`GanModule` runs it with Lightning's ``manual_backward``."""
     from galaxymorph.generative.augment import diff_augment
 
     for i, (real, y) in enumerate(batches):
@@ -469,13 +586,13 @@ def train_step(G, D, ema, opt_g, opt_d, batches: list[tuple[torch.Tensor, torch.
         d_real, d_fake = scores[:B], scores[B:]
         loss_d = d_loss_fn(d_real, d_fake)
         opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
+        backward(loss_d)
         opt_d.step()
     # Generator: the last fakes against the updated discriminator (no second G forward).
     D.requires_grad_(False)
     loss_g = g_loss_fn(D(diff_augment(fake, policy), y))
     opt_g.zero_grad(set_to_none=True)
-    loss_g.backward()
+    backward(loss_g)
     opt_g.step()
     D.requires_grad_(True)
     ema.update_parameters(G)
@@ -499,21 +616,6 @@ def _real_spread(data: TrainData, per_class: int = 64) -> float:
         torch.randperm(int((data.labels == c).sum()), generator=g)[:per_class]]
         for c in range(len(data.class_names))])
     return _spread(_to_unit(data.images[pick]), data.labels[pick])
-
-
-def _row(step: int, epoch: int, means: np.ndarray, rate: float) -> dict[str, Any]:
-    return {"step": step, "epoch": epoch, "loss_d": round(float(means[0]), 5),
-            "loss_g": round(float(means[1]), 5), "d_real": round(float(means[2]), 5),
-            "d_fake": round(float(means[3]), 5), "imgs_per_s": round(float(rate), 1), "spread": ""}
-
-
-def _save_checkpoint(run_dir: Path, G, D, ema, opt_g, opt_d, epoch: int, step: int,
-                     history: list[dict[str, Any]], cfg: GanConfig) -> None:
-    state = {"G": G.state_dict(), "D": D.state_dict(), "ema": ema.state_dict(),
-             "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "epoch": epoch,
-             "step": step, "history": history, "rng": _rng_state(), "config": cfg.to_dict()}
-    with atomic_path(run_dir / CKPT) as tmp:
-        torch.save(state, tmp)
 
 
 def _save_generator(run_dir: Path, ema, card: dict[str, Any]) -> None:

@@ -54,7 +54,7 @@ def train(config: TrainConfig | None = None, out: str | Path = "runs/run", *,
     from galaxymorph.models.network import build_network
     from galaxymorph.training.callbacks import AtomicModelCheckpoint, RunInfo, checkpoint_dir
     from galaxymorph.training.datamodule import GalaxyDataModule
-    from galaxymorph.training.loggers import ResumableCSVLogger
+    from galaxymorph.training.loggers import ResumableCSVLogger, quiet_lightning
     from galaxymorph.training.module import ClassifierModule
 
     run_dir = Path(out)
@@ -85,7 +85,7 @@ def train(config: TrainConfig | None = None, out: str | Path = "runs/run", *,
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    _quiet_lightning()
+    quiet_lightning()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
     dm = GalaxyDataModule(cfg, dataset, split_path=run_dir / "split.json")
@@ -205,15 +205,6 @@ def _progress_bar():
             return metrics
 
     return Bar()
-
-
-def _quiet_lightning() -> None:
-    """Keep Lightning's advertising tips and third-party deprecation chatter out of the log."""
-    import warnings
-
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated")
-    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 
 
 def _devices(devices: str | int) -> str | int:
