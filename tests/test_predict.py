@@ -225,25 +225,47 @@ def test_detector_adds_p_synthetic(tiny_model, image_folder, tmp_path):
     det_dir = tmp_path / "detector"
     card = ModelCard(architecture="cnn2", class_names=["real", "synthetic"], image_size=24, crop=1.0)
     save_artifact(det_dir, build_network("cnn2", 2), card)
-    df = galaxymorph.predict(image_folder, model=tiny_model, detector=det_dir, batch_size=4,
-                          progress=False)
+    df = galaxymorph.predict(image_folder, model=tiny_model, batch_size=4, progress=False,
+                             detector=galaxymorph.load_detector(det_dir))
     assert list(df.columns)[-2:] == ["p_synthetic", "error"]
     ok = _ok(df)
     assert ok["p_synthetic"].between(0, 1).all() and df.loc[df["error"] != "", "p_synthetic"].isna().all()
     with pytest.raises(ModelError, match="synthetic"):
-        galaxymorph.predict(image_folder, model=tiny_model, detector=tiny_model, progress=False)
+        galaxymorph.load_detector(tiny_model)
+    with pytest.raises(ConfigError, match="load_detector"):
+        galaxymorph.predict(image_folder, model=tiny_model, detector=det_dir, progress=False)
 
-    # A detector from `galaxymorph detector train` sees inputs through its own chain.
+
+def test_one_p_synthetic_per_image_whichever_command_asks(tiny_model, image_folder, tmp_path):
+    """predict --detector, detector predict and the app frame an input the same way: the
+    chain and real-image crop of detector.json."""
+    from galaxymorph.app.core import analyse
+    from galaxymorph.data.imageio import read_image
+    from galaxymorph.detection import predict_detector
+    from galaxymorph.detection.assembly import Resampling
+    from galaxymorph.models.artifact import ModelCard, save_artifact
+    from galaxymorph.models.network import build_network
+
+    det_dir = tmp_path / "detector"
+    card = ModelCard(architecture="cnn2", class_names=["real", "synthetic"], image_size=24, crop=1.0)
+    save_artifact(det_dir, build_network("cnn2", 2), card)
     (det_dir / "detector.json").write_text(json.dumps(
         {"resampling": {"image_size": 24, "common_size": 16}, "real_crop": 0.8}))
-    from galaxymorph.data.imageio import read_image
-    from galaxymorph.detection.assembly import Resampling
-
     files = sorted(str(p) for p in image_folder.glob("syn_*.png"))[:3]
-    df = galaxymorph.predict(files, model=tiny_model, detector=det_dir, progress=False)
-    det = load_classifier(det_dir)
+    det = galaxymorph.load_detector(det_dir)
+    df = galaxymorph.predict(files, model=tiny_model, detector=det, progress=False)
     x = torch.stack([Resampling(24, 16).apply(read_image(f), 0.8) for f in files])
-    np.testing.assert_allclose(df["p_synthetic"], det.predict_proba(x)[:, 1], atol=1e-6)
+    expected = load_classifier(det_dir).predict_proba(x)[:, 1]
+    np.testing.assert_allclose(df["p_synthetic"], expected, atol=1e-6)
+    direct = [r["p_synthetic"] for r in predict_detector(det_dir, files)]
+    np.testing.assert_allclose(direct, expected, atol=1e-6)
+    clf = load_classifier(tiny_model)
+    app = [analyse(clf, read_image(f), f, with_cam=False, detector=det).p_synthetic for f in files]
+    np.testing.assert_allclose(app, expected, atol=1e-6)
+    # A bad field in detector.json is one clear error naming the file.
+    (det_dir / "detector.json").write_text(json.dumps({"real_crop": 3}))
+    with pytest.raises(DataError, match="real_crop"):
+        galaxymorph.load_detector(det_dir)
 
 
 def test_bad_arguments_are_clear(tiny_model, image_folder, tmp_path):

@@ -6,6 +6,7 @@ The Python API mirrors the command line::
     galaxymorph.train(data="catalog:gz1/labels.csv", label_map="gz1-4", model="cnn4-wide", out="runs/a")
     galaxymorph.evaluate(model="runs/a", out="runs/a/eval")
     galaxymorph.predict(["galaxy.jpg"], model="default")
+    galaxymorph.predict(["galaxy.jpg"], detector=galaxymorph.load_detector("runs/det"))
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ __version__ = "0.2.0"
 
 if TYPE_CHECKING:  # pragma: no cover
     from galaxymorph.data import open_dataset
+    from galaxymorph.detection.detector import load_detector
     from galaxymorph.evaluation.api import calibrate, evaluate
     from galaxymorph.evaluation.compare import compare
     from galaxymorph.models.loading import load_classifier
@@ -30,6 +32,7 @@ _LAZY = {
     "compare": "galaxymorph.evaluation.compare",
     "ensemble": "galaxymorph.training.ensemble",
     "load_classifier": "galaxymorph.models.loading",
+    "load_detector": "galaxymorph.detection.detector",
     "predict": "galaxymorph.inference.predict",
     "create_model": "galaxymorph.models.registry",
     "list_models": "galaxymorph.models.registry",
@@ -38,8 +41,9 @@ _LAZY = {
     "fid": "galaxymorph.generative.fid",
 }
 
-__all__ = ["__version__", "calibrate", "compare", "create_model", "ensemble", "evaluate", "fid", "list_models",
-           "load_classifier", "open_dataset", "predict", "sample", "train", "train_gan"]
+__all__ = ["__version__", "calibrate", "compare", "create_model", "ensemble", "evaluate", "fid",
+           "list_models", "load_classifier", "load_detector", "open_dataset", "predict", "sample",
+           "train", "train_gan"]
 
 
 def __getattr__(name: str) -> Any:

@@ -159,12 +159,9 @@ def analyse(clf, image: np.ndarray, name: str, tta: bool = False, with_cam: bool
             result.cam = gradcam(clf, image, target=result.label)
         except Exception as exc:  # a map is a bonus: never lose the prediction for it
             result.cam_error = f"Grad-CAM unavailable for this model ({type(exc).__name__}: {exc})"
-    if detector is not None:
-        from galaxymorph.inference.predict import detector_view, synthetic_column
-
-        x = detector_view(detector)(image).unsqueeze(0)  # the detector's own input chain
+    if detector is not None:  # a galaxymorph.detection.Detector: its own input chain
         with LOCK:
-            result.p_synthetic = float(detector.predict_proba(x)[0][synthetic_column(detector)])
+            result.p_synthetic = float(detector.score_images([image])[0])
     return result
 
 

@@ -26,6 +26,14 @@ def get_classifier(ref: str, device: str):
     return load_classifier(ref, device=device)
 
 
+@st.cache_resource(show_spinner="Loading the detector…")
+def get_detector(ref: str, device: str):
+    """The real-vs-synthetic detector, loaded once like the classifier."""
+    from galaxymorph.detection.detector import Detector
+
+    return Detector.load(ref, device=device)
+
+
 @st.cache_data(show_spinner="Rendering example galaxies…")
 def get_examples(folder: str | None) -> list[tuple[str, np.ndarray]]:
     return core.folder_examples(folder) if folder else core.synthetic_examples()
@@ -69,10 +77,7 @@ def sidebar(settings: core.AppSettings):
     detector = None
     if settings.detector:
         try:
-            detector = get_classifier(settings.detector, settings.device)
-            from galaxymorph.inference.predict import synthetic_column
-
-            synthetic_column(detector)
+            detector = get_detector(settings.detector, settings.device)
             st.sidebar.caption(f"Real-vs-synthetic detector: {settings.detector}")
         except GalaxymorphError as exc:
             st.sidebar.warning(f"Detector not used: {exc}")

@@ -112,8 +112,9 @@ def evaluate_cmd(
 def predict_cmd(
     run_dir: Path = typer.Argument(..., help="Detector run folder."),
     images: list[Path] = typer.Argument(..., help="Image files or folders."),
-    crop: float = typer.Option(1.0, "--crop", help="Centre crop, to frame inputs like the "
-                               "training images (e.g. 0.5 for a wide GZ1 cutout)."),
+    crop: float = typer.Option(None, "--crop", help="Centre crop of the inputs (default: the "
+                               "detector's, as its real training images were framed; the same "
+                               "as predict --detector and the app)."),
     device: str = typer.Option("cpu", "--device"),
 ) -> None:
     """Probability that each image is synthetic (generated)."""

@@ -41,10 +41,15 @@ def predict_cmd(
     """Predict the morphology of every image; one row per image, errors included."""
     from galaxymorph.inference.predict import predict
 
+    det = None
+    if detector:
+        from galaxymorph.detection.detector import Detector
+
+        det = Detector.load(detector, device="cpu")  # predict moves it to the model's device
     try:
         result = predict(inputs, model=model, tta=tta, batch_size=batch_size, out=out or "-",
                          resume=resume, overwrite=overwrite, workers=workers, engine=engine,
-                         device=device, detector=detector, progress=progress, crop=crop)
+                         device=device, detector=det, progress=progress, crop=crop)
     except BrokenPipeError:
         # Standard output closed early (`galaxymorph predict ... | head`): stop quietly.
         import os

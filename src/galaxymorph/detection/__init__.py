@@ -6,6 +6,7 @@
     evaluate_detector(run.run_dir, real="../shared/data/gz1", fake="other_gan/labels.csv",
                       out="runs/det/eval-unseen")
     predict_detector("runs/det", ["galaxy.png"])  # [{"path", "p_synthetic", "label", "error"}]
+    det = load_detector("runs/det")  # the one Detector every command uses (predict, app)
 
 Everything heavy is imported lazily, so ``import galaxymorph.detection`` stays cheap.
 """
@@ -23,11 +24,14 @@ if TYPE_CHECKING:  # pragma: no cover
         training_groups,
     )
     from galaxymorph.detection.assembly import Resampling, assemble
+    from galaxymorph.detection.detector import Detector, load_detector
     from galaxymorph.detection.scoring import detector_metrics
 
 _LAZY = {
     "assemble": "galaxymorph.detection.assembly",
     "Resampling": "galaxymorph.detection.assembly",
+    "Detector": "galaxymorph.detection.detector",
+    "load_detector": "galaxymorph.detection.detector",
     "train_detector": "galaxymorph.detection.api",
     "evaluate_detector": "galaxymorph.detection.api",
     "predict_detector": "galaxymorph.detection.api",
@@ -37,11 +41,13 @@ _LAZY = {
 }
 
 __all__ = [
+    "Detector",
     "DetectorRun",
     "Resampling",
     "assemble",
     "detector_metrics",
     "evaluate_detector",
+    "load_detector",
     "predict_detector",
     "train_detector",
     "training_groups",

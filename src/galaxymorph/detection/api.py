@@ -26,27 +26,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from galaxymorph.detection.assembly import (
-    ASSEMBLY,
-    CATALOG,
-    CLASS_NAMES,
-    Resampling,
-    assemble,
-    read_catalog,
-)
-from galaxymorph.detection.scoring import (
-    detector_metrics,
-    p_synthetic,
-    plot_roc,
-    score_files,
-    synthetic_column,
-)
+from galaxymorph.detection.assembly import ASSEMBLY, CATALOG, CLASS_NAMES, assemble, read_catalog
+from galaxymorph.detection.detector import DETECTOR_FILE, Detector, read_detector_info
+from galaxymorph.detection.scoring import detector_metrics, plot_roc
 from galaxymorph.errors import ConfigError, DataError, ImageReadError
 from galaxymorph.io_utils import write_json
 
 log = logging.getLogger("galaxymorph")
 
-DETECTOR_FILE = "detector.json"
 DATA_DIR = "data"
 
 
@@ -88,7 +75,7 @@ def train_detector(real: Sequence[str] | str, fake: Sequence[str] | str, out: st
                     common_size=common_size, real_crop=real_crop, fake_crop=fake_crop,
                     per_source_cap=per_source_cap, max_per_side=max_per_side, seed=seed)
     csv = data_dir / CATALOG
-    if csv.exists() and _read_json(run_dir / DETECTOR_FILE).get("settings") == settings:
+    if csv.exists() and read_detector_info(run_dir).get("settings") == settings:
         log.info("reusing the data assembled earlier in %s", data_dir)
     else:
         csv = assemble(settings["real"], settings["fake"], data_dir, image_size=image_size,
@@ -115,22 +102,22 @@ def train_detector(real: Sequence[str] | str, fake: Sequence[str] | str, out: st
 def _finish(run_dir: Path, summary: dict[str, Any]) -> DetectorRun:
     """Batch-accuracy figure, detector metrics of the test fold, notes on the model card."""
     from galaxymorph.evaluation.plots import plot_series
-    from galaxymorph.models.loading import load_classifier
     from galaxymorph.training.history import read_batch_series
 
     batch_acc = read_batch_series(run_dir / "logs" / "metrics.csv")
     if batch_acc:
         plot_series(batch_acc, run_dir / "batch_accuracy.png", "training accuracy per batch",
                     xlabel="step", ylabel="batch accuracy")
-    info = _read_json(run_dir / DETECTOR_FILE)
+    info = read_detector_info(run_dir)
     csv = run_dir / info.get("catalog", f"{DATA_DIR}/{CATALOG}")
     df = read_catalog(csv)
     test = set(_read_json(run_dir / "split.json").get("test", []))
     rows = df[df["filename"].isin(test)]
-    clf = load_classifier(run_dir)
-    p = score_files(clf, [csv.parent / f for f in rows["filename"]])
+    det = Detector.load(run_dir)
+    p = det.score_prepared_files([csv.parent / f for f in rows["filename"]])
     ok = ~np.isnan(p)
-    metrics = detector_metrics(rows["label"].to_numpy()[ok], p[ok], rows["source"].to_numpy()[ok])
+    metrics = detector_metrics(rows["label"].to_numpy()[ok], p[ok], rows["source"].to_numpy()[ok],
+                               threshold=det.threshold)
     metrics.update({"split": "test", "held_out": "test fold of the run's own split (by group)"})
     write_json(run_dir / "detector_metrics.json", metrics)
     _annotate_card(run_dir, info)
@@ -160,7 +147,7 @@ def _annotate_card(run_dir: Path, info: dict[str, Any]) -> None:
 def training_groups(run_dir: str | Path) -> set[str]:
     """Groups of the images a detector trained or early-stopped on (train and val folds)."""
     run_dir = Path(run_dir)
-    info = _read_json(run_dir / DETECTOR_FILE)
+    info = read_detector_info(run_dir)
     split = _read_json(run_dir / "split.json")
     if not info or not split:
         return set()
@@ -183,13 +170,9 @@ def evaluate_detector(run_dir: str | Path, real: Sequence[str] | str, fake: Sequ
     how many were excluded and whether each source's generator was seen in training.
     """
     from galaxymorph.evaluation.plots import plot_confusion_matrix
-    from galaxymorph.models.loading import load_classifier
-
     run_dir, out = Path(run_dir), Path(out)
-    clf = load_classifier(run_dir, device=device)
-    synthetic_column(clf)
-    info = _read_json(run_dir / DETECTOR_FILE)
-    res = _resampling(info, clf)
+    det = Detector.load(run_dir, device=device)
+    info, res = det.info, det.view
     exclude = training_groups(run_dir) if exclude_training else set()
     data_dir = out / DATA_DIR
     if (data_dir / ASSEMBLY).exists():
@@ -202,10 +185,10 @@ def evaluate_detector(run_dir: str | Path, real: Sequence[str] | str, fake: Sequ
                    exclude_groups=exclude, seed=seed, progress=progress)
     assembly = _read_json(data_dir / ASSEMBLY)
     df = read_catalog(csv)
-    p = score_files(clf, [data_dir / f for f in df["filename"]])
+    p = det.score_prepared_files([data_dir / f for f in df["filename"]])
     ok = ~np.isnan(p)
     y = df["label"].to_numpy()
-    metrics = detector_metrics(y[ok], p[ok], df["source"].to_numpy()[ok])
+    metrics = detector_metrics(y[ok], p[ok], df["source"].to_numpy()[ok], threshold=det.threshold)
     trained_keys = {s["key"] for s in info.get("sources", [])}
     excluded = sum(s["excluded_seen_groups"] for s in assembly["sources"])
     for s in assembly["sources"]:
@@ -233,22 +216,25 @@ def evaluate_detector(run_dir: str | Path, real: Sequence[str] | str, fake: Sequ
 # -- prediction -------------------------------------------------------------------------------
 
 
-def predict_detector(run_dir: str | Path, images: Sequence[str | Path], *, crop: float = 1.0,
-                     device: str = "cpu", batch_size: int = 64) -> list[dict[str, Any]]:
+def predict_detector(run_dir: str | Path, images: Sequence[str | Path], *,
+                     crop: float | None = None, device: str = "cpu",
+                     batch_size: int = 64) -> list[dict[str, Any]]:
     """p(synthetic) per image file (folders are expanded to their image files).
 
     A file that cannot be read gives ``{"path", "p_synthetic": None, "error": message}``
-    instead of stopping the others. ``crop`` frames the inputs like the training images
-    (e.g. 0.5 for a wide-field GZ1 cutout if the detector was trained with ``real_crop=0.5``).
+    instead of stopping the others. Inputs are framed like the detector's real training
+    images (``real_crop`` of ``detector.json``, as ``predict --detector`` and the app do);
+    ``crop`` overrides that framing.
     """
+    from dataclasses import replace
+
     import torch
 
     from galaxymorph.data.imageio import is_image_path, read_image
-    from galaxymorph.models.loading import load_classifier
 
-    clf = load_classifier(run_dir, device=device)
-    synthetic_column(clf)
-    res = _resampling(_read_json(Path(run_dir) / DETECTOR_FILE), clf)
+    det = Detector.load(run_dir, device=device)
+    if crop is not None:
+        det.view = replace(det.view, crop=float(crop))
     paths: list[Path] = []
     for item in images:
         p = Path(item)
@@ -262,9 +248,9 @@ def predict_detector(run_dir: str | Path, images: Sequence[str | Path], *, crop:
 
     def flush() -> None:
         if pending:
-            probs = p_synthetic(clf, torch.stack([t for _, t in pending]))
+            probs = det.p_synthetic(torch.stack([t for _, t in pending]))
             for (k, _), q in zip(pending, probs, strict=True):
-                results[k].update(p_synthetic=float(q), label="synthetic" if q >= 0.5 else "real")
+                results[k].update(p_synthetic=float(q), label=det.label(float(q)))
             pending.clear()
 
     for path in paths:
@@ -272,7 +258,7 @@ def predict_detector(run_dir: str | Path, images: Sequence[str | Path], *, crop:
         try:
             if path.is_dir():
                 raise ImageReadError("folder holds no image files", path)
-            pending.append((len(results) - 1, res.apply(read_image(path), crop)))
+            pending.append((len(results) - 1, det.view(read_image(path))))
         except ImageReadError as exc:
             results[-1]["error"] = str(exc)
         if len(pending) >= batch_size:
@@ -282,14 +268,6 @@ def predict_detector(run_dir: str | Path, images: Sequence[str | Path], *, crop:
 
 
 # -- helpers ----------------------------------------------------------------------------------
-
-
-def _resampling(info: dict[str, Any], clf) -> Resampling:
-    """The detector's input chain; a detector not made here gets a plain resize."""
-    res = info.get("resampling")
-    if res:
-        return Resampling(int(res["image_size"]), res.get("common_size"))
-    return Resampling(int(clf.card.image_size))
 
 
 def _read_json(path: Path) -> dict[str, Any]:

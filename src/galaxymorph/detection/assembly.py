@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,10 +46,17 @@ CLASS_NAMES = ["real", "synthetic"]
 
 @dataclass(frozen=True)
 class Resampling:
-    """The one chain every detector input goes through (see the module docstring)."""
+    """The one chain every detector input goes through (see the module docstring).
+
+    Calling it applies its own ``crop`` (how a detector frames survey inputs); ``apply`` takes
+    the crop of the side an image comes from (assembly)."""
 
     image_size: int
     common_size: int | None = None  # resolution bottleneck; None: straight to image_size
+    crop: float = 1.0
+
+    def __call__(self, image: np.ndarray) -> torch.Tensor:
+        return self.apply(image, self.crop)
 
     def apply(self, image: np.ndarray, crop: float = 1.0) -> torch.Tensor:
         """(H, W, 3) uint8 -> (3, S, S) uint8: crop, bottleneck, final size."""
@@ -64,7 +71,8 @@ class Resampling:
         return t.contiguous()
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The resolution chain (crops are recorded per side, beside it)."""
+        return {"image_size": self.image_size, "common_size": self.common_size}
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Scores of a real-vs-synthetic detector: p(synthetic) per image and the binary metrics.
+"""Scores of a real-vs-synthetic detector: the synthetic column and the binary metrics.
 
 The positive class is *synthetic* throughout: precision is the share of images flagged as
 generated that were generated, recall the share of generated images that were caught.
@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from galaxymorph.errors import ModelError
 
@@ -27,32 +26,6 @@ def synthetic_column(clf) -> int:
                          "(expected 'real' and 'synthetic'); train one with `galaxymorph detector "
                          "train`", clf.source)
     return names.index("synthetic")
-
-
-def p_synthetic(clf, batch: torch.Tensor) -> np.ndarray:
-    """Calibrated p(synthetic) of a prepared uint8 batch (N, 3, S, S)."""
-    with torch.inference_mode():
-        return clf.predict_proba(batch)[:, synthetic_column(clf)].astype(np.float64)
-
-
-def score_files(clf, paths: Sequence[str | Path], batch_size: int = 128) -> np.ndarray:
-    """p(synthetic) of image files that are already at the detector's input size (an
-    assembled catalog); unreadable ones give NaN."""
-    from galaxymorph.data.imageio import read_image
-    from galaxymorph.errors import ImageReadError
-
-    out = np.full(len(paths), np.nan)
-    for start in range(0, len(paths), batch_size):
-        tensors, where = [], []
-        for j in range(start, min(start + batch_size, len(paths))):
-            try:
-                tensors.append(clf.prepare(read_image(paths[j])))
-                where.append(j)
-            except ImageReadError:
-                continue
-        if tensors:
-            out[where] = p_synthetic(clf, torch.stack(tensors))
-    return out
 
 
 def detector_metrics(y_true: np.ndarray, p: np.ndarray, sources: Sequence[str] | None = None,

@@ -24,14 +24,14 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from galaxymorph.data.transforms import DEFAULT_FRAME_RADII
-from galaxymorph.errors import ConfigError, ImageReadError, ModelError
+from galaxymorph.errors import ConfigError, ImageReadError
 from galaxymorph.inference.sources import InputPlan, Item
 from galaxymorph.inference.writers import Writer, columns_for, done_paths, open_writer, prob_column
 from galaxymorph.runtime import default_workers
@@ -100,7 +100,7 @@ def _short_error(key: str, message: str) -> str:
 def predict(inputs: str | Path | Iterable[str | Path], model: str | Path = "default",
             tta: bool = False, batch_size: int = 64, out: str | Path | None = None,
             resume: bool = False, overwrite: bool = False, workers: int | None = None,
-            engine: str = "local", device: str = "auto", detector: str | Path | None = None,
+            engine: str = "local", device: str = "auto", detector: DetectorLike | None = None,
             progress: bool = True, threads: int | None = None,
             crop: float | None = None) -> pd.DataFrame | PredictSummary:
     """Predict the class of every image in ``inputs``.
@@ -111,7 +111,8 @@ def predict(inputs: str | Path | Iterable[str | Path], model: str | Path = "defa
     rotations/flips (off by default: 8x the compute; ``None`` follows the model card).
     ``out``: ``.csv``, ``.json`` (array), ``.jsonl`` or ``.parquet``; ``None`` returns a DataFrame. ``resume``: skip the images
     already in ``out`` and append. ``workers``: decoding processes (local engine) or Ray actors
-    (``engine="ray"``). ``detector``: a real-vs-synthetic run folder; adds ``p_synthetic``.
+    (``engine="ray"``). ``detector``: a loaded real-vs-synthetic detector
+    (``galaxymorph.load_detector(RUN_DIR)``); adds ``p_synthetic``.
     ``crop``: a fixed centre crop (fraction of the shorter side) instead of the model's own
     framing (e.g. automatic framing), for cutouts whose galaxy framing you know better.
     """
@@ -121,6 +122,9 @@ def predict(inputs: str | Path | Iterable[str | Path], model: str | Path = "defa
         raise ConfigError(f"unknown engine '{engine}'; use local or ray")
     if workers is not None and workers < 0:
         raise ConfigError(f"workers must be 0 or more, got {workers}")
+    if detector is not None and not isinstance(detector, DetectorLike):
+        raise ConfigError("detector must be a loaded detector: "
+                          "galaxymorph.load_detector(RUN_DIR), not a path")
     if resume and (out is None or str(out) == "-"):
         raise ConfigError("--resume needs --out: the file whose rows are skipped and appended to")
     if out is not None and str(out) != "-":
@@ -134,7 +138,7 @@ def predict(inputs: str | Path | Iterable[str | Path], model: str | Path = "defa
     from galaxymorph.models.loading import load_classifier
 
     clf = load_classifier(model, device=device).with_crop(crop)
-    det = load_detector(detector, device) if detector else None
+    det = detector.to(clf.device) if detector is not None else None
     columns = columns_for(clf.class_names, detector=det is not None)
     skip = done_paths(out) if resume and out is not None else set()
 
@@ -150,7 +154,7 @@ def predict(inputs: str | Path | Iterable[str | Path], model: str | Path = "defa
                 from galaxymorph.inference.ray_engine import run_ray
 
                 run_ray(plan, clf, model, writer, summary, skip=skip, tta=tta,
-                        batch_size=batch_size, workers=workers, detector=detector,
+                        batch_size=batch_size, workers=workers, detector=det,
                         progress=progress)
             else:
                 _run_local(plan, clf, det, writer, summary, skip=skip, tta=tta,
@@ -208,50 +212,47 @@ def _chunks(items: Iterator[Item], size: int) -> Iterator[list[Item]]:
         yield batch
 
 
+@runtime_checkable
+class View(Protocol):
+    """How one network sees a decoded image, (H, W, 3) uint8 -> (3, S, S) uint8. Picklable,
+    for workers: the classifier's :class:`ClassifierView`, or a detector's own input chain."""
+
+    image_size: int
+
+    def __call__(self, image: np.ndarray) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class DetectorLike(Protocol):
+    """What predict needs of a real-vs-synthetic detector (``galaxymorph.detection.Detector``;
+    taken as an argument so that inference never imports detection)."""
+
+    view: View
+
+    def p_synthetic(self, batch: torch.Tensor) -> np.ndarray: ...
+
+    def to(self, device: str | torch.device) -> Any: ...
+
+
 @dataclass(frozen=True)
-class View:
-    """How one network sees a decoded image: the classifier's own preprocessing, or a
-    detector's input chain (crop, resolution bottleneck, final size). Picklable, for workers."""
+class ClassifierView:
+    """A classifier's own preprocessing (centre crop, resize)."""
 
     image_size: int
     crop: float = 1.0
-    common_size: int | None = None
     framing: str = "fixed"
     frame_radii: float = DEFAULT_FRAME_RADII
 
     def __call__(self, image: np.ndarray) -> torch.Tensor:
         from galaxymorph.data.transforms import Preprocessing, prepare
 
-        if not self.common_size or self.common_size >= self.image_size:
-            return prepare(image, Preprocessing(self.image_size, self.crop, self.framing,
-                                                self.frame_radii))
-        from galaxymorph.detection.assembly import Resampling
-
-        return Resampling(self.image_size, self.common_size).apply(image, self.crop)
+        return prepare(image, Preprocessing(self.image_size, self.crop, self.framing,
+                                            self.frame_radii))
 
 
-def classifier_view(clf) -> View:
+def classifier_view(clf) -> ClassifierView:
     pre = clf.preprocessing
-    return View(pre.image_size, pre.crop, framing=pre.framing, frame_radii=pre.frame_radii)
-
-
-def detector_view(det) -> View:
-    """The chain the detector was trained with (``detector.json`` of ``galaxymorph detector
-    train``): inputs are framed like its *real* training images, since they are survey images."""
-    import json
-
-    info: dict[str, Any] = {}
-    path = Path(det.source) / "detector.json"
-    if path.is_file():
-        try:
-            info = json.loads(path.read_text())
-        except (OSError, ValueError):
-            info = {}
-    res = info.get("resampling") or {}
-    crop = info.get("real_crop") or det.preprocessing.crop
-    common = res.get("common_size")
-    return View(int(res.get("image_size") or det.preprocessing.image_size), float(crop),
-                int(common) if common else None)
+    return ClassifierView(pre.image_size, pre.crop, framing=pre.framing, frame_radii=pre.frame_radii)
 
 
 def decode_batch(plan: InputPlan, items: list[Item], views: list[View]) -> tuple:
@@ -333,10 +334,9 @@ def _local_loop(plan: InputPlan, clf, det, writer: Writer, summary: PredictSumma
                 progress: bool) -> None:
     views = [classifier_view(clf)]
     if det is not None:
-        views.append(detector_view(det))
+        views.append(det.view)
     stream = _BatchStream(plan, views, batch_size, skip)
     loader = _loader(stream, n_workers)
-    syn_col = synthetic_column(det) if det is not None else None
     with torch.inference_mode(), progress_bar(plan, skip, progress) as advance:
         for keys, errors, *arrays in loader:
             tensors = [torch.from_numpy(a) for a in arrays]
@@ -344,7 +344,7 @@ def _local_loop(plan: InputPlan, clf, det, writer: Writer, summary: PredictSumma
             probs = clf.predict_proba(tensors[0], tta) if len(tensors[0]) else None
             p_syn = None
             if det is not None and len(tensors[-1]):
-                p_syn = det.predict_proba(tensors[-1], tta=False)[:, syn_col]
+                p_syn = det.p_synthetic(tensors[-1])
             summary.forward_seconds += time.perf_counter() - t0
             rows = make_rows(keys, errors, probs, clf.class_names, p_syn, det is not None,
                              threshold=clf.abstain_threshold)
@@ -387,22 +387,6 @@ def make_rows(keys: list[str], errors: list[str], probs: np.ndarray | None, clas
             j += 1
         rows.append(row)
     return rows
-
-
-def load_detector(ref: str | Path, device: str):
-    from galaxymorph.models.loading import load_classifier
-
-    det = load_classifier(ref, device=device)
-    synthetic_column(det)
-    return det
-
-
-def synthetic_column(det) -> int:
-    names = [c.lower() for c in det.class_names]
-    if "synthetic" not in names:
-        raise ModelError(f"not a real-vs-synthetic detector: its classes are {det.class_names} "
-                         "(expected one named 'synthetic')", det.source)
-    return names.index("synthetic")
 
 
 # -- output helpers ------------------------------------------------------------------------

@@ -55,17 +55,11 @@ def start_ray(workers: int | None = None) -> bool:
 
 
 def run_ray(plan: InputPlan, clf, model: str | Path, writer, summary, *, skip: set[str],
-            tta: bool | None, batch_size: int, workers: int | None, detector: str | Path | None,
+            tta: bool | None, batch_size: int, workers: int | None, detector: Any | None,
             progress: bool) -> None:
     """Predict every item of ``plan`` on Ray and write rows through ``writer``."""
     ray = _import_ray()
-    from galaxymorph.inference.predict import (
-        classifier_view,
-        detector_view,
-        load_detector,
-        make_rows,
-        progress_bar,
-    )
+    from galaxymorph.inference.predict import classifier_view, make_rows, progress_bar
 
     started = start_ray(workers)
     try:
@@ -77,7 +71,7 @@ def run_ray(plan: InputPlan, clf, model: str | Path, writer, summary, *, skip: s
 
         views = [classifier_view(clf)]
         if detector is not None:
-            views.append(detector_view(load_detector(detector, "cpu")))
+            views.append(detector.view)
         has_gpu = ray.cluster_resources().get("GPU", 0) > 0
         n_actors = workers or (int(ray.cluster_resources().get("GPU", 0)) if has_gpu else 1) or 1
 
@@ -92,7 +86,7 @@ def run_ray(plan: InputPlan, clf, model: str | Path, writer, summary, *, skip: s
             _Predictor, batch_size=batch_size, batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=n_actors),
             fn_constructor_kwargs={"model": _absolute(model), "tta": tta,
-                                   "detector": _absolute(detector) if detector else None},
+                                   "detector": detector.to("cpu") if detector else None},
             num_cpus=1 if not has_gpu else 0, num_gpus=1 if has_gpu else 0,
             udf_modifying_row_count=False)
         class_names = clf.class_names
@@ -165,17 +159,15 @@ def _decode(batch: dict[str, np.ndarray], plan: InputPlan, views: list, cwd: str
 class _Predictor:
     """Ray actor: loads the model once and scores decoded batches."""
 
-    def __init__(self, model: str, tta: bool | None, detector: str | None):
+    def __init__(self, model: str, tta: bool | None, detector: Any | None):
         import torch
 
-        from galaxymorph.inference.predict import load_detector, synthetic_column
         from galaxymorph.models.loading import load_classifier
 
         # CPU threads: Ray sets OMP_NUM_THREADS to the actor's num_cpus, which torch follows.
         device = "cuda" if torch.cuda.is_available() else "cpu"
         self.clf = load_classifier(model, device=device)
-        self.det = load_detector(detector, device) if detector else None
-        self.syn_col = synthetic_column(self.det) if self.det is not None else 0
+        self.det = detector.to(device) if detector is not None else None  # pickled by Ray
         self.tta = tta
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -193,5 +185,5 @@ class _Predictor:
                 if self.det is not None:
                     xd = batch["image1"] if "image1" in batch else batch["image0"]
                     xd = torch.from_numpy(np.ascontiguousarray(xd[ok]))
-                    p_syn[ok] = self.det.predict_proba(xd, tta=False)[:, self.syn_col]
+                    p_syn[ok] = self.det.p_synthetic(xd)
         return {"key": batch["key"], "error": errors, "probs": probs, "p_synthetic": p_syn}

@@ -1,0 +1,142 @@
+"""One loaded real-vs-synthetic detector: a classifier plus the input chain it was trained with.
+
+Every command that asks "is this image synthetic?" (``detector predict``, ``detector
+evaluate``, ``predict --detector``, the app) goes through :class:`Detector`, so one image gets
+one p(synthetic) whichever asks. ``detector.json`` (written by ``detector train``) is read here
+and nowhere else; a two-class classifier without it (classes ``real``/``synthetic``) is used
+with its own preprocessing.
+
+Inference (``galaxymorph.predict``) never imports this module: it takes a loaded detector as
+an argument (anything with ``view`` and ``p_synthetic``), so detection -> inference stays
+one-way.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from galaxymorph.detection.assembly import Resampling
+from galaxymorph.detection.scoring import synthetic_column
+from galaxymorph.errors import DataError, ImageReadError
+
+DETECTOR_FILE = "detector.json"
+
+
+def read_detector_info(run_dir: str | Path) -> dict[str, Any]:
+    """``detector.json`` of a detector run, checked field by field; ``{}`` when there is none."""
+    path = Path(run_dir) / DETECTOR_FILE
+    if not path.is_file():
+        return {}
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DataError(f"not readable JSON ({exc})", path) from exc
+    if not isinstance(info, dict):
+        raise DataError("expected a JSON object", path)
+    res = info.get("resampling") or {}
+    if not isinstance(res, dict):
+        raise DataError("'resampling' must be an object", path)
+    _check_int(res.get("image_size"), "resampling.image_size", path, low=8)
+    _check_int(res.get("common_size"), "resampling.common_size", path, low=8)
+    for key in ("real_crop", "fake_crop"):
+        crop = info.get(key)
+        if crop is not None and not (_is_number(crop) and 0 < float(crop) <= 1):
+            raise DataError(f"'{key}' must be a number in (0, 1], got {crop!r}", path)
+    threshold = info.get("threshold")
+    if threshold is not None and not (_is_number(threshold) and 0 <= float(threshold) <= 1):
+        raise DataError(f"'threshold' must be a number in [0, 1], got {threshold!r}", path)
+    return info
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_int(value: Any, name: str, path: Path, low: int) -> None:
+    if value is not None and not (isinstance(value, int) and not isinstance(value, bool)
+                                  and value >= low):
+        raise DataError(f"'{name}' must be an integer >= {low}, got {value!r}", path)
+
+
+@dataclass
+class Detector:
+    """A real-vs-synthetic classifier and the chain every input goes through before it."""
+
+    classifier: Any  # galaxymorph.models.loading.Classifier
+    view: Resampling  # decoded (H, W, 3) uint8 -> (3, S, S) uint8, picklable for workers
+    threshold: float = 0.5  # p(synthetic) at or above it reads "synthetic"
+    info: dict[str, Any] = field(default_factory=dict)  # detector.json, as read
+
+    @classmethod
+    def load(cls, ref: str | Path, device: str = "cpu") -> Detector:
+        """A detector run folder (or any classifier with a class named 'synthetic')."""
+        from galaxymorph.models.loading import load_classifier
+
+        clf = load_classifier(ref, device=device)
+        synthetic_column(clf)
+        info = read_detector_info(ref) if Path(ref).is_dir() else {}
+        res = info.get("resampling") or {}
+        # Inputs are survey images, so they are framed like the *real* training images.
+        crop = info.get("real_crop") or clf.preprocessing.crop
+        view = Resampling(int(res.get("image_size") or clf.card.image_size),
+                          res.get("common_size"), float(crop))
+        return cls(clf, view, float(info.get("threshold", 0.5)), info)
+
+    @property
+    def source(self) -> str:
+        return str(self.classifier.source)
+
+    @property
+    def image_size(self) -> int:
+        return self.view.image_size
+
+    def p_synthetic(self, batch: torch.Tensor) -> np.ndarray:
+        """Calibrated p(synthetic) of a batch already through :attr:`view` (N, 3, S, S) uint8."""
+        with torch.inference_mode():
+            probs = self.classifier.predict_proba(batch, tta=False)
+        return probs[:, synthetic_column(self.classifier)].astype(np.float64)
+
+    def score_images(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """p(synthetic) of decoded images (each framed and resampled by :attr:`view`)."""
+        if not len(images):
+            return np.zeros(0)
+        return self.p_synthetic(torch.stack([self.view(im) for im in images]))
+
+    def score_prepared_files(self, paths: Sequence[str | Path], batch_size: int = 128) -> np.ndarray:
+        """p(synthetic) of image files already at the input size (an assembled catalog, whose
+        images went through the chain when they were written); unreadable ones give NaN."""
+        from galaxymorph.data.imageio import read_image
+
+        plain = Resampling(self.image_size)
+        out = np.full(len(paths), np.nan)
+        for start in range(0, len(paths), batch_size):
+            tensors, where = [], []
+            for j in range(start, min(start + batch_size, len(paths))):
+                try:
+                    tensors.append(plain(read_image(paths[j])))
+                    where.append(j)
+                except ImageReadError:
+                    continue
+            if tensors:
+                out[where] = self.p_synthetic(torch.stack(tensors))
+        return out
+
+    def label(self, p: float) -> str:
+        return "synthetic" if p >= self.threshold else "real"
+
+    def to(self, device: str | torch.device) -> Detector:
+        self.classifier.to(device)
+        return self
+
+
+def load_detector(ref: str | Path, device: str = "cpu") -> Detector:
+    """:meth:`Detector.load`."""
+    return Detector.load(ref, device)
