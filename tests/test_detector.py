@@ -17,10 +17,12 @@ from galaxymorph.data.splits import make_split
 from galaxymorph.data.synthetic import make_synthetic_arrays, write_synthetic_catalog
 from galaxymorph.detection import assemble, detector_metrics, evaluate_detector, predict_detector
 from galaxymorph.detection.assembly import water_fill
-from galaxymorph.detection.scoring import METRIC_KEYS
+from galaxymorph.detection.scoring import METRIC_KEYS, threshold_at_false_alarm
 
 FAST = dict(image_size=32, epochs=3, patience=0, batch_size=16, lr=1e-3, progress=False,
-            threads=2, cache=False)
+            threads=2, cache=False,
+            auto_fakes=[],  # the toy's real images are renders
+            augment=False)  # the toy generator's tell is blur, which augmentation teaches away
 
 
 def _fake_folder(folder: Path, n_per_class: int, seed: int, size: int = 32) -> Path:
@@ -156,6 +158,118 @@ def test_metrics_positive_class_is_synthetic():
     assert m["roc_auc"] == pytest.approx(7 / 9)
     assert m["per_source"]["f"]["accuracy"] == pytest.approx(2 / 3)
     assert detector_metrics(np.zeros(3), np.full(3, 0.2))["roc_auc"] is None
+
+
+def test_threshold_is_set_on_real_images_only(trained):
+    rng = np.random.default_rng(0)
+    p_real = rng.uniform(0, 0.4, 200)
+    t = threshold_at_false_alarm(p_real, 0.05)
+    assert (p_real >= t).sum() == 10  # at most 5% of the real images flagged...
+    assert (p_real >= np.sort(p_real)[-11]).sum() == 11  # ...and the lowest such threshold
+    assert threshold_at_false_alarm(p_real, 0.0) > p_real.max()
+    # The trained detector's threshold: from its real validation images, at its target rate.
+    from galaxymorph.detection import load_detector
+
+    run = trained.run_dir
+    info = json.loads((run / "detector.json").read_text())
+    assert info["threshold_rule"]["on"] == "real images of the validation fold"
+    df = pd.read_csv(run / "data" / "detector_catalog.csv")
+    val = set(json.loads((run / "split.json").read_text())["val"])
+    real_val = df[df["filename"].isin(val) & (df["label"] == 0)]
+    det = load_detector(run)
+    p, _ = det.score_prepared_files([run / "data" / f for f in real_val["filename"]])
+    assert info["threshold_rule"]["n_real"] == len(real_val)
+    assert det.threshold == pytest.approx(threshold_at_false_alarm(p, 0.01))
+    m = json.loads((run / "detector_metrics.json").read_text())
+    assert m["threshold"] == pytest.approx(det.threshold)
+
+
+def test_several_fake_sources_balanced_and_kept_apart(tmp_path, toy):
+    """The families added to one user generator: each its own source, equal shares, no group
+    shared between sources; blur/JPEG/resampling reach both classes."""
+    from galaxymorph.detection.augment import Degradation
+    from galaxymorph.detection.generators import choose_families, family_specs
+
+    # Added by default when the user gives one generator; their own mix when several.
+    assert choose_families(["gan_e20"]) == ["renderer", "eigengalaxy"]
+    assert choose_families(["a", "b"]) == [] and choose_families(["a"], []) == []
+    assert choose_families(["a"], ["gan:runs/g"]) == ["gan:runs/g"]
+
+    made = family_specs(["renderer", "eigengalaxy"], tmp_path / "gen", real_spec=toy["real"],
+                        n=40, size=32, real_crop=1.0, seed=0)
+    assert set(made) == {"renderer", "eigengalaxy"}
+    fakes = [toy["fake"], *made.values()]
+    csv = assemble([toy["real"]], fakes, tmp_path / "asm", image_size=32, max_per_side=90,
+                   augment=Degradation(p_blur=1.0, p_jpeg=1.0), progress=False)
+    df = pd.read_csv(csv)
+    per_fake = df[df["label"] == 1].groupby("source").size()
+    assert sorted(per_fake.index) == sorted(fakes) and (per_fake == 30).all()
+    assert (df["label"] == 0).sum() == 90
+    groups = df.groupby("source")["group"].apply(set)
+    for a in groups.index:
+        for b in groups.index:
+            assert a == b or not groups[a] & groups[b]
+    info = json.loads((tmp_path / "asm" / "assembly.json").read_text())
+    assert info["augment"]["p_blur"] == 1.0
+    # Degraded on both sides: stored images differ from the plain chain, deterministically.
+    plain = assemble([toy["real"]], fakes, tmp_path / "plain", image_size=32, max_per_side=90,
+                     progress=False)
+    again = assemble([toy["real"]], fakes, tmp_path / "again", image_size=32, max_per_side=90,
+                     augment=Degradation(p_blur=1.0, p_jpeg=1.0), progress=False)
+    for side in (0, 1):
+        name = df.loc[df["label"] == side, "filename"].iloc[0]
+        aug = np.asarray(Image.open(csv.parent / name), dtype=np.int64)
+        assert np.abs(aug - np.asarray(Image.open(plain.parent / name), dtype=np.int64)).mean() > 1
+        assert (aug == np.asarray(Image.open(again.parent / name))).all()
+
+
+def _noise_folder(folder: Path, n: int) -> Path:
+    """Images of a 'generator' no detector saw: coloured noise."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(5)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(folder / f"n{i}.png")
+    return folder
+
+
+def test_typicality_ranks_generated_above_real(trained, toy, tmp_path):
+    from galaxymorph.detection import load_detector
+
+    assert (trained.run_dir / "typicality.npz").exists()
+    det = load_detector(trained.run_dir)
+    noise = _noise_folder(tmp_path / "noise", 20)
+    real = [r for r in predict_detector(trained.run_dir, [Path(toy["real_eval"][8:]).parent])
+            if r["error"] is None]
+    odd = predict_detector(trained.run_dir, [noise])
+    a_real = np.array([r["atypicality"] for r in real])
+    a_odd = np.array([r["atypicality"] for r in odd])
+    assert 0.2 < np.median(a_real) < 0.8  # a real galaxy is an ordinary one
+    assert a_odd.min() > np.quantile(a_real, 0.9)
+    from sklearn.metrics import roc_auc_score
+
+    m = evaluate_detector(trained.run_dir, toy["real_eval"], toy["fake_eval"], tmp_path / "ev",
+                          progress=False)
+    assert m["atypicality"]["roc_auc"] > 0.6, m["atypicality"]
+    assert roc_auc_score([0] * len(a_real) + [1] * len(a_odd), [*a_real, *a_odd]) > 0.95
+    assert det.typicality is not None
+
+
+def test_evaluate_reports_each_fake_source(trained, toy, tmp_path, capsys):
+    noise = str(_noise_folder(tmp_path / "noise", 30))
+    code, text = _cli(capsys, "detector", "evaluate", str(trained.run_dir), "--real",
+                      toy["real_eval"], "--fake", toy["fake_eval"], "--fake", noise,
+                      "--out", str(tmp_path / "ev"))
+    assert code == 0, text
+    m = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    for key in ("accuracy", "roc_auc", "average_precision", "false_alarm_rate", "threshold"):
+        assert m[key] is not None, key
+    rows = m["per_source"]
+    assert set(rows) == {toy["real_eval"], toy["fake_eval"], noise}
+    assert rows[toy["real_eval"]]["false_alarm_rate"] == pytest.approx(m["false_alarm_rate"])
+    for fake in (toy["fake_eval"], noise):
+        assert {"roc_auc", "average_precision", "recall", "accuracy"} <= set(rows[fake])
+        assert rows[fake]["n"] == 30
+    assert "Traceback" not in text and "left out" in text
 
 
 def test_predict_reports_corrupt_file(trained, toy, tmp_path):

@@ -106,6 +106,8 @@ class Analysis:
     cam: object | None = None  # gradcam.CamResult
     cam_error: str | None = None
     p_synthetic: float | None = None
+    atypicality: float | None = None  # detector's fake-free score: 0.5 ordinary, ~1 unlike real
+    verdict: str | None = None  # "real" / "synthetic" at the detector's own threshold
     notes: list[str] = field(default_factory=list)
     #: The model's abstention threshold (None: its card has none, so it never abstains).
     threshold: float | None = None
@@ -160,8 +162,12 @@ def analyse(clf, image: np.ndarray, name: str, tta: bool = False, with_cam: bool
         except Exception as exc:  # a map is a bonus: never lose the prediction for it
             result.cam_error = f"Grad-CAM unavailable for this model ({type(exc).__name__}: {exc})"
     if detector is not None:  # a galaxymorph.detection.Detector: its own input chain
+        x = detector.view(image).unsqueeze(0)
         with LOCK:
-            result.p_synthetic = float(detector.score_images([image])[0])
+            result.p_synthetic = float(detector.p_synthetic(x)[0])
+            atyp = float(detector.atypicality(x)[0])
+        result.atypicality = None if np.isnan(atyp) else atyp
+        result.verdict = detector.label(result.p_synthetic)
     return result
 
 

@@ -108,7 +108,9 @@ def show_analysis(a: core.Analysis) -> None:
         shown = table.assign(probability=table["probability"].map(lambda p: f"{p:.1%}"))
         right.table(shown.set_index("class"))
         if a.p_synthetic is not None:
-            right.caption(f"Real-vs-synthetic detector: p(synthetic) = {a.p_synthetic:.2f}")
+            typical = "" if a.atypicality is None else f", atypicality {a.atypicality:.2f}"
+            right.caption(f"Real-vs-synthetic detector: p(synthetic) = {a.p_synthetic:.2f} "
+                          f"({a.verdict} at its threshold){typical}")
 
 
 def show_failure(name: str, exc: Exception) -> None:

@@ -33,6 +33,14 @@ def _common_size(value: str | None) -> int | str | None:
     return int(value)
 
 
+def _families(value: str) -> list[str] | str:
+    if value == "auto":
+        return "auto"
+    if value.lower() in ("none", "off", ""):
+        return []
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
 @detector_app.command("train")
 def train_cmd(
     real: list[str] = typer.Option(..., "--real", help="Dataset spec of real images; repeatable."),
@@ -59,6 +67,15 @@ def train_cmd(
     threads: int = typer.Option(None, "--threads", help="CPU threads for torch."),
     accelerator: str = typer.Option(None, "--accelerator", help="auto | cpu | gpu | mps"),
     max_minutes: float = typer.Option(None, "--max-minutes", help="Stop training after this long."),
+    auto_fakes: str = typer.Option("auto", "--auto-fakes",
+                                   help="Generator families added to the synthetic side: auto "
+                                   "(renderer,eigengalaxy when one --fake is given), none, or a "
+                                   "comma list of renderer, eigengalaxy, gan:RUN_DIR."),
+    augment: bool = typer.Option(True, "--augment/--no-augment",
+                                 help="Blur, JPEG and resampling on both classes alike."),
+    false_alarm: float = typer.Option(0.01, "--false-alarm",
+                                      help="Share of real validation images the threshold may "
+                                      "flag as synthetic."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),
 ) -> None:
     """Assemble balanced real vs generated images and train a detector on them."""
@@ -70,7 +87,8 @@ def train_cmd(
                          common_size=_common_size(common_size), real_crop=real_crop,
                          fake_crop=fake_crop, per_source_cap=cap, max_per_side=max_per_side,
                          epochs=epochs, patience=patience, batch_size=batch_size, lr=lr, seed=seed,
-                         resume=resume, **options)
+                         auto_fakes=_families(auto_fakes), augment=augment,
+                         false_alarm=false_alarm, resume=resume, **options)
     _print_metrics(run.metrics, f"held-out test fold of {run.run_dir}")
     console.print(f"run folder: [bold]{run.run_dir}[/] (detector_metrics.json, curves.png, "
                   "batch_accuracy.png, model.safetensors)")
@@ -94,7 +112,7 @@ def evaluate_cmd(
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | auto"),
 ) -> None:
-    """Score a detector: metrics.json (accuracy, ROC AUC, precision, recall, F1, confusion matrix), predictions.csv, figures.
+    """Score a detector: metrics.json (accuracy at its threshold, ROC AUC, AP, false alarms on real images, per source), predictions.csv, figures.
 
     Images of groups the detector trained on are left out unless --trust-held-out.
     """
@@ -124,12 +142,13 @@ def predict_cmd(
     from galaxymorph.detection import predict_detector
 
     results = predict_detector(run_dir, images, crop=crop, device=device)
-    table = Table("image", "p(synthetic)", "verdict")
+    table = Table("image", "p(synthetic)", "verdict", "atypicality")
     for r in results:
         if r["error"]:
-            table.add_row(escape(r["path"]), "-", "[red]unreadable[/]")
+            table.add_row(escape(r["path"]), "-", "[red]unreadable[/]", "-")
         else:
-            table.add_row(escape(r["path"]), f"{r['p_synthetic']:.4f}", r["label"])
+            atyp = "-" if r["atypicality"] is None else f"{r['atypicality']:.3f}"
+            table.add_row(escape(r["path"]), f"{r['p_synthetic']:.4f}", r["label"], atyp)
     console.print(table)
     failed = [r for r in results if r["error"]]
     for r in failed:
@@ -140,25 +159,34 @@ def predict_cmd(
         raise typer.Exit(1)
 
 
+def _fmt(value: float | None, digits: int = 4) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
 def _print_metrics(m: dict, title: str) -> None:
     from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=escape(title))
-    for col in ("n", "accuracy", "ROC AUC", "precision", "recall", "F1"):
+    for col in ("n", "threshold", "accuracy", "ROC AUC", "AP", "false alarms (real)", "recall",
+                "atypicality AUC"):
         table.add_column(col, justify="right")
-    auc = "n/a" if m.get("roc_auc") is None else f"{m['roc_auc']:.4f}"
-    table.add_row(str(m["n"]), f"{m['accuracy']:.4f}", auc, f"{m['precision']:.4f}",
-                  f"{m['recall']:.4f}", f"{m['f1']:.4f}")
+    table.add_row(str(m["n"]), _fmt(m["threshold"]), _fmt(m["accuracy"]), _fmt(m.get("roc_auc")),
+                  _fmt(m.get("average_precision")), _fmt(m.get("false_alarm_rate")),
+                  _fmt(m["recall"]), _fmt((m.get("atypicality") or {}).get("roc_auc")))
     console.print(table)
     per = m.get("per_source", {})
     if per:
-        src = Table(title="per source")
+        src = Table(title="per source (a generated source against all real images)")
         src.add_column("source", overflow="fold")
-        for col in ("class", "n", "accuracy", "mean p(synthetic)", "seen in training"):
+        for col in ("class", "n", "accuracy", "ROC AUC", "AP", "caught / false alarms",
+                    "mean p(synthetic)", "atypicality AUC", "seen in training"):
             src.add_column(col)
         for name, s in per.items():
             seen = s.get("seen_in_training")
-            src.add_row(escape(name), s["label"], str(s["n"]), f"{s['accuracy']:.4f}",
-                        f"{s['mean_p_synthetic']:.3f}", "-" if seen is None else str(seen).lower())
+            rate = s.get("recall", s.get("false_alarm_rate"))
+            src.add_row(escape(name), s["label"], str(s["n"]), _fmt(s["accuracy"]),
+                        _fmt(s.get("roc_auc")), _fmt(s.get("average_precision")), _fmt(rate),
+                        _fmt(s["mean_p_synthetic"], 3), _fmt(s.get("atypicality_roc_auc")),
+                        "-" if seen is None else str(seen).lower())
         console.print(src)

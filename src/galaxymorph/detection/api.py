@@ -15,7 +15,6 @@ RUN_DIR/
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 from collections.abc import Sequence
@@ -26,9 +25,24 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from galaxymorph.detection.assembly import ASSEMBLY, CATALOG, CLASS_NAMES, assemble, read_catalog
-from galaxymorph.detection.detector import DETECTOR_FILE, Detector, read_detector_info
-from galaxymorph.detection.scoring import detector_metrics, plot_roc
+from galaxymorph.detection.assembly import (
+    ASSEMBLY,
+    CATALOG,
+    CLASS_NAMES,
+    assemble,
+    read_catalog,
+    suggested_real_crop,
+)
+from galaxymorph.detection.augment import Degradation
+from galaxymorph.detection.detector import (
+    DETECTOR_FILE,
+    Detector,
+    read_detector_info,
+    read_json_object,
+)
+from galaxymorph.detection.generators import choose_families, family_specs
+from galaxymorph.detection.scoring import detector_metrics, plot_roc, threshold_at_false_alarm
+from galaxymorph.detection.typicality import TYPICALITY_FILE, Typicality
 from galaxymorph.errors import ConfigError, DataError, ImageReadError
 from galaxymorph.io_utils import write_json
 
@@ -51,8 +65,18 @@ def train_detector(real: Sequence[str] | str, fake: Sequence[str] | str, out: st
                    fake_crop: float = 1.0, per_source_cap: int | None = None,
                    max_per_side: int | None = None, epochs: int | None = None, patience: int = 5,
                    batch_size: int = 32, lr: float = 1e-3, seed: int = 0, pretrained: bool = False,
-                   progress: bool = True, resume: bool = False, **train_options: Any) -> DetectorRun:
+                   auto_fakes: Sequence[str] | str = "auto", augment: bool = True,
+                   false_alarm: float | None = 0.01, progress: bool = True, resume: bool = False,
+                   **train_options: Any) -> DetectorRun:
     """Assemble real vs ``fake`` images and train a detector on them in run folder ``out``.
+
+    Made to hold up on generators it never saw: with ``auto_fakes="auto"`` and one ``fake``
+    spec, the project's own generator families (``generators.AUTO_FAMILIES``: the
+    renderer and an eigengalaxy sampler) join the synthetic side (a list names families
+    explicitly, ``gan:RUN`` included; ``[]`` adds none); ``augment`` blurs, JPEG-compresses
+    and resamples both classes alike; the decision threshold is set on the *real* validation
+    images at a ``false_alarm`` rate (``None``: the plain 0.5), and a fake-free typicality reference is built
+    from the real training images (``typicality.npz``).
 
     Defaults follow the seed (its CNN, Adam-family optimiser at 1e-3, up to 50 epochs, early
     stopping at patience 5) except the input size: 64 px, the GAN's native resolution, since a
@@ -69,26 +93,37 @@ def train_detector(real: Sequence[str] | str, fake: Sequence[str] | str, out: st
     if (run_dir / "config.yaml").exists():
         raise ConfigError("run folder already holds a run; use --resume to continue it or "
                           "choose another --out", run_dir)
+    if false_alarm is not None and not 0 <= false_alarm < 1:
+        raise ConfigError(f"false_alarm must be in [0, 1), got {false_alarm}")
     data_dir = run_dir / DATA_DIR
-    settings = dict(real=[real] if isinstance(real, str) else list(real),
-                    fake=[fake] if isinstance(fake, str) else list(fake), image_size=image_size,
+    reals = [real] if isinstance(real, str) else list(real)
+    fakes = [fake] if isinstance(fake, str) else list(fake)
+    families = choose_families(fakes, auto_fakes)
+    settings = dict(real=reals, fake=fakes, families=families, image_size=image_size,
                     common_size=common_size, real_crop=real_crop, fake_crop=fake_crop,
-                    per_source_cap=per_source_cap, max_per_side=max_per_side, seed=seed)
+                    per_source_cap=per_source_cap, max_per_side=max_per_side, seed=seed,
+                    augment=augment, false_alarm=false_alarm)
     csv = data_dir / CATALOG
     if csv.exists() and read_detector_info(run_dir).get("settings") == settings:
         log.info("reusing the data assembled earlier in %s", data_dir)
     else:
-        csv = assemble(settings["real"], settings["fake"], data_dir, image_size=image_size,
+        if csv.exists():
+            shutil.rmtree(data_dir)  # assembled for other settings by an earlier attempt
+        crop = real_crop if real_crop is not None else suggested_real_crop(fakes) or 1.0
+        made = family_specs(families, run_dir / "generated", real_spec=reals[0],
+                            n=max_per_side or per_source_cap or 1000, size=max(image_size, 64),
+                            real_crop=crop, seed=seed)
+        csv = assemble(reals, fakes + list(made.values()), data_dir, image_size=image_size,
                        common_size=common_size, real_crop=real_crop, fake_crop=fake_crop,
                        per_source_cap=per_source_cap, max_per_side=max_per_side, seed=seed,
-                       progress=progress)
-    assembly = _read_json(data_dir / ASSEMBLY)
+                       augment=Degradation() if augment else None, progress=progress)
+    assembly = read_json_object(data_dir / ASSEMBLY)
     write_json(run_dir / DETECTOR_FILE, {
         "format": 1, "settings": settings, "catalog": f"{DATA_DIR}/{CATALOG}",
         "class_names": CLASS_NAMES, "resampling": assembly["resampling"],
         "real_crop": assembly["real_crop"], "fake_crop": assembly["fake_crop"],
         "sources": [{k: s[k] for k in ("spec", "side", "key")} for s in assembly["sources"]],
-        "counts": assembly["counts"]})
+        "counts": assembly["counts"], "augment": assembly.get("augment"), "threshold": 0.5})
     # The assembled images are already at the input size and balanced: no crop, no weights.
     options: dict[str, Any] = dict(group_by="group", crop=1.0, imbalance="none", split_seed=seed)
     options.update(train_options)
@@ -111,10 +146,11 @@ def _finish(run_dir: Path, summary: dict[str, Any]) -> DetectorRun:
     info = read_detector_info(run_dir)
     csv = run_dir / info.get("catalog", f"{DATA_DIR}/{CATALOG}")
     df = read_catalog(csv)
-    test = set(_read_json(run_dir / "split.json").get("test", []))
-    rows = df[df["filename"].isin(test)]
+    split = read_json_object(run_dir / "split.json")
+    info = _calibrate(run_dir, info, df, csv.parent, split)
+    rows = df[df["filename"].isin(set(split.get("test", [])))]
     det = Detector.load(run_dir)
-    p = det.score_prepared_files([csv.parent / f for f in rows["filename"]])
+    p, _ = det.score_prepared_files([csv.parent / f for f in rows["filename"]])
     ok = ~np.isnan(p)
     metrics = detector_metrics(rows["label"].to_numpy()[ok], p[ok], rows["source"].to_numpy()[ok],
                                threshold=det.threshold)
@@ -124,12 +160,43 @@ def _finish(run_dir: Path, summary: dict[str, Any]) -> DetectorRun:
     return DetectorRun(run_dir, metrics, summary, csv)
 
 
+def _calibrate(run_dir: Path, info: dict[str, Any], df: pd.DataFrame, folder: Path,
+               split: dict[str, Any]) -> dict[str, Any]:
+    """Threshold at the target false-alarm rate on the real validation images, and the
+    typicality reference (real training images) and calibration (real validation images).
+    Generated images play no part in either."""
+    det = Detector.load(run_dir)
+    real = df[df["label"] == 0]
+
+    def fold_features(fold: str) -> tuple[np.ndarray, np.ndarray]:
+        files = [folder / f for f in real.loc[real["filename"].isin(set(split.get(fold, []))),
+                                              "filename"]]
+        p, feats = [], []
+        for _, batch in det.prepared_batches(files):
+            p.append(det.p_synthetic(batch))
+            feats.append(det.features(batch))
+        if not p:
+            raise DataError(f"no readable real images in the {fold} fold to calibrate on", folder)
+        return np.concatenate(p), np.concatenate(feats)
+
+    p_val, f_val = fold_features("val")
+    _, f_train = fold_features("train")
+    far = info.get("settings", {}).get("false_alarm", 0.01)
+    rule = {"false_alarm_target": far, "on": "real images of the validation fold",
+            "n_real": len(p_val)} if far is not None else {"fixed": 0.5}
+    info = {**info, "threshold": 0.5 if far is None else threshold_at_false_alarm(p_val, float(far)),
+            "threshold_rule": rule, "typicality": TYPICALITY_FILE}
+    Typicality.fit(f_train, f_val).save(run_dir / TYPICALITY_FILE)
+    write_json(run_dir / DETECTOR_FILE, info)
+    return info
+
+
 def _annotate_card(run_dir: Path, info: dict[str, Any]) -> None:
     """Say on the model card what inputs the detector expects (the app shows card notes)."""
     from galaxymorph.models.artifact import CARD_FILE
 
     path = run_dir / CARD_FILE
-    card = _read_json(path)
+    card = read_json_object(path)
     if not card:
         return
     res = info.get("resampling", {})
@@ -148,7 +215,7 @@ def training_groups(run_dir: str | Path) -> set[str]:
     """Groups of the images a detector trained or early-stopped on (train and val folds)."""
     run_dir = Path(run_dir)
     info = read_detector_info(run_dir)
-    split = _read_json(run_dir / "split.json")
+    split = read_json_object(run_dir / "split.json")
     if not info or not split:
         return set()
     df = read_catalog(run_dir / info["catalog"])
@@ -183,12 +250,13 @@ def evaluate_detector(run_dir: str | Path, real: Sequence[str] | str, fake: Sequ
                    fake_crop=info.get("fake_crop", 1.0) if fake_crop is None else fake_crop,
                    per_source_cap=per_source_cap, max_per_side=max_per_side,
                    exclude_groups=exclude, seed=seed, progress=progress)
-    assembly = _read_json(data_dir / ASSEMBLY)
+    assembly = read_json_object(data_dir / ASSEMBLY)
     df = read_catalog(csv)
-    p = det.score_prepared_files([data_dir / f for f in df["filename"]])
+    p, atyp = det.score_prepared_files([data_dir / f for f in df["filename"]])
     ok = ~np.isnan(p)
     y = df["label"].to_numpy()
-    metrics = detector_metrics(y[ok], p[ok], df["source"].to_numpy()[ok], threshold=det.threshold)
+    metrics = detector_metrics(y[ok], p[ok], df["source"].to_numpy()[ok], threshold=det.threshold,
+                               atypicality=atyp[ok] if det.typicality is not None else None)
     trained_keys = {s["key"] for s in info.get("sources", [])}
     excluded = sum(s["excluded_seen_groups"] for s in assembly["sources"])
     for s in assembly["sources"]:
@@ -205,8 +273,9 @@ def evaluate_detector(run_dir: str | Path, real: Sequence[str] | str, fake: Sequ
     })
     write_json(out / "metrics.json", metrics)
     pd.DataFrame({"filename": df["filename"], "origin": df["origin"], "source": df["source"],
-                  "label": df["label_name"], "p_synthetic": p}).to_csv(out / "predictions.csv",
-                                                                        index=False)
+                  "label": df["label_name"], "p_synthetic": p,
+                  "predicted": [det.label(q) if q == q else "" for q in p],
+                  "atypicality": atyp}).to_csv(out / "predictions.csv", index=False)
     plot_confusion_matrix(metrics["confusion_matrix"], CLASS_NAMES, out / "confusion_matrix.png",
                           title=f"accuracy {metrics['accuracy']:.4f}, n {metrics['n']}")
     plot_roc(y[ok], p[ok], out / "roc.png", title=f"{run_dir.name}: real vs synthetic")
@@ -248,13 +317,16 @@ def predict_detector(run_dir: str | Path, images: Sequence[str | Path], *,
 
     def flush() -> None:
         if pending:
-            probs = det.p_synthetic(torch.stack([t for _, t in pending]))
-            for (k, _), q in zip(pending, probs, strict=True):
-                results[k].update(p_synthetic=float(q), label=det.label(float(q)))
+            batch = torch.stack([t for _, t in pending])
+            probs, atyp = det.p_synthetic(batch), det.atypicality(batch)
+            for (k, _), q, a in zip(pending, probs, atyp, strict=True):
+                results[k].update(p_synthetic=float(q), label=det.label(float(q)),
+                                  atypicality=None if a != a else float(a))
             pending.clear()
 
     for path in paths:
-        results.append({"path": str(path), "p_synthetic": None, "label": None, "error": None})
+        results.append({"path": str(path), "p_synthetic": None, "label": None,
+                        "atypicality": None, "error": None})
         try:
             if path.is_dir():
                 raise ImageReadError("folder holds no image files", path)
@@ -268,13 +340,3 @@ def predict_detector(run_dir: str | Path, images: Sequence[str | Path], *,
 
 
 # -- helpers ----------------------------------------------------------------------------------
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        return {}
-    try:
-        raw = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise DataError(f"not readable JSON ({exc})", path) from exc
-    return raw if isinstance(raw, dict) else {}

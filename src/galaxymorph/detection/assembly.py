@@ -34,6 +34,7 @@ from galaxymorph.data.imageio import is_image_path
 from galaxymorph.data.provenance import read_sample_card
 from galaxymorph.data.sources import FileSource, H5Source
 from galaxymorph.data.specs import split_spec
+from galaxymorph.detection.augment import Degradation
 from galaxymorph.errors import ConfigError, DataError, ImageReadError
 from galaxymorph.io_utils import atomic_path, write_json
 
@@ -188,7 +189,7 @@ def assemble(real_specs: list[str] | str, fake_specs: list[str] | str, out_dir: 
              real_crop: float | None = None, fake_crop: float = 1.0,
              per_source_cap: int | None = None, max_per_side: int | None = None,
              balance: bool = True, exclude_groups: set[str] | None = None, seed: int = 0,
-             progress: bool = True) -> Path:
+             augment: Degradation | None = None, progress: bool = True) -> Path:
     """Write a balanced real-vs-synthetic catalog; return the CSV's path.
 
     ``common_size``: ``"auto"`` (smallest native resolution among the sources), a number of
@@ -197,7 +198,8 @@ def assemble(real_specs: list[str] | str, fake_specs: list[str] | str, out_dir: 
     each spec; ``max_per_side`` each class. With ``balance`` both classes get the same count
     (the larger side subsampled, deterministically from ``seed``) and the synthetic side is
     shared evenly among the fake specs. ``exclude_groups`` leaves out images of those groups
-    (how evaluation keeps to images the detector never trained on).
+    (how evaluation keeps to images the detector never trained on). ``augment``: blur, JPEG
+    and resampling on both classes alike (training data; see :mod:`.augment`).
     """
     real_specs = [real_specs] if isinstance(real_specs, str) else list(real_specs)
     fake_specs = [fake_specs] if isinstance(fake_specs, str) else list(fake_specs)
@@ -261,7 +263,7 @@ def assemble(real_specs: list[str] | str, fake_specs: list[str] | str, out_dir: 
             raise DataError(f"no {name} images left to use from {', '.join(specs)}"
                             + (" (all belong to the detector's training data)" if exclude else ""))
 
-    rows, errors = _materialise(out_dir, sides, quotas, resampling, progress)
+    rows, errors = _materialise(out_dir, sides, quotas, resampling, progress, augment, seed)
     if balance:
         rows = _rebalance(out_dir, rows)
     df = pd.DataFrame(rows, columns=["filename", "label", "label_name", "source", "group", "origin"])
@@ -274,6 +276,7 @@ def assemble(real_specs: list[str] | str, fake_specs: list[str] | str, out_dir: 
         "real": real_specs, "fake": fake_specs, "class_names": CLASS_NAMES,
         "resampling": resampling.to_dict(), "real_crop": real_crop, "fake_crop": fake_crop,
         "balance": balance, "seed": seed, "per_source_cap": per_source_cap,
+        "augment": augment.to_dict() if augment is not None else None,
         "max_per_side": max_per_side,
         "counts": {name: int((df["label"] == i).sum()) for i, name in enumerate(CLASS_NAMES)},
         "sources": [{"spec": p.spec, "side": CLASS_NAMES[p.side], "key": p.key, "crop": p.crop,
@@ -290,7 +293,8 @@ def assemble(real_specs: list[str] | str, fake_specs: list[str] | str, out_dir: 
 
 
 def _materialise(out_dir: Path, sides: list[list[_Pool]], quotas: list[list[int]],
-                 resampling: Resampling, progress: bool) -> tuple[list[list[Any]], list[str]]:
+                 resampling: Resampling, progress: bool, augment: Degradation | None = None,
+                 seed: int = 0) -> tuple[list[list[Any]], list[str]]:
     """Read, resample and write each chosen image; an unreadable one is replaced by the next
     candidate of its pool, so a few bad files do not unbalance the set."""
     from galaxymorph.progress import track
@@ -299,14 +303,14 @@ def _materialise(out_dir: Path, sides: list[list[_Pool]], quotas: list[list[int]
     errors: list[str] = []
     jobs = [(s, k, pool, quotas[s][k]) for s in (0, 1) for k, pool in enumerate(sides[s])]
     total = sum(q for *_, q in jobs)
-    for ok, item in track(_produce(out_dir, jobs, resampling), total=total,
+    for ok, item in track(_produce(out_dir, jobs, resampling, augment, seed), total=total,
                           description="assembling detector data", enabled=progress, unit="images"):
         (rows if ok else errors).append(item)
     return rows, errors
 
 
-def _produce(out_dir: Path, jobs: list[tuple[int, int, _Pool, int]], resampling: Resampling
-             ) -> Iterator[tuple[bool, Any]]:
+def _produce(out_dir: Path, jobs: list[tuple[int, int, _Pool, int]], resampling: Resampling,
+             augment: Degradation | None, seed: int) -> Iterator[tuple[bool, Any]]:
     from PIL import Image
 
     for s, k, pool, quota in jobs:
@@ -322,6 +326,8 @@ def _produce(out_dir: Path, jobs: list[tuple[int, int, _Pool, int]], resampling:
                 yield False, str(exc)
                 continue
             t = resampling.apply(img, pool.crop)
+            if augment is not None:  # one deterministic draw per stored image
+                t = augment(t, np.random.default_rng([seed, s, k, written]))
             rel = f"images/{CLASS_NAMES[s]}/{k:02d}_{written:06d}.png"
             with atomic_path(out_dir / rel) as tmp:
                 Image.fromarray(t.permute(1, 2, 0).numpy()).save(tmp, format="PNG")

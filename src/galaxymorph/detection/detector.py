@@ -25,22 +25,30 @@ import torch
 
 from galaxymorph.detection.assembly import Resampling
 from galaxymorph.detection.scoring import synthetic_column
+from galaxymorph.detection.typicality import TYPICALITY_FILE, Typicality
 from galaxymorph.errors import DataError, ImageReadError
 
 DETECTOR_FILE = "detector.json"
 
 
-def read_detector_info(run_dir: str | Path) -> dict[str, Any]:
-    """``detector.json`` of a detector run, checked field by field; ``{}`` when there is none."""
-    path = Path(run_dir) / DETECTOR_FILE
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON object from a run folder; ``{}`` when the file is missing, one clear error when
+    it is not a readable object."""
     if not path.is_file():
         return {}
     try:
-        info = json.loads(path.read_text())
+        raw = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise DataError(f"not readable JSON ({exc})", path) from exc
-    if not isinstance(info, dict):
+    if not isinstance(raw, dict):
         raise DataError("expected a JSON object", path)
+    return raw
+
+
+def read_detector_info(run_dir: str | Path) -> dict[str, Any]:
+    """``detector.json`` of a detector run, checked field by field; ``{}`` when there is none."""
+    path = Path(run_dir) / DETECTOR_FILE
+    info = read_json_object(path)
     res = info.get("resampling") or {}
     if not isinstance(res, dict):
         raise DataError("'resampling' must be an object", path)
@@ -74,6 +82,7 @@ class Detector:
     view: Resampling  # decoded (H, W, 3) uint8 -> (3, S, S) uint8, picklable for workers
     threshold: float = 0.5  # p(synthetic) at or above it reads "synthetic"
     info: dict[str, Any] = field(default_factory=dict)  # detector.json, as read
+    typicality: Typicality | None = None  # the fake-free score, when the run has one
 
     @classmethod
     def load(cls, ref: str | Path, device: str = "cpu") -> Detector:
@@ -88,7 +97,9 @@ class Detector:
         crop = info.get("real_crop") or clf.preprocessing.crop
         view = Resampling(int(res.get("image_size") or clf.card.image_size),
                           res.get("common_size"), float(crop))
-        return cls(clf, view, float(info.get("threshold", 0.5)), info)
+        typ = Path(ref) / TYPICALITY_FILE if Path(ref).is_dir() else None
+        typicality = Typicality.load(typ) if typ is not None and typ.is_file() else None
+        return cls(clf, view, float(info.get("threshold", 0.5)), info, typicality)
 
     @property
     def source(self) -> str:
@@ -104,19 +115,33 @@ class Detector:
             probs = self.classifier.predict_proba(batch, tta=False)
         return probs[:, synthetic_column(self.classifier)].astype(np.float64)
 
+    def features(self, batch: torch.Tensor) -> np.ndarray:
+        """Penultimate-layer features (N, D) of a batch already through :attr:`view`."""
+        from galaxymorph.data.transforms import to_float
+        from galaxymorph.models.introspect import features
+
+        clf = self.classifier
+        with torch.inference_mode():
+            return features(clf.net, to_float(batch.to(clf.device))).float().cpu().numpy()
+
+    def atypicality(self, batch: torch.Tensor) -> np.ndarray:
+        """How untypical of real galaxies (0..1, no fakes involved); NaN without a reference."""
+        if self.typicality is None:
+            return np.full(len(batch), np.nan)
+        return self.typicality.atypicality(self.features(batch))
+
     def score_images(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """p(synthetic) of decoded images (each framed and resampled by :attr:`view`)."""
         if not len(images):
             return np.zeros(0)
         return self.p_synthetic(torch.stack([self.view(im) for im in images]))
 
-    def score_prepared_files(self, paths: Sequence[str | Path], batch_size: int = 128) -> np.ndarray:
-        """p(synthetic) of image files already at the input size (an assembled catalog, whose
-        images went through the chain when they were written); unreadable ones give NaN."""
+    def prepared_batches(self, paths: Sequence[str | Path], batch_size: int = 128):
+        """``(indices, batch)`` of image files already at the input size (an assembled
+        catalog, whose images went through the chain when written); unreadable ones skipped."""
         from galaxymorph.data.imageio import read_image
 
         plain = Resampling(self.image_size)
-        out = np.full(len(paths), np.nan)
         for start in range(0, len(paths), batch_size):
             tensors, where = [], []
             for j in range(start, min(start + batch_size, len(paths))):
@@ -126,8 +151,17 @@ class Detector:
                 except ImageReadError:
                     continue
             if tensors:
-                out[where] = self.p_synthetic(torch.stack(tensors))
-        return out
+                yield where, torch.stack(tensors)
+
+    def score_prepared_files(self, paths: Sequence[str | Path],
+                             batch_size: int = 128) -> tuple[np.ndarray, np.ndarray]:
+        """p(synthetic) and atypicality of assembled image files; unreadable ones give NaN."""
+        p = np.full(len(paths), np.nan)
+        a = np.full(len(paths), np.nan)
+        for where, batch in self.prepared_batches(paths, batch_size):
+            p[where] = self.p_synthetic(batch)
+            a[where] = self.atypicality(batch)
+        return p, a
 
     def label(self, p: float) -> str:
         return "synthetic" if p >= self.threshold else "real"

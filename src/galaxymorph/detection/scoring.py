@@ -28,47 +28,88 @@ def synthetic_column(clf) -> int:
     return names.index("synthetic")
 
 
+def threshold_at_false_alarm(p_real: np.ndarray, false_alarm: float) -> float:
+    """The lowest p(synthetic) threshold that flags at most ``false_alarm`` of these *real*
+    images (``p >= threshold`` reads synthetic). Generated images play no part: a threshold
+    set on them would move with every new generator."""
+    s = np.sort(np.asarray(p_real, dtype=np.float64))[::-1]
+    if not len(s):
+        raise ValueError("no real images to set the threshold on")
+    k = int(np.floor(false_alarm * len(s)))  # false alarms allowed
+    if k >= len(s):
+        return float(s[-1])
+    return float(min(np.nextafter(s[k], np.inf), 1.0))
+
+
+def _ranking(y: np.ndarray, score: np.ndarray) -> tuple[float | None, float | None]:
+    """ROC AUC and average precision (synthetic = positive); None when one class is missing."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    if len(np.unique(y)) < 2:
+        return None, None
+    return float(roc_auc_score(y, score)), float(average_precision_score(y, score))
+
+
 def detector_metrics(y_true: np.ndarray, p: np.ndarray, sources: Sequence[str] | None = None,
-                     threshold: float = 0.5) -> dict[str, Any]:
-    """Accuracy, ROC AUC, precision/recall/F1 (synthetic = positive), confusion matrix
-    (rows true real/synthetic, columns predicted), and accuracy per source spec."""
-    from sklearn.metrics import (
-        accuracy_score,
-        average_precision_score,
-        confusion_matrix,
-        precision_recall_fscore_support,
-        roc_auc_score,
-    )
+                     threshold: float = 0.5,
+                     atypicality: np.ndarray | None = None) -> dict[str, Any]:
+    """Accuracy at ``threshold``, ROC AUC, average precision, the false-alarm rate on real
+    images, precision/recall/F1 (synthetic = positive), confusion matrix (rows true
+    real/synthetic, columns predicted), and per source: a generated source is scored against
+    *all* the real images (its own AUC, AP and share caught), a real one by its false alarms.
+    ``atypicality`` (the fake-free score) gets its own AUC/AP beside p(synthetic)'s."""
+    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
     y = np.asarray(y_true, dtype=np.int64)
     p = np.asarray(p, dtype=np.float64)
     pred = (p >= threshold).astype(np.int64)
-    both = len(np.unique(y)) == 2
     prec, rec, f1, _ = precision_recall_fscore_support(y, pred, average="binary", pos_label=1,
                                                        zero_division=0)
+    real = y == 0
+    auc, ap = _ranking(y, p)
     out: dict[str, Any] = {
         "n": len(y),
-        "n_real": int((y == 0).sum()),
-        "n_synthetic": int((y == 1).sum()),
+        "n_real": int(real.sum()),
+        "n_synthetic": int((~real).sum()),
         "accuracy": float(accuracy_score(y, pred)) if len(y) else float("nan"),
         # AUC needs both classes; None (null in JSON) says 'undefined' rather than a fake 0.5.
-        "roc_auc": float(roc_auc_score(y, p)) if both else None,
-        "average_precision": float(average_precision_score(y, p)) if both else None,
+        "roc_auc": auc,
+        "average_precision": ap,
+        "false_alarm_rate": float(pred[real].mean()) if real.any() else None,
         "precision": float(prec),
         "recall": float(rec),
         "f1": float(f1),
-        "threshold": threshold,
+        "threshold": float(threshold),
         "positive_class": "synthetic",
         "class_names": ["real", "synthetic"],
         "confusion_matrix": confusion_matrix(y, pred, labels=[0, 1]).tolist(),
     }
+    atyp = None if atypicality is None else np.asarray(atypicality, dtype=np.float64)
+    if atyp is not None:
+        a_auc, a_ap = _ranking(y, atyp)
+        out["atypicality"] = {"roc_auc": a_auc, "average_precision": a_ap,
+                              "mean_real": float(atyp[real].mean()) if real.any() else None,
+                              "mean_synthetic": float(atyp[~real].mean()) if (~real).any() else None}
     if sources is not None:
         src = np.asarray(list(sources), dtype=object)
-        out["per_source"] = {
-            str(s): {"n": int(m.sum()), "label": "synthetic" if y[m].mean() > 0.5 else "real",
-                     "accuracy": float((pred[m] == y[m]).mean()),
-                     "mean_p_synthetic": float(p[m].mean())}
-            for s in dict.fromkeys(src.tolist()) for m in [src == s]}
+        out["per_source"] = {}
+        for name in dict.fromkeys(src.tolist()):
+            m = src == name
+            fake = bool(y[m].mean() > 0.5)
+            row: dict[str, Any] = {"n": int(m.sum()), "label": "synthetic" if fake else "real",
+                                   "accuracy": float((pred[m] == y[m]).mean()),
+                                   "mean_p_synthetic": float(p[m].mean())}
+            if fake:  # this source against every real image of the evaluation
+                both = m | real
+                row["roc_auc"], row["average_precision"] = _ranking(y[both], p[both])
+                row["recall"] = float(pred[m].mean())
+                if atyp is not None:
+                    row["atypicality_roc_auc"] = _ranking(y[both], atyp[both])[0]
+            else:
+                row["false_alarm_rate"] = float(pred[m].mean())
+            if atyp is not None:
+                row["mean_atypicality"] = float(atyp[m].mean())
+            out["per_source"][str(name)] = row
     return out
 
 

@@ -1,0 +1,117 @@
+"""Generator families the project can make by itself, so a detector never learns just one.
+
+A user usually holds one generator's images. A detector trained on those alone learns that
+generator's artefacts (docs/detector.md: accuracy 0.50 on unseen generators), so
+``train_detector`` adds these families on the synthetic side when it is given only one:
+
+* ``renderer``: the procedural bulge + disc + arms renderer (:mod:`galaxymorph.data.synthetic`);
+* ``eigengalaxy``: a PCA ("eigengalaxy") sampler fitted to the real images: the mean galaxy
+  plus Gaussian draws of the component coefficients, smooth and low-rank;
+* ``gan:RUN``: our GAN (a ``galaxymorph gan train`` run folder, sampled at its weights);
+  give one per training stage (e.g. copies of a run folder after 2 and after 10 epochs).
+
+Each writes a catalog folder and returns its spec for :func:`~galaxymorph.detection.assemble`.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from galaxymorph.errors import ConfigError, ImageReadError
+from galaxymorph.io_utils import atomic_path, write_text
+
+log = logging.getLogger("galaxymorph")
+
+#: What ``auto_fakes="auto"`` adds beside the user's one generator.
+AUTO_FAMILIES = ("renderer", "eigengalaxy")
+
+
+def renderer_catalog(out_dir: Path, n: int, size: int = 64, seed: int = 0) -> str:
+    """``n`` procedural renders (all four classes alike) as a catalog spec."""
+    from galaxymorph.data.synthetic import write_synthetic_catalog
+
+    csv = out_dir / "labels.csv"
+    if not csv.exists():
+        write_synthetic_catalog(out_dir, max(1, -(-n // 4)), size=size, seed=seed)
+    return f"catalog:{csv}"
+
+
+def eigengalaxy_catalog(real_spec: str, out_dir: Path, n: int, *, n_fit: int = 1000,
+                        size: int = 64, crop: float = 1.0, components: int = 48,
+                        seed: int = 0) -> str:
+    """Fit a PCA to up to ``n_fit`` real images at ``size`` px; write ``n`` samples as a catalog."""
+    from PIL import Image
+    from sklearn.decomposition import PCA
+
+    from galaxymorph.detection.assembly import Resampling, open_images
+
+    csv = out_dir / "labels.csv"
+    if csv.exists():
+        return f"catalog:{csv}"
+    ds = open_images(real_spec)
+    rng = np.random.default_rng(seed)
+    res = Resampling(size, crop=crop)
+    rows = []
+    for i in rng.permutation(len(ds))[:n_fit]:
+        try:
+            rows.append(res(ds.read(int(i))).permute(1, 2, 0).numpy().reshape(-1))
+        except ImageReadError:
+            continue
+    if len(rows) < 3:
+        raise ConfigError(f"the eigengalaxy sampler needs at least 3 readable real images; "
+                          f"{real_spec} gave {len(rows)}")
+    x = np.asarray(rows, dtype=np.float64)
+    pca = PCA(n_components=min(components, len(x) - 1), random_state=seed).fit(x)
+    z = rng.standard_normal((n, pca.n_components_)) * np.sqrt(pca.explained_variance_)
+    samples = np.clip(pca.inverse_transform(z), 0, 255).round().astype(np.uint8)
+    (out_dir / "images").mkdir(parents=True, exist_ok=True)
+    lines = ["filename,label,label_name"]
+    for k, s in enumerate(samples):
+        name = f"images/eigen_{k:05d}.png"
+        with atomic_path(out_dir / name) as tmp:
+            Image.fromarray(s.reshape(size, size, 3)).save(tmp, format="PNG")
+        lines.append(f"{name},0,eigengalaxy")
+    write_text(csv, "\n".join(lines) + "\n")
+    return f"catalog:{csv}"
+
+
+def gan_catalog(run_dir: str | Path, out_dir: Path, n: int, seed: int = 0) -> str:
+    """About ``n`` samples of a GAN run (``gan sample`` output, shared among its classes).
+
+    Stages of one run drawn with one seed share latent vectors, so assembly groups them."""
+    from galaxymorph.generative.sampling import load_generator, sample
+
+    folder = out_dir / f"gan_{Path(run_dir).name}"
+    if not (folder / "labels.csv").exists():
+        per_class = max(1, -(-n // len(load_generator(run_dir).class_names)))
+        sample(run_dir, folder, per_class, seed=seed)
+    return str(folder)
+
+
+def choose_families(fakes: list[str], auto_fakes: list[str] | str = "auto") -> list[str]:
+    """``"auto"``: the project's own families when the user gave one generator, none when
+    they gave several (they chose their mix); a list is taken as given."""
+    if auto_fakes == "auto":
+        return list(AUTO_FAMILIES) if len(fakes) == 1 else []
+    return [auto_fakes] if isinstance(auto_fakes, str) else list(auto_fakes)
+
+
+def family_specs(families: list[str], out_dir: Path, *, real_spec: str, n: int, size: int,
+                 real_crop: float, seed: int) -> dict[str, str]:
+    """Make each named family (``renderer``, ``eigengalaxy``, ``gan:RUN``); name -> spec."""
+    specs: dict[str, str] = {}
+    for fam in families:
+        if fam == "renderer":
+            specs[fam] = renderer_catalog(out_dir / "renderer", n, size=size, seed=seed + 101)
+        elif fam == "eigengalaxy":
+            specs[fam] = eigengalaxy_catalog(real_spec, out_dir / "eigengalaxy", n, size=size,
+                                             crop=real_crop, seed=seed + 102)
+        elif fam.startswith("gan:"):
+            specs[fam] = gan_catalog(fam.removeprefix("gan:"), out_dir, n, seed=seed)
+        else:
+            raise ConfigError(f"unknown generator family '{fam}'; use renderer, eigengalaxy or "
+                              "gan:RUN_DIR")
+    return specs
