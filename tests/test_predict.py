@@ -259,6 +259,15 @@ def test_one_p_synthetic_per_image_whichever_command_asks(tiny_model, image_fold
     np.testing.assert_allclose(df["p_synthetic"], expected, atol=1e-6)
     direct = [r["p_synthetic"] for r in predict_detector(det_dir, files)]
     np.testing.assert_allclose(direct, expected, atol=1e-6)
+    from galaxymorph.cli.main import main
+
+    out = tmp_path / "cli.csv"
+    with pytest.raises(SystemExit) as exc:
+        main(["predict", *files, "--model", str(tiny_model), "--detector", str(det_dir),
+              "--out", str(out), "--no-progress"])
+        raise SystemExit(0)
+    assert not exc.value.code
+    np.testing.assert_allclose(pd.read_csv(out)["p_synthetic"], expected, atol=1e-6)
     clf = load_classifier(tiny_model)
     app = [analyse(clf, read_image(f), f, with_cam=False, detector=det).p_synthetic for f in files]
     np.testing.assert_allclose(app, expected, atol=1e-6)
