@@ -221,6 +221,10 @@ def test_several_fake_sources_balanced_and_kept_apart(tmp_path, toy):
         aug = np.asarray(Image.open(csv.parent / name), dtype=np.int64)
         assert np.abs(aug - np.asarray(Image.open(plain.parent / name), dtype=np.int64)).mean() > 1
         assert (aug == np.asarray(Image.open(again.parent / name))).all()
+        # The undegraded copy (what thresholds and typicality are calibrated on) is kept.
+        clean = df.loc[df["filename"] == name, "clean"].iloc[0]
+        assert (np.asarray(Image.open(csv.parent / clean))
+                == np.asarray(Image.open(plain.parent / name))).all()
 
 
 def _noise_folder(folder: Path, n: int) -> Path:

@@ -150,14 +150,20 @@ def _finish(run_dir: Path, summary: dict[str, Any]) -> DetectorRun:
     info = _calibrate(run_dir, info, df, csv.parent, split)
     rows = df[df["filename"].isin(set(split.get("test", [])))]
     det = Detector.load(run_dir)
-    p, _ = det.score_prepared_files([csv.parent / f for f in rows["filename"]])
+    p, _ = det.score_prepared_files([csv.parent / f for f in rows[_clean_column(rows)]])
     ok = ~np.isnan(p)
     metrics = detector_metrics(rows["label"].to_numpy()[ok], p[ok], rows["source"].to_numpy()[ok],
                                threshold=det.threshold)
-    metrics.update({"split": "test", "held_out": "test fold of the run's own split (by group)"})
+    metrics.update({"split": "test", "held_out": "test fold of the run's own split (by group), "
+                    "undegraded images"})
     write_json(run_dir / "detector_metrics.json", metrics)
     _annotate_card(run_dir, info)
     return DetectorRun(run_dir, metrics, summary, csv)
+
+
+def _clean_column(df: pd.DataFrame) -> str:
+    """Undegraded copies when training was augmented (catalogs before that lack the column)."""
+    return "clean" if "clean" in df.columns else "filename"
 
 
 def _calibrate(run_dir: Path, info: dict[str, Any], df: pd.DataFrame, folder: Path,
@@ -170,7 +176,7 @@ def _calibrate(run_dir: Path, info: dict[str, Any], df: pd.DataFrame, folder: Pa
 
     def fold_features(fold: str) -> tuple[np.ndarray, np.ndarray]:
         files = [folder / f for f in real.loc[real["filename"].isin(set(split.get(fold, []))),
-                                              "filename"]]
+                                              _clean_column(real)]]
         p, feats = [], []
         for _, batch in det.prepared_batches(files):
             p.append(det.p_synthetic(batch))

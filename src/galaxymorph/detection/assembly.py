@@ -43,6 +43,7 @@ log = logging.getLogger("galaxymorph")
 CATALOG = "detector_catalog.csv"
 ASSEMBLY = "assembly.json"
 CLASS_NAMES = ["real", "synthetic"]
+CLEAN_DIR = "clean"  # undegraded copies of augmented images
 
 
 @dataclass(frozen=True)
@@ -266,7 +267,8 @@ def assemble(real_specs: list[str] | str, fake_specs: list[str] | str, out_dir: 
     rows, errors = _materialise(out_dir, sides, quotas, resampling, progress, augment, seed)
     if balance:
         rows = _rebalance(out_dir, rows)
-    df = pd.DataFrame(rows, columns=["filename", "label", "label_name", "source", "group", "origin"])
+    df = pd.DataFrame(rows, columns=["filename", "label", "label_name", "source", "group", "origin",
+                                     "clean"])
     if df["label"].nunique() < 2:
         raise DataError("after skipping unreadable images one class is empty", out_dir)
     with atomic_path(out_dir / CATALOG) as tmp:
@@ -311,7 +313,6 @@ def _materialise(out_dir: Path, sides: list[list[_Pool]], quotas: list[list[int]
 
 def _produce(out_dir: Path, jobs: list[tuple[int, int, _Pool, int]], resampling: Resampling,
              augment: Degradation | None, seed: int) -> Iterator[tuple[bool, Any]]:
-    from PIL import Image
 
     for s, k, pool, quota in jobs:
         folder = out_dir / "images" / CLASS_NAMES[s]
@@ -326,16 +327,28 @@ def _produce(out_dir: Path, jobs: list[tuple[int, int, _Pool, int]], resampling:
                 yield False, str(exc)
                 continue
             t = resampling.apply(img, pool.crop)
-            if augment is not None:  # one deterministic draw per stored image
-                t = augment(t, np.random.default_rng([seed, s, k, written]))
             rel = f"images/{CLASS_NAMES[s]}/{k:02d}_{written:06d}.png"
-            with atomic_path(out_dir / rel) as tmp:
-                Image.fromarray(t.permute(1, 2, 0).numpy()).save(tmp, format="PNG")
+            clean = rel
+            if augment is not None:  # one deterministic draw per stored image
+                # The undegraded copy: thresholds and typicality are calibrated on inputs
+                # as they will arrive, not on the training degradations.
+                clean = f"{CLEAN_DIR}/{rel}"
+                _save_png(out_dir / clean, t)
+                t = augment(t, np.random.default_rng([seed, s, k, written]))
+            _save_png(out_dir / rel, t)
             written += 1
             yield True, [rel, s, CLASS_NAMES[s], pool.spec, pool.groups[int(i)],
-                         pool.dataset.location(int(i))]
+                         pool.dataset.location(int(i)), clean]
         if written < quota:
             log.warning("%s: only %d of %d images readable", pool.spec, written, quota)
+
+
+def _save_png(path: Path, t: torch.Tensor) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        Image.fromarray(t.permute(1, 2, 0).numpy()).save(tmp, format="PNG")
 
 
 def _rebalance(out_dir: Path, rows: list[list[Any]]) -> list[list[Any]]:
@@ -350,7 +363,8 @@ def _rebalance(out_dir: Path, rows: list[list[Any]]) -> list[list[Any]]:
                 per_source[r[3]] = per_source.get(r[3], 0) + 1
         worst = max(per_source, key=per_source.__getitem__)
         last = max(j for j, r in enumerate(rows) if r[1] == big and r[3] == worst)
-        (out_dir / rows[last][0]).unlink(missing_ok=True)
+        for rel in {rows[last][0], rows[last][6]}:
+            (out_dir / rel).unlink(missing_ok=True)
         del rows[last]
         excess -= 1
     return rows
