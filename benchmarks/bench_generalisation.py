@@ -136,7 +136,9 @@ def datasets_for(clf, ref: str, root: Path, limit: int | None):
     if split_path is None:
         raise SystemExit(f"{ref}: no split.json, so its own GZ1 test fold is unknown")
     have = set(gz1.ids)
-    test = [i for i in Split.load(split_path).test if i in have]
+    # A multi-source split prefixes each id with its source's folder ("gz1/images/x.jpeg").
+    test = [i if i in have else i.split("/", 1)[-1] for i in Split.load(split_path).test]
+    test = [i for i in test if i in have]
     own = gz1.select_ids(test)
     dev = open_for_model(f"catalog:{root}/gz2_clean/dev.csv", None, clf.class_names)
     if limit:

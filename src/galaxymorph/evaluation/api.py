@@ -108,10 +108,17 @@ def open_for_model(data: str | None, label_map: str | None, class_names: list[st
     if not data:
         raise DataError("no dataset given (--data SPEC) and the model card names none")
     if label_map is None:
-        raw = open_dataset(data)
-        _, unmatched = match_classes(raw.class_names, sorted(set(raw.labels.tolist())), class_names)
-        if not unmatched:
-            return raw.with_classes(class_names)
+        try:
+            raw = open_dataset(data)
+        except DataError:
+            # e.g. a multi-source model's sources (GZ1's raw classes beside GZ2's four names):
+            # only the model's own label map reconciles them.
+            raw = None
+        if raw is not None:
+            _, unmatched = match_classes(raw.class_names, sorted(set(raw.labels.tolist())),
+                                         class_names)
+            if not unmatched:
+                return raw.with_classes(class_names)
         label_map = model_label_map
     return open_dataset(data, label_map).with_classes(class_names)
 
