@@ -54,6 +54,9 @@ def evaluate(model: str | Path = "default", data: str | None = None, label_map: 
                      "were used to train it")
     else:
         seen_ids = set(saved.train) | set(saved.val)
+        # A multi-source split names ids with their source folder first ("gz1/images/x.jpeg");
+        # the same image opened on its own is "images/x.jpeg".
+        seen_ids |= {i.split("/", 1)[1] for i in seen_ids if "/" in i}
         seen = np.array([i in seen_ids for i in ds.ids], dtype=bool)
         if seen.any():
             if include_seen:
