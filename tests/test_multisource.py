@@ -121,3 +121,21 @@ def test_warm_start_needs_the_same_architecture_and_classes(sources, tmp_path):
                           init_from=str(first.run_dir), out=tmp_path / "bad", progress=False,
                           cache=False)
     assert not (tmp_path / "bad").exists()
+
+
+def test_seen_images_of_a_multi_source_split_are_found_per_source_folder(sources):
+    """Evaluating one source of a multi-source model: its training images are recognised under
+    their source prefix, and another folder's same file names are not mistaken for them."""
+    from galaxymorph.evaluation.api import seen_in_training
+
+    both = open_dataset([sources["a"], sources["b"]])
+    a_ids = [k for k in both.ids if k.startswith("a/")]
+    b_ids = [k for k in both.ids if k.startswith("b/")]
+    saved = Split(train=a_ids[:10] + b_ids[:3], val=a_ids[10:12], test=a_ids[12:], seed=0,
+                  fractions=(0.8, 0.1, 0.1))
+    only_a = open_dataset(sources["a"])
+    assert seen_in_training(only_a, saved).sum() == 12
+    assert seen_in_training(only_a, saved)[[only_a.ids.index(k.split("/", 1)[1]) for k in a_ids[:12]]].all()
+    only_b = open_dataset(sources["b"])
+    # b's files have the same names as a's first images, but only b's own three are seen.
+    assert seen_in_training(only_b, saved).sum() == 3

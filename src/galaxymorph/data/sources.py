@@ -170,7 +170,8 @@ class ConcatSource(ImageSource):
         return self.parts[k].location(i)
 
 
-def _root(source: ImageSource) -> Path | None:
+def source_root(source: ImageSource) -> Path | None:
+    """The folder a source's ids are relative to (None for sources without one)."""
     if isinstance(source, FileSource):
         return source.root.resolve()
     if isinstance(source, H5Source):
@@ -181,7 +182,7 @@ def _root(source: ImageSource) -> Path | None:
 def _prefixed_ids(parts: list[ImageSource]) -> list[str]:
     import os
 
-    roots = [_root(p) for p in parts]
+    roots = [source_root(p) for p in parts]
     common = Path(os.path.commonpath([str(r) for r in roots])) if all(roots) else None
     ids: list[str] = []
     seen: dict[str, str] = {}

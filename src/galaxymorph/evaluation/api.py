@@ -53,11 +53,7 @@ def evaluate(model: str | Path = "default", data: str | None = None, label_map: 
         notes.append("the model has no split.json: could not check whether any of these images "
                      "were used to train it")
     else:
-        seen_ids = set(saved.train) | set(saved.val)
-        # A multi-source split names ids with their source folder first ("gz1/images/x.jpeg");
-        # the same image opened on its own is "images/x.jpeg".
-        seen_ids |= {i.split("/", 1)[1] for i in seen_ids if "/" in i}
-        seen = np.array([i in seen_ids for i in ds.ids], dtype=bool)
+        seen = seen_in_training(ds, saved)
         if seen.any():
             if include_seen:
                 notes.append(f"{int(seen.sum())} of {len(ds)} images are in the model's own training "
@@ -89,6 +85,23 @@ def _write(out, scored: ScoredImages, clf, title: str, extra: dict, sections: di
                             title=title, extra=extra, sections=sections,
                             threshold=clf.abstain_threshold, ids=[ds.ids[i] for i in pos],
                             read=lambda row: ds.read(int(pos[row])))
+
+
+def seen_in_training(ds, saved) -> np.ndarray:
+    """Which images of ``ds`` are in the training or validation folds of split ``saved``.
+
+    A multi-source split names ids under their source's folder (``gz1/images/x.jpeg``); the
+    same image opened on its own is ``images/x.jpeg``. Only this data's own folder may prefix
+    it: two surveys' catalogs can reuse a file name for other galaxies.
+    """
+    from galaxymorph.data.sources import source_root
+
+    seen_ids = set(saved.train) | set(saved.val)
+    root = source_root(ds.source)
+    parts = root.parts if root is not None else ()
+    prefixes = ["/".join(parts[-d:]) + "/" for d in range(1, min(4, len(parts)))]
+    return np.array([i in seen_ids or any(p + i in seen_ids for p in prefixes) for i in ds.ids],
+                    dtype=bool)
 
 
 def _contains(ids: list[str], wanted: list[str]) -> bool:
