@@ -4,6 +4,7 @@ The Python API mirrors the command line::
 
     import galaxymorph
     galaxymorph.train(data="catalog:gz1/labels.csv", label_map="gz1-4", model="cnn4-wide", out="runs/a")
+    galaxymorph.finetune("default", data="catalog:mine.csv", out="runs/mine")
     galaxymorph.evaluate(model="runs/a", out="runs/a/eval")
     galaxymorph.predict(["galaxy.jpg"], model="default")
     galaxymorph.predict(["galaxy.jpg"], detector=galaxymorph.load_detector("runs/det"))
@@ -22,6 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from galaxymorph.evaluation.compare import compare
     from galaxymorph.models.loading import load_classifier
     from galaxymorph.training.ensemble import ensemble
+    from galaxymorph.training.finetune import finetune
     from galaxymorph.training.run import train
 
 _LAZY = {
@@ -31,6 +33,7 @@ _LAZY = {
     "calibrate": "galaxymorph.evaluation.api",
     "compare": "galaxymorph.evaluation.compare",
     "ensemble": "galaxymorph.training.ensemble",
+    "finetune": "galaxymorph.training.finetune",
     "load_classifier": "galaxymorph.models.loading",
     "load_detector": "galaxymorph.detection.detector",
     "predict": "galaxymorph.inference.predict",
@@ -42,7 +45,7 @@ _LAZY = {
 }
 
 __all__ = ["__version__", "calibrate", "compare", "create_model", "ensemble", "evaluate", "fid",
-           "list_models", "load_classifier", "load_detector", "open_dataset", "predict", "sample",
+           "finetune", "list_models", "load_classifier", "load_detector", "open_dataset", "predict", "sample",
            "train", "train_gan"]
 
 

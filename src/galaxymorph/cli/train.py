@@ -12,6 +12,7 @@ console = Console()
 
 def register(app: typer.Typer) -> None:
     app.command("train")(train_cmd)
+    app.command("finetune")(finetune_cmd)
     app.command("evaluate")(evaluate_cmd)
     app.command("calibrate")(calibrate_cmd)
     app.command("compare")(compare_cmd)
@@ -32,8 +33,9 @@ def train_cmd(
     transfer: str = typer.Option(None, "--transfer", help="full | last-block | linear-probe"),
     weights_path: str = typer.Option(None, "--weights", help="Local ImageNet weights file (offline)."),
     init_from: str = typer.Option(None, "--init-from",
-                                  help="Start from a trained model folder (same architecture and "
-                                       "classes): fine-tune it to new data."),
+                                  help="Start from a trained model (default or a folder) of the same "
+                                       "architecture; its head is kept for the same classes. "
+                                       "`galaxymorph finetune` also takes its preprocessing."),
     epochs: int = typer.Option(None, "--epochs"),
     image_size: int = typer.Option(None, "--image-size", help="Network input side in pixels."),
     crop: float = typer.Option(None, "--crop", help="Centre crop, fraction of the image side "
@@ -97,6 +99,49 @@ def train_cmd(
                    threads=threads, max_time_minutes=max_minutes, **extra)
     _print_metrics(result.metrics, f"test fold of {result.run_dir}")
     console.print(f"run folder: [bold]{result.run_dir}[/] (report.md, metrics.json, model.safetensors)")
+
+
+def finetune_cmd(
+    from_model: str = typer.Option("default", "--from",
+                                   help="Parent model: default | RUN_DIR | ENSEMBLE_DIR."),
+    data: str = typer.Option(None, "--data", help="Your labelled galaxies (dataset spec)."),
+    out: Path = typer.Option(..., "--out", help="Run folder to create (or resume)."),
+    label_map: str = typer.Option(None, "--label-map", help="Built-in name (gz1-4) or YAML/JSON file."),
+    transfer: str = typer.Option(None, "--transfer",
+                                 help="full (default; backbone at a lower rate) | last-block | linear-probe"),
+    backbone_lr_mult: float = typer.Option(None, "--backbone-lr-mult",
+                                           help="Backbone rate / head rate for --transfer full (0.1)."),
+    epochs: int = typer.Option(None, "--epochs", help="Maximum epochs (15)."),
+    batch_size: int = typer.Option(None, "--batch-size"),
+    lr: float = typer.Option(None, "--lr", help="Head learning rate (1e-3)."),
+    imbalance: str = typer.Option(None, "--imbalance"),
+    label_smoothing: float = typer.Option(None, "--label-smoothing"),
+    patience: int = typer.Option(None, "--patience", help="Early-stopping patience (5; 0: off)."),
+    monitor: str = typer.Option(None, "--monitor", help="val_loss | val_acc | val_f1_macro | last"),
+    seed: int = typer.Option(None, "--seed"),
+    split_seed: int = typer.Option(None, "--split-seed"),
+    split_file: str = typer.Option(None, "--split-file", help="Reuse a saved split.json."),
+    tta: bool = typer.Option(None, "--tta/--no-tta", help="Test-time augmentation in the final test."),
+    config: Path = typer.Option(None, "--config", help="YAML config; flags override it."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
+    accelerator: str = typer.Option(None, "--accelerator", help="auto | cpu | gpu | mps"),
+    threads: int = typer.Option(None, "--threads", help="CPU threads for torch."),
+    max_minutes: float = typer.Option(None, "--max-minutes", help="Stop training after this long."),
+) -> None:
+    """Fine-tune a galaxymorph model on your own labelled galaxies (its backbone and
+    preprocessing; its head when your classes are its classes, else a new one)."""
+    from galaxymorph.training.finetune import finetune
+
+    result = finetune(from_model, data=data, out=out, label_map=label_map, config_file=config,
+                      resume=resume, transfer=transfer, backbone_lr_mult=backbone_lr_mult,
+                      epochs=epochs, batch_size=batch_size, lr=lr, imbalance=imbalance,
+                      label_smoothing=label_smoothing, early_stopping_patience=patience,
+                      monitor=monitor, seed=seed, split_seed=split_seed, split_file=split_file,
+                      tta=tta, accelerator=accelerator, threads=threads, max_time_minutes=max_minutes)
+    _print_metrics(result.metrics, f"test fold of {result.run_dir}")
+    head = "kept" if result.summary.get("head") == "kept" else "new"
+    console.print(f"run folder: [bold]{result.run_dir}[/] ({head} head; report.md, metrics.json, "
+                  "model.safetensors; use it with --model)")
 
 
 def evaluate_cmd(

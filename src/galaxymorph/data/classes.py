@@ -55,3 +55,17 @@ def chiral_pairs(class_names: list[str]) -> list[tuple[int, int]]:
                 if j != i and m == twin:
                     pairs.append((j, i))
     return sorted(set(pairs))
+
+
+def _name_key(name: str) -> str:
+    # "Edge-on", "edge_on" and "Edge on" name the same class in different catalogs.
+    return "".join(ch for ch in name.lower() if ch.isalnum())
+
+
+def match_class_names(names: list[str], reference: list[str]) -> list[int] | None:
+    """Position in ``reference`` of each of ``names`` when both list the same classes (by name,
+    ignoring case, spaces, '-' and '_'; in any order), else ``None``."""
+    keys, ref = [_name_key(n) for n in names], [_name_key(n) for n in reference]
+    if len(set(keys)) != len(keys) or sorted(keys) != sorted(ref):
+        return None
+    return [ref.index(k) for k in keys]

@@ -42,6 +42,8 @@ class ModelCard:
     #: When to answer "uncertain": ``{"threshold": top-probability cut, "rule", ...}``, chosen
     #: on the validation fold; empty for cards written before abstention existed.
     abstention: dict[str, Any] = field(default_factory=dict)
+    # a fine-tuned model: its parent (name, source, classes, training data, own lineage) and head
+    lineage: dict[str, Any] = field(default_factory=dict)
     format_version: int = 1
 
     def to_dict(self) -> dict[str, Any]:

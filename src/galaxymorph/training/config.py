@@ -58,7 +58,9 @@ class TrainConfig:
     transfer: str = "full"
     backbone_lr_mult: float = 0.1
     weights_path: str | None = None
-    init_from: str | None = None  # a model/run folder whose weights start this run (warm start)
+    # start from this galaxymorph model's weights ("default", a run or ensemble folder of the
+    # architecture `model`); its head is kept for the same classes, else replaced
+    init_from: str | None = None
     dropout: float | None = None
     # optimisation
     epochs: int = 20
@@ -108,6 +110,9 @@ class TrainConfig:
             raise ConfigError("epochs and batch_size must be positive")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError("label_smoothing must be in [0, 1)")
+        if self.init_from and self.pretrained:
+            raise ConfigError("start from ImageNet (pretrained) or from a galaxymorph model "
+                              "(init_from), not both")
         if self.synthetic_ratio < 0:
             raise ConfigError("synthetic_ratio must be >= 0")
         self.preprocessing  # noqa: B018 - validates size, crop and framing

@@ -63,10 +63,19 @@ class ClassifierModule(L.LightningModule):
         self.log("val_acc", self.val_acc, on_epoch=True, prog_bar=True)
         self.log("val_f1_macro", self.val_f1, on_epoch=True, prog_bar=True)
 
+    def on_train_epoch_start(self) -> None:
+        from galaxymorph.models.transfer import freeze_norm_stats
+
+        # A frozen backbone's BatchNorm statistics must not drift towards a few hundred images.
+        freeze_norm_stats(self.net)
+
     def configure_optimizers(self):
+        from galaxymorph.models.ensemble import members_of
         from galaxymorph.models.transfer import param_groups
 
-        groups = param_groups(self.net.backbone, self.transfer, self.lr, self.backbone_lr_mult)
+        # An ensemble (fine-tuned as a whole) gets each member's groups under the same policy.
+        groups = [g for member in members_of(self.net)
+                  for g in param_groups(member.backbone, self.transfer, self.lr, self.backbone_lr_mult)]
         opt = torch.optim.AdamW(groups, lr=self.lr, weight_decay=self.weight_decay)
         if self.scheduler_name == "none":
             return opt

@@ -51,7 +51,6 @@ def train(config: TrainConfig | None = None, out: str | Path = "runs/run", *,
     from lightning.pytorch.callbacks import EarlyStopping, Timer
     from lightning.pytorch.loggers import TensorBoardLogger
 
-    from galaxymorph.models.network import build_network
     from galaxymorph.training.callbacks import AtomicModelCheckpoint, RunInfo, checkpoint_dir
     from galaxymorph.training.datamodule import GalaxyDataModule
     from galaxymorph.training.loggers import ResumableCSVLogger, quiet_lightning
@@ -74,10 +73,13 @@ def train(config: TrainConfig | None = None, out: str | Path = "runs/run", *,
         cfg = config if config is not None else resolve_config(config_file, **overrides)
         from galaxymorph.models.registry import get_model_info
 
-        get_model_info(cfg.model)  # fail on a bad name or data before creating the run folder
-        dataset = open_training_data(cfg)
         if cfg.init_from:
-            _check_warm_start(cfg, dataset.class_names)
+            from galaxymorph.training.lineage import check_parent
+
+            check_parent(cfg)  # fail on a missing or wrong parent before creating the run folder
+        else:
+            get_model_info(cfg.model)  # fail on a bad name or data before creating the run folder
+        dataset = open_training_data(cfg)
         run_dir.mkdir(parents=True, exist_ok=True)
         if config_file:
             shutil.copyfile(config_file, run_dir / "input_config.yaml")
@@ -91,28 +93,21 @@ def train(config: TrainConfig | None = None, out: str | Path = "runs/run", *,
     dm = GalaxyDataModule(cfg, dataset, split_path=run_dir / "split.json")
     folds = dm.setup()
     class_names = dataset.class_names
-    from galaxymorph.models.registry import model_accepts
+    lineage: dict[str, Any] = {}
+    if cfg.init_from:
+        from galaxymorph.training.lineage import parent_network
 
-    model_kwargs: dict[str, Any] = {}
-    if model_accepts(cfg.model, "image_size"):
-        # Custom CNNs size their dense layers from the input; without this a 64 px run would
-        # carry the dense width of the seed's 256 px input.
-        model_kwargs["image_size"] = cfg.image_size
-    if cfg.dropout is not None:
-        model_kwargs["dropout"] = cfg.dropout
-    if cfg.weights_path:
-        model_kwargs["weights_path"] = cfg.weights_path
-    net = build_network(cfg.model, len(class_names), pretrained=cfg.pretrained, **model_kwargs)
-    model_kwargs.pop("weights_path", None)  # pretrained weights only matter at start
-    if cfg.init_from and not resume:
-        _warm_start(net, cfg, class_names)
+        net, model_kwargs, lineage = parent_network(cfg, run_dir, class_names, resume)
+    else:
+        net, model_kwargs = _new_network(cfg, len(class_names))
+    transferred = cfg.pretrained or bool(cfg.init_from)
     weights = {"weighted-loss": folds.class_weights(1.0), "both": folds.class_weights(1.0),
                "sqrt-weighted-loss": folds.class_weights(0.5)}.get(cfg.imbalance)
     module = ClassifierModule(net, len(class_names), lr=cfg.lr, weight_decay=cfg.weight_decay,
                               class_weights=weights, label_smoothing=cfg.label_smoothing,
-                              transfer=cfg.transfer if cfg.pretrained else "full",
+                              transfer=cfg.transfer if transferred else "full",
                               # a lower backbone rate only makes sense for pretrained weights
-                              backbone_lr_mult=cfg.backbone_lr_mult if cfg.pretrained else 1.0, scheduler=cfg.scheduler,
+                              backbone_lr_mult=cfg.backbone_lr_mult if transferred else 1.0, scheduler=cfg.scheduler,
                               warmup_epochs=cfg.warmup_epochs,
                               logit_adjustment=folds.logit_adjustment(cfg.logit_tau)
                               if cfg.imbalance == "logit-adjusted" else None)
@@ -152,26 +147,8 @@ def train(config: TrainConfig | None = None, out: str | Path = "runs/run", *,
     best_path = best_cb.best_model_path if best_cb else ""
     return finalize(run_dir, cfg, dm, module, best_path or str(last_ckpt),
                     train_seconds=timer.time_elapsed("train"), model_kwargs=model_kwargs,
-                    epochs_run=trainer.current_epoch, wall_seconds=time.time() - fit_start)
-
-
-def _warm_start(net, cfg: TrainConfig, class_names: list[str]) -> None:
-    """Start from the weights of a trained model (same architecture and classes): fine-tuning
-    a galaxy model to new sources and framing costs a few epochs instead of a full run."""
-    from galaxymorph.models.artifact import load_artifact
-
-    _check_warm_start(cfg, class_names)
-    src, _ = load_artifact(cfg.init_from)
-    net.load_state_dict(src.state_dict())
-
-
-def _check_warm_start(cfg: TrainConfig, class_names: list[str]) -> None:
-    from galaxymorph.models.artifact import read_card
-
-    card = read_card(cfg.init_from)
-    if card.architecture != cfg.model or list(card.class_names) != list(class_names):
-        raise ConfigError(f"init_from model is {card.architecture} with classes {card.class_names}; "
-                          f"this run trains {cfg.model} with {class_names}", cfg.init_from)
+                    epochs_run=trainer.current_epoch, wall_seconds=time.time() - fit_start,
+                    lineage=lineage)
 
 
 @contextlib.contextmanager
@@ -207,13 +184,31 @@ def _progress_bar():
     return Bar()
 
 
+def _new_network(cfg: TrainConfig, num_classes: int) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """A registry network (from scratch or ImageNet) and the ``model_kwargs`` that rebuild it."""
+    from galaxymorph.models.network import build_network
+    from galaxymorph.models.registry import model_accepts
+
+    model_kwargs: dict[str, Any] = {}
+    if model_accepts(cfg.model, "image_size"):
+        # Custom CNNs size their dense layers from the input; without this a 64 px run would
+        # carry the dense width of the seed's 256 px input.
+        model_kwargs["image_size"] = cfg.image_size
+    if cfg.dropout is not None:
+        model_kwargs["dropout"] = cfg.dropout
+    net = build_network(cfg.model, num_classes, pretrained=cfg.pretrained,
+                        **model_kwargs | ({"weights_path": cfg.weights_path} if cfg.weights_path else {}))
+    return net, model_kwargs  # pretrained weights only matter at start: not in model_kwargs
+
+
 def _devices(devices: str | int) -> str | int:
     s = str(devices)
     return int(s) if s.isdigit() else s
 
 
 def finalize(run_dir: Path, cfg: TrainConfig, dm, module, best_path: str, train_seconds: float,
-             model_kwargs: dict[str, Any], epochs_run: int, wall_seconds: float) -> RunResult:
+             model_kwargs: dict[str, Any], epochs_run: int, wall_seconds: float,
+             lineage: dict[str, Any] | None = None) -> RunResult:
     """Best weights -> temperature on val -> test metrics, figures, report, model artifact."""
     from galaxymorph.data.transforms import swap_table
     from galaxymorph.evaluation.evaluate import dataset_logits, write_evaluation
@@ -239,7 +234,8 @@ def finalize(run_dir: Path, cfg: TrainConfig, dm, module, best_path: str, train_
     n_params = sum(p.numel() for p in net.parameters())
     epochs_done = len(history.get("val_loss", [])) or epochs_run + 1
     summary = {
-        "model": cfg.model, "pretrained": cfg.pretrained, "transfer": cfg.transfer,
+        "model": cfg.model, "pretrained": cfg.pretrained, "init_from": cfg.init_from,
+        "head": (lineage or {}).get("head"), "transfer": cfg.transfer,
         "data": cfg.data, "weak_data": cfg.weak_data, "label_map": cfg.label_map, "image_size": cfg.image_size, "crop": cfg.crop,
         "framing": cfg.framing,
         "epochs": epochs_done, "max_epochs": cfg.epochs, "train_seconds": round(train_seconds, 1),
@@ -261,19 +257,24 @@ def finalize(run_dir: Path, cfg: TrainConfig, dm, module, best_path: str, train_
         sections=({"Per source (test fold)": source_table(per_source)} if per_source else {})
         | {"Run": "\n".join(f"- {k}: {v}" for k, v in summary.items())})
     write_json(run_dir / "summary.json", summary)
+    training_data = {"spec": cfg.data, "label_map": cfg.label_map, "split": "split.json",
+                     "counts": folds.counts} | ({"weak": cfg.weak_data} if cfg.weak_data else {})
+    if lineage:
+        lineage = lineage | {"finetune_data": training_data}
     card = ModelCard(
         architecture=cfg.model, class_names=ds.class_names, image_size=cfg.image_size,
         crop=cfg.crop, framing=cfg.framing, frame_radii=cfg.frame_radii,
         temperature=temperature, model_kwargs=model_kwargs,
         chiral_pairs=[list(p) for p in ds.chiral_pairs], tta_default=cfg.tta,
         name=run_dir.name,
-        training_data={"spec": cfg.data, "label_map": cfg.label_map, "split": "split.json",
-                       "counts": folds.counts}
-        | ({"weak": cfg.weak_data} if cfg.weak_data else {}),
+        description=f"fine-tuned from {lineage['parent']['name'] or cfg.init_from}" if lineage else "",
+        training_data=training_data,
         training={k: summary[k] for k in ("epochs", "train_seconds", "parameters")} | {
-            "pretrained": cfg.pretrained, "transfer": cfg.transfer, "seed": cfg.seed},
+            "pretrained": cfg.pretrained, "init_from": cfg.init_from, "transfer": cfg.transfer,
+            "seed": cfg.seed},
         metrics={k: metrics[k] for k in ("n", "accuracy", "f1_macro", "f1_weighted", "ece")},
         abstention=abstention,
+        lineage=lineage or {},
     )
     save_artifact(run_dir, net, card)
     return RunResult(run_dir, metrics, summary)
