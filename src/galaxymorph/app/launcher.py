@@ -9,12 +9,18 @@ user's global Streamlit configuration.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from importlib import resources
 from pathlib import Path
 
 from galaxymorph.app.core import AppSettings
+from galaxymorph.processes import die_with_parent
+
+#: Signals that stop the app (a service manager, a closed terminal): passed on to the server so
+#: that it frees its port instead of running on without us.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 def app_script() -> Path:
@@ -63,15 +69,46 @@ def resolve_ref(ref: str | None) -> str | None:
 
 
 def launch(settings: AppSettings, host: str = "127.0.0.1", port: int = 8501) -> int:
-    """Run the server until it exits or Ctrl-C; returns its exit code."""
+    """Run the server until it exits, Ctrl-C, SIGTERM or SIGHUP; returns its exit code (0 when stopped).
+
+    The server gets the stop signal too, and dies with us even after a ``kill -9``
+    (:func:`~galaxymorph.processes.die_with_parent`), so a stopped app never keeps its port.
+    """
     cmd = build_command(host, port, settings.max_upload_mb)
-    proc = subprocess.Popen(cmd, env=child_env(settings))
+    proc = subprocess.Popen(cmd, env=child_env(settings), preexec_fn=die_with_parent)
+    stopped: list[int] = []
+
+    def forward(signum: int, _frame) -> None:
+        stopped.append(signum)
+        if proc.poll() is None:
+            proc.send_signal(signum)
+
+    previous = {}
+    if threading_is_main():
+        previous = {sig: signal.signal(sig, forward) for sig in STOP_SIGNALS}
     try:
-        return proc.wait()
+        code = proc.wait()
+        return 0 if stopped else code
     except KeyboardInterrupt:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
         return 0
+    finally:
+        _stop(proc)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def threading_is_main() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _stop(proc: subprocess.Popen, timeout: float = 10.0) -> None:
+    """Terminate the server (if still running) and reap it; kill it when it does not stop in time."""
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
