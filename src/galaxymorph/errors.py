@@ -21,6 +21,19 @@ class GalaxymorphError(Exception):
         super().__init__(text)
 
 
+class Interrupted(GalaxymorphError):
+    """Work stopped by a signal before it finished: never to be read as success.
+
+    ``exit_code`` follows the shell's 128 + signal number (143 for SIGTERM), so a batch system
+    sees a failed job and requeues or reports it.
+    """
+
+    def __init__(self, message: str, path: str | Path | None = None, hint: str | None = None,
+                 exit_code: int = 130):
+        super().__init__(message, path, hint)
+        self.exit_code = exit_code
+
+
 class DataError(GalaxymorphError):
     """A dataset spec, catalog or file that cannot be used."""
 

@@ -49,6 +49,7 @@ def info(
     summary = summarize(open_dataset(spec, label_map=label_map))
     if as_json:
         sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+        _require_images(summary)
         return
     from rich.console import Console
     from rich.markup import escape
@@ -74,7 +75,22 @@ def info(
              "imbalance ratio: n/a (no images)"]
     if summary["label_map"]:
         lines.append(f"label map: {summary['label_map']}")
-    console.print("\n".join(lines), highlight=False)
+    if summary["missing_files"]:
+        lines.append(f"missing files: {summary['missing_files']:,} of {summary['n']:,} "
+                     f"(first: {', '.join(summary['missing_examples'])})")
+    console.print("\n".join(lines), highlight=False, markup=False)
+    _require_images(summary)
+
+
+def _require_images(summary: dict) -> None:
+    """A dataset of which no image can be read is an error (exit 2), not a summary."""
+    from galaxymorph.errors import DataError
+
+    if summary["n"] and summary["image_shape"] is None:
+        why = (f"all {summary['n']:,} image files are missing (first: "
+               f"{', '.join(summary['missing_examples'])})"
+               if summary["missing_files"] == summary["n"] else "none of the images probed could be read")
+        raise DataError(f"no readable image: {why}", summary["spec"])
 
 
 @data_app.command("show")

@@ -2,7 +2,8 @@
 
 Each area registers its sub-commands from its own module; heavy libraries are imported inside
 the commands so that ``galaxymorph --help`` answers at once. A :class:`GalaxymorphError` is printed
-as one clear line (with the file it concerns) and exit code 2; ``--debug`` shows tracebacks.
+as one clear line (with the file it concerns) and exit code 2 (an
+:class:`~galaxymorph.errors.Interrupted` run: 128 + the signal); ``--debug`` shows tracebacks.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show full traceback
 def _register() -> None:
     import importlib
 
-    for name in ("data", "train", "predict", "gan", "detector", "app"):
+    for name in ("data", "train", "predict", "gan", "detector", "app", "cache"):
         try:
             module = importlib.import_module(f"galaxymorph.cli.{name}")
         except ModuleNotFoundError as exc:
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
         # emoji=False: a spec such as "nosuch:x:" must not turn into an emoji either.
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False,
                           soft_wrap=True, emoji=False)
-        sys.exit(2)
+        sys.exit(getattr(exc, "exit_code", 2))
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]")
         sys.exit(130)

@@ -34,15 +34,26 @@ def summarize(dataset: GalaxyDataset) -> dict[str, Any]:
                 "fraction": float(counts[i] / n) if n else 0.0}
                for i, name in enumerate(dataset.class_names)]
     nonzero = counts[counts > 0]
+    missing = missing_files(dataset)
     return {
         "spec": dataset.spec,
         "n": n,
+        "missing_files": len(missing),
+        "missing_examples": missing[:3],
         "image_shape": _first_shape(dataset),
         "classes": classes,
         # max/min over the classes present: how much rarer the rarest class is.
         "imbalance_ratio": float(nonzero.max() / nonzero.min()) if len(nonzero) else None,
         "label_map": dataset.label_map.name if dataset.label_map is not None else None,
     }
+
+
+def missing_files(dataset: GalaxyDataset) -> list[str]:
+    """Image files of ``dataset`` that do not exist (a stat each; HDF5 rows are never missing)."""
+    paths = getattr(dataset.source, "paths", None)
+    if paths is None:
+        return []
+    return [str(paths[i]) for i in dataset.indices if not paths[i].is_file()]
 
 
 def _first_shape(dataset: GalaxyDataset) -> list[int] | None:

@@ -166,7 +166,8 @@ def model_logits(clf, ds, tta: bool = False, batch_size: int = 128, device: str 
     from galaxymorph.evaluation.evaluate import dataset_logits
 
     decoded = decode_all(ds, clf.preprocessing)
-    positions = np.flatnonzero(decoded.ok)
+    # None readable: one clear error rather than a zero-size array deep in the metrics.
+    positions = decoded.require_readable(np.arange(len(ds)), "the dataset", ds.spec)
     items = ImageTensorDataset(decoded.images, ds.labels, positions)
     logits, y = dataset_logits(clf.net, items, batch_size=batch_size, tta=tta, swap=clf.swap,
                                device=device)

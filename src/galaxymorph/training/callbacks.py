@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import lightning as L
@@ -34,6 +35,28 @@ class RunInfo(L.Callback):
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
         checkpoint["galaxymorph"] = self.info
+
+
+class WallClock(L.Callback):
+    """Wall time of training summed over every call of a resumed run (kept in each checkpoint),
+    so that a summary never mixes one call's time with the whole run's."""
+
+    def __init__(self) -> None:
+        self.before = 0.0
+        self.start = time.monotonic()
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        self.start = time.monotonic()
+
+    def total(self) -> float:
+        return self.before + time.monotonic() - self.start
+
+    def state_dict(self) -> dict:
+        return {"wall_seconds": self.total()}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        value = state_dict.get("wall_seconds", 0.0)
+        self.before = float(value) if isinstance(value, (int, float)) else 0.0
 
 
 def checkpoint_dir(run_dir: Path) -> Path:

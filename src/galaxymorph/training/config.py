@@ -108,6 +108,14 @@ class TrainConfig:
             raise ConfigError(f"monitor must be one of {tuple(MONITORS)}, got '{self.monitor}'")
         if self.epochs < 1 or self.batch_size < 1:
             raise ConfigError("epochs and batch_size must be positive")
+        from galaxymorph.models.artifact import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
+
+        # The same bounds as a model card, so every run can be saved and loaded again.
+        if not MIN_IMAGE_SIZE <= self.image_size <= MAX_IMAGE_SIZE:
+            raise ConfigError(f"image_size must be within {MIN_IMAGE_SIZE}..{MAX_IMAGE_SIZE} pixels, "
+                              f"got {self.image_size}")
+        if not 0.0 < self.crop <= 1.0:
+            raise ConfigError(f"crop must be a fraction of the image side in (0, 1], got {self.crop}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError("label_smoothing must be in [0, 1)")
         if self.init_from and self.pretrained:

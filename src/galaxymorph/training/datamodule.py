@@ -135,9 +135,12 @@ class GalaxyDataModule(L.LightningDataModule):
                         next(iter(decoded.errors.values())))
         pos_of = {k: n for n, k in enumerate(ds.ids)}
         positions = {}
+        decoded.require_readable(np.arange(len(ds)), "the dataset", cfg.data_label)
         for fold in ("train", "val", "test"):
             pos = np.array([pos_of[k] for k in split.fold(fold)], dtype=np.int64)
-            positions[fold] = pos[decoded.ok[pos]] if len(pos) else pos
+            # Every fold must hold images: an empty validation fold would surface as
+            # EarlyStopping's "val_loss not found", an empty test fold as a zero-size array.
+            positions[fold] = decoded.require_readable(pos, f"the {fold} fold", cfg.data_label)
         self.folds = Folds(ds, split, decoded, positions)
         if cfg.synthetic and cfg.synthetic_ratio > 0:
             self._add_synthetic(self.folds)
@@ -151,6 +154,7 @@ class GalaxyDataModule(L.LightningDataModule):
         if cfg.group_by:
             meta = ds.source.metadata
             groups = [str(meta[cfg.group_by].iloc[i]) for i in ds.indices]
+        groups = self._with_aliases(groups)
         if len(ds.parts) == 1:
             return make_split(ds.ids, ds.labels, seed=cfg.split_seed, fractions=cfg.fractions,
                               groups=groups, spec=cfg.data_label, label_map=cfg.label_map)
@@ -159,6 +163,18 @@ class GalaxyDataModule(L.LightningDataModule):
                                seed=cfg.split_seed, fractions=cfg.fractions, groups=groups,
                                label_map=cfg.label_map)
 
+    def _with_aliases(self, groups: list[str] | None) -> list[str] | None:
+        """Keep one file reached by two spellings (or two identical copies) in one fold."""
+        from galaxymorph.data.duplicates import alias_groups, merge_groups
+
+        ds = self.dataset
+        aliases = alias_groups([ds.location(i) for i in range(len(ds))])
+        n_dup = len(aliases) - len(set(aliases))
+        if not n_dup:
+            return groups
+        log.warning("%d image(s) are the same file as another (another path spelling, a link or a "
+                    "byte-identical copy); each set is kept in one fold", n_dup)
+        return merge_groups(aliases, groups) if groups is not None else aliases
 
     def _add_synthetic(self, folds: Folds) -> None:
         """Per class, add generated images up to ``ratio`` x the largest real training class."""

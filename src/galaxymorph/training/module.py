@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import lightning as L
 import torch
 import torch.nn.functional as F
@@ -69,6 +71,16 @@ class ClassifierModule(L.LightningModule):
         # A frozen backbone's BatchNorm statistics must not drift towards a few hundred images.
         freeze_norm_stats(self.net)
 
+    def on_train_start(self) -> None:
+        # A resumed run's optimiser comes back with the learning rate it ended on (0 at the end
+        # of a finished schedule): put it on the (possibly rebuilt) schedule now, not an epoch late.
+        for config in self.trainer.lr_scheduler_configs:
+            sched = config.scheduler
+            if isinstance(sched, torch.optim.lr_scheduler.LambdaLR):
+                for group, base, fn in zip(sched.optimizer.param_groups, sched.base_lrs,
+                                           sched.lr_lambdas, strict=True):
+                    group["lr"] = base * fn(sched.last_epoch)
+
     def configure_optimizers(self):
         from galaxymorph.models.ensemble import members_of
         from galaxymorph.models.transfer import param_groups
@@ -79,11 +91,17 @@ class ClassifierModule(L.LightningModule):
         opt = torch.optim.AdamW(groups, lr=self.lr, weight_decay=self.weight_decay)
         if self.scheduler_name == "none":
             return opt
-        epochs = max(1, self.trainer.max_epochs or 1)
-        cosine = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs - self.warmup_epochs))
-        if self.warmup_epochs > 0:
-            warm = torch.optim.lr_scheduler.LinearLR(opt, start_factor=0.1, total_iters=self.warmup_epochs)
-            sched = torch.optim.lr_scheduler.SequentialLR(opt, [warm, cosine], [self.warmup_epochs])
-        else:
-            sched = cosine
+        # The factor is computed from the trainer's *current* length at every step (not stored in
+        # the checkpoint), so `--resume --epochs N` really trains the added epochs on a schedule
+        # rebuilt for N instead of continuing a finished cosine at learning rate 0.
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda epoch: schedule_factor(
+            epoch, max(1, self.trainer.max_epochs or 1), self.warmup_epochs))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+
+
+def schedule_factor(epoch: int, epochs: int, warmup_epochs: int = 0) -> float:
+    """Learning-rate multiplier at ``epoch`` of ``epochs``: linear warm-up from 0.1, then cosine to 0."""
+    if epoch < warmup_epochs:
+        return 0.1 + 0.9 * epoch / warmup_epochs
+    span = max(1, epochs - warmup_epochs)
+    return 0.5 * (1.0 + math.cos(math.pi * min(epoch - warmup_epochs, span) / span))

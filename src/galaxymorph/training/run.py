@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from galaxymorph.errors import ConfigError
+from galaxymorph.errors import ConfigError, Interrupted
 from galaxymorph.io_utils import write_json
 from galaxymorph.training.config import MONITORS, TrainConfig, resolve_config
 from galaxymorph.training.datamodule import open_training_data
@@ -51,16 +50,25 @@ def train(config: TrainConfig | None = None, out: str | Path = "runs/run", *,
     from lightning.pytorch.callbacks import EarlyStopping, Timer
     from lightning.pytorch.loggers import TensorBoardLogger
 
-    from galaxymorph.training.callbacks import AtomicModelCheckpoint, RunInfo, checkpoint_dir
+    from galaxymorph.training.callbacks import (
+        AtomicModelCheckpoint,
+        RunInfo,
+        WallClock,
+        checkpoint_dir,
+    )
     from galaxymorph.training.datamodule import GalaxyDataModule
     from galaxymorph.training.loggers import ResumableCSVLogger, quiet_lightning
     from galaxymorph.training.module import ClassifierModule
 
     run_dir = Path(out)
     last_ckpt = checkpoint_dir(run_dir) / "last.ckpt"
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError("--out names a file, not a run folder", run_dir)
     if resume:
         if not (run_dir / "config.yaml").exists():
             raise ConfigError("nothing to resume: no config.yaml in the run folder", run_dir)
+        if last_ckpt.exists():
+            _check_resume_point(last_ckpt)
         cfg = TrainConfig.load(run_dir / "config.yaml")
         if overrides.get("epochs"):
             cfg.epochs = int(overrides["epochs"])  # allow extending a finished run
@@ -76,21 +84,20 @@ def train(config: TrainConfig | None = None, out: str | Path = "runs/run", *,
         if cfg.init_from:
             from galaxymorph.training.lineage import check_parent
 
-            check_parent(cfg)  # fail on a missing or wrong parent before creating the run folder
+            check_parent(cfg)  # fail on a missing or wrong parent before reading any image
         else:
-            get_model_info(cfg.model)  # fail on a bad name or data before creating the run folder
+            get_model_info(cfg.model)  # fail on a bad name or data before reading any image
         dataset = open_training_data(cfg)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if config_file:
-            shutil.copyfile(config_file, run_dir / "input_config.yaml")
-        cfg.save(run_dir / "config.yaml")
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     quiet_lightning()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
 
-    dm = GalaxyDataModule(cfg, dataset, split_path=run_dir / "split.json")
+    # Nothing goes into the run folder until every option has been checked (data, label map,
+    # split file, images, weights, accelerator): a failed start must not leave a half-made run
+    # that blocks the retry or that --resume would replay.
+    dm = GalaxyDataModule(cfg, dataset)
     folds = dm.setup()
     class_names = dataset.class_names
     lineage: dict[str, Any] = {}
@@ -120,7 +127,8 @@ def train(config: TrainConfig | None = None, out: str | Path = "runs/run", *,
                                     monitor=cfg.monitor, mode=mode,
                                     enable_version_counter=False) if mode else None
     timer = Timer(duration={"minutes": cfg.max_time_minutes} if cfg.max_time_minutes else None)
-    callbacks = [*([best_cb] if best_cb else []), last_cb, timer,
+    clock = WallClock()
+    callbacks = [*([best_cb] if best_cb else []), last_cb, timer, clock,
                  RunInfo({"config": cfg.to_dict(), "class_names": class_names,
                           "model_kwargs": model_kwargs})]
     if cfg.early_stopping_patience > 0 and mode:
@@ -130,13 +138,23 @@ def train(config: TrainConfig | None = None, out: str | Path = "runs/run", *,
         callbacks.append(_progress_bar())
     loggers = [ResumableCSVLogger(run_dir, name="logs", version=""),
                TensorBoardLogger(run_dir, name="logs", version="tensorboard", default_hp_metric=False)]
-    trainer = L.Trainer(max_epochs=cfg.epochs, accelerator=cfg.accelerator,
-                        devices=_devices(cfg.devices), num_nodes=cfg.num_nodes, strategy=cfg.strategy,
-                        precision=cfg.precision, callbacks=callbacks, logger=loggers,
-                        enable_progress_bar=cfg.progress, enable_model_summary=False,
-                        log_every_n_steps=1, deterministic=False, num_sanity_val_steps=0)
-    fit_start = time.time()
-    with _interruptible():
+    try:
+        trainer = L.Trainer(max_epochs=cfg.epochs, accelerator=cfg.accelerator,
+                            devices=_devices(cfg.devices), num_nodes=cfg.num_nodes,
+                            strategy=cfg.strategy, precision=cfg.precision, callbacks=callbacks,
+                            logger=loggers, enable_progress_bar=cfg.progress,
+                            enable_model_summary=False, log_every_n_steps=1, deterministic=False,
+                            num_sanity_val_steps=0)
+    except (ValueError, RuntimeError, ImportError) as exc:
+        # Lightning's MisconfigurationException, or a missing backend (torch_xla for "tpu").
+        raise ConfigError(f"cannot set up training on this machine: {exc}") from None
+    if not resume:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if config_file:
+            shutil.copyfile(config_file, run_dir / "input_config.yaml")
+        cfg.save(run_dir / "config.yaml")
+    folds.split.save(run_dir / "split.json")
+    with _interruptible(run_dir):
         trainer.fit(module, datamodule=dm,
                     ckpt_path=str(last_ckpt) if resume and last_ckpt.exists() else None,
                     weights_only=True)
@@ -147,21 +165,30 @@ def train(config: TrainConfig | None = None, out: str | Path = "runs/run", *,
     best_path = best_cb.best_model_path if best_cb else ""
     return finalize(run_dir, cfg, dm, module, best_path or str(last_ckpt),
                     train_seconds=timer.time_elapsed("train"), model_kwargs=model_kwargs,
-                    epochs_run=trainer.current_epoch, wall_seconds=time.time() - fit_start,
+                    epochs_run=trainer.current_epoch, wall_seconds=clock.total(),
                     lineage=lineage)
 
 
 @contextlib.contextmanager
-def _interruptible():
+def _interruptible(run_dir: Path):
     """Lightning turns Ctrl-C into ``sys.exit(1)`` and then ignores SIGINT; a library call
-    should raise KeyboardInterrupt instead and leave the signal handler as it found it."""
+    should raise KeyboardInterrupt instead and leave the signal handler as it found it.
+
+    SIGTERM (a batch system's pre-emption) comes out of Lightning as ``SystemExit(None)``, which
+    would end the process with status 0: it becomes :class:`Interrupted` (exit status 143).
+    """
     import signal
     import threading
+
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     main = threading.current_thread() is threading.main_thread()
     handler = signal.getsignal(signal.SIGINT) if main else None
     try:
         yield
+    except SIGTERMException:
+        raise Interrupted("training interrupted (SIGTERM); continue with --resume (last "
+                          "checkpoint kept)", run_dir, exit_code=128 + signal.SIGTERM) from None
     except SystemExit as exc:
         if exc.code == 1:
             log.warning("training interrupted; continue with --resume (last checkpoint kept)")
@@ -170,6 +197,21 @@ def _interruptible():
     finally:
         if main and handler is not None:
             signal.signal(signal.SIGINT, handler)
+
+
+def _check_resume_point(path: Path) -> None:
+    """A damaged ``last.ckpt`` is one clear error before training starts, not a traceback from
+    inside Lightning's restore."""
+    import pickle
+
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except (pickle.UnpicklingError, RuntimeError, OSError, EOFError, ValueError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"the resume point is unreadable ({first})", path,
+                          hint="delete it to start the run over (or copy best.ckpt over it)") from None
+    if not isinstance(ckpt, dict) or not {"state_dict", "epoch"} <= set(ckpt):
+        raise ConfigError("the resume point is not a training checkpoint", path)
 
 
 def _progress_bar():
@@ -238,7 +280,9 @@ def finalize(run_dir: Path, cfg: TrainConfig, dm, module, best_path: str, train_
         "head": (lineage or {}).get("head"), "transfer": cfg.transfer,
         "data": cfg.data, "weak_data": cfg.weak_data, "label_map": cfg.label_map, "image_size": cfg.image_size, "crop": cfg.crop,
         "framing": cfg.framing,
-        "epochs": epochs_done, "max_epochs": cfg.epochs, "train_seconds": round(train_seconds, 1),
+        "epochs": epochs_done, "max_epochs": cfg.epochs,
+        # Both summed over every call of a resumed run (Lightning's Timer and WallClock).
+        "train_seconds": round(train_seconds, 1),
         "wall_seconds": round(wall_seconds, 1), "parameters": int(n_params),
         "best_checkpoint": Path(best_path).name, "temperature": temperature,
         "best_val_loss": min(history.get("val_loss", [float("nan")])),
