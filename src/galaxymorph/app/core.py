@@ -8,6 +8,7 @@ go through the same API as everything else (``load_classifier`` and
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -210,6 +211,17 @@ def folder_examples(folder: str | Path, limit: int = EXAMPLE_LIMIT) -> list[tupl
     if not out:
         raise GalaxymorphError("no readable images in the examples folder", root)
     return out
+
+
+#: What makes markdown live: links, emphasis, code, HTML, headings, tables, LaTeX, emoji codes.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#!|~$&:])|(?<=www)(\.)", re.IGNORECASE)
+
+
+def plain(text: object) -> str:
+    """``text`` escaped for Streamlit markdown, so a file name like ``[x](http://...)``,
+    ``www.x.org`` or ``**x**`` shows as typed instead of becoming a live link or bold text
+    (CommonMark reads a backslash-escaped punctuation character as itself)."""
+    return _MARKDOWN_SPECIAL.sub(lambda m: "\\" + m.group(0), str(text))
 
 
 def card_summary(card) -> dict[str, str]:

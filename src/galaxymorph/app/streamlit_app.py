@@ -60,7 +60,7 @@ def sidebar(settings: core.AppSettings):
     try:
         clf = get_classifier(ref, settings.device)
     except GalaxymorphError as exc:
-        st.error(f"Cannot load the model '{ref}': {exc}")
+        st.error(core.plain(f"Cannot load the model '{ref}': {exc}"))
         if ref == "default":
             st.info("The built-in default model is not installed in this copy of galaxymorph. Train one "
                     "(`galaxymorph train --data ... --out runs/x`) and start the app with "
@@ -70,24 +70,25 @@ def sidebar(settings: core.AppSettings):
                               key="tta")
     with_cam = st.sidebar.checkbox("Grad-CAM heat map", value=True, key="gradcam")
     st.sidebar.subheader("Model card")
-    lines = [f"- **{k}:** {v}" for k, v in core.card_summary(clf.card).items()]
+    # Card values come from a file: shown as plain text, never as markdown.
+    lines = [f"- **{k}:** {core.plain(v)}" for k, v in core.card_summary(clf.card).items()]
     st.sidebar.markdown("\n".join(lines))
     if clf.card.notes:
-        st.sidebar.caption(" · ".join(clf.card.notes))
+        st.sidebar.caption(core.plain(" · ".join(clf.card.notes)))
     detector = None
     if settings.detector:
         try:
             detector = get_detector(settings.detector, settings.device)
             st.sidebar.caption(f"Real-vs-synthetic detector: {settings.detector}")
         except GalaxymorphError as exc:
-            st.sidebar.warning(f"Detector not used: {exc}")
+            st.sidebar.warning(core.plain(f"Detector not used: {exc}"))
             detector = None
     return clf, tta, with_cam, detector
 
 
 def show_analysis(a: core.Analysis) -> None:
     with st.container(border=True):
-        st.markdown(f"##### {a.name}")
+        st.markdown(f"##### {core.plain(a.name)}")  # a file name is text, never markdown
         left, middle, right = st.columns([1, 1, 2])
         left.image(thumbnail(a.image), caption="uploaded image", width=THUMB)
         if a.cam is not None:
@@ -96,11 +97,11 @@ def show_analysis(a: core.Analysis) -> None:
         elif a.cam_error:
             middle.caption(a.cam_error)
         if a.uncertain:  # abstain rather than state a class the model is not sure of
-            right.markdown(f"Predicted class: **uncertain** · most likely {a.label_name} at "
+            right.markdown(f"Predicted class: **uncertain** · most likely {core.plain(a.label_name)} at "
                            f"{a.probability:.1%}, below this model's {a.threshold:.0%} confidence "
                            "threshold (calibrated)")
         else:
-            right.markdown(f"Predicted class: **{a.label_name}** · probability **{a.probability:.1%}** "
+            right.markdown(f"Predicted class: **{core.plain(a.label_name)}** · probability **{a.probability:.1%}** "
                            "(calibrated)")
         table = a.table()
         right.bar_chart(table, x="class", y="probability", horizontal=True, sort="-probability",
@@ -116,10 +117,10 @@ def show_analysis(a: core.Analysis) -> None:
 def show_failure(name: str, exc: Exception) -> None:
     if isinstance(exc, GalaxymorphError):
         text = str(exc)
-        st.error(text if name in text else f"{name}: {text}")
+        st.error(core.plain(text if name in text else f"{name}: {text}"))
     else:  # a bug: one line here, the traceback in the server log
         log.exception("processing %s failed", name)
-        st.error(f"{name}: could not be processed ({type(exc).__name__}: {exc})")
+        st.error(core.plain(f"{name}: could not be processed ({type(exc).__name__}: {exc})"))
 
 
 def upload_tab(clf, settings: core.AppSettings, tta: bool, with_cam: bool, detector) -> None:
@@ -149,7 +150,7 @@ def examples_tab(clf, settings: core.AppSettings, tta: bool, with_cam: bool, det
     try:
         examples = get_examples(settings.examples)
     except GalaxymorphError as exc:
-        st.error(str(exc))
+        st.error(core.plain(exc))
         return
     per_row = 4
     for start in range(0, len(examples), per_row):
@@ -178,7 +179,7 @@ def main() -> None:
     clf, tta, with_cam, detector = sidebar(settings)
     if clf is None:
         return
-    st.caption(f"Classes: {', '.join(clf.class_names)}. Probabilities are calibrated on the "
+    st.caption(f"Classes: {core.plain(', '.join(clf.class_names))}. Probabilities are calibrated on the "
                "model's validation images.")
     upload, examples = st.tabs(["Upload", "Examples"])
     with upload:

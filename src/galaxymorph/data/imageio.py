@@ -6,7 +6,10 @@ dataset can report and skip it instead of stopping a run of thousands of images.
 
 from __future__ import annotations
 
+import errno
 import io
+import os
+import stat
 import warnings
 from pathlib import Path
 
@@ -17,6 +20,12 @@ from galaxymorph.errors import ImageReadError
 #: Largest image we agree to decode (pixels). 64 Mpx of RGB uint8 is ~200 MB decoded; a
 #: galaxy cutout is rarely above 1 Mpx, so anything larger is a mistake or a decompression bomb.
 MAX_PIXELS = 64_000_000
+#: Largest file we read. A 64 Mpx image stays far below it even as float64 FITS; a catalog row
+#: that points at something bigger (a whole survey tile, a disk image) is refused unread.
+MAX_FILE_BYTES = 1 << 30
+#: Smallest side we classify: a network resizes anything to its input, so a 1x1 "image" would
+#: still get a confident answer; below this there is no morphology to see.
+MIN_SIDE = 8
 
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fz")
 RASTER_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".gif")
@@ -35,15 +44,60 @@ def is_fits(name: str | Path) -> bool:
 def read_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Read an image file as an ``(H, W, 3)`` uint8 RGB array."""
     path = Path(path)
-    if not path.exists():
-        raise ImageReadError("file not found", path)
-    if path.is_dir():
-        raise ImageReadError("is a folder, not an image", path)
+    return decode_image(read_file_bytes(path), name=str(path), max_pixels=max_pixels)
+
+
+def read_file_bytes(path: str | Path, max_bytes: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of a regular file of at most ``max_bytes``; anything else is one clear error.
+
+    Opened non-blocking and checked on the open descriptor (no race with a swapped file), so a
+    named pipe never hangs a run and ``/dev/zero`` is never read until memory runs out.
+    """
+    path = Path(path)
     try:
-        data = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise ImageReadError("file not found", path) from None
+    except IsADirectoryError:
+        raise ImageReadError("is a folder, not an image", path) from None
+    except OSError as exc:
+        if exc.errno == errno.EISDIR:
+            raise ImageReadError("is a folder, not an image", path) from None
+        raise ImageReadError(f"cannot read file ({exc.strerror or exc})", path) from exc
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise ImageReadError("is a folder, not an image", path)
+        if not stat.S_ISREG(st.st_mode):
+            kind = ("a named pipe" if stat.S_ISFIFO(st.st_mode) else "a device"
+                    if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "a socket"
+                    if stat.S_ISSOCK(st.st_mode) else "not a file")
+            raise ImageReadError(f"is {kind}, not a regular file; only image files are read", path)
+        if st.st_size > max_bytes:
+            raise ImageReadError(f"file is {st.st_size:,} bytes, more than the {max_bytes:,} an "
+                                 "image may have; cut a smaller stamp", path)
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(st.st_size + 1)  # read(n) allocates n up front: ask for what is there
     except OSError as exc:
         raise ImageReadError(f"cannot read file ({exc.strerror or exc})", path) from exc
-    return decode_image(data, name=str(path), max_pixels=max_pixels)
+    finally:
+        os.close(fd)
+    if len(data) > st.st_size:  # grew while we read it: a log or a stream, not an image
+        raise ImageReadError("file is growing while read; only finished image files are read", path)
+    return data
+
+
+def check_classifiable(image: np.ndarray, name: str = "<array>") -> np.ndarray:
+    """``image`` if it shows something to classify; an ImageReadError for garbage.
+
+    A network resizes any input and answers with confidence, so a 1x1 pixel would come out as
+    "73% Edge-on"; refused here instead (an all-NaN FITS is refused by the FITS decoder).
+    """
+    h, w = image.shape[:2]
+    if min(h, w) < MIN_SIDE:
+        raise ImageReadError(f"image is {w}x{h} pixels, too small to classify (at least "
+                             f"{MIN_SIDE}x{MIN_SIDE})", name)
+    return image
 
 
 def decode_image(data: bytes, name: str = "<bytes>", max_pixels: int = MAX_PIXELS) -> np.ndarray:
@@ -51,8 +105,8 @@ def decode_image(data: bytes, name: str = "<bytes>", max_pixels: int = MAX_PIXEL
     if not data:
         raise ImageReadError("empty file", name)
     if is_fits(name) or data[:6] == b"SIMPLE":
-        return _decode_fits(data, name, max_pixels)
-    return _decode_raster(data, name, max_pixels)
+        return check_classifiable(_decode_fits(data, name, max_pixels), name)
+    return check_classifiable(_decode_raster(data, name, max_pixels), name)
 
 
 def _decode_raster(data: bytes, name: str, max_pixels: int) -> np.ndarray:
@@ -116,17 +170,30 @@ def _decode_fits(data: bytes, name: str, max_pixels: int) -> np.ndarray:
             hdu = next((h for h in hdul if getattr(h, "is_image", False) and len(h.shape) >= 2), None)
             if hdu is None:
                 raise ImageReadError("FITS file has no image extension", name)
-            shape = tuple(hdu.shape)
-            if int(np.prod(shape[-2:])) > max_pixels:
-                raise ImageReadError(f"FITS image {shape} is larger than {max_pixels:,} pixels", name)
+            check_fits_shape(tuple(hdu.shape), name, max_pixels)
             if hdu.data is None:
                 raise ImageReadError("FITS image extension holds no data", name)
             cube = np.asarray(hdu.data, dtype=np.float64)
+            if not np.isfinite(cube).any():
+                raise ImageReadError("FITS image has no finite pixel (all NaN or infinite)", name)
     except ImageReadError:
         raise
     except Exception as exc:  # astropy raises many types for a damaged file
         raise ImageReadError(f"corrupt or unreadable FITS ({type(exc).__name__}: {exc})", name) from exc
     return fits_to_rgb(cube, name)
+
+
+def check_fits_shape(shape: tuple[int, ...], name: str, max_pixels: int = MAX_PIXELS) -> None:
+    """Refuse, from the header alone, a FITS array we would not turn into an image: more than
+    three planes, or more pixels in all than ``max_pixels`` (a 200 KB tile-compressed cube can
+    declare 100x1000x1000 and expand to gigabytes once read)."""
+    planes = [n for n in shape[:-2] if n != 1]
+    if len(planes) > 1 or (planes and planes[0] not in (3,) and shape[-1] != 3):
+        raise ImageReadError(f"FITS data of shape {shape}: expected one band or three", name)
+    total = int(np.prod(shape, dtype=np.float64)) if shape else 0
+    if total > max_pixels:
+        raise ImageReadError(f"FITS image {shape} is larger than {max_pixels:,} pixels "
+                             f"({total:,} values in all, read from the header)", name)
 
 
 def fits_to_rgb(cube: np.ndarray, name: str = "<array>") -> np.ndarray:

@@ -95,7 +95,29 @@ def load_label_map(name_or_path: str | Path | LabelMap | None) -> LabelMap | Non
     if (not isinstance(raw, dict) or not isinstance(raw.get("classes"), list)
             or not isinstance(raw.get("map"), dict)):
         raise ConfigError("a label map needs 'classes' (list) and 'map' (raw -> class or null)", path)
-    mapping = {(int(k) if isinstance(k, int) or str(k).isdigit() else str(k)): v
-               for k, v in dict(raw["map"]).items()}
-    return LabelMap(name=str(raw.get("name", path.stem)), classes=[str(c) for c in raw["classes"]],
-                    mapping=mapping)
+    # YAML reads `classes: [1, 2]` and `map: {0: 1}` as integers: class names are text, so
+    # both sides become strings (otherwise target 1 would not be found among '1', '2').
+    classes = [_name(c, "class", path) for c in raw["classes"]]
+    dups = sorted({c for c in classes if classes.count(c) > 1})
+    if dups:
+        raise ConfigError(f"label map lists class(es) {dups} more than once; each class once "
+                          "(merge raw labels by mapping them to the same class)", path)
+    mapping: dict[int | str, str | None] = {}
+    for k, v in dict(raw["map"]).items():
+        key: int | str = k if isinstance(k, int) and not isinstance(k, bool) else (
+            int(k) if str(k).isdigit() else _name(k, "raw label", path))
+        if key in mapping:
+            raise ConfigError(f"label map names raw label {key!r} twice", path)
+        target = None if v is None else _name(v, "target", path)
+        if target is not None and target not in classes:
+            raise ConfigError(f"label map: target '{target}' is not one of its classes {classes} "
+                              f"(raw label {key!r})", path)
+        mapping[key] = target
+    return LabelMap(name=str(raw.get("name", path.stem)), classes=classes, mapping=mapping)
+
+
+def _name(value: object, what: str, path: Path) -> str:
+    """A class name from a map file: text or a number, never a list, a mapping or a bool."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)) or str(value) == "":
+        raise ConfigError(f"label map {what} {value!r} is not a name", path)
+    return str(value)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from galaxymorph.data.imageio import read_image
+from galaxymorph.data.imageio import MAX_PIXELS, check_classifiable, read_image
 from galaxymorph.errors import DataError, ImageReadError
 
 
@@ -36,6 +36,27 @@ class ImageSource(abc.ABC):
     @abc.abstractmethod
     def location(self, index: int) -> str:
         """Where image ``index`` lives, for messages and prediction output."""
+
+
+#: Most rows an HDF5 source may declare: ``ans`` is read whole (8 bytes a row), and a file can
+#: declare any shape without storing it. 50 million is 50x the largest galaxy catalogue in use.
+MAX_H5_ROWS = 50_000_000
+#: HDF5 chunk cache per open file. h5py's default (1 MiB) is smaller than one 16-image gzip chunk
+#: of 256 px cutouts (3 MiB), so row-by-row reads would decompress each chunk 16 times.
+H5_CHUNK_CACHE_BYTES = 64 << 20
+
+
+def check_h5_images(shape: tuple[int, ...], where: Path) -> None:
+    """Refuse, from the declared shape alone (nothing read), an ``images`` dataset we cannot use."""
+    if len(shape) != 4 or shape[-1] != 3:
+        raise DataError(f"'images' has shape {shape}, expected (N, H, W, 3)", where)
+    n, h, w = shape[:3]
+    if h * w > MAX_PIXELS:
+        raise DataError(f"'images' rows are {w}x{h} pixels, more than the {MAX_PIXELS:,} this tool "
+                        "decodes per image", where)
+    if n > MAX_H5_ROWS:
+        raise DataError(f"'images' declares {n:,} rows, more than the {MAX_H5_ROWS:,} this tool "
+                        "reads from one file", where)
 
 
 class H5Source(ImageSource):
@@ -62,14 +83,15 @@ class H5Source(ImageSource):
                 images, ans = f["images"], f["ans"]
                 if not isinstance(images, h5py.Dataset) or not isinstance(ans, h5py.Dataset):
                     raise DataError("'images' and 'ans' must be datasets, not groups", self.path)
-                if images.ndim != 4 or images.shape[-1] != 3:
-                    raise DataError(f"'images' has shape {images.shape}, expected (N, H, W, 3)", self.path)
+                check_h5_images(tuple(images.shape), self.path)
                 if ans.ndim != 1:
                     raise DataError(f"'ans' has shape {ans.shape}, expected (N,)", self.path)
-                self.labels = np.asarray(ans[()], dtype=np.int64)
-                if len(self.labels) != images.shape[0]:
+                if ans.shape[0] != images.shape[0]:
                     raise DataError(f"'images' has {images.shape[0]} rows but 'ans' has "
-                                    f"{len(self.labels)}", self.path)
+                                    f"{ans.shape[0]}", self.path)
+                if ans.dtype.kind not in "iu":
+                    raise DataError(f"'ans' holds {ans.dtype}, expected integer labels", self.path)
+                self.labels = np.asarray(ans[()], dtype=np.int64)
                 self.image_shape = tuple(images.shape[1:])
                 meta = {k: f[k][()] for k in ("ra", "dec", "redshift", "pxscale")
                         if k in f and f[k].shape[:1] == (len(self.labels),)}
@@ -92,15 +114,19 @@ class H5Source(ImageSource):
         import h5py
 
         if self._h5 is None:
-            self._h5 = h5py.File(self.path, "r")
+            # A cache of several chunks (and a prime number of slots, as HDF5 advises), so
+            # consecutive rows of one compressed chunk decompress it once.
+            self._h5 = h5py.File(self.path, "r", rdcc_nbytes=H5_CHUNK_CACHE_BYTES,
+                                 rdcc_nslots=10007, rdcc_w0=1.0)
         return self._h5
 
     def read(self, index: int) -> np.ndarray:
         try:
-            return np.asarray(self._file()["images"][index], dtype=np.uint8)
+            row = np.asarray(self._file()["images"][index], dtype=np.uint8)
         except (OSError, ValueError) as exc:
             raise ImageReadError(f"cannot read image {index} ({exc}); the file may be truncated",
                                  self.path) from exc
+        return check_classifiable(row, self.location(index))
 
     def location(self, index: int) -> str:
         return f"{self.path}#{index}"

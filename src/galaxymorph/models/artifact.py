@@ -8,6 +8,7 @@ classes, training data and measured metrics.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,19 +55,116 @@ class ModelCard:
         return Preprocessing(self.image_size, self.crop, self.framing, self.frame_radii)
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any], where: str) -> ModelCard:
+    def from_dict(cls, raw: Any, where: str) -> ModelCard:
+        """A card from a file's JSON, every field checked: a card is untrusted input, and a bad
+        value would otherwise surface as NaN probabilities or a traceback deep in PyTorch."""
+        if not isinstance(raw, dict):
+            raise ModelError("model card must be a JSON object", where)
+        missing = [k for k in ("architecture", "class_names", "image_size", "crop") if k not in raw]
+        if missing:
+            raise ModelError(f"model card is missing fields: {', '.join(missing)}", where)
+        known = {k: raw[k] for k in cls.__dataclass_fields__ if k in raw}
+        problem = validate_card_fields(known)
+        if problem:
+            raise ModelError(f"invalid model card: {problem}", where)
+        card = cls(**known)
         try:
-            known = {k: raw[k] for k in cls.__dataclass_fields__ if k in raw}
-            card = cls(**known)
-        except TypeError as exc:
-            raise ModelError(f"model card is missing fields ({exc})", where) from exc
-        try:
-            card.image_size, card.crop = int(card.image_size), float(card.crop)
             card.frame_radii = float(card.frame_radii)
             card.preprocessing  # noqa: B018 - validates framing, crop and size
         except (ConfigError, TypeError, ValueError) as exc:
             raise ModelError(f"model card has invalid preprocessing ({exc})", where) from exc
         return card
+
+
+#: Bounds on what a card may ask for: beyond them a file is damaged or hostile (a network input
+#: of 100,000 px would need terabytes), not a galaxy classifier.
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 8, 2048
+MAX_CLASSES = 1000
+#: model_kwargs a card may pass to the network builder (anything else, e.g. a weights path, would
+#: let a downloaded card make us open files).
+CARD_MODEL_KWARGS = {"image_size", "dropout", "members"}
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _check_size(v: Any, what: str) -> str | None:
+    if not _is_int(v) or not MIN_IMAGE_SIZE <= v <= MAX_IMAGE_SIZE:
+        return f"{what} must be an integer within {MIN_IMAGE_SIZE}..{MAX_IMAGE_SIZE}, got {v!r}"
+    return None
+
+
+def _check_model_kwargs(kwargs: Any, what: str = "model_kwargs") -> str | None:
+    if not isinstance(kwargs, dict):
+        return f"{what} must be an object, got {kwargs!r}"
+    unknown = sorted(set(kwargs) - CARD_MODEL_KWARGS)
+    if unknown:
+        return f"{what} has unknown keys {unknown} (allowed: {sorted(CARD_MODEL_KWARGS)})"
+    if "image_size" in kwargs and (p := _check_size(kwargs["image_size"], f"{what}.image_size")):
+        return p
+    if "dropout" in kwargs and not (_is_number(kwargs["dropout"]) and 0 <= kwargs["dropout"] < 1):
+        return f"{what}.dropout must be a number within [0, 1), got {kwargs['dropout']!r}"
+    if "members" in kwargs:
+        members = kwargs["members"]
+        if not isinstance(members, list) or not members:
+            return f"{what}.members must be a non-empty list"
+        for i, m in enumerate(members):
+            if not isinstance(m, dict) or not isinstance(m.get("architecture"), str):
+                return f"{what}.members[{i}] needs an 'architecture' name"
+            if p := _check_model_kwargs(m.get("model_kwargs", {}), f"{what}.members[{i}].model_kwargs"):
+                return p
+    return None
+
+
+def validate_card_fields(card: dict[str, Any]) -> str | None:
+    """The first problem with a card's fields (as read from JSON), or None."""
+    arch = card.get("architecture")
+    if not isinstance(arch, str) or not arch:
+        return f"architecture must be a model name, got {arch!r}"
+    names = card.get("class_names")
+    if (not isinstance(names, list) or not 2 <= len(names) <= MAX_CLASSES
+            or not all(isinstance(n, str) and n for n in names)):
+        return f"class_names must be a list of 2..{MAX_CLASSES} non-empty strings"
+    if len(set(names)) != len(names):
+        dups = sorted({n for n in names if names.count(n) > 1})
+        return f"class_names repeats {dups}"
+    if p := _check_size(card.get("image_size"), "image_size"):
+        return p
+    crop = card.get("crop")
+    if not _is_number(crop) or not 0 < crop <= 1:
+        return f"crop must be a fraction within (0, 1], got {crop!r}"
+    t = card.get("temperature", 1.0)
+    if not _is_number(t) or t <= 0:
+        # 0 divides the logits by zero (NaN probabilities); a negative one inverts the ranking.
+        return f"temperature must be a positive number, got {t!r}"
+    if p := _check_model_kwargs(card.get("model_kwargs", {})):
+        return p
+    pairs = card.get("chiral_pairs", [])
+    n = len(names)
+    if not isinstance(pairs, list) or not all(
+            isinstance(q, list) and len(q) == 2 and all(_is_int(i) and 0 <= i < n for i in q)
+            and q[0] != q[1] for q in pairs):
+        return (f"chiral_pairs must be a list of [i, j] pairs of distinct class indices "
+                f"within 0..{n - 1}, got {pairs!r}")
+    if not isinstance(card.get("tta_default", False), bool):
+        return f"tta_default must be true or false, got {card['tta_default']!r}"
+    for key in ("name", "description"):
+        if not isinstance(card.get(key, ""), str):
+            return f"{key} must be a string"
+    for key in ("training_data", "training", "metrics"):
+        if not isinstance(card.get(key, {}), dict):
+            return f"{key} must be an object"
+    notes = card.get("notes", [])
+    if not isinstance(notes, list) or not all(isinstance(x, str) for x in notes):
+        return "notes must be a list of strings"
+    if not _is_int(card.get("format_version", 1)) or card.get("format_version", 1) != 1:
+        return f"format_version {card.get('format_version')!r} is not one this version reads (1)"
+    return None
 
 
 def save_artifact(folder: str | Path, net, card: ModelCard) -> Path:
@@ -86,8 +184,8 @@ def read_card(folder: str | Path) -> ModelCard:
     if not path.exists():
         raise ModelError(f"no {CARD_FILE} here: not a galaxymorph model folder", folder)
     try:
-        raw = json.loads(path.read_text())
-    except ValueError as exc:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as exc:
         raise ModelError(f"model card is not valid JSON ({exc})", path) from exc
     return ModelCard.from_dict(raw, str(path))
 
@@ -109,8 +207,20 @@ def load_artifact(folder: str | Path):
         state = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as exc:
         raise ModelError(f"not a readable safetensors file ({exc})", weights) from exc
-    missing, unexpected = net.load_state_dict(state, strict=False)
+    load_weights(net, state, card, weights)
+    return net.eval(), card
+
+
+def load_weights(net, state: dict, card: ModelCard, where: str | Path) -> None:
+    """Load ``state`` into ``net`` exactly; a mismatch (e.g. a card naming more classes than the
+    weights have outputs) is one clear error, not PyTorch's size-mismatch traceback."""
+    try:
+        missing, unexpected = net.load_state_dict(state, strict=False)
+    except RuntimeError as exc:
+        lines = [ln.strip() for ln in str(exc).splitlines() if "size mismatch" in ln]
+        raise ModelError(f"weights do not fit the card ({len(card.class_names)} classes, "
+                         f"architecture '{card.architecture}'): {lines[0] if lines else exc}",
+                         where) from None
     if missing or unexpected:
         raise ModelError(f"weights do not fit architecture '{card.architecture}' "
-                         f"(missing {missing[:3]}, unexpected {unexpected[:3]})", weights)
-    return net.eval(), card
+                         f"(missing {missing[:3]}, unexpected {unexpected[:3]})", where)

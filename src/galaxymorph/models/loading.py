@@ -11,7 +11,7 @@ import torch
 
 from galaxymorph.data.transforms import DEFAULT_FRAME_RADII, Preprocessing, prepare, swap_table
 from galaxymorph.errors import ModelError
-from galaxymorph.models.artifact import CARD_FILE, ModelCard, load_artifact
+from galaxymorph.models.artifact import CARD_FILE, ModelCard, load_artifact, load_weights
 from galaxymorph.models.calibration import softmax
 from galaxymorph.models.tta import forward_logits
 from galaxymorph.runtime import resolve_device
@@ -127,15 +127,20 @@ def _from_checkpoint(path: Path, device: str) -> Classifier:
     except (pickle.UnpicklingError, RuntimeError, OSError, EOFError) as exc:
         raise ModelError(f"not a readable galaxymorph checkpoint ({str(exc).splitlines()[0]})", path) from exc
     info = ckpt.get("galaxymorph") if isinstance(ckpt, dict) else None
-    if not info:
+    if not isinstance(info, dict) or not isinstance(info.get("config"), dict):
         raise ModelError("checkpoint was not written by galaxymorph train (no run information)", path)
+    if not isinstance(ckpt.get("state_dict"), dict):
+        raise ModelError("checkpoint holds no weights (state_dict)", path)
     cfg = info["config"]
-    card = ModelCard(architecture=cfg["model"], class_names=list(info["class_names"]),
-                     image_size=int(cfg["image_size"]), crop=float(cfg["crop"]),
-                     framing=str(cfg.get("framing", "fixed")),
-                     frame_radii=float(cfg.get("frame_radii", DEFAULT_FRAME_RADII)),
-                     model_kwargs=dict(info.get("model_kwargs", {})), name=path.stem)
+    # The same checks as a model card read from disk: a checkpoint is untrusted input too.
+    card = ModelCard.from_dict({"architecture": cfg.get("model"), "class_names": info.get("class_names"),
+                                "image_size": cfg.get("image_size"), "crop": cfg.get("crop"),
+                                "framing": cfg.get("framing", "fixed"),
+                                "frame_radii": cfg.get("frame_radii", DEFAULT_FRAME_RADII),
+                                "model_kwargs": info.get("model_kwargs", {}), "name": path.stem},
+                               str(path))
     net = build_network(card.architecture, len(card.class_names), **card.model_kwargs)
-    state = {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
-    net.load_state_dict(state)
+    state = {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items()
+             if isinstance(k, str) and k.startswith("net.")}
+    load_weights(net, state, card, path)
     return Classifier(net.eval(), card, str(path)).to(device)
