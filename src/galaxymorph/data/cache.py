@@ -11,6 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 from galaxymorph import paths
 from galaxymorph.data.dataset import GalaxyDataset
 from galaxymorph.data.transforms import Preprocessing, prepare
-from galaxymorph.errors import ImageReadError
+from galaxymorph.errors import DataError, ImageReadError
 from galaxymorph.io_utils import write_json
 from galaxymorph.runtime import default_workers
 
@@ -34,6 +37,18 @@ class DecodedImages:
     ok: np.ndarray  # (N,) bool
     errors: dict[int, str]
     path: Path | None = None
+
+    def require_readable(self, positions: np.ndarray, what: str, where: str) -> np.ndarray:
+        """The readable ones among ``positions``; one clear error when there are none (instead
+        of a sampler's ``num_samples=0`` or a zero-size array deep inside a library)."""
+        positions = np.asarray(positions, dtype=np.int64)
+        good = positions[self.ok[positions]] if len(positions) else positions
+        if len(good) == 0:
+            bad = [self.errors[int(i)] for i in positions[:3] if int(i) in self.errors]
+            detail = (f": all {len(positions)} unreadable, e.g. " + "; ".join(bad)) if len(positions) \
+                else ": it is empty"
+            raise DataError(f"{what} has no readable image{detail}", where)
+        return good
 
 
 class DecodingDataset(Dataset):
@@ -67,6 +82,14 @@ def collate_decoded(batch) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     return idx, torch.stack([b[1] for b in batch]), [b[2] for b in batch]
 
 
+def _decoder_init(_: int) -> None:
+    import signal
+
+    from galaxymorph.processes import die_with_parent
+
+    die_with_parent(signal.SIGKILL)  # a killed build must not leave decoders running
+
+
 def cache_key(dataset: GalaxyDataset, pre: Preprocessing) -> str:
     src = dataset.source
     h = hashlib.sha256()
@@ -97,9 +120,10 @@ def decode_all(dataset: GalaxyDataset, pre: Preprocessing, cache: bool | Path = 
     n, s = len(dataset), pre.image_size
     folder = None
     if cache:
-        folder = Path(cache) if isinstance(cache, (str, Path)) else paths.cache_dir() / "decoded"
-        folder = folder / cache_key(dataset, pre)
+        root = Path(cache) if isinstance(cache, (str, Path)) else decoded_root()
+        folder = root / cache_key(dataset, pre)
         meta_path = folder / "meta.json"
+        remove_stale_parts(root)
         if meta_path.exists():
             meta = json.loads(meta_path.read_text())
             images = np.load(folder / "images.npy", mmap_mode="r")
@@ -116,7 +140,8 @@ def decode_all(dataset: GalaxyDataset, pre: Preprocessing, cache: bool | Path = 
     if num_workers is None:
         num_workers = default_workers("cache", n)
     loader = DataLoader(DecodingDataset(dataset, pre), batch_size=batch_size, num_workers=num_workers,
-                        collate_fn=collate_decoded, persistent_workers=False)
+                        collate_fn=collate_decoded, persistent_workers=False,
+                        worker_init_fn=_decoder_init if num_workers else None)
     errors: dict[int, str] = {}
     from galaxymorph.progress import track
 
@@ -136,6 +161,88 @@ def decode_all(dataset: GalaxyDataset, pre: Preprocessing, cache: bool | Path = 
                                           "spec": dataset.spec, "errors": errors})
         images = np.load(folder / "images.npy", mmap_mode="r")
     return DecodedImages(images, ok, errors, folder)
+
+
+def decoded_root() -> Path:
+    """Where decode caches live: ``$GALAXYMORPH_HOME/cache/decoded``, one folder per key."""
+    return paths.cache_dir() / "decoded"
+
+
+_PART = re.compile(r"images\.(\d+)\.npy\.part$")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale_parts(root: Path) -> list[Path]:
+    """Delete ``images.<pid>.npy.part`` files whose builder is gone (killed mid-build); a
+    part file of a live process, here or in a concurrent run, is left alone."""
+    removed: list[Path] = []
+    if not root.is_dir():
+        return removed
+    for part in root.glob("*/images.*.npy.part"):
+        m = _PART.match(part.name)
+        if m and int(m.group(1)) != os.getpid() and not _pid_alive(int(m.group(1))):
+            try:
+                part.unlink()
+                removed.append(part)
+            except OSError:
+                continue
+    return removed
+
+
+@dataclass
+class CacheEntry:
+    """One decode cache on disk."""
+
+    key: str
+    path: Path
+    bytes: int
+    images: int | None  # None: not finished (a build in progress, or killed)
+    spec: str
+    preprocessing: dict
+    modified: float
+
+
+def list_caches(root: Path | None = None) -> list[CacheEntry]:
+    """Every decode cache under ``root`` (default :func:`decoded_root`), largest first."""
+    root = decoded_root() if root is None else Path(root)
+    entries = []
+    for folder in sorted(p for p in root.glob("*") if p.is_dir()) if root.is_dir() else []:
+        files = [f for f in folder.iterdir() if f.is_file()]
+        size = sum(f.stat().st_size for f in files)
+        meta: dict = {}
+        try:
+            raw = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+            meta = raw if isinstance(raw, dict) else {}
+        except (OSError, ValueError):
+            pass
+        n = meta.get("n") if isinstance(meta.get("n"), int) else None
+        pre = meta.get("preprocessing") if isinstance(meta.get("preprocessing"), dict) else {}
+        mtime = max((f.stat().st_mtime for f in files), default=folder.stat().st_mtime)
+        entries.append(CacheEntry(folder.name, folder, size, n, str(meta.get("spec", "?")), pre, mtime))
+    return sorted(entries, key=lambda e: -e.bytes)
+
+
+def clear_caches(root: Path | None = None, keys: list[str] | None = None,
+                 older_than_days: float | None = None) -> list[CacheEntry]:
+    """Delete decode caches (all, those named by ``keys``, or those unused for a while) and any
+    stale part files; returns what was deleted. A cache is rebuilt when next needed."""
+    root = decoded_root() if root is None else Path(root)
+    remove_stale_parts(root)
+    cutoff = time.time() - older_than_days * 86400 if older_than_days is not None else None
+    chosen = [e for e in list_caches(root)
+              if (keys is None or e.key in keys) and (cutoff is None or e.modified < cutoff)]
+    for e in chosen:
+        shutil.rmtree(e.path, ignore_errors=True)
+    return chosen
 
 
 class ImageTensorDataset(Dataset):
