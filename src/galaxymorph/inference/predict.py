@@ -34,6 +34,7 @@ from galaxymorph.data.transforms import DEFAULT_FRAME_RADII
 from galaxymorph.errors import ConfigError, ImageReadError
 from galaxymorph.inference.sources import InputPlan, Item
 from galaxymorph.inference.writers import Writer, columns_for, done_paths, open_writer, prob_column
+from galaxymorph.processes import die_with_parent
 from galaxymorph.runtime import default_workers
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -128,10 +129,10 @@ def predict(inputs: str | Path | Iterable[str | Path], model: str | Path = "defa
     if resume and (out is None or str(out) == "-"):
         raise ConfigError("--resume needs --out: the file whose rows are skipped and appended to")
     if out is not None and str(out) != "-":
-        from galaxymorph.inference.writers import output_format
+        from galaxymorph.inference.writers import output_exists
 
-        output_format(out)  # fail on a bad suffix before loading anything
-        if Path(out).exists() and not (resume or overwrite):
+        # output_exists also fails on a bad suffix, before anything is loaded.
+        if output_exists(out) and not (resume or overwrite):
             raise ConfigError("output file exists", out,
                               hint="pass --resume to skip its images and append, or --overwrite")
     plan = InputPlan(inputs)
@@ -163,7 +164,8 @@ def predict(inputs: str | Path | Iterable[str | Path], model: str | Path = "defa
         finally:
             writer.close()
     summary.seconds = time.perf_counter() - start
-    summary.skipped = len(skip) if skip else 0
+    # What was really skipped among these inputs, not how many rows the old file holds.
+    summary.skipped = sum(1 for it in plan if it.key in skip) if skip else 0
     if collected is not None:
         return _to_frame(collected, columns, summary)
     return summary
@@ -291,6 +293,9 @@ def error_text(exc: ImageReadError) -> str:
 
 
 def _worker_init(_: int) -> None:
+    # A worker never outlives predict: after a kill -9 of the parent it would otherwise keep
+    # its memory for good (blocked on a queue lock, SIGTERM ignored), hence SIGKILL.
+    die_with_parent(signal.SIGKILL)
     # One decoding thread per worker: torch's resize with several threads per process is
     # slower on small images and oversubscribes the cores the network needs.
     torch.set_num_threads(1)

@@ -84,22 +84,24 @@ class InputPlan:
                         "folder:PATH, galaxy10-decals:PATH.h5)", text)
 
     def __iter__(self) -> Iterator[Item]:
+        # Keys are absolute, normalised paths: the same file reached as `predin/x.png` or
+        # `../predin/x.png` from another folder is one key, so --resume never appends it twice.
         for text, (kind, src) in zip(self.inputs, self._kinds, strict=True):
             if kind == "file":
                 # Named explicitly: kept even with an unknown suffix, so it is reported.
-                yield Item(str(Path(text).expanduser()))
+                yield Item(normalise_key(str(Path(text).expanduser())))
             elif kind == "dir":
                 for p in walk_images(Path(text).expanduser()):
-                    yield Item(p)
+                    yield Item(normalise_key(p))
             elif kind == "glob":
                 for p in glob.iglob(os.path.expanduser(text), recursive=True):
                     if os.path.isfile(p) and is_image_path(p):
-                        yield Item(p)
+                        yield Item(normalise_key(p))
             else:
                 assert src is not None
                 source = self.sources[src]
                 for i in range(len(source)):
-                    yield Item(source.location(i), src, i)
+                    yield Item(normalise_key(source.location(i)), src, i)
 
     def count(self) -> int:
         """How many items there are (a second, cheap walk; used for the progress bar's total)."""
@@ -113,6 +115,15 @@ class InputPlan:
                                      "FITS, ...)", item.key)
             return read_image(item.key)
         return self.sources[item.source].read(item.index)
+
+
+def normalise_key(key: str) -> str:
+    """``key`` as an absolute path with ``.``/``..`` resolved (links kept: they are names the
+    user chose); an HDF5 row ``FILE#N`` keeps its row. What the output's ``path`` column holds."""
+    path, sep, row = key.rpartition("#") if "#" in key else (key, "", "")
+    if sep and not row.isdigit():
+        path, sep, row = key, "", ""
+    return os.path.abspath(path) + sep + row
 
 
 def walk_images(root: Path) -> Iterator[str]:

@@ -3,8 +3,8 @@
 Rows are written batch by batch as predictions arrive, so memory does not grow with the number
 of images. CSV and JSON Lines are appended and flushed after every batch; the JSON array is
 re-closed (``]``) after every batch. Either way a crash leaves a valid file holding the rows
-written so far, which ``--resume`` continues. Parquet writes one row group per batch and is
-closed on errors and interrupts; only a hard kill leaves it without its footer.
+written so far, which ``--resume`` continues. Parquet keeps each batch as a complete part file
+until it is closed (see :class:`ParquetWriter`), so even a ``kill -9`` loses no finished batch.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -162,11 +163,19 @@ class JSONArrayWriter(Writer):
             self._fh.close()
 
 
-class ParquetWriter(Writer):
-    """One row group per batch via :class:`pyarrow.parquet.ParquetWriter`.
+def parquet_parts(path: Path) -> Path:
+    """Where a Parquet output keeps its batches until it is closed: ``.NAME.parts/`` beside it."""
+    return path.with_name(f".{path.name}.parts")
 
-    Appending (``--resume``) copies the existing row groups into a new file first, one group at
-    a time, and replaces the old file on close; until then the old file stays intact.
+
+class ParquetWriter(Writer):
+    """Each batch is a complete small Parquet file in :func:`parquet_parts`, written atomically;
+    :meth:`close` joins them (one row group per batch) into the output and removes them.
+
+    A Parquet file is readable only once its footer is written, at the end, so a ``kill -9``
+    would lose a single growing file. The parts survive it: ``--resume`` reads them and carries
+    on, and ``pandas.read_parquet`` reads the folder as it is. Appending keeps the old output
+    intact until the joined file replaces it.
     """
 
     def __init__(self, path: Path, columns: list[str], append: bool = False):
@@ -176,7 +185,7 @@ class ParquetWriter(Writer):
             import pyarrow.parquet as pq
         except ImportError as exc:
             raise ConfigError("Parquet output needs pyarrow: pip install pyarrow", path) from exc
-        self._pa = pa
+        self._pa, self._pq = pa, pq
         fields = []
         for c in columns:
             if c in ("path", "label_name", "error"):
@@ -189,34 +198,60 @@ class ParquetWriter(Writer):
                 fields.append(pa.field(c, pa.float64()))
         self.schema = pa.schema(fields)
         self._final = path
-        self._tmp: Path | None = None
-        target = path
-        old = None
-        if append and path.exists():
-            old = _open_parquet(path)
-            if old.schema_arrow.names != columns:
-                raise DataError(f"cannot append: its columns {old.schema_arrow.names} differ from "
-                                f"this model's {columns}", path)
-            self._tmp = target = path.with_name(f".{path.name}.partial")
-        self._writer = pq.ParquetWriter(str(target), self.schema)
-        if old is not None:
-            for g in range(old.num_row_groups):
-                self._writer.write_table(old.read_row_group(g).cast(self.schema))
+        self._parts = parquet_parts(path)
+        self._append = append
+        if append:
+            for f in ([path] if path.exists() else []) + _part_files(self._parts):
+                names = _open_parquet(f).schema_arrow.names
+                if names != columns:
+                    raise DataError(f"cannot append: its columns {names} differ from this "
+                                    f"model's {columns}", f)
+        elif self._parts.exists():
+            shutil.rmtree(self._parts)
+        self._parts.mkdir(parents=True, exist_ok=True)
+        self._next = len(_part_files(self._parts))
+        self._closed = False
 
     def write(self, rows: list[dict[str, Any]]) -> None:
         if not rows:
             return
         data = {c: [_parquet_value(r.get(c), c) for r in rows] for c in self.columns}
-        self._writer.write_table(self._pa.table(data, schema=self.schema))
+        part = self._parts / f"{self._next:08d}.parquet"
+        tmp = part.with_suffix(".tmp")
+        self._pq.write_table(self._pa.table(data, schema=self.schema), str(tmp))
+        os.replace(tmp, part)  # a part is complete or absent
+        self._next += 1
         self.rows_written += len(rows)
 
     def close(self) -> None:
-        if self._writer is None:
+        if self._closed:
             return
-        self._writer.close()
-        self._writer = None
-        if self._tmp is not None:
-            os.replace(self._tmp, self._final)
+        self._closed = True
+        sources = ([self._final] if self._append and self._final.exists() else [])
+        sources += _part_files(self._parts)
+        from galaxymorph.io_utils import atomic_path
+
+        with atomic_path(self._final) as tmp:
+            writer = self._pq.ParquetWriter(str(tmp), self.schema)
+            try:
+                for f in sources:
+                    pf = _open_parquet(f)
+                    for g in range(pf.num_row_groups):
+                        writer.write_table(pf.read_row_group(g).cast(self.schema))
+            finally:
+                writer.close()
+        shutil.rmtree(self._parts, ignore_errors=True)
+
+
+def _part_files(parts: Path) -> list[Path]:
+    return sorted(parts.glob("*.parquet")) if parts.is_dir() else []
+
+
+def output_exists(out: str | Path) -> bool:
+    """Whether ``out`` already holds results: the file, or the parts an interrupted Parquet
+    run left (overwriting those silently would throw finished predictions away)."""
+    path = Path(out)
+    return path.exists() or (output_format(path) == "parquet" and bool(_part_files(parquet_parts(path))))
 
 
 def open_writer(out: str | Path | None, columns: list[str], append: bool = False) -> Writer:
@@ -236,11 +271,14 @@ def open_writer(out: str | Path | None, columns: list[str], append: bool = False
 
 
 def done_paths(out: str | Path) -> set[str]:
-    """The ``path`` column of an earlier output (what ``--resume`` skips); empty if absent."""
+    """The ``path`` column of an earlier output (what ``--resume`` skips), normalised like the
+    keys of :class:`~galaxymorph.inference.sources.InputPlan`; empty if absent."""
+    from galaxymorph.inference.sources import normalise_key
+
     path = Path(out)
-    if not path.exists() or path.stat().st_size == 0:
+    if output_format(path) != "parquet" and (not path.exists() or path.stat().st_size == 0):
         return set()
-    return set(iter_done_paths(path))
+    return {normalise_key(p) for p in iter_done_paths(path)}
 
 
 def iter_done_paths(path: Path) -> Iterator[str]:
@@ -248,7 +286,7 @@ def iter_done_paths(path: Path) -> Iterator[str]:
     try:
         if fmt == "csv":
             with open(path, newline="", encoding="utf-8") as fh:
-                reader = csv.DictReader(fh)
+                reader = csv.DictReader(_terminated_lines(fh))
                 if reader.fieldnames is None or "path" not in reader.fieldnames:
                     raise DataError("cannot resume: the file has no 'path' column", path)
                 for row in reader:
@@ -273,11 +311,21 @@ def iter_done_paths(path: Path) -> Iterator[str]:
             for r in rows:
                 yield r["path"]
         else:
-            table = _open_parquet(path)
-            for g in range(table.num_row_groups):
-                yield from table.read_row_group(g, columns=["path"]).column("path").to_pylist()
+            for f in ([path] if path.exists() else []) + _part_files(parquet_parts(path)):
+                table = _open_parquet(f)
+                for g in range(table.num_row_groups):
+                    yield from table.read_row_group(g, columns=["path"]).column("path").to_pylist()
     except (ValueError, KeyError, UnicodeDecodeError) as exc:
         raise DataError(f"cannot resume: not readable as {fmt} ({exc})", path) from exc
+
+
+def _terminated_lines(fh: IO[str]) -> Iterator[str]:
+    """The lines of ``fh`` that end with a newline. A crash mid-row leaves an unterminated last
+    line that may already hold the path: it must not count as done, since appending cuts it
+    (:func:`_ensure_trailing_newline`) and its image is predicted again."""
+    for line in fh:
+        if line.endswith("\n"):
+            yield line
 
 
 def _open_parquet(path: Path):
@@ -286,8 +334,7 @@ def _open_parquet(path: Path):
     try:
         return pq.ParquetFile(str(path))
     except Exception as exc:  # pyarrow raises ArrowInvalid/OSError for a file without a footer
-        raise DataError(f"not a readable Parquet file ({exc}); a run killed hard leaves one "
-                        "without its footer: delete it or choose another --out", path) from exc
+        raise DataError(f"not a readable Parquet file ({exc})", path) from exc
 
 
 def _check_header(path: Path, columns: list[str]) -> None:
