@@ -82,3 +82,39 @@ def test_no_cache_keeps_everything_in_memory(catalog_with_bad_image, tmp_home):
     out = decode_all(ds, Preprocessing(image_size=16), cache=False, num_workers=0, progress=False)
     assert out.path is None and out.ok.sum() == 5
     assert not (tmp_home / "cache").exists()
+
+
+def test_cache_list_clear_and_stale_parts(tmp_path, capsys):
+    """`galaxymorph cache list|clear`; a part file of a dead build is removed, a live one kept."""
+    import os
+    import subprocess
+    import sys
+
+    from galaxymorph.cli.main import main
+    from galaxymorph.data.cache import clear_caches, decode_all, list_caches, remove_stale_parts
+    from galaxymorph.data.dataset import open_dataset
+    from galaxymorph.data.transforms import Preprocessing
+    from makedata import write_catalog
+
+    root = tmp_path / "decoded"
+    ds = open_dataset(f"catalog:{write_catalog(tmp_path / 'cat', per_class=3)}")
+    for size in (16, 24):
+        decode_all(ds, Preprocessing(size, 1.0), cache=root, num_workers=0, progress=False)
+    entries = list_caches(root)
+    assert len(entries) == 2 and all(e.images == 6 and e.bytes > 0 for e in entries)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    stale = entries[0].path / f"images.{dead}.npy.part"
+    live = entries[0].path / f"images.{os.getpid()}.npy.part"
+    stale.write_bytes(b"x")
+    live.write_bytes(b"x")
+    assert remove_stale_parts(root) == [stale] and live.exists()
+    main(["cache", "list", "--dir", str(root)])
+    out = capsys.readouterr().out
+    assert entries[0].key in out and "2 caches" in out
+    assert [e.key for e in clear_caches(root, keys=[entries[1].key])] == [entries[1].key]
+    with pytest.raises(SystemExit) as info:
+        main(["cache", "clear", "nosuchkey", "--dir", str(root)])
+    assert info.value.code == 2
+    main(["cache", "clear", "--dir", str(root)])
+    assert list_caches(root) == []
