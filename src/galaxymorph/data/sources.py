@@ -69,6 +69,7 @@ class H5Source(ImageSource):
         self.spec = spec
         self.class_names = list(class_names)
         self._h5: h5py.File | None = None
+        self._images: h5py.Dataset | None = None
         if not self.path.exists():
             raise DataError("HDF5 file not found", self.path,
                             hint=f"download it with `galaxymorph data download {spec.split(':')[0]}` "
@@ -107,7 +108,7 @@ class H5Source(ImageSource):
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state["_h5"] = None  # each worker process opens its own handle
+        state["_h5"] = state["_images"] = None  # each worker process opens its own handle
         return state
 
     def _file(self):
@@ -117,12 +118,19 @@ class H5Source(ImageSource):
             # A cache of several chunks (and a prime number of slots, as HDF5 advises), so
             # consecutive rows of one compressed chunk decompress it once.
             self._h5 = h5py.File(self.path, "r", rdcc_nbytes=H5_CHUNK_CACHE_BYTES,
-                                 rdcc_nslots=10007, rdcc_w0=1.0)
+                                 rdcc_nslots=10007)
         return self._h5
+
+    def _dataset(self):
+        # Held open: the chunk cache belongs to an open dataset, so looking `images` up again
+        # for every row threw it away and decompressed a whole chunk per row.
+        if self._images is None:
+            self._images = self._file()["images"]
+        return self._images
 
     def read(self, index: int) -> np.ndarray:
         try:
-            row = np.asarray(self._file()["images"][index], dtype=np.uint8)
+            row = np.asarray(self._dataset()[index], dtype=np.uint8)
         except (OSError, ValueError) as exc:
             raise ImageReadError(f"cannot read image {index} ({exc}); the file may be truncated",
                                  self.path) from exc
