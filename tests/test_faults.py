@@ -20,6 +20,7 @@ import pytest
 import torch
 
 import galaxymorph
+from test_predict import _read_paths
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 FAST = dict(model="cnn3", image_size=32, batch_size=32, lr=3e-3, progress=False, cache=False,
@@ -315,18 +316,6 @@ def many_images(tmp_path_factory, inference_catalog):
     return folder
 
 
-def _rows(out: Path) -> list[str]:
-    import pandas as pd
-
-    if out.suffix == ".csv":
-        return list(pd.read_csv(out)["path"])
-    if out.suffix == ".jsonl":
-        return [json.loads(line)["path"] for line in out.read_text().splitlines() if line.strip()]
-    if out.suffix == ".json":
-        return [r["path"] for r in json.loads(out.read_text())]
-    return list(pd.read_parquet(out)["path"])
-
-
 def _progress(out: Path) -> int:
     from galaxymorph.inference.writers import done_paths
 
@@ -353,7 +342,7 @@ def test_kill_9_of_predict_leaves_no_worker_and_resumes_exactly(tiny_model, many
     assert 6 <= kept < N_PREDICT, "the run finished before the kill: the test proves nothing"
     summary = galaxymorph.predict(many_images, model=tiny_model, out=out, resume=True,
                                   progress=False)
-    rows = _rows(out)
+    rows = _read_paths(out)
     assert len(rows) == N_PREDICT and len(set(rows)) == N_PREDICT
     assert summary.skipped == kept and summary.n_images == N_PREDICT - kept
 
@@ -371,7 +360,7 @@ def test_resume_from_another_folder_matches_paths(tiny_model, many_images, tmp_p
     summary = galaxymorph.predict([f"../predin/{f.name}" for f in files], model=tiny_model,
                                   out=out, resume=True, progress=False)
     assert summary.skipped == 3 and summary.n_images == 2
-    rows = _rows(out)
+    rows = _read_paths(out)
     assert len(rows) == 5 and rows == [str(f) for f in files]
 
 
@@ -384,7 +373,7 @@ def test_resume_keeps_a_row_cut_after_its_path(tiny_model, many_images, tmp_path
     out.write_text("".join(lines[:4]) + lines[4][: len(files[3]) + 5])  # path and a bit more
     summary = galaxymorph.predict(files, model=tiny_model, out=out, resume=True, progress=False)
     assert summary.skipped == 3 and summary.n_images == 1
-    assert _rows(out) == files
+    assert _read_paths(out) == files
 
 
 def test_interrupted_parquet_parts_are_readable_and_block_a_plain_rerun(tiny_model, many_images,
