@@ -233,7 +233,7 @@ def _tamper(folder: Path, **changes) -> None:
     ({"format_version": 7}, "format_version 7 is not one this version reads"),
 ])
 def test_tampered_card_is_one_clear_error(card_folder, changes, needle):
-    from galaxymorph.inference.loading import load_classifier
+    from galaxymorph.models.loading import load_classifier
 
     _tamper(card_folder, **changes)
     with bounded(), pytest.raises(ModelError, match=needle) as info:
@@ -242,7 +242,7 @@ def test_tampered_card_is_one_clear_error(card_folder, changes, needle):
 
 
 def test_card_naming_more_classes_than_the_weights_have(card_folder):
-    from galaxymorph.inference.loading import load_classifier
+    from galaxymorph.models.loading import load_classifier
 
     card = json.loads((card_folder / "model_card.json").read_text())
     _tamper(card_folder, class_names=card["class_names"] + ["Extra1", "Extra2"])
@@ -252,7 +252,7 @@ def test_card_naming_more_classes_than_the_weights_have(card_folder):
 
 
 def test_card_that_is_not_an_object(card_folder):
-    from galaxymorph.inference.loading import load_classifier
+    from galaxymorph.models.loading import load_classifier
 
     (card_folder / "model_card.json").write_text("[1, 2, 3]")
     with pytest.raises(ModelError, match="model card must be a JSON object"):
@@ -262,7 +262,7 @@ def test_card_that_is_not_an_object(card_folder):
 def test_checkpoint_info_is_validated_like_a_card(tiny_model, tmp_path):
     import torch
 
-    from galaxymorph.inference.loading import load_classifier
+    from galaxymorph.models.loading import load_classifier
 
     ckpt = torch.load(tiny_model / "checkpoints" / "best.ckpt", weights_only=True)
     ckpt["galaxymorph"]["config"]["image_size"] = 100000
