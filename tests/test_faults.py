@@ -276,7 +276,7 @@ def test_evaluate_on_unreadable_data_is_one_clear_error(tiny_model, tmp_path):
 def test_aliased_duplicates_stay_in_one_fold(tmp_path):
     """``images/../images/X.png`` beside ``X.png``, and byte-identical copies, share a fold."""
     from galaxymorph.training.config import TrainConfig
-    from galaxymorph.training.datamodule import GalaxyDataModule
+    from galaxymorph.training.datamodule import GalaxyDataModule, open_training_data
     from makedata import write_catalog
 
     csv = write_catalog(tmp_path / "cat", classes=("a", "b"), per_class=20)
@@ -288,14 +288,14 @@ def test_aliased_duplicates_stay_in_one_fold(tmp_path):
         label = next(ln for ln in lines[1:] if ln.startswith(name)).split(",", 1)[1]
         extra.append(f"copy_{name},{label}")
     csv.write_text("\n".join(lines + extra) + "\n")
-    dm = GalaxyDataModule(TrainConfig(data=f"catalog:{csv}", cache=False, progress=False))
-    dm.prepare()
-    fold_of = {k: f for f in ("train", "val", "test") for k in dm.split.fold(f)}
-    assert len(fold_of) == len(dm.dataset) == 86
+    cfg = TrainConfig(data=f"catalog:{csv}", cache=False, progress=False)
+    ds = open_training_data(cfg)
+    folds = GalaxyDataModule(cfg, ds).setup()
+    fold_of = {k: f for f in ("train", "val", "test") for k in folds.split.fold(f)}
+    assert len(fold_of) == len(ds) == 86
     by_content: dict[bytes, set[str]] = {}
-    for i, key in enumerate(dm.dataset.ids):
-        path = dm.dataset.source.paths[dm.dataset.indices[i]]
-        by_content.setdefault(path.read_bytes(), set()).add(fold_of[key])
+    for i, key in enumerate(ds.ids):
+        by_content.setdefault(Path(ds.location(i)).read_bytes(), set()).add(fold_of[key])
     assert len(by_content) == 40  # 40 distinct images, each listed two or three times
     assert all(len(folds) == 1 for folds in by_content.values()), by_content.values()
 
