@@ -15,25 +15,32 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from galaxymorph.data.transforms import DEFAULT_FRAME_RADII
-from galaxymorph.errors import ConfigError, ImageReadError
+from galaxymorph.errors import ConfigError
+from galaxymorph.inference.batches import (  # noqa: F401  (re-exported: predict's public pieces)
+    ClassifierView,
+    DetectorLike,
+    View,
+    classifier_view,
+    decode_batch,
+    error_text,
+    make_rows,
+    progress_bar,
+)
 from galaxymorph.inference.sources import InputPlan, Item
-from galaxymorph.inference.writers import Writer, columns_for, done_paths, open_writer, prob_column
+from galaxymorph.inference.writers import Writer, columns_for, done_paths, open_writer
 from galaxymorph.processes import die_with_parent
 from galaxymorph.runtime import default_workers
 
@@ -214,84 +221,6 @@ def _chunks(items: Iterator[Item], size: int) -> Iterator[list[Item]]:
         yield batch
 
 
-@runtime_checkable
-class View(Protocol):
-    """How one network sees a decoded image, (H, W, 3) uint8 -> (3, S, S) uint8. Picklable,
-    for workers: the classifier's :class:`ClassifierView`, or a detector's own input chain."""
-
-    image_size: int
-
-    def __call__(self, image: np.ndarray) -> torch.Tensor: ...
-
-
-@runtime_checkable
-class DetectorLike(Protocol):
-    """What predict needs of a real-vs-synthetic detector (``galaxymorph.detection.Detector``;
-    taken as an argument so that inference never imports detection)."""
-
-    view: View
-
-    def p_synthetic(self, batch: torch.Tensor) -> np.ndarray: ...
-
-    def to(self, device: str | torch.device) -> Any: ...
-
-
-@dataclass(frozen=True)
-class ClassifierView:
-    """A classifier's own preprocessing (centre crop, resize)."""
-
-    image_size: int
-    crop: float = 1.0
-    framing: str = "fixed"
-    frame_radii: float = DEFAULT_FRAME_RADII
-
-    def __call__(self, image: np.ndarray) -> torch.Tensor:
-        from galaxymorph.data.transforms import Preprocessing, prepare
-
-        return prepare(image, Preprocessing(self.image_size, self.crop, self.framing,
-                                            self.frame_radii))
-
-
-def classifier_view(clf) -> ClassifierView:
-    pre = clf.preprocessing
-    return ClassifierView(pre.image_size, pre.crop, framing=pre.framing, frame_radii=pre.frame_radii)
-
-
-def decode_batch(plan: InputPlan, items: list[Item], views: list[View]) -> tuple:
-    """Decode and prepare ``items``: ``(keys, errors, uint8 tensor per view)``.
-
-    Tensors hold the readable images only, in order; ``errors[i]`` is ``""`` when item ``i``
-    decoded. Never raises for one bad image: anything it throws becomes that row's error.
-    """
-    keys, errors = [], []
-    prepared: list[list[torch.Tensor]] = [[] for _ in views]
-    for item in items:
-        keys.append(item.key)
-        try:
-            image = plan.read(item)
-            seen = [v(image) for v in views]
-        except ImageReadError as exc:
-            errors.append(error_text(exc))
-            continue
-        except Exception as exc:  # a decoder bug must not stop a survey run
-            errors.append(f"unexpected failure decoding ({type(exc).__name__}: {exc})")
-            continue
-        errors.append("")
-        for bucket, t in zip(prepared, seen, strict=True):
-            bucket.append(t)
-    tensors = [torch.stack(b) if b else torch.zeros((0, 3, v.image_size, v.image_size), dtype=torch.uint8)
-               for b, v in zip(prepared, views, strict=True)]
-    return keys, errors, *tensors
-
-
-def error_text(exc: ImageReadError) -> str:
-    """The reason alone: the ``path`` column already names the file."""
-    text = str(exc)
-    if exc.path and text.startswith(f"{exc.path}: "):
-        text = text[len(exc.path) + 2:]
-    return text.replace("\n", " ").strip() or "unreadable image"
-
-
 def _worker_init(_: int) -> None:
     # A worker never outlives predict: after a kill -9 of the parent it would otherwise keep
     # its memory for good (blocked on a queue lock, SIGTERM ignored), hence SIGKILL.
@@ -361,39 +290,6 @@ def _local_loop(plan: InputPlan, clf, det, writer: Writer, summary: PredictSumma
             advance(len(keys))
 
 
-def make_rows(keys: list[str], errors: list[str], probs: np.ndarray | None, class_names: list[str],
-              p_synthetic: np.ndarray | None = None, detector: bool = False,
-              threshold: float | None = None) -> list[dict[str, Any]]:
-    """Output rows for one batch; ``probs`` has a row per readable image (errors are ``""``).
-    ``threshold``: the model's abstention threshold (``uncertain`` below it)."""
-    from galaxymorph.models.calibration import uncertain
-
-    cols = [prob_column(c) for c in class_names]
-    ok_probs = probs.tolist() if probs is not None else []
-    labels = probs.argmax(axis=1).tolist() if probs is not None else []
-    unsure = uncertain(probs, threshold).tolist() if probs is not None else []
-    syn = p_synthetic.tolist() if p_synthetic is not None else []
-    rows, j = [], 0
-    for key, err in zip(keys, errors, strict=True):
-        if err:
-            row: dict[str, Any] = {"path": key, "label": None, "label_name": None,
-                                   "probability": math.nan, "uncertain": None,
-                                   **dict.fromkeys(cols, math.nan)}
-            if detector:
-                row["p_synthetic"] = math.nan
-            row["error"] = err
-        else:
-            p, lab = ok_probs[j], labels[j]
-            row = {"path": key, "label": lab, "label_name": class_names[lab],
-                   "probability": p[lab], "uncertain": unsure[j], **dict(zip(cols, p, strict=True))}
-            if detector:
-                row["p_synthetic"] = syn[j] if syn else math.nan
-            row["error"] = ""
-            j += 1
-        rows.append(row)
-    return rows
-
-
 # -- output helpers ------------------------------------------------------------------------
 
 
@@ -420,20 +316,6 @@ def _to_frame(rows: list[dict[str, Any]], columns: list[str], summary: PredictSu
 
 
 # -- progress and signals ------------------------------------------------------------------
-
-
-@contextmanager
-def progress_bar(plan: InputPlan, skip: set[str], enabled: bool) -> Iterator[Callable[[int], None]]:
-    """A bar with images/s on a terminal; a no-op otherwise (logs, CI, notebooks)."""
-    from galaxymorph.progress import progress_bar as bar
-    from galaxymorph.progress import shows
-
-    if not shows(enabled):  # skip counting the inputs for a bar nobody sees
-        yield lambda n: None
-        return
-    total = sum(1 for it in plan if it.key not in skip) if skip else plan.count()
-    with bar("predicting", total, unit="images", transient=False) as b:
-        yield b.advance
 
 
 @contextmanager

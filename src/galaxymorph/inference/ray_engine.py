@@ -59,7 +59,7 @@ def run_ray(plan: InputPlan, clf, model: str | Path, writer, summary, *, skip: s
             progress: bool) -> None:
     """Predict every item of ``plan`` on Ray and write rows through ``writer``."""
     ray = _import_ray()
-    from galaxymorph.inference.predict import classifier_view, make_rows, progress_bar
+    from galaxymorph.inference.batches import classifier_view, make_rows, progress_bar
 
     started = start_ray(workers)
     try:
@@ -139,7 +139,7 @@ def _decode(batch: dict[str, np.ndarray], plan: InputPlan, views: list, cwd: str
     """Ray task: decode a batch of items like the local engine (zeros where unreadable)."""
     import torch
 
-    from galaxymorph.inference.predict import decode_batch
+    from galaxymorph.inference.batches import decode_batch
 
     torch.set_num_threads(1)
     if os.path.isdir(cwd) and os.getcwd() != cwd:
