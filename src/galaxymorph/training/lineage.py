@@ -53,9 +53,9 @@ def parent_network(cfg: TrainConfig, run_dir: Path, classes: list[str],
                           "lineage": card.lineage, "card": PARENT_CARD},
                "head": "kept" if plan.kept else "replaced", "transfer": cfg.transfer}
     if str(cfg.init_from) == "default":
-        from galaxymorph import __version__
+        from importlib.metadata import version  # not the top-level package: no import cycle
 
-        lineage["parent"]["galaxymorph_version"] = __version__
+        lineage["parent"]["galaxymorph_version"] = version("galaxymorph")
     return net, dict(card.model_kwargs), lineage
 
 
