@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import numpy as np
@@ -172,6 +173,29 @@ def _read_paths(out) -> list[str]:
     if out.suffix == ".json":
         return [r["path"] for r in json.loads(out.read_text())]
     return list(pd.read_parquet(out)["path"])
+
+
+def test_inputs_are_walked_once_whatever_the_worker_count(tiny_model, image_folder, tmp_path,
+                                                          monkeypatch):
+    """Decoders get chunks from the one walk in predict; none walks the input tree itself
+    (the walks are logged to a file, so walks in forked decoders count too)."""
+    from galaxymorph.inference.sources import InputPlan
+
+    log = tmp_path / "walks.log"
+    real_iter = InputPlan.__iter__
+
+    def logged(self):
+        with open(log, "a") as fh:
+            fh.write(f"{os.getpid()}\n")
+        yield from real_iter(self)
+
+    monkeypatch.setattr(InputPlan, "__iter__", logged)
+    for workers in (0, 2):
+        log.write_text("")
+        df = galaxymorph.predict(image_folder, model=tiny_model, batch_size=2, workers=workers,
+                                 progress=False)
+        assert len(df) == N_PNG + 2
+        assert log.read_text().splitlines() == [str(os.getpid())]
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".json", ".jsonl", ".parquet"])

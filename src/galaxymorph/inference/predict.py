@@ -13,7 +13,6 @@ with ``out="preds.csv"`` it writes the file and returns a :class:`PredictSummary
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import signal
@@ -26,7 +25,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from galaxymorph.errors import ConfigError
 from galaxymorph.inference.batches import (  # noqa: F401  (re-exported: predict's public pieces)
@@ -39,9 +37,8 @@ from galaxymorph.inference.batches import (  # noqa: F401  (re-exported: predict
     make_rows,
     progress_bar,
 )
-from galaxymorph.inference.sources import InputPlan, Item
+from galaxymorph.inference.sources import InputPlan
 from galaxymorph.inference.writers import Writer, columns_for, done_paths, open_writer
-from galaxymorph.processes import die_with_parent
 from galaxymorph.runtime import default_workers
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -171,77 +168,16 @@ def predict(inputs: str | Path | Iterable[str | Path], model: str | Path = "defa
         finally:
             writer.close()
     summary.seconds = time.perf_counter() - start
-    # What was really skipped among these inputs, not how many rows the old file holds.
-    summary.skipped = sum(1 for it in plan if it.key in skip) if skip else 0
+    if engine == "ray" and skip:
+        # What was really skipped among these inputs, not how many rows the old file holds
+        # (the local engine counts it during its one walk).
+        summary.skipped = sum(1 for it in plan if it.key in skip)
     if collected is not None:
         return _to_frame(collected, columns, summary)
     return summary
 
 
 # -- local engine ---------------------------------------------------------------------------
-
-
-class _BatchStream(IterableDataset):
-    """Decoded batches ``(keys, errors, images uint8 (n_ok, 3, S, S) per view)``.
-
-    Images travel as numpy arrays (pickled through the worker's pipe), not as torch tensors:
-    tensors would go through shared-memory segments that the receiving process keeps mapped
-    for a while, and its resident memory then grows by hundreds of MB over a long run.
-
-    In a data-loader worker it keeps only the batches ``b`` with ``b % num_workers == worker_id``: every worker walks the inputs
-    (cheap) and decodes its own share, and the loader's round-robin returns them in order.
-    """
-
-    def __init__(self, plan: InputPlan, views: list[View], batch_size: int, skip: set[str]):
-        self.plan, self.views, self.batch_size, self.skip = plan, views, batch_size, skip
-
-    def __iter__(self) -> Iterator[tuple]:
-        info = get_worker_info()
-        wid, nw = (info.id, info.num_workers) if info is not None else (0, 1)
-        for b, items in enumerate(_chunks(self._items(), self.batch_size)):
-            if b % nw == wid:
-                keys, errors, *tensors = decode_batch(self.plan, items, self.views)
-                yield (keys, errors, *(t.numpy() for t in tensors))
-
-    def _items(self) -> Iterator[Item]:
-        skip = self.skip
-        for item in self.plan:
-            if not skip or item.key not in skip:
-                yield item
-
-
-def _chunks(items: Iterator[Item], size: int) -> Iterator[list[Item]]:
-    batch: list[Item] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-def _worker_init(_: int) -> None:
-    # A worker never outlives predict: after a kill -9 of the parent it would otherwise keep
-    # its memory for good (blocked on a queue lock, SIGTERM ignored), hence SIGKILL.
-    die_with_parent(signal.SIGKILL)
-    # One decoding thread per worker: torch's resize with several threads per process is
-    # slower on small images and oversubscribes the cores the network needs.
-    torch.set_num_threads(1)
-    # Below the network's priority: decoding is a small share of the work, and a decoder
-    # that pre-empts an intra-op thread stalls all of them (measured: +8% images/s on 2 cores).
-    with contextlib.suppress(AttributeError, OSError):  # os.nice is POSIX-only
-        os.nice(10)
-
-
-def _loader(stream: _BatchStream, workers: int) -> DataLoader:
-    return DataLoader(stream, batch_size=None, num_workers=workers,
-                      worker_init_fn=_worker_init if workers else None,
-                      prefetch_factor=4 if workers else None, collate_fn=_identity)
-
-
-def _identity(batch: Any) -> Any:
-    return batch
 
 
 def _run_local(plan: InputPlan, clf, det, writer: Writer, summary: PredictSummary, *,
@@ -266,13 +202,18 @@ def _run_local(plan: InputPlan, clf, det, writer: Writer, summary: PredictSummar
 def _local_loop(plan: InputPlan, clf, det, writer: Writer, summary: PredictSummary, *,
                 skip: set[str], tta: bool | None, batch_size: int, n_workers: int,
                 progress: bool) -> None:
+    from galaxymorph.inference.decoding import Walk, decoded_batches
+    from galaxymorph.progress import progress_bar as bar
+
     views = [classifier_view(clf)]
     if det is not None:
         views.append(det.view)
-    stream = _BatchStream(plan, views, batch_size, skip)
-    loader = _loader(stream, n_workers)
-    with torch.inference_mode(), progress_bar(plan, skip, progress) as advance:
-        for keys, errors, *arrays in loader:
+    walk = Walk(plan, skip)  # the one pass over the inputs: no worker or counter walks again
+    batches = decoded_batches(plan, views, walk.chunks(batch_size), n_workers)
+    with torch.inference_mode(), bar("predicting", None, unit="images", enabled=progress,
+                                     transient=False) as shown:
+        total_known = False
+        for keys, errors, *arrays in batches:
             tensors = [torch.from_numpy(a) for a in arrays]
             t0 = time.perf_counter()
             probs = clf.predict_proba(tensors[0], tta) if len(tensors[0]) else None
@@ -287,7 +228,11 @@ def _local_loop(plan: InputPlan, clf, det, writer: Writer, summary: PredictSumma
                 if err:
                     summary.add_error(key, err)
             summary.n_images += len(keys)
-            advance(len(keys))
+            if walk.done and not total_known:  # the walk ran ahead: now the bar has a total
+                shown.reset(walk.count, completed=summary.n_images - len(keys))
+                total_known = True
+            shown.advance(len(keys))
+    summary.skipped = walk.skipped
 
 
 # -- output helpers ------------------------------------------------------------------------
