@@ -1,10 +1,10 @@
 """Batch prediction: images on disk -> class probabilities in CSV, JSON or Parquet.
 
-Built to run over a survey with flat memory: inputs are expanded lazily
-(:mod:`~galaxymorph.inference.sources`), images are decoded and prepared in data-loader worker
-processes (each worker takes every ``W``-th batch, so results come back in input order), the
-network runs on whole batches under ``torch.inference_mode``, and rows are written as they
-arrive (:mod:`~galaxymorph.inference.writers`). An unreadable image becomes a row with its
+Built to run over a survey with flat memory: inputs are expanded lazily and walked once
+(:mod:`~galaxymorph.inference.sources`), cut into chunks that a bounded pool of decoding
+processes prepares in input order (:mod:`~galaxymorph.inference.decoding`), the network runs on
+whole batches under ``torch.inference_mode``, and rows are written as they arrive
+(:mod:`~galaxymorph.inference.writers`). An unreadable image becomes a row with its
 ``error`` set; it never stops the run.
 
 ``galaxymorph.predict(["a.jpg", "folder/"])`` returns a pandas DataFrame (for notebooks);
