@@ -132,8 +132,9 @@ def make_rows(keys: list[str], errors: list[str], probs: np.ndarray | None, clas
 
 
 @contextmanager
-def progress_bar(plan: InputPlan, skip: set[str], enabled: bool) -> Iterator[Callable[[int], None]]:
-    """A bar with images/s on a terminal; a no-op otherwise (logs, CI, notebooks)."""
+def counted_progress(plan: InputPlan, skip: set[str], enabled: bool) -> Iterator[Callable[[int], None]]:
+    """A bar with images/s whose total is a count of the inputs (the Ray driver's; the local
+    engine takes its total from its one walk). A no-op off a terminal (logs, CI, notebooks)."""
     from galaxymorph.progress import progress_bar as bar
     from galaxymorph.progress import shows
 

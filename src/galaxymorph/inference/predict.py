@@ -32,10 +32,10 @@ from galaxymorph.inference.batches import (  # noqa: F401  (re-exported: predict
     DetectorLike,
     View,
     classifier_view,
+    counted_progress,
     decode_batch,
     error_text,
     make_rows,
-    progress_bar,
 )
 from galaxymorph.inference.sources import InputPlan
 from galaxymorph.inference.writers import Writer, columns_for, done_paths, open_writer

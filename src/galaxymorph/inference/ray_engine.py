@@ -59,7 +59,7 @@ def run_ray(plan: InputPlan, clf, model: str | Path, writer, summary, *, skip: s
             progress: bool) -> None:
     """Predict every item of ``plan`` on Ray and write rows through ``writer``."""
     ray = _import_ray()
-    from galaxymorph.inference.batches import classifier_view, make_rows, progress_bar
+    from galaxymorph.inference.batches import classifier_view, counted_progress, make_rows
 
     started = start_ray(workers)
     try:
@@ -90,7 +90,7 @@ def run_ray(plan: InputPlan, clf, model: str | Path, writer, summary, *, skip: s
             num_cpus=1 if not has_gpu else 0, num_gpus=1 if has_gpu else 0,
             udf_modifying_row_count=False)
         class_names = clf.class_names
-        with progress_bar(plan, skip, progress) as advance:
+        with counted_progress(plan, skip, progress) as advance:
             for batch in predicted.iter_batches(batch_size=None, batch_format="numpy"):
                 keys = [str(k) for k in batch["key"]]
                 errors = [str(e) for e in batch["error"]]
