@@ -42,6 +42,23 @@ def write_text(path: str | Path, text: str) -> Path:
     return Path(path)
 
 
+def read_json_object(path: str | Path) -> dict[str, Any]:
+    """A JSON object from a file; ``{}`` when the file is missing, one clear error naming the
+    file when it is not a readable object (run folders are user files: never trust them)."""
+    from galaxymorph.errors import DataError
+
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DataError(f"not readable JSON ({exc})", path) from exc
+    if not isinstance(raw, dict):
+        raise DataError("expected a JSON object", path)
+    return raw
+
+
 def write_json(path: str | Path, obj: Any) -> Path:
     return write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
 

@@ -34,17 +34,12 @@ from galaxymorph.detection.assembly import (
     suggested_real_crop,
 )
 from galaxymorph.detection.augment import Degradation
-from galaxymorph.detection.detector import (
-    DETECTOR_FILE,
-    Detector,
-    read_detector_info,
-    read_json_object,
-)
+from galaxymorph.detection.detector import DETECTOR_FILE, Detector, read_detector_info
 from galaxymorph.detection.generators import choose_families, family_specs
 from galaxymorph.detection.scoring import detector_metrics, plot_roc, threshold_at_false_alarm
 from galaxymorph.detection.typicality import TYPICALITY_FILE, Typicality
 from galaxymorph.errors import ConfigError, DataError, ImageReadError
-from galaxymorph.io_utils import write_json
+from galaxymorph.io_utils import read_json_object, write_json
 
 log = logging.getLogger("galaxymorph")
 

@@ -13,7 +13,6 @@ one-way.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,22 +26,9 @@ from galaxymorph.detection.assembly import Resampling
 from galaxymorph.detection.scoring import synthetic_column
 from galaxymorph.detection.typicality import TYPICALITY_FILE, Typicality
 from galaxymorph.errors import DataError, ImageReadError
+from galaxymorph.io_utils import read_json_object
 
 DETECTOR_FILE = "detector.json"
-
-
-def read_json_object(path: Path) -> dict[str, Any]:
-    """A JSON object from a run folder; ``{}`` when the file is missing, one clear error when
-    it is not a readable object."""
-    if not path.is_file():
-        return {}
-    try:
-        raw = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise DataError(f"not readable JSON ({exc})", path) from exc
-    if not isinstance(raw, dict):
-        raise DataError("expected a JSON object", path)
-    return raw
 
 
 def read_detector_info(run_dir: str | Path) -> dict[str, Any]:

@@ -60,14 +60,11 @@ def parent_network(cfg: TrainConfig, run_dir: Path, classes: list[str],
 
 
 def _read(path: Path) -> dict[str, Any]:
-    import json
-
     from galaxymorph.errors import ConfigError
+    from galaxymorph.io_utils import read_json_object
 
-    try:
-        raw = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot resume a fine-tune without the parent's card ({exc})", path) from exc
-    if not isinstance(raw, dict):
-        raise ConfigError("not a model card", path)
-    return raw
+    card = read_json_object(path)
+    if not card:
+        raise ConfigError("cannot resume a fine-tune without the parent's card (missing or empty)",
+                          path)
+    return card
