@@ -23,15 +23,29 @@ def ray_inputs(tmp_path_factory, inference_catalog):
 
 
 def test_ray_engine_matches_local(tiny_model, ray_inputs, tmp_path):
-    local = galaxymorph.predict(ray_inputs, model=tiny_model, batch_size=4, progress=False)
+    from makedata import write_catalog
+
+    # A plain folder and a catalog with ra/dec in one run: the catalog's rows carry its columns.
+    catalog = write_catalog(tmp_path / "cat", per_class=2, extra=True)
+    inputs = [str(ray_inputs), f"catalog:{catalog}"]
+    local = galaxymorph.predict(inputs, model=tiny_model, batch_size=4, progress=False)
     out = tmp_path / "ray.csv"
-    summary = galaxymorph.predict(ray_inputs, model=tiny_model, batch_size=4, out=out, engine="ray",
+    summary = galaxymorph.predict(inputs, model=tiny_model, batch_size=4, out=out, engine="ray",
                                workers=1, progress=False)
-    assert summary.engine == "ray" and summary.n_images == 11 and summary.n_errors == 1
+    assert summary.engine == "ray" and summary.n_images == 15 and summary.n_errors == 1
     remote = pd.read_csv(out, keep_default_na=False, na_values=[""])
     assert list(remote.columns) == list(local.columns)
+    assert list(remote.columns[-4:]) == ["true_label", "true_label_name", "ra", "dec"]
     merged = local.merge(remote, on="path", suffixes=("_local", "_ray"))
-    assert len(merged) == len(local) == len(remote) == 11
+    assert len(merged) == len(local) == len(remote) == 15
+    cat = pd.read_csv(catalog).set_index("filename")
+    from_catalog = remote[remote["true_label"].notna()]
+    want = cat.loc[[p.rpartition("/")[2] for p in from_catalog["path"]]]  # Ray may reorder rows
+    assert len(from_catalog) == len(cat)
+    assert list(from_catalog["true_label"]) == list(want["label"])
+    assert list(from_catalog["true_label_name"]) == list(want["label_name"])
+    assert np.allclose(from_catalog[["ra", "dec"]], want[["ra", "dec"]])
+    assert remote["ra"].isna().sum() == 11  # the plain files have none
     ok = merged["error_local"] == ""
     assert (merged["error_ray"].fillna("") == merged["error_local"]).all()
     assert (merged.loc[ok, "label_local"].astype(int) == merged.loc[ok, "label_ray"].astype(int)).all()

@@ -18,6 +18,7 @@ import os
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -37,7 +38,8 @@ from galaxymorph.inference.batches import (  # noqa: F401  (re-exported: predict
     error_text,
     make_rows,
 )
-from galaxymorph.inference.sources import InputPlan
+from galaxymorph.inference.source_columns import SourceColumns
+from galaxymorph.inference.sources import InputPlan, Item
 from galaxymorph.inference.writers import Writer, columns_for, done_paths, open_writer
 from galaxymorph.runtime import default_workers
 
@@ -120,6 +122,8 @@ def predict(inputs: str | Path | Iterable[str | Path], model: str | Path = "defa
     (``galaxymorph.load_detector(RUN_DIR)``); adds ``p_synthetic``.
     ``crop``: a fixed centre crop (fraction of the shorter side) instead of the model's own
     framing (e.g. automatic framing), for cutouts whose galaxy framing you know better.
+    Rows of a labelled input also carry its ``true_label``, ``true_label_name`` and metadata
+    columns (:mod:`~galaxymorph.inference.source_columns`).
     """
     if batch_size < 1:
         raise ConfigError(f"batch size must be at least 1, got {batch_size}")
@@ -145,6 +149,9 @@ def predict(inputs: str | Path | Iterable[str | Path], model: str | Path = "defa
     clf = load_classifier(model, device=device).with_crop(crop)
     det = detector.to(clf.device) if detector is not None else None
     columns = columns_for(clf.class_names, detector=det is not None)
+    # A labelled source's true label and metadata follow the prediction's columns.
+    known = SourceColumns.of(plan, columns)
+    columns = [*columns, *known.names]
     skip = done_paths(out) if resume and out is not None else set()
 
     collected: list[dict[str, Any]] | None = [] if out is None else None
@@ -153,18 +160,18 @@ def predict(inputs: str | Path | Iterable[str | Path], model: str | Path = "defa
     start = time.perf_counter()
     with _terminate_as_interrupt():
         writer = _ListWriter(columns, collected) if collected is not None else \
-            open_writer(out, columns, append=resume)
+            open_writer(out, columns, append=resume, kinds=known.kinds)
         try:
             if engine == "ray":
                 from galaxymorph.inference.ray_engine import run_ray
 
                 run_ray(plan, clf, model, writer, summary, skip=skip, tta=tta,
                         batch_size=batch_size, workers=workers, detector=det,
-                        progress=progress)
+                        progress=progress, known=known)
             else:
                 _run_local(plan, clf, det, writer, summary, skip=skip, tta=tta,
                            batch_size=batch_size, workers=workers, progress=progress,
-                           threads=threads)
+                           threads=threads, known=known)
         finally:
             writer.close()
     summary.seconds = time.perf_counter() - start
@@ -173,7 +180,7 @@ def predict(inputs: str | Path | Iterable[str | Path], model: str | Path = "defa
         # (the local engine counts it during its one walk).
         summary.skipped = sum(1 for it in plan if it.key in skip)
     if collected is not None:
-        return _to_frame(collected, columns, summary)
+        return _to_frame(collected, columns, summary, known.kinds)
     return summary
 
 
@@ -182,7 +189,7 @@ def predict(inputs: str | Path | Iterable[str | Path], model: str | Path = "defa
 
 def _run_local(plan: InputPlan, clf, det, writer: Writer, summary: PredictSummary, *,
                skip: set[str], tta: bool | None, batch_size: int, workers: int | None,
-               progress: bool, threads: int | None) -> None:
+               progress: bool, threads: int | None, known: SourceColumns) -> None:
     n_workers = default_workers("decode") if workers is None else workers
     if not threads and clf.device.type == "cpu":
         # The decoders run beside the network but are light (a JPEG cutout decodes and crops
@@ -194,14 +201,14 @@ def _run_local(plan: InputPlan, clf, det, writer: Writer, summary: PredictSummar
         torch.set_num_threads(threads)
     try:
         _local_loop(plan, clf, det, writer, summary, skip=skip, tta=tta, batch_size=batch_size,
-                    n_workers=n_workers, progress=progress)
+                    n_workers=n_workers, progress=progress, known=known)
     finally:
         torch.set_num_threads(previous)
 
 
 def _local_loop(plan: InputPlan, clf, det, writer: Writer, summary: PredictSummary, *,
                 skip: set[str], tta: bool | None, batch_size: int, n_workers: int,
-                progress: bool) -> None:
+                progress: bool, known: SourceColumns) -> None:
     from galaxymorph.inference.decoding import Walk, decoded_batches
     from galaxymorph.progress import progress_bar as bar
 
@@ -209,7 +216,14 @@ def _local_loop(plan: InputPlan, clf, det, writer: Writer, summary: PredictSumma
     if det is not None:
         views.append(det.view)
     walk = Walk(plan, skip)  # the one pass over the inputs: no worker or counter walks again
-    batches = decoded_batches(plan, views, walk.chunks(batch_size), n_workers)
+    taken: deque[list[Item]] = deque()  # the chunks in flight: batches come back in this order
+
+    def chunks() -> Iterator[list[Item]]:
+        for chunk in walk.chunks(batch_size):
+            taken.append(chunk)
+            yield chunk
+
+    batches = decoded_batches(plan, views, chunks(), n_workers)
     with torch.inference_mode(), bar("predicting", None, unit="images", enabled=progress,
                                      transient=False) as shown:
         total_known = False
@@ -223,7 +237,7 @@ def _local_loop(plan: InputPlan, clf, det, writer: Writer, summary: PredictSumma
             summary.forward_seconds += time.perf_counter() - t0
             rows = make_rows(keys, errors, probs, clf.class_names, p_syn, det is not None,
                              threshold=clf.abstain_threshold)
-            writer.write(rows)
+            writer.write(known.fill(rows, taken.popleft()))
             for key, err in zip(keys, errors, strict=True):
                 if err:
                     summary.add_error(key, err)
@@ -250,11 +264,15 @@ class _ListWriter(Writer):
         self.rows_written += len(rows)
 
 
-def _to_frame(rows: list[dict[str, Any]], columns: list[str], summary: PredictSummary):
+def _to_frame(rows: list[dict[str, Any]], columns: list[str], summary: PredictSummary,
+              kinds: dict[str, str]):
     import pandas as pd
 
     df = pd.DataFrame(rows, columns=columns)
-    df["label"] = df["label"].astype("Int64")
+    # Integer columns with gaps (error rows, plain files beside a catalog) as nullable integers,
+    # built from the values themselves: through float64 a 64-bit object id would be rounded.
+    for column in ["label", *(c for c, k in kinds.items() if k == "int")]:
+        df[column] = pd.array([r.get(column) for r in rows], dtype="Int64")
     df["uncertain"] = df["uncertain"].astype("boolean")
     df.attrs["summary"] = summary.to_dict()
     return df

@@ -17,12 +17,15 @@ import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from galaxymorph.errors import ConfigError
 from galaxymorph.inference.sources import InputPlan, Item
+
+if TYPE_CHECKING:  # pragma: no cover
+    from galaxymorph.inference.source_columns import SourceColumns
 
 log = logging.getLogger("galaxymorph")
 
@@ -56,8 +59,9 @@ def start_ray(workers: int | None = None) -> bool:
 
 def run_ray(plan: InputPlan, clf, model: str | Path, writer, summary, *, skip: set[str],
             tta: bool | None, batch_size: int, workers: int | None, detector: Any | None,
-            progress: bool) -> None:
-    """Predict every item of ``plan`` on Ray and write rows through ``writer``."""
+            progress: bool, known: SourceColumns | None = None) -> None:
+    """Predict every item of ``plan`` on Ray and write rows through ``writer``; ``known``: the
+    source columns (true label, metadata) each row carries."""
     ray = _import_ray()
     from galaxymorph.inference.batches import classifier_view, counted_progress, make_rows
 
@@ -97,8 +101,11 @@ def run_ray(plan: InputPlan, clf, model: str | Path, writer, summary, *, skip: s
                 ok = np.array([not e for e in errors], dtype=bool)
                 probs = batch["probs"][ok] if ok.any() else None
                 p_syn = batch["p_synthetic"][ok] if detector is not None and ok.any() else None
-                writer.write(make_rows(keys, errors, probs, class_names, p_syn, detector is not None,
-                                       threshold=clf.abstain_threshold))
+                rows = make_rows(keys, errors, probs, class_names, p_syn, detector is not None,
+                                 threshold=clf.abstain_threshold)
+                if known is not None:
+                    known.fill(rows, _items(batch))
+                writer.write(rows)
                 for key, err in zip(keys, errors, strict=True):
                     if err:
                         summary.add_error(key, err)
@@ -107,6 +114,12 @@ def run_ray(plan: InputPlan, clf, model: str | Path, writer, summary, *, skip: s
     finally:
         if started:
             ray.shutdown()
+
+
+def _items(batch: dict[str, np.ndarray]) -> list[Item]:
+    """The items of a batch as the driver walked them (source -1: a plain file)."""
+    return [Item(str(k), None if int(s) < 0 else int(s), int(i))
+            for k, s, i in zip(batch["key"], batch["source"], batch["index"], strict=True)]
 
 
 def _absolute(ref: str | Path | None) -> str | None:
@@ -144,11 +157,11 @@ def _decode(batch: dict[str, np.ndarray], plan: InputPlan, views: list, cwd: str
     torch.set_num_threads(1)
     if os.path.isdir(cwd) and os.getcwd() != cwd:
         os.chdir(cwd)  # relative paths as the driver saw them (one machine or a shared disk)
-    items = [Item(str(k), None if int(s) < 0 else int(s), int(i))
-             for k, s, i in zip(batch["key"], batch["source"], batch["index"], strict=True)]
-    keys, errors, *tensors = decode_batch(plan, items, views)
+    keys, errors, *tensors = decode_batch(plan, _items(batch), views)
     ok = np.array([not e for e in errors], dtype=bool)
-    out: dict[str, Any] = {"key": np.array(keys, dtype=object), "error": np.array(errors, dtype=object)}
+    # source and index travel on, so the driver can add the source's columns to each row.
+    out: dict[str, Any] = {"key": np.array(keys, dtype=object), "error": np.array(errors, dtype=object),
+                           "source": batch["source"], "index": batch["index"]}
     for n, (t, v) in enumerate(zip(tensors, views, strict=True)):
         full = np.zeros((len(keys), 3, v.image_size, v.image_size), dtype=np.uint8)
         full[ok] = t.numpy()
@@ -186,4 +199,5 @@ class _Predictor:
                     xd = batch["image1"] if "image1" in batch else batch["image0"]
                     xd = torch.from_numpy(np.ascontiguousarray(xd[ok]))
                     p_syn[ok] = self.det.p_synthetic(xd)
-        return {"key": batch["key"], "error": errors, "probs": probs, "p_synthetic": p_syn}
+        return {"key": batch["key"], "error": errors, "probs": probs, "p_synthetic": p_syn,
+                "source": batch["source"], "index": batch["index"]}

@@ -101,6 +101,7 @@ class JSONLinesWriter(Writer):
         super().__init__(path, columns)
         if append and path.exists():
             _ensure_trailing_newline(path)
+            _check_columns(path, _first_json_row(path, array=False), columns)
         self._fh = open(path, "a" if append else "w", encoding="utf-8")  # noqa: SIM115
 
     def write(self, rows: list[dict[str, Any]]) -> None:
@@ -121,6 +122,7 @@ class JSONArrayWriter(Writer):
     def __init__(self, path: Path, columns: list[str], append: bool = False):
         super().__init__(path, columns)
         if append and path.exists() and path.stat().st_size > 0:
+            _check_columns(path, _first_json_row(path, array=True), columns)
             self._fh = open(path, "r+b")  # noqa: SIM115
             self._fh.seek(0, os.SEEK_END)
             size = self._fh.tell()
@@ -178,7 +180,8 @@ class ParquetWriter(Writer):
     intact until the joined file replaces it.
     """
 
-    def __init__(self, path: Path, columns: list[str], append: bool = False):
+    def __init__(self, path: Path, columns: list[str], append: bool = False,
+                 kinds: dict[str, str] | None = None):
         super().__init__(path, columns)
         try:
             import pyarrow as pa
@@ -186,26 +189,14 @@ class ParquetWriter(Writer):
         except ImportError as exc:
             raise ConfigError("Parquet output needs pyarrow: pip install pyarrow", path) from exc
         self._pa, self._pq = pa, pq
-        fields = []
-        for c in columns:
-            if c in ("path", "label_name", "error"):
-                fields.append(pa.field(c, pa.string()))
-            elif c == "label":
-                fields.append(pa.field(c, pa.int64()))
-            elif c == "uncertain":
-                fields.append(pa.field(c, pa.bool_()))
-            else:
-                fields.append(pa.field(c, pa.float64()))
-        self.schema = pa.schema(fields)
+        arrow = {"str": pa.string(), "int": pa.int64(), "bool": pa.bool_(), "float": pa.float64()}
+        self.schema = pa.schema([pa.field(c, arrow[_kind_of(c, kinds)]) for c in columns])
         self._final = path
         self._parts = parquet_parts(path)
         self._append = append
         if append:
             for f in ([path] if path.exists() else []) + _part_files(self._parts):
-                names = _open_parquet(f).schema_arrow.names
-                if names != columns:
-                    raise DataError(f"cannot append: its columns {names} differ from this "
-                                    f"model's {columns}", f)
+                _check_columns(f, _open_parquet(f).schema_arrow.names, columns)
         elif self._parts.exists():
             shutil.rmtree(self._parts)
         self._parts.mkdir(parents=True, exist_ok=True)
@@ -243,6 +234,15 @@ class ParquetWriter(Writer):
         shutil.rmtree(self._parts, ignore_errors=True)
 
 
+def _kind_of(column: str, kinds: dict[str, str] | None) -> str:
+    """A column's value kind: given for the source's columns (``kinds``), else from its name."""
+    if kinds and column in kinds:
+        return kinds[column]
+    if column in ("path", "label_name", "error"):
+        return "str"
+    return {"label": "int", "uncertain": "bool"}.get(column, "float")
+
+
 def _part_files(parts: Path) -> list[Path]:
     return sorted(parts.glob("*.parquet")) if parts.is_dir() else []
 
@@ -254,8 +254,11 @@ def output_exists(out: str | Path) -> bool:
     return path.exists() or (output_format(path) == "parquet" and bool(_part_files(parquet_parts(path))))
 
 
-def open_writer(out: str | Path | None, columns: list[str], append: bool = False) -> Writer:
-    """A writer for ``out`` (format from the suffix); ``None`` writes CSV to standard output."""
+def open_writer(out: str | Path | None, columns: list[str], append: bool = False,
+                kinds: dict[str, str] | None = None) -> Writer:
+    """A writer for ``out`` (format from the suffix); ``None`` writes CSV to standard output.
+    ``kinds``: value kinds (int, float, bool, str) of columns not named by the prediction
+    (the source's columns), for typed formats."""
     if out is None or str(out) == "-":
         return CSVWriter(None, columns, stream=sys.stdout)
     path = Path(out)
@@ -267,7 +270,7 @@ def open_writer(out: str | Path | None, columns: list[str], append: bool = False
         return JSONLinesWriter(path, columns, append=append)
     if fmt == "json":
         return JSONArrayWriter(path, columns, append=append)
-    return ParquetWriter(path, columns, append=append)
+    return ParquetWriter(path, columns, append=append, kinds=kinds)
 
 
 def done_paths(out: str | Path) -> set[str]:
@@ -340,9 +343,39 @@ def _open_parquet(path: Path):
 def _check_header(path: Path, columns: list[str]) -> None:
     with open(path, newline="", encoding="utf-8") as fh:
         header = next(csv.reader(fh), [])
-    if header != columns:
-        raise DataError(f"cannot append: its columns {header} differ from this model's {columns} "
-                        "(another model or detector?); choose another --out", path)
+    _check_columns(path, header, columns)
+
+
+def _check_columns(path: Path, found: list[str] | None, columns: list[str]) -> None:
+    """Appending keeps one schema: the old rows' columns must be this run's (``None``: no row
+    yet, nothing to keep)."""
+    if found is not None and found != columns:
+        raise DataError(f"cannot append: its columns {found} differ from this run's {columns} "
+                        "(another model, detector, or inputs with other catalog columns?); "
+                        "choose another --out", path)
+
+
+#: How much of a JSON output is read to find its first row's columns.
+_HEAD_BYTES = 1 << 20
+
+
+def _first_json_row(path: Path, array: bool) -> list[str] | None:
+    """The keys of the first row of a JSON Lines file or a JSON array we wrote (None if none)."""
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        head = fh.read(_HEAD_BYTES)
+    if array:
+        head = head.lstrip()
+        if not head.startswith("["):
+            return None  # not ours: the writer says so with its own message
+        head = head[1:]
+    head = head.lstrip()
+    if not head or head.startswith("]"):
+        return None
+    try:
+        row, _ = json.JSONDecoder().raw_decode(head)
+    except ValueError:
+        return None  # a first row cut by a crash: it is predicted again
+    return list(row) if isinstance(row, dict) else None
 
 
 def _ensure_trailing_newline(path: Path) -> None:
