@@ -13,12 +13,14 @@ err_console = Console(stderr=True)
 def register(app: typer.Typer) -> None:
     app.command("predict")(predict_cmd)
     app.command("export")(export_cmd)
+    app.command("pseudo-label")(pseudo_label_cmd)
 
 
 def predict_cmd(
     inputs: list[str] = typer.Argument(..., metavar="INPUT...",
                                        help="Image files, folders (recursive), globs, dataset specs "
-                                            "(catalog:CSV, folder:PATH, galaxy10-decals:H5) or catalog CSVs."),
+                                            "(catalog:CSV, folder:PATH, galaxy10-decals:H5), catalog CSVs or "
+                                            ".txt lists of image paths."),
     model: str = typer.Option("default", "--model", help="default | RUN_DIR | CHECKPOINT"),
     tta: bool = typer.Option(False, "--tta/--no-tta",
                              help="Average over the 8 rotations/flips: steadier, 8x slower (default off)."),
@@ -77,3 +79,30 @@ def export_cmd(
 
     result = export_onnx(model, out, opset=opset)
     err_console.print(str(result), highlight=False, markup=False)
+
+
+def pseudo_label_cmd(
+    inputs: list[str] = typer.Argument(..., metavar="INPUT...",
+                                       help="Unlabelled images: what `predict` takes (files, folders, "
+                                            "globs, specs, .txt lists)."),
+    out: Path = typer.Option(..., "--out", help="Catalog CSV to write (train --weak-data catalog:OUT)."),
+    model: str = typer.Option("default", "--model", help="default | RUN_DIR | ENSEMBLE_DIR"),
+    min_confidence: float = typer.Option(0.9, "--min-confidence",
+                                         help="Keep images whose calibrated top probability is at least this."),
+    max_per_class: int = typer.Option(None, "--max-per-class",
+                                      help="Keep at most this many per class (the most confident)."),
+    tta: bool = typer.Option(None, "--tta/--no-tta", help="Default: what the model card says."),
+    workers: int = typer.Option(None, "--workers", help="Decoding processes; default: auto."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | mps"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on a terminal."),
+) -> None:
+    """Write a model's confident answers on unlabelled images as a weak-label catalog for
+    self-training (`train --weak-data catalog:OUT`)."""
+    from galaxymorph.inference.pseudo_labels import pseudo_label
+
+    info = pseudo_label(inputs, out, model=model, min_confidence=min_confidence,
+                        max_per_class=max_per_class, tta=tta, workers=workers, device=device,
+                        progress=progress)
+    counts = ", ".join(f"{k} {v}" for k, v in info["per_class"].items())
+    err_console.print(f"kept {info['kept']} of {info['images_read']} readable images "
+                      f"(confidence >= {min_confidence}): {counts}; wrote {out}", highlight=False)

@@ -47,7 +47,7 @@ def catalog_source(csv_path: str | Path, spec: str) -> FileSource:
             bad = clash[clash > 1].index.tolist()
             raise DataError(f"label(s) {bad} carry more than one label_name", csv_path)
     root = csv_path.parent
-    paths = [_resolve(root, str(f)) for f in df["filename"]]
+    paths = [resolve_listed(root, str(f)) for f in df["filename"]]
     extra = df.drop(columns=[c for c in ("filename", "label", "label_name") if c in df.columns])
     return FileSource(paths, labels, class_names, spec, root,
                       metadata=extra.reset_index(drop=True) if len(extra.columns) else None)
@@ -64,7 +64,7 @@ def _integer_labels(column: pd.Series, csv_path: Path) -> np.ndarray:
     return values.to_numpy().astype(np.int64)
 
 
-def _resolve(root: Path, name: str) -> Path:
+def resolve_listed(root: Path, name: str) -> Path:
     """Resolve relative to the CSV's folder, then its ``images/`` subfolder."""
     p = Path(name)
     if p.is_absolute():

@@ -1,4 +1,5 @@
-"""Expand prediction inputs (files, folders, globs, dataset specs, catalog CSVs) lazily.
+"""Expand prediction inputs (files, folders, globs, dataset specs, catalog CSVs, ``.txt`` lists
+of image paths) lazily.
 
 A survey folder may hold millions of cutouts, so nothing here builds the list of all paths:
 folders are walked with :func:`os.scandir` and globs with :func:`glob.iglob`, one entry at a
@@ -49,6 +50,23 @@ def _is_catalog(text: str) -> bool:
     return text.lower().endswith(".csv") and Path(text).is_file()
 
 
+def _is_list(text: str) -> bool:
+    return text.lower().endswith(".txt") and Path(text).is_file()
+
+
+def listed_paths(list_file: Path) -> Iterator[str]:
+    """The image paths a ``.txt`` list names, one per line (blank lines and ``#`` comments
+    skipped), resolved like a catalog's file names: against the list's folder, then its
+    ``images/`` subfolder. Read line by line: a survey's list may hold millions."""
+    from galaxymorph.data.catalog import resolve_listed
+
+    with open(list_file, encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            name = line.strip()
+            if name and not name.startswith("#"):
+                yield str(resolve_listed(list_file.parent, name))
+
+
 class InputPlan:
     """The inputs of one prediction run, opened once; iterating yields :class:`Item` lazily.
 
@@ -72,6 +90,8 @@ class InputPlan:
             self.sources.append(open_source(text))  # raises DataError naming the spec
             return "source", len(self.sources) - 1
         path = Path(text).expanduser()
+        if _is_list(str(path)):
+            return "list", None
         if path.is_dir():
             return "dir", None
         if path.is_file():
@@ -90,6 +110,10 @@ class InputPlan:
             if kind == "file":
                 # Named explicitly: kept even with an unknown suffix, so it is reported.
                 yield Item(normalise_key(str(Path(text).expanduser())))
+            elif kind == "list":
+                # Named in the list: kept even with an unknown suffix or missing, so reported.
+                for p in listed_paths(Path(text).expanduser()):
+                    yield Item(normalise_key(p))
             elif kind == "dir":
                 for p in walk_images(Path(text).expanduser()):
                     yield Item(normalise_key(p))
