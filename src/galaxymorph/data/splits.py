@@ -39,6 +39,12 @@ class Split:
             raise DataError(f"unknown fold '{name}' (expected one of {FOLDS})")
         return getattr(self, name)
 
+    def origin_of(self, ids: list[str]) -> np.ndarray:
+        """Source index of each id (all 0 for a single-source split)."""
+        if self.source_of is None:
+            return np.zeros(len(ids), dtype=np.int64)
+        return np.asarray([self.source_of.get(k, -1) for k in ids], dtype=np.int64)
+
     def to_dict(self) -> dict:
         out = {"spec": self.spec, "label_map": self.label_map, "seed": self.seed,
                "fractions": list(self.fractions),

@@ -176,16 +176,21 @@ def model_logits(clf, ds, tta: bool = False, batch_size: int = 128, device: str 
 
 def fold_logits(clf, data: str | None, label_map: str | None, fold: str = "test",
                 split_file: str | Path | None = None, tta: bool = False, batch_size: int = 128,
-                device: str = "auto") -> tuple[np.ndarray, np.ndarray, int]:
+                device: str = "auto") -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
     """Logits and labels of classifier ``clf`` on one fold of ``split_file`` (or ``fold="all"``:
-    every image of ``data``), and the number of unreadable images skipped."""
+    every image of ``data``), the number of unreadable images skipped, and each scored image's
+    source index in the split (all 0 for one source or ``fold="all"``)."""
     from galaxymorph.data.splits import Split
 
     ds = open_for_model(data, label_map, clf.class_names, clf.card.training_data.get("label_map"))
-    if fold != "all":
-        ds = ds.select_ids(Split.load(split_file).fold(fold))
+    split = Split.load(split_file) if fold != "all" else None
+    if split is not None:
+        ds = ds.select_ids(split.fold(fold))
     scored = model_logits(clf, ds, tta=tta, batch_size=batch_size, device=device)
-    return scored.logits, scored.labels, scored.skipped
+    ids = ds.ids
+    origin = (split.origin_of([ids[i] for i in scored.positions]) if split is not None
+              else np.zeros(len(scored.labels), dtype=np.int64))
+    return scored.logits, scored.labels, scored.skipped, origin
 
 
 def calibrate(model: str | Path = "default", coverage: float = 0.9, out: str | Path | None = None,
@@ -203,7 +208,12 @@ def calibrate(model: str | Path = "default", coverage: float = 0.9, out: str | P
     from galaxymorph.errors import ModelError
     from galaxymorph.io_utils import write_json
     from galaxymorph.models.artifact import CARD_FILE
-    from galaxymorph.models.calibration import abstention_rule, fit_temperature, softmax
+    from galaxymorph.models.calibration import (
+        abstention_rule,
+        fit_temperature,
+        softmax,
+        source_balance,
+    )
     from galaxymorph.models.loading import default_model_dir, load_classifier
 
     if not 0 < coverage <= 1:
@@ -217,12 +227,13 @@ def calibrate(model: str | Path = "default", coverage: float = 0.9, out: str | P
     split = Path(split_file) if split_file else model_split_path(model)
     if split is None or not split.exists():
         raise DataError("calibration needs the model's split.json (its validation fold)", folder)
-    logits, y, _ = fold_logits(clf, data or card.training_data.get("spec"), label_map, "val", split,
-                               tta=card.tta_default, batch_size=batch_size, device=device)
+    logits, y, _, origin = fold_logits(clf, data or card.training_data.get("spec"), label_map,
+                                       "val", split, tta=card.tta_default, batch_size=batch_size,
+                                       device=device)
     if not len(y):
         raise DataError("the validation fold has no readable images", split)
     if refit_temperature:
-        card.temperature = fit_temperature(logits, y)
+        card.temperature = fit_temperature(logits, y, weights=source_balance(origin))
     card.abstention = abstention_rule(softmax(logits, card.temperature), y, coverage)
     dest = Path(out) if out else folder
     if dest.resolve() != folder.resolve():

@@ -33,7 +33,12 @@ def ensemble(runs: list[str | Path], out: str | Path, *, tta: bool | None = None
     from galaxymorph.evaluation.api import fold_logits
     from galaxymorph.evaluation.evaluate import write_evaluation
     from galaxymorph.models.artifact import ModelCard, save_artifact
-    from galaxymorph.models.calibration import abstention_rule, fit_temperature, softmax
+    from galaxymorph.models.calibration import (
+        abstention_rule,
+        fit_temperature,
+        softmax,
+        source_balance,
+    )
     from galaxymorph.models.ensemble import ARCHITECTURE, GalaxyEnsemble
     from galaxymorph.models.loading import Classifier, load_classifier
 
@@ -64,11 +69,12 @@ def ensemble(runs: list[str | Path], out: str | Path, *, tta: bool | None = None
         training={"members": [{"run": str(f), "architecture": c.card.architecture,
                                "test_metrics": c.card.metrics} for f, c in zip(folders, members, strict=True)]})
     clf = Classifier(GalaxyEnsemble([c.net for c in members]).eval(), card, str(out))
-    val_logits, val_y, _ = fold_logits(clf, data, label_map, "val", split, tta=tta,
-                                       batch_size=batch_size, device=device)
-    card.temperature = fit_temperature(val_logits, val_y) if len(val_y) else 1.0
+    val_logits, val_y, _, val_origin = fold_logits(clf, data, label_map, "val", split, tta=tta,
+                                                   batch_size=batch_size, device=device)
+    card.temperature = (fit_temperature(val_logits, val_y, weights=source_balance(val_origin))
+                        if len(val_y) else 1.0)
     card.abstention = abstention_rule(softmax(val_logits, card.temperature), val_y) if len(val_y) else {}
-    test_logits, test_y, skipped = fold_logits(clf, data, label_map, "test", split, tta=tta,
+    test_logits, test_y, skipped, _ = fold_logits(clf, data, label_map, "test", split, tta=tta,
                                                batch_size=batch_size, device=device)
     out = Path(out)
     metrics = write_evaluation(

@@ -256,7 +256,12 @@ def finalize(run_dir: Path, cfg: TrainConfig, dm, module, best_path: str, train_
     from galaxymorph.evaluation.evaluate import dataset_logits, write_evaluation
     from galaxymorph.evaluation.plots import plot_curves
     from galaxymorph.models.artifact import ModelCard, save_artifact
-    from galaxymorph.models.calibration import abstention_rule, fit_temperature, softmax
+    from galaxymorph.models.calibration import (
+        abstention_rule,
+        fit_temperature,
+        softmax,
+        source_balance,
+    )
     from galaxymorph.training.history import read_history
 
     state = torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"]
@@ -267,7 +272,8 @@ def finalize(run_dir: Path, cfg: TrainConfig, dm, module, best_path: str, train_
     swap = swap_table(ds.num_classes, ds.chiral_pairs)
     val_logits, val_y = dataset_logits(net, dm.fold_dataset("val"), tta=cfg.tta, swap=swap,
                                        device=cfg.accelerator if cfg.accelerator != "gpu" else "cuda")
-    temperature = fit_temperature(val_logits, val_y) if cfg.calibrate and len(val_y) else 1.0
+    temperature = (fit_temperature(val_logits, val_y, weights=source_balance(folds.origin("val")))
+                   if cfg.calibrate and len(val_y) else 1.0)
     abstention = abstention_rule(softmax(val_logits, temperature), val_y) if len(val_y) else {}
     test_logits, test_y = dataset_logits(net, dm.fold_dataset("test"), tta=cfg.tta, swap=swap,
                                          device=cfg.accelerator if cfg.accelerator != "gpu" else "cuda")
