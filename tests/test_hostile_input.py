@@ -112,6 +112,61 @@ def test_tiny_image_is_refused_not_classified():
         decode_image(buf.getvalue(), "dot.png")
 
 
+def _png_bytes(image: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_constant_images_are_refused_not_classified():
+    from astropy.io import fits
+
+    zeros = _fits_bytes(fits.PrimaryHDU(np.zeros((32, 32), dtype=np.float32)))
+    with pytest.raises(ImageReadError, match=r"zero\.fits: constant image: nothing to classify"):
+        decode_image(zeros, "zero.fits")
+    # NaN everywhere but one pixel of 0: constant once the NaNs are cleaned.
+    cleaned = np.full((32, 32), np.nan, dtype=np.float32)
+    cleaned[3, 5] = 0.0
+    with pytest.raises(ImageReadError, match="constant image"):
+        decode_image(_fits_bytes(fits.PrimaryHDU(cleaned)), "cleaned.fits")
+    solid = np.full((40, 30, 3), (200, 10, 10), dtype=np.uint8)
+    with pytest.raises(ImageReadError, match=r"constant image: .*every pixel is 200, 10, 10"):
+        decode_image(_png_bytes(solid), "red.png")
+
+
+def test_an_image_with_one_different_pixel_is_classified():
+    """The check is exact: one pixel away from the centre and corner is enough to be an image."""
+    almost = np.zeros((40, 30, 3), dtype=np.uint8)
+    almost[37, 2] = (0, 0, 1)
+    assert decode_image(_png_bytes(almost), "almost.png").shape == (40, 30, 3)
+
+
+def test_predict_marks_constant_and_tiny_images_per_row(tiny_model, inference_catalog, tmp_path):
+    import pandas as pd
+
+    import galaxymorph
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    good = next((inference_catalog.parent / "images").glob("*.png"))
+    (folder / "good.png").write_bytes(good.read_bytes())
+    (folder / "black.png").write_bytes(_png_bytes(np.zeros((64, 64, 3), dtype=np.uint8)))
+    (folder / "dot.png").write_bytes(_png_bytes(np.full((1, 1, 3), 90, dtype=np.uint8)))
+    out = tmp_path / "preds.csv"
+    summary = galaxymorph.predict(folder, model=tiny_model, out=out, progress=False)
+    assert summary.n_images == 3 and summary.n_errors == 2
+    df = pd.read_csv(out, keep_default_na=False, na_values=[""]).set_index("path")
+    black, dot = df.loc[str(folder / "black.png")], df.loc[str(folder / "dot.png")]
+    assert black["error"].startswith("constant image: nothing to classify")
+    assert "too small to classify" in dot["error"]
+    for row in (black, dot):  # refused, not answered with a class
+        assert pd.isna(row["label"]) and pd.isna(row["label_name"]) and pd.isna(row["probability"])
+    fine = df.loc[str(folder / "good.png")]
+    assert pd.isna(fine["error"]) and not pd.isna(fine["label"])
+
+
 # -- HDF5 --------------------------------------------------------------------------------------
 
 def _h5_declaring(path: Path, shape: tuple[int, ...], rows: int | None = None) -> Path:
@@ -320,6 +375,21 @@ def test_markdown_looking_file_name_is_shown_as_text(tiny_model, inference_catal
     assert heading == "##### " + core.plain(name)
     assert "](" not in heading and "**" not in heading.replace("\\*", "")
     assert all("](" not in e.value for e in at.error) and len(at.error) == 1
+
+
+def test_app_says_a_blank_upload_has_nothing_to_classify(tiny_model, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from galaxymorph.app import core, launcher
+
+    monkeypatch.setenv(core.ENV_MODEL, str(tiny_model))
+    at = AppTest.from_file(str(launcher.app_script()), default_timeout=120).run()
+    blank = _png_bytes(np.full((64, 64, 3), 255, dtype=np.uint8))
+    at.file_uploader[0].set_value(("blank.png", blank, "image/png")).run()
+    assert not at.exception
+    assert [e.value for e in at.error] == [core.plain("blank.png: constant image: nothing to "
+                                                      "classify (every pixel is 255, 255, 255)")]
+    assert not any("Predicted class" in m.value for m in at.markdown)
 
 
 def test_plain_escapes_what_markdown_would_render():

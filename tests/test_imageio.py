@@ -93,7 +93,7 @@ def test_fits_bytes_are_detected_without_a_suffix():
     from astropy.io import fits
 
     buf = io.BytesIO()
-    fits.PrimaryHDU(np.ones((8, 8), np.float32)).writeto(buf)
+    fits.PrimaryHDU(np.arange(64, dtype=np.float32).reshape(8, 8)).writeto(buf)
     assert decode_image(buf.getvalue(), name="upload").shape == (8, 8, 3)
 
 

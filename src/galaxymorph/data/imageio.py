@@ -91,12 +91,18 @@ def check_classifiable(image: np.ndarray, name: str = "<array>") -> np.ndarray:
     """``image`` if it shows something to classify; an ImageReadError for garbage.
 
     A network resizes any input and answers with confidence, so a 1x1 pixel would come out as
-    "73% Edge-on"; refused here instead (an all-NaN FITS is refused by the FITS decoder).
+    "73% Edge-on", and an all-zero FITS (or a blank JPEG) as a confident class too; refused here
+    instead (an all-NaN FITS is refused by the FITS decoder, before it is cleaned to zeros).
     """
     h, w = image.shape[:2]
     if min(h, w) < MIN_SIDE:
         raise ImageReadError(f"image is {w}x{h} pixels, too small to classify (at least "
                              f"{MIN_SIDE}x{MIN_SIDE})", name)
+    first = image[0, 0]
+    # The centre pixel first: almost every real image differs there, so the full pass is rare.
+    if np.array_equal(image[h // 2, w // 2], first) and (image == first).all():
+        value = ", ".join(str(int(v)) for v in np.atleast_1d(first))
+        raise ImageReadError(f"constant image: nothing to classify (every pixel is {value})", name)
     return image
 
 
