@@ -87,8 +87,10 @@ def fine_tune(arm: str, data: str, out: Path, seed: int, args, card) -> None:
     if arm == "builtin":
         galaxymorph.finetune(args.from_model, data=data, out=out, **common)
     else:
+        # The parent's preprocessing exactly (size, framing), so the arms differ only in weights.
         galaxymorph.train(data=data, out=out, model=card.architecture, pretrained=arm == "imagenet",
-                          image_size=card.image_size, crop=card.crop, **(FINETUNE_DEFAULTS | common))
+                          image_size=card.image_size, crop=card.crop, framing=card.framing,
+                          frame_radii=card.frame_radii, **(FINETUNE_DEFAULTS | common))
 
 
 def run_one(task: str, arm: str, n: int, seed: int, train_df: pd.DataFrame, image_dir: Path,
@@ -236,7 +238,8 @@ def main() -> None:
     from galaxymorph.models.parent import parent_folder
 
     card = read_card(parent_folder(args.from_model))
-    prep = f"{card.image_size}px_crop{card.crop}"
+    prep = (f"{card.image_size}px_crop{card.crop}" if card.framing == "fixed"
+            else f"{card.image_size}px_{card.framing}{card.frame_radii}")
     tags = {"builtin": f"builtin-{weights_tag(args.from_model)}", "imagenet": f"imagenet_{prep}",
             "scratch": f"scratch_{prep}"}
     print(f"parent: {args.from_model} ({card.name}, {card.architecture}, {prep}); epochs {args.epochs}; "

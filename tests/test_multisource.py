@@ -47,6 +47,17 @@ def test_sources_share_one_class_list_matched_by_name(sources):
     assert any(k.startswith("a/") for k in first_b) and any(k.startswith("b/") for k in first_b)
 
 
+def test_ids_do_not_depend_on_the_other_sources(sources, tmp_path):
+    """Adding a weak source from elsewhere on disk keeps gz1/'s ids (and so split.json) as
+    they were: a prefix is the shortest tail of a source's own folder that tells it apart."""
+    far = write_synthetic_catalog(tmp_path / "deep" / "elsewhere" / "pseudo", {"Spiral": 3},
+                                  size=24, seed=4)
+    two = open_dataset([sources["a"], sources["b"]]).ids
+    three = open_dataset([sources["a"], sources["b"]], weak=[f"catalog:{far}"]).ids
+    assert three[:len(two)] == two
+    assert all(k.startswith("pseudo/") for k in three[len(two):])
+
+
 def test_one_file_in_two_sources_is_refused(sources):
     with pytest.raises(DataError, match="in both"):
         open_dataset([sources["a"], sources["a"]])

@@ -171,8 +171,8 @@ class ConcatSource(ImageSource):
     """Several sources as one: image ``i`` of part ``k`` is index ``offsets[k] + i``.
 
     Labels stay each part's raw labels (and class names); :func:`galaxymorph.data.dataset.open_dataset`
-    maps them onto one class list. Ids are each part's ids under the part's folder relative to
-    the folder all parts share (``gz1/images/1.jpeg``, ``gz2_clean/images/1.jpg``), so two
+    maps them onto one class list. Ids are each part's ids under the shortest tail of the part's folder that
+    tells it from the others (``gz1/images/1.jpeg``, ``gz2_clean/images/1.jpg``), so two
     catalogs with the same file names stay apart; the same file in two parts is an error (it
     could land in two folds).
     """
@@ -213,17 +213,33 @@ def source_root(source: ImageSource) -> Path | None:
     return None
 
 
-def _prefixed_ids(parts: list[ImageSource]) -> list[str]:
-    import os
+def root_prefixes(roots: list[Path]) -> dict[Path, str]:
+    """Each distinct folder's id prefix: the shortest tail of its path that no other folder
+    ends with (``gz1/``, ``gz2_clean/``; ``a/images/`` beside ``b/images/``).
 
+    A prefix depends only on the folders themselves, never on which other sources a run adds:
+    a weak-label catalog elsewhere on disk must not rename the ids of gz1/ in ``split.json``.
+    """
+    distinct = list(dict.fromkeys(roots))
+    out: dict[Path, str] = {}
+    for root in distinct:
+        others = [r for r in distinct if r != root]
+        for depth in range(1, len(root.parts) + 1):
+            tail = root.parts[-depth:]
+            if not any(o.parts[-depth:] == tail for o in others):
+                break
+        out[root] = "/".join(p.strip("/") for p in tail if p.strip("/")) + "/"
+    return out
+
+
+def _prefixed_ids(parts: list[ImageSource]) -> list[str]:
     roots = [source_root(p) for p in parts]
-    common = Path(os.path.commonpath([str(r) for r in roots])) if all(roots) else None
+    prefixes = root_prefixes(roots) if all(roots) and len(set(roots)) > 1 else {}
     ids: list[str] = []
     seen: dict[str, str] = {}
-    for part, root in zip(parts, roots, strict=True):
-        prefix = "" if common is None or root == common else root.relative_to(common).as_posix() + "/"
-        if common is None and len(parts) > 1:
-            prefix = f"{parts.index(part)}:"
+    for n, (part, root) in enumerate(zip(parts, roots, strict=True)):
+        # One folder for every part: plain ids; parts without a folder: their index.
+        prefix = prefixes.get(root, "") if all(roots) or len(parts) == 1 else f"{n}:"
         for k in part.ids:
             key = prefix + k
             if key in seen:
