@@ -104,6 +104,11 @@ def test_training_on_several_sources_reports_each(sources, tmp_path):
     assert "Per source" in (out / "report.md").read_text()
     card = json.loads((out / "model_card.json").read_text())
     assert card["training_data"]["weak"] == [sources["weak"]]
+    # One source alone, scored on its own test images of the model's multi-source split.
+    a_test = [k for k in split["test"] if split["source_of"][k] == 0]
+    alone = galaxymorph.evaluate(model=out, data=sources["a"], split="test", out=tmp_path / "ev")
+    assert alone["n"] == len(a_test) > 0
+    assert per_source[sources["a"]]["n"] == len(a_test)
 
 
 def test_a_bad_second_source_fails_before_the_run_folder_exists(sources, tmp_path):

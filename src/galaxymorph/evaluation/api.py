@@ -48,7 +48,8 @@ def evaluate(model: str | Path = "default", data: str | None = None, label_map: 
         if saved is None:
             raise DataError(f"--split {split} needs the model's split.json (a run folder or "
                             "--split-file); use --split all to score every image", str(model))
-        ds = ds.select_ids(saved.fold(split))
+        # One source of a multi-source model (gz1/ alone): its own images of that fold.
+        ds = ds.select_ids(local_ids(ds, saved.fold(split)))
     elif saved is None:
         notes.append("the model has no split.json: could not check whether any of these images "
                      "were used to train it")
@@ -87,8 +88,8 @@ def _write(out, scored: ScoredImages, clf, title: str, extra: dict, sections: di
                             read=lambda row: ds.read(int(pos[row])))
 
 
-def seen_in_training(ds, saved) -> np.ndarray:
-    """Which images of ``ds`` are in the training or validation folds of split ``saved``.
+def local_ids(ds, split_ids) -> list[str]:
+    """The ids of ``ds`` that ``split_ids`` name, in their order.
 
     A multi-source split names ids under their source's folder (``gz1/images/x.jpeg``); the
     same image opened on its own is ``images/x.jpeg``. Only this data's own folder may prefix
@@ -96,12 +97,26 @@ def seen_in_training(ds, saved) -> np.ndarray:
     """
     from galaxymorph.data.sources import source_root
 
-    seen_ids = set(saved.train) | set(saved.val)
+    have = set(ds.ids)
     root = source_root(ds.source)
     parts = root.parts if root is not None else ()
-    prefixes = ["/".join(parts[-d:]) + "/" for d in range(1, min(4, len(parts)))]
-    return np.array([i in seen_ids or any(p + i in seen_ids for p in prefixes) for i in ds.ids],
-                    dtype=bool)
+    prefixes = ["/".join(parts[-d:]) + "/" for d in range(1, len(parts))]
+    out = []
+    for k in split_ids:
+        if k in have:
+            out.append(k)
+            continue
+        local = next((k[len(p):] for p in prefixes if k.startswith(p) and k[len(p):] in have), None)
+        if local is not None:
+            out.append(local)
+    return out
+
+
+def seen_in_training(ds, saved) -> np.ndarray:
+    """Which images of ``ds`` are in the training or validation folds of split ``saved``
+    (matched as :func:`local_ids` does)."""
+    seen = set(local_ids(ds, [*saved.train, *saved.val]))
+    return np.array([i in seen for i in ds.ids], dtype=bool)
 
 
 def _contains(ids: list[str], wanted: list[str]) -> bool:
