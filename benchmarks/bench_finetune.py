@@ -87,10 +87,12 @@ def fine_tune(arm: str, data: str, out: Path, seed: int, args, card) -> None:
     if arm == "builtin":
         galaxymorph.finetune(args.from_model, data=data, out=out, **common)
     else:
-        # The parent's preprocessing exactly (size, framing), so the arms differ only in weights.
+        # The parent's preprocessing exactly (size, framing), so the arms differ only in weights;
+        # random weights have nothing to protect, so they train at the full learning rate.
+        scratch = {"backbone_lr_mult": 1.0} if arm == "scratch" else {}
         galaxymorph.train(data=data, out=out, model=card.architecture, pretrained=arm == "imagenet",
                           image_size=card.image_size, crop=card.crop, framing=card.framing,
-                          frame_radii=card.frame_radii, **(FINETUNE_DEFAULTS | common))
+                          frame_radii=card.frame_radii, **(FINETUNE_DEFAULTS | common | scratch))
 
 
 def run_one(task: str, arm: str, n: int, seed: int, train_df: pd.DataFrame, image_dir: Path,
