@@ -76,6 +76,9 @@ def train_cmd(
     false_alarm: float = typer.Option(0.01, "--false-alarm",
                                       help="Share of real validation images the threshold may "
                                       "flag as synthetic."),
+    view: str = typer.Option("pixels", "--view", help="What the network sees: pixels, "
+                             "frequency (whitened log-amplitude spectrum, where upsampling "
+                             "artefacts show) or both (6 channels)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),
 ) -> None:
     """Assemble balanced real vs generated images and train a detector on them."""
@@ -88,7 +91,7 @@ def train_cmd(
                          fake_crop=fake_crop, per_source_cap=cap, max_per_side=max_per_side,
                          epochs=epochs, patience=patience, batch_size=batch_size, lr=lr, seed=seed,
                          auto_fakes=_families(auto_fakes), augment=augment,
-                         false_alarm=false_alarm, resume=resume, **options)
+                         false_alarm=false_alarm, view=view, resume=resume, **options)
     _print_metrics(run.metrics, f"held-out test fold of {run.run_dir}")
     console.print(f"run folder: [bold]{run.run_dir}[/] (detector_metrics.json, curves.png, "
                   "batch_accuracy.png, model.safetensors)")

@@ -40,6 +40,7 @@ from galaxymorph.detection.scoring import detector_metrics, plot_roc, threshold_
 from galaxymorph.detection.typicality import TYPICALITY_FILE, Typicality
 from galaxymorph.errors import ConfigError, DataError, ImageReadError
 from galaxymorph.io_utils import read_json_object, write_json
+from galaxymorph.models.views import check_view
 
 log = logging.getLogger("galaxymorph")
 
@@ -61,7 +62,8 @@ def train_detector(real: Sequence[str] | str, fake: Sequence[str] | str, out: st
                    max_per_side: int | None = None, epochs: int | None = None, patience: int = 5,
                    batch_size: int = 32, lr: float = 1e-3, seed: int = 0, pretrained: bool = False,
                    auto_fakes: Sequence[str] | str = "auto", augment: bool = True,
-                   false_alarm: float | None = 0.01, progress: bool = True, resume: bool = False,
+                   false_alarm: float | None = 0.01, view: str = "pixels",
+                   progress: bool = True, resume: bool = False,
                    **train_options: Any) -> DetectorRun:
     """Assemble real vs ``fake`` images and train a detector on them in run folder ``out``.
 
@@ -71,7 +73,10 @@ def train_detector(real: Sequence[str] | str, fake: Sequence[str] | str, out: st
     explicitly, ``gan:RUN`` included; ``[]`` adds none); ``augment`` blurs, JPEG-compresses
     and resamples both classes alike; the decision threshold is set on the *real* validation
     images at a ``false_alarm`` rate (``None``: the plain 0.5), and a fake-free typicality reference is built
-    from the real training images (``typicality.npz``).
+    from the real training images (``typicality.npz``). ``view`` is what the network sees:
+    ``pixels``, ``frequency`` (whitened log spectrum, where upsampling artefacts show as
+    peaks) or ``both`` (:mod:`galaxymorph.models.views`; inside the network, so every
+    command that loads the detector applies it alike).
 
     Defaults follow the seed (its CNN, Adam-family optimiser at 1e-3, up to 50 epochs, early
     stopping at patience 5) except the input size: 64 px, the GAN's native resolution, since a
@@ -90,6 +95,7 @@ def train_detector(real: Sequence[str] | str, fake: Sequence[str] | str, out: st
                           "choose another --out", run_dir)
     if false_alarm is not None and not 0 <= false_alarm < 1:
         raise ConfigError(f"false_alarm must be in [0, 1), got {false_alarm}")
+    check_view(view)
     data_dir = run_dir / DATA_DIR
     reals = [real] if isinstance(real, str) else list(real)
     fakes = [fake] if isinstance(fake, str) else list(fake)
@@ -97,7 +103,7 @@ def train_detector(real: Sequence[str] | str, fake: Sequence[str] | str, out: st
     settings = dict(real=reals, fake=fakes, families=families, image_size=image_size,
                     common_size=common_size, real_crop=real_crop, fake_crop=fake_crop,
                     per_source_cap=per_source_cap, max_per_side=max_per_side, seed=seed,
-                    augment=augment, false_alarm=false_alarm)
+                    augment=augment, false_alarm=false_alarm, view=view)
     csv = data_dir / CATALOG
     if csv.exists() and read_detector_info(run_dir).get("settings") == settings:
         log.info("reusing the data assembled earlier in %s", data_dir)
@@ -118,13 +124,14 @@ def train_detector(real: Sequence[str] | str, fake: Sequence[str] | str, out: st
         "class_names": CLASS_NAMES, "resampling": assembly["resampling"],
         "real_crop": assembly["real_crop"], "fake_crop": assembly["fake_crop"],
         "sources": [{k: s[k] for k in ("spec", "side", "key")} for s in assembly["sources"]],
-        "counts": assembly["counts"], "augment": assembly.get("augment"), "threshold": 0.5})
+        "counts": assembly["counts"], "augment": assembly.get("augment"), "view": view,
+        "threshold": 0.5})
     # The assembled images are already at the input size and balanced: no crop, no weights.
     options: dict[str, Any] = dict(group_by="group", crop=1.0, imbalance="none", split_seed=seed)
     options.update(train_options)
     result = train(data=f"catalog:{csv.resolve()}", out=run_dir, model=model,
                    image_size=image_size, epochs=epochs or 50, early_stopping_patience=patience,
-                   batch_size=batch_size, lr=lr, seed=seed, pretrained=pretrained,
+                   batch_size=batch_size, lr=lr, seed=seed, pretrained=pretrained, view=view,
                    progress=progress, **options)
     return _finish(run_dir, result.summary)
 

@@ -27,6 +27,7 @@ from galaxymorph.detection.scoring import synthetic_column
 from galaxymorph.detection.typicality import TYPICALITY_FILE, Typicality
 from galaxymorph.errors import DataError, ImageReadError
 from galaxymorph.io_utils import read_json_object
+from galaxymorph.models.views import VIEWS
 
 DETECTOR_FILE = "detector.json"
 
@@ -44,6 +45,9 @@ def read_detector_info(run_dir: str | Path) -> dict[str, Any]:
         crop = info.get(key)
         if crop is not None and not (_is_number(crop) and 0 < float(crop) <= 1):
             raise DataError(f"'{key}' must be a number in (0, 1], got {crop!r}", path)
+    view = info.get("view")
+    if view is not None and view not in VIEWS:
+        raise DataError(f"'view' must be one of {', '.join(VIEWS)}, got {view!r}", path)
     threshold = info.get("threshold")
     if threshold is not None and not (_is_number(threshold) and 0 <= float(threshold) <= 1):
         raise DataError(f"'threshold' must be a number in [0, 1], got {threshold!r}", path)
@@ -78,6 +82,10 @@ class Detector:
         clf = load_classifier(ref, device=device)
         synthetic_column(clf)
         info = read_detector_info(ref) if Path(ref).is_dir() else {}
+        built = clf.card.model_kwargs.get("view", "pixels")
+        if info.get("view", built) != built:  # the network applies its card's view
+            raise DataError(f"detector.json says view {info['view']!r} but the model card "
+                            f"builds {built!r}: the files come from different runs", ref)
         res = info.get("resampling") or {}
         # Inputs are survey images, so they are framed like the *real* training images.
         crop = info.get("real_crop") or clf.preprocessing.crop
@@ -94,6 +102,11 @@ class Detector:
     @property
     def image_size(self) -> int:
         return self.view.image_size
+
+    @property
+    def input_view(self) -> str:
+        """What the network sees of each input: pixels, frequency or both (``models.views``)."""
+        return str(self.classifier.card.model_kwargs.get("view", "pixels"))
 
     def p_synthetic(self, batch: torch.Tensor) -> np.ndarray:
         """Calibrated p(synthetic) of a batch already through :attr:`view` (N, 3, S, S) uint8."""

@@ -16,6 +16,7 @@ from typing import Any
 from galaxymorph.data.transforms import DEFAULT_FRAME_RADII, Preprocessing
 from galaxymorph.errors import ConfigError, ModelError
 from galaxymorph.io_utils import atomic_path, write_json
+from galaxymorph.models.views import VIEWS
 
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "model_card.json"
@@ -82,7 +83,7 @@ MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 8, 2048
 MAX_CLASSES = 1000
 #: model_kwargs a card may pass to the network builder (anything else, e.g. a weights path, would
 #: let a downloaded card make us open files).
-CARD_MODEL_KWARGS = {"image_size", "dropout", "members"}
+CARD_MODEL_KWARGS = {"image_size", "dropout", "members", "view"}
 
 
 def _is_int(v: Any) -> bool:
@@ -109,6 +110,8 @@ def _check_model_kwargs(kwargs: Any, what: str = "model_kwargs") -> str | None:
         return p
     if "dropout" in kwargs and not (_is_number(kwargs["dropout"]) and 0 <= kwargs["dropout"] < 1):
         return f"{what}.dropout must be a number within [0, 1), got {kwargs['dropout']!r}"
+    if "view" in kwargs and kwargs["view"] not in VIEWS:
+        return f"{what}.view must be one of {list(VIEWS)}, got {kwargs['view']!r}"
     if "members" in kwargs:
         members = kwargs["members"]
         if not isinstance(members, list) or not members:

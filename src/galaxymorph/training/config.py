@@ -62,6 +62,9 @@ class TrainConfig:
     # architecture `model`); its head is kept for the same classes, else replaced
     init_from: str | None = None
     dropout: float | None = None
+    # what the network sees: pixels, their whitened log spectrum (frequency), or both
+    # (galaxymorph.models.views); recorded in the card's model_kwargs
+    view: str = "pixels"
     # optimisation
     epochs: int = 20
     batch_size: int = 64
@@ -118,6 +121,12 @@ class TrainConfig:
             raise ConfigError(f"crop must be a fraction of the image side in (0, 1], got {self.crop}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError("label_smoothing must be in [0, 1)")
+        from galaxymorph.models.views import check_view
+
+        check_view(self.view)
+        if self.init_from and self.view != "pixels":
+            raise ConfigError("a run started from a galaxymorph model (init_from) keeps that "
+                              f"model's input view; view {self.view!r} needs a new network")
         if self.init_from and self.pretrained:
             raise ConfigError("start from ImageNet (pretrained) or from a galaxymorph model "
                               "(init_from), not both")

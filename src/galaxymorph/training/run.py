@@ -238,6 +238,8 @@ def _new_network(cfg: TrainConfig, num_classes: int) -> tuple[torch.nn.Module, d
         model_kwargs["image_size"] = cfg.image_size
     if cfg.dropout is not None:
         model_kwargs["dropout"] = cfg.dropout
+    if cfg.view != "pixels":
+        model_kwargs["view"] = cfg.view
     net = build_network(cfg.model, num_classes, pretrained=cfg.pretrained,
                         **model_kwargs | ({"weights_path": cfg.weights_path} if cfg.weights_path else {}))
     return net, model_kwargs  # pretrained weights only matter at start: not in model_kwargs
