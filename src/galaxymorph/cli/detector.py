@@ -79,6 +79,10 @@ def train_cmd(
     view: str = typer.Option("pixels", "--view", help="What the network sees: pixels, "
                              "frequency (whitened log-amplitude spectrum, where upsampling "
                              "artefacts show) or both (6 channels)."),
+    backbone: str = typer.Option(None, "--backbone", help="Freeze a pretrained network and "
+                                 "train a linear head on its features: imagenet (--model's local "
+                                 "ImageNet weights; mobilenetv2 by default), default (the "
+                                 "built-in morphology model) or a model folder."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out."),
 ) -> None:
     """Assemble balanced real vs generated images and train a detector on them."""
@@ -91,7 +95,8 @@ def train_cmd(
                          fake_crop=fake_crop, per_source_cap=cap, max_per_side=max_per_side,
                          epochs=epochs, patience=patience, batch_size=batch_size, lr=lr, seed=seed,
                          auto_fakes=_families(auto_fakes), augment=augment,
-                         false_alarm=false_alarm, view=view, resume=resume, **options)
+                         false_alarm=false_alarm, view=view, backbone=backbone, resume=resume,
+                         **options)
     _print_metrics(run.metrics, f"held-out test fold of {run.run_dir}")
     console.print(f"run folder: [bold]{run.run_dir}[/] (detector_metrics.json, curves.png, "
                   "batch_accuracy.png, model.safetensors)")

@@ -63,7 +63,7 @@ def train_detector(real: Sequence[str] | str, fake: Sequence[str] | str, out: st
                    batch_size: int = 32, lr: float = 1e-3, seed: int = 0, pretrained: bool = False,
                    auto_fakes: Sequence[str] | str = "auto", augment: bool = True,
                    false_alarm: float | None = 0.01, view: str = "pixels",
-                   progress: bool = True, resume: bool = False,
+                   backbone: str | None = None, progress: bool = True, resume: bool = False,
                    **train_options: Any) -> DetectorRun:
     """Assemble real vs ``fake`` images and train a detector on them in run folder ``out``.
 
@@ -76,7 +76,10 @@ def train_detector(real: Sequence[str] | str, fake: Sequence[str] | str, out: st
     from the real training images (``typicality.npz``). ``view`` is what the network sees:
     ``pixels``, ``frequency`` (whitened log spectrum, where upsampling artefacts show as
     peaks) or ``both`` (:mod:`galaxymorph.models.views`; inside the network, so every
-    command that loads the detector applies it alike).
+    command that loads the detector applies it alike). ``backbone`` trains a light head on
+    frozen pretrained features instead (:func:`backbone_options`): ``"imagenet"`` (``model``'s
+    local ImageNet weights), ``"default"`` (the built-in morphology model) or a galaxymorph
+    model folder.
 
     Defaults follow the seed (its CNN, Adam-family optimiser at 1e-3, up to 50 epochs, early
     stopping at patience 5) except the input size: 64 px, the GAN's native resolution, since a
@@ -96,6 +99,7 @@ def train_detector(real: Sequence[str] | str, fake: Sequence[str] | str, out: st
     if false_alarm is not None and not 0 <= false_alarm < 1:
         raise ConfigError(f"false_alarm must be in [0, 1), got {false_alarm}")
     check_view(view)
+    frozen = backbone_options(backbone, model, view, pretrained)  # before any image is read
     data_dir = run_dir / DATA_DIR
     reals = [real] if isinstance(real, str) else list(real)
     fakes = [fake] if isinstance(fake, str) else list(fake)
@@ -103,7 +107,7 @@ def train_detector(real: Sequence[str] | str, fake: Sequence[str] | str, out: st
     settings = dict(real=reals, fake=fakes, families=families, image_size=image_size,
                     common_size=common_size, real_crop=real_crop, fake_crop=fake_crop,
                     per_source_cap=per_source_cap, max_per_side=max_per_side, seed=seed,
-                    augment=augment, false_alarm=false_alarm, view=view)
+                    augment=augment, false_alarm=false_alarm, view=view, backbone=backbone)
     csv = data_dir / CATALOG
     if csv.exists() and read_detector_info(run_dir).get("settings") == settings:
         log.info("reusing the data assembled earlier in %s", data_dir)
@@ -125,15 +129,53 @@ def train_detector(real: Sequence[str] | str, fake: Sequence[str] | str, out: st
         "real_crop": assembly["real_crop"], "fake_crop": assembly["fake_crop"],
         "sources": [{k: s[k] for k in ("spec", "side", "key")} for s in assembly["sources"]],
         "counts": assembly["counts"], "augment": assembly.get("augment"), "view": view,
-        "threshold": 0.5})
+        "backbone": backbone, "threshold": 0.5})
     # The assembled images are already at the input size and balanced: no crop, no weights.
-    options: dict[str, Any] = dict(group_by="group", crop=1.0, imbalance="none", split_seed=seed)
+    options: dict[str, Any] = dict(group_by="group", crop=1.0, imbalance="none", split_seed=seed,
+                                   model=model, pretrained=pretrained)
+    options.update(frozen)
     options.update(train_options)
-    result = train(data=f"catalog:{csv.resolve()}", out=run_dir, model=model,
-                   image_size=image_size, epochs=epochs or 50, early_stopping_patience=patience,
-                   batch_size=batch_size, lr=lr, seed=seed, pretrained=pretrained, view=view,
-                   progress=progress, **options)
+    result = train(data=f"catalog:{csv.resolve()}", out=run_dir, image_size=image_size,
+                   epochs=epochs or 50, early_stopping_patience=patience, batch_size=batch_size,
+                   lr=lr, seed=seed, view=view, progress=progress, **options)
     return _finish(run_dir, result.summary)
+
+
+#: the architecture ``backbone="imagenet"`` uses when ``model`` is the from-scratch default (the
+#: built-in morphology model's, so both kinds of pretrained features are comparable)
+IMAGENET_BACKBONE = "mobilenetv2"
+
+
+def backbone_options(backbone: str | None, model: str, view: str = "pixels",
+                     pretrained: bool = False) -> dict[str, Any]:
+    """``galaxymorph.train`` options that freeze a pretrained network and train its logits
+    layer only (the ``linear-probe`` transfer policy; frozen BatchNorm statistics stay fixed).
+
+    ``None``: none (``model`` from scratch, or fully fine-tuned with ``pretrained``).
+    ``"imagenet"``: ``model``'s ImageNet weights from galaxymorph's local weight lookup
+    (``mobilenetv2`` when ``model`` is ``seed-detector``, which has none). ``"default"`` or a
+    model folder: that galaxymorph classifier's backbone (its architecture, input
+    normalisation and view), a new two-class head.
+    """
+    from galaxymorph.models.registry import get_model_info
+
+    if backbone is None:
+        return {}
+    if pretrained:
+        raise ConfigError("--pretrained fine-tunes the whole network; --backbone freezes it "
+                          "and trains a head: choose one")
+    if backbone == "imagenet":
+        arch = IMAGENET_BACKBONE if model == "seed-detector" else model
+        if not get_model_info(arch).pretrained_ok:
+            raise ConfigError(f"model {arch!r} has no ImageNet weights to freeze")
+        return {"model": arch, "pretrained": True, "transfer": "linear-probe"}
+    from galaxymorph.models.parent import parent_card
+
+    if view != "pixels":
+        raise ConfigError(f"a galaxymorph backbone keeps its own input view; --view {view} "
+                          "needs a new network (from scratch or --backbone imagenet)")
+    _, card = parent_card(backbone)  # one clear error for a missing or wrong folder
+    return {"model": card.architecture, "init_from": backbone, "transfer": "linear-probe"}
 
 
 def _finish(run_dir: Path, summary: dict[str, Any]) -> DetectorRun:
