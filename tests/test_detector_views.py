@@ -119,6 +119,23 @@ def test_card_round_trips_the_view(both_run):
         (run.run_dir / "detector.json").write_text(json.dumps(info))
 
 
+def test_predict_writes_atypicality_beside_p_synthetic(both_run):
+    """galaxymorph predict --detector: the fake-free score as a column, the same value
+    detector predict gives for the same file."""
+    import galaxymorph
+    from galaxymorph.detection import load_detector, predict_detector
+
+    run, toy, _ = both_run
+    files = sorted(str(f) for f in Path(toy["fake_eval"]).glob("*.png"))[:4]
+    df = galaxymorph.predict(files, model="default", detector=load_detector(run.run_dir),
+                             progress=False)
+    assert list(df.columns)[-3:] == ["p_synthetic", "atypicality", "error"]
+    direct = predict_detector(run.run_dir, files)
+    np.testing.assert_allclose(df["atypicality"], [r["atypicality"] for r in direct], atol=1e-6)
+    np.testing.assert_allclose(df["p_synthetic"], [r["p_synthetic"] for r in direct], atol=1e-6)
+    assert df["atypicality"].between(0, 1).all()
+
+
 def test_backbone_options_freeze_a_pretrained_network():
     from galaxymorph.detection.api import backbone_options
 

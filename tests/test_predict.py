@@ -251,9 +251,10 @@ def test_detector_adds_p_synthetic(tiny_model, image_folder, tmp_path):
     save_artifact(det_dir, build_network("cnn2", 2), card)
     df = galaxymorph.predict(image_folder, model=tiny_model, batch_size=4, progress=False,
                              detector=galaxymorph.load_detector(det_dir))
-    assert list(df.columns)[-2:] == ["p_synthetic", "error"]
+    assert list(df.columns)[-3:] == ["p_synthetic", "atypicality", "error"]
     ok = _ok(df)
     assert ok["p_synthetic"].between(0, 1).all() and df.loc[df["error"] != "", "p_synthetic"].isna().all()
+    assert df["atypicality"].isna().all()  # a bare classifier has no typicality reference
     with pytest.raises(ModelError, match="synthetic"):
         galaxymorph.load_detector(tiny_model)
     with pytest.raises(ConfigError, match="load_detector"):

@@ -34,7 +34,7 @@ def predict_cmd(
     engine: str = typer.Option("local", "--engine", help="local | ray"),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | mps"),
     detector: str = typer.Option(None, "--detector",
-                                 help="Real-vs-synthetic detector run folder: adds p_synthetic."),
+                                 help="Real-vs-synthetic detector run folder: adds p_synthetic and atypicality."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on a terminal."),
     crop: float = typer.Option(None, "--crop",
                                help="Fixed centre crop (fraction of the shorter side) instead of the "

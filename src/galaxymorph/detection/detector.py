@@ -129,6 +129,11 @@ class Detector:
             return np.full(len(batch), np.nan)
         return self.typicality.atypicality(self.features(batch))
 
+    def scores(self, batch: torch.Tensor) -> dict[str, np.ndarray]:
+        """``p_synthetic`` and ``atypicality`` of a batch already through :attr:`view` (the
+        columns ``galaxymorph predict --detector`` writes)."""
+        return {"p_synthetic": self.p_synthetic(batch), "atypicality": self.atypicality(batch)}
+
     def score_images(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """p(synthetic) of decoded images (each framed and resampled by :attr:`view`)."""
         if not len(images):

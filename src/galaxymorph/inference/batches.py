@@ -17,7 +17,7 @@ import torch
 from galaxymorph.data.transforms import DEFAULT_FRAME_RADII
 from galaxymorph.errors import ImageReadError
 from galaxymorph.inference.sources import InputPlan, Item
-from galaxymorph.inference.writers import prob_column
+from galaxymorph.inference.writers import DETECTOR_COLUMNS, prob_column
 
 
 @runtime_checkable
@@ -37,7 +37,9 @@ class DetectorLike(Protocol):
 
     view: View
 
-    def p_synthetic(self, batch: torch.Tensor) -> np.ndarray: ...
+    def scores(self, batch: torch.Tensor) -> dict[str, np.ndarray]:
+        """One array per ``DETECTOR_COLUMNS`` name for a batch already through ``view``."""
+        ...
 
     def to(self, device: str | torch.device) -> Any: ...
 
@@ -99,17 +101,18 @@ def error_text(exc: ImageReadError) -> str:
 
 
 def make_rows(keys: list[str], errors: list[str], probs: np.ndarray | None, class_names: list[str],
-              p_synthetic: np.ndarray | None = None, detector: bool = False,
+              detector_scores: dict[str, np.ndarray] | None = None, detector: bool = False,
               threshold: float | None = None) -> list[dict[str, Any]]:
-    """Output rows for one batch; ``probs`` has a row per readable image (errors are ``""``).
-    ``threshold``: the model's abstention threshold (``uncertain`` below it)."""
+    """Output rows for one batch; ``probs`` (and each array of ``detector_scores``) has a row
+    per readable image (errors are ``""``). ``threshold``: the model's abstention threshold
+    (``uncertain`` below it)."""
     from galaxymorph.models.calibration import uncertain
 
     cols = [prob_column(c) for c in class_names]
     ok_probs = probs.tolist() if probs is not None else []
     labels = probs.argmax(axis=1).tolist() if probs is not None else []
     unsure = uncertain(probs, threshold).tolist() if probs is not None else []
-    syn = p_synthetic.tolist() if p_synthetic is not None else []
+    scores = {c: detector_scores[c].tolist() for c in DETECTOR_COLUMNS} if detector_scores else {}
     rows, j = [], 0
     for key, err in zip(keys, errors, strict=True):
         if err:
@@ -117,14 +120,14 @@ def make_rows(keys: list[str], errors: list[str], probs: np.ndarray | None, clas
                                    "probability": math.nan, "uncertain": None,
                                    **dict.fromkeys(cols, math.nan)}
             if detector:
-                row["p_synthetic"] = math.nan
+                row.update(dict.fromkeys(DETECTOR_COLUMNS, math.nan))
             row["error"] = err
         else:
             p, lab = ok_probs[j], labels[j]
             row = {"path": key, "label": lab, "label_name": class_names[lab],
                    "probability": p[lab], "uncertain": unsure[j], **dict(zip(cols, p, strict=True))}
             if detector:
-                row["p_synthetic"] = syn[j] if syn else math.nan
+                row.update({c: scores[c][j] if scores else math.nan for c in DETECTOR_COLUMNS})
             row["error"] = ""
             j += 1
         rows.append(row)

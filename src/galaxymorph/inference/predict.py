@@ -119,7 +119,7 @@ def predict(inputs: str | Path | Iterable[str | Path], model: str | Path = "defa
     ``out``: ``.csv``, ``.json`` (array), ``.jsonl`` or ``.parquet``; ``None`` returns a DataFrame. ``resume``: skip the images
     already in ``out`` and append. ``workers``: decoding processes (local engine) or Ray actors
     (``engine="ray"``). ``detector``: a loaded real-vs-synthetic detector
-    (``galaxymorph.load_detector(RUN_DIR)``); adds ``p_synthetic``.
+    (``galaxymorph.load_detector(RUN_DIR)``); adds ``p_synthetic`` and ``atypicality``.
     ``crop``: a fixed centre crop (fraction of the shorter side) instead of the model's own
     framing (e.g. automatic framing), for cutouts whose galaxy framing you know better.
     Rows of a labelled input also carry its ``true_label``, ``true_label_name`` and metadata
@@ -231,11 +231,9 @@ def _local_loop(plan: InputPlan, clf, det, writer: Writer, summary: PredictSumma
             tensors = [torch.from_numpy(a) for a in arrays]
             t0 = time.perf_counter()
             probs = clf.predict_proba(tensors[0], tta) if len(tensors[0]) else None
-            p_syn = None
-            if det is not None and len(tensors[-1]):
-                p_syn = det.p_synthetic(tensors[-1])
+            scores = det.scores(tensors[-1]) if det is not None and len(tensors[-1]) else None
             summary.forward_seconds += time.perf_counter() - t0
-            rows = make_rows(keys, errors, probs, clf.class_names, p_syn, det is not None,
+            rows = make_rows(keys, errors, probs, clf.class_names, scores, det is not None,
                              threshold=clf.abstain_threshold)
             writer.write(known.fill(rows, taken.popleft()))
             for key, err in zip(keys, errors, strict=True):

@@ -23,6 +23,7 @@ import numpy as np
 
 from galaxymorph.errors import ConfigError
 from galaxymorph.inference.sources import InputPlan, Item
+from galaxymorph.inference.writers import DETECTOR_COLUMNS
 
 if TYPE_CHECKING:  # pragma: no cover
     from galaxymorph.inference.source_columns import SourceColumns
@@ -100,8 +101,9 @@ def run_ray(plan: InputPlan, clf, model: str | Path, writer, summary, *, skip: s
                 errors = [str(e) for e in batch["error"]]
                 ok = np.array([not e for e in errors], dtype=bool)
                 probs = batch["probs"][ok] if ok.any() else None
-                p_syn = batch["p_synthetic"][ok] if detector is not None and ok.any() else None
-                rows = make_rows(keys, errors, probs, class_names, p_syn, detector is not None,
+                scores = ({c: batch[c][ok] for c in DETECTOR_COLUMNS}
+                          if detector is not None and ok.any() else None)
+                rows = make_rows(keys, errors, probs, class_names, scores, detector is not None,
                                  threshold=clf.abstain_threshold)
                 if known is not None:
                     known.fill(rows, _items(batch))
@@ -190,7 +192,7 @@ class _Predictor:
         ok = np.array([not e for e in errors], dtype=bool)
         n, c = len(errors), len(self.clf.class_names)
         probs = np.full((n, c), np.nan)
-        p_syn = np.full(n, np.nan)
+        scores = {c: np.full(n, np.nan) for c in DETECTOR_COLUMNS}
         if ok.any():
             with torch.inference_mode():
                 x = torch.from_numpy(np.ascontiguousarray(batch["image0"][ok]))
@@ -198,6 +200,7 @@ class _Predictor:
                 if self.det is not None:
                     xd = batch["image1"] if "image1" in batch else batch["image0"]
                     xd = torch.from_numpy(np.ascontiguousarray(xd[ok]))
-                    p_syn[ok] = self.det.p_synthetic(xd)
-        return {"key": batch["key"], "error": errors, "probs": probs, "p_synthetic": p_syn,
+                    for c, values in self.det.scores(xd).items():
+                        scores[c][ok] = values
+        return {"key": batch["key"], "error": errors, "probs": probs, **scores,
                 "source": batch["source"], "index": batch["index"]}

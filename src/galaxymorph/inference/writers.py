@@ -33,13 +33,18 @@ def output_format(path: str | Path) -> str:
     return FORMATS[suffix]
 
 
+#: a detector's columns (``--detector``): p(synthetic), and the fake-free atypicality (0.5 an
+#: ordinary real galaxy, near 1 unlike every real training image; NaN without a reference)
+DETECTOR_COLUMNS = ("p_synthetic", "atypicality")
+
+
 def columns_for(class_names: list[str], detector: bool = False) -> list[str]:
     """The output columns, in order (one ``prob_<class>`` per class). ``uncertain``: the top
     probability is below the model's abstention threshold (``label`` is still the argmax)."""
     cols = ["path", "label", "label_name", "probability", "uncertain",
             *[prob_column(c) for c in class_names]]
     if detector:
-        cols.append("p_synthetic")
+        cols += DETECTOR_COLUMNS
     return [*cols, "error"]
 
 
