@@ -4,7 +4,8 @@ with real images' false-alarm rate <= 2%; on seen generators accuracy >= 0.995, 
 
     .venv/bin/python benchmarks/bench_detector.py --real ../shared/data/gz1 --real-crop 0.5 \\
         --n 300 --n-eval 200 --image-size 32 --epochs 6 --train-gan --work /tmp/det_bench \\
-        [--fake FOLDER ...] [--gan-run RUN ...] [--no-baseline]
+        [--fake FOLDER ...] [--gan-run RUN ...] [--no-baseline] [--view both] \\
+        [--backbone imagenet|default]
 
 Families, every one the project can make plus any folder given: ``renderer`` (the procedural
 renderer), ``eigengalaxy`` (a PCA sampler fitted to real images), ``gan`` (our GAN at two
@@ -13,6 +14,9 @@ and each ``--fake`` folder. For each family F a detector is trained with the pro
 defaults (blur/JPEG/resampling augmentation on both classes, threshold at 1% false alarms on
 real validation images, typicality reference) on real images vs *all the other* families,
 then scored on fresh real images vs F (held out) and vs fresh images of the families it saw.
+``--view`` and ``--backbone`` set the held-out detectors' input view (pixels, frequency,
+both) and frozen pretrained backbone (``detector train --view/--backbone``); their runs are
+named after them, so one ``--work`` folder holds several configurations.
 ``--baseline`` (default on) also trains the old recipe (one family, no augmentation,
 threshold 0.5) for comparison. Real test images are GZ1 images the detector never trained or
 early-stopped on. 95% intervals: bootstrap over images (1000 resamples).
@@ -109,6 +113,8 @@ def main() -> None:
     ap.add_argument("--gan-late", type=int, default=8)
     ap.add_argument("--no-baseline", action="store_true", help="skip the old recipe's run")
     ap.add_argument("--only", action="append", default=[], help="hold out only these families")
+    ap.add_argument("--view", default="pixels", help="pixels | frequency | both")
+    ap.add_argument("--backbone", default=None, help="imagenet | default | a model folder")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", default=None, help="keep everything here (default: a temp folder)")
@@ -169,12 +175,15 @@ def main() -> None:
     names = list(fams)
     if not args.no_baseline:  # the old recipe: one generator, no augmentation, threshold 0.5
         run_one("baseline-renderer-only", ["renderer"], names, auto_fakes=[], augment=False,
-                false_alarm=None)
+                false_alarm=None, view="pixels", backbone=None)
+    tag = "".join(f"-{t}" for t in (args.view if args.view != "pixels" else None,
+                                    args.backbone and f"on-{Path(args.backbone).name}") if t)
     for held in names:
         if args.only and held not in args.only:
             continue
-        run_one(f"holdout-{held.replace(' ', '_')}", [f for f in names if f != held], names,
-                auto_fakes=[], false_alarm=args.false_alarm)
+        run_one(f"holdout-{held.replace(' ', '_')}{tag}", [f for f in names if f != held], names,
+                auto_fakes=[], false_alarm=args.false_alarm, view=args.view,
+                backbone=args.backbone)
 
     print("\nleave-one-generator-out summary (held-out family only):")
     met_all = True

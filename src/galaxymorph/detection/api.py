@@ -368,8 +368,9 @@ def predict_detector(run_dir: str | Path, images: Sequence[str | Path], *,
     def flush() -> None:
         if pending:
             batch = torch.stack([t for _, t in pending])
-            probs, atyp = det.p_synthetic(batch), det.atypicality(batch)
-            for (k, _), q, a in zip(pending, probs, atyp, strict=True):
+            scores = det.scores(batch)
+            for (k, _), q, a in zip(pending, scores["p_synthetic"], scores["atypicality"],
+                                    strict=True):
                 results[k].update(p_synthetic=float(q), label=det.label(float(q)),
                                   atypicality=None if a != a else float(a))
             pending.clear()
