@@ -2,9 +2,9 @@
 
     .venv/bin/python scripts/package_default_model.py RUN_DIR [--eval EVAL_DIR] [--note TEXT ...]
 
-The built-in model's run (see README, "The built-in default model"): gz1 + gz2_clean/train.csv
-+ weak gz2_kaggle/spirals.csv, MobileNetV2, 96 px, automatic framing, survey augmentations,
-logit-adjusted loss. Evaluations given with --eval (e.g. gz2_clean/dev.csv) are stored by
+The built-in model's run (see scripts/default_model/README.md): gz1 + gz2_clean/train.csv
++ weak gz2_kaggle/spirals.csv + pseudo-labels, MobileNetV2, 96 px, automatic framing, survey
+augmentations, square-root class weights. Evaluations given with --eval (e.g. gz2_clean/dev.csv) are stored by
 folder name under ``metrics.other_evaluations``.
 
 Copies the safetensors weights and split.json, and writes a model card that records the
@@ -36,8 +36,12 @@ SOURCES = {"gz1": "catalog:../shared/data/gz1/labels.csv",
 
 
 def portable(spec: str) -> str:
-    """A spec of the shared data folder as ``catalog:../shared/data/...`` (the run used
-    absolute paths of this machine)."""
+    """A spec of the shared data folder as ``catalog:../shared/data/...``, and a pseudo-label
+    catalog ``.../pseudo_vN/pseudo.csv`` as its committed copy in scripts/default_model/ (the
+    run used absolute paths of this machine)."""
+    parts = spec.replace("\\", "/").split("/")
+    if len(parts) >= 2 and parts[-1] == "pseudo.csv" and parts[-2].startswith("pseudo_"):
+        return f"catalog:scripts/default_model/{parts[-2]}.csv"
     for key, rel in SOURCES.items():
         if f"/{key}" in spec and (key != "gz2_clean" or "train.csv" in spec):
             return rel
@@ -82,8 +86,10 @@ def main() -> None:
         "label_map": "gz1-4",
         "source": "Galaxy Zoo 1 (Lintott et al. 2008, 2011) SDSS cutouts (5,617 images after "
                   "dropping Dont_know), Galaxy Zoo 2 clean-label galaxies (gz2_clean/train.csv, "
-                  "235) and weak Spiral labels of Galaxy Zoo 2 (gz2_kaggle/spirals.csv, 1,539, "
-                  "training fold only); each labelled source split 80/10/10 on its own, "
+                  "235), weak Spiral labels of Galaxy Zoo 2 (gz2_kaggle/spirals.csv, 1,539) and "
+                  "pseudo-labels of unlabelled Galaxy Zoo 2 images (gz2_kaggle/unlabelled.txt, "
+                  "confidence >= 0.9 of the previous model, scripts/default_model/), weak sources "
+                  "in the training fold only; each labelled source split 80/10/10 on its own, "
                   f"stratified (split.json, seed {config.get('split_seed', 0)}); gz2_clean/dev.csv "
                   "never used in training or model selection"})
     card.training = {"config": config, "epochs": summary["epochs"],
