@@ -155,3 +155,33 @@ def test_seen_images_of_a_multi_source_split_are_found_per_source_folder(sources
     only_b = open_dataset(sources["b"])
     # b's files have the same names as a's first images, but only b's own three are seen.
     assert seen_in_training(only_b, saved).sum() == 3
+
+
+@pytest.mark.parametrize("mode, power", [("sqrt", 0.5), ("equal", 0.0)])
+def test_source_sampling_draws_small_sources_more_often(sources, tmp_path, mode, power):
+    from galaxymorph.training.config import TrainConfig
+    from galaxymorph.training.datamodule import GalaxyDataModule, open_training_data
+
+    cfg = TrainConfig(data=[sources["a"], sources["b"]], weak_data=[sources["weak"]], model="cnn2",
+                      image_size=24, source_sampling=mode, cache=False)
+    dm = GalaxyDataModule(cfg, open_training_data(cfg))
+    folds = dm.setup()
+    weights = dm.sampling_weights()
+    origin = folds.origin("train")
+    sizes = np.bincount(origin)
+    share = np.array([weights[origin == k].sum() for k in range(len(sizes))])
+    assert share / share.sum() == pytest.approx(sizes ** power / (sizes ** power).sum())
+    # The loader draws with these weights; plain proportional training shuffles instead.
+    assert dm.train_dataloader().sampler.weights.numel() == len(weights)
+    plain_cfg = TrainConfig(data=[sources["a"], sources["b"]], model="cnn2", image_size=24,
+                            cache=False)
+    plain = GalaxyDataModule(plain_cfg, open_training_data(plain_cfg))
+    assert plain.sampling_weights() is None
+
+
+def test_source_sampling_is_checked():
+    from galaxymorph.errors import ConfigError
+    from galaxymorph.training.config import TrainConfig
+
+    with pytest.raises(ConfigError, match="source_sampling"):
+        TrainConfig(source_sampling="most")

@@ -52,6 +52,9 @@ def train_cmd(
                                        "both | logit-adjusted (learn a class-balanced prior)"),
     logit_tau: float = typer.Option(None, "--logit-tau",
                                     help="logit-adjusted: strength tau of the prior correction (1: full)."),
+    source_sampling: str = typer.Option(None, "--source-sampling",
+                                        help="proportional | sqrt | equal: how often an epoch draws each "
+                                             "--data/--weak-data source (sqrt/equal favour small ones)."),
     survey_augment: bool = typer.Option(False, "--survey-augment",
                                         help="Augment for survey differences: zoom 0.7-1.4x, PSF blur, "
                                              "noise, colour, gamma/asinh stretch, JPEG quality (values "
@@ -92,7 +95,7 @@ def train_cmd(
                    epochs=epochs, image_size=image_size, crop=crop, framing=framing,
                    frame_radii=frame_radii, batch_size=batch_size, lr=lr,
                    imbalance=imbalance, logit_tau=logit_tau, label_smoothing=label_smoothing,
-                   early_stopping_patience=patience, monitor=monitor, seed=seed, split_seed=split_seed,
+                   source_sampling=source_sampling, early_stopping_patience=patience, monitor=monitor, seed=seed, split_seed=split_seed,
                    split_file=split_file, tta=tta, synthetic=synthetic or None,
                    synthetic_ratio=synthetic_ratio, accelerator=accelerator, devices=devices,
                    num_nodes=num_nodes, strategy=strategy, precision=precision, num_workers=workers,

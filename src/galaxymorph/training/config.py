@@ -18,6 +18,9 @@ from galaxymorph.errors import ConfigError
 IMBALANCE = ("none", "weighted-loss", "sqrt-weighted-loss", "balanced-sampler", "both",
              "logit-adjusted")
 TRANSFER = ("full", "last-block", "linear-probe")
+#: How often a training epoch draws each source's images: as many as it has (proportional),
+#: in proportion to the square root of its size (sqrt), or the same share each (equal).
+SOURCE_SAMPLING = ("proportional", "sqrt", "equal")
 #: monitor -> mode of the best checkpoint and early stopping; "last" keeps the final epoch.
 MONITORS = {"val_loss": "min", "val_acc": "max", "val_f1_macro": "max", "last": None}
 
@@ -77,6 +80,9 @@ class TrainConfig:
     # imbalance "logit-adjusted": the loss sees logits + tau * log(training prior), so the
     # network's own logits model a class-balanced prior (Menon et al. 2021)
     logit_tau: float = 1.0
+    # A source of 188 clean labels beside 4,500 noisy ones is otherwise a rounding error in
+    # every epoch; sqrt/equal draw the small sources more often (with replacement).
+    source_sampling: str = "proportional"
     early_stopping_patience: int = 5
     # Which weights the run keeps (and what early stopping watches): the best epoch by
     # val_loss / val_acc / val_f1_macro, or "last": the end of the schedule, no early stopping.
@@ -103,6 +109,9 @@ class TrainConfig:
     def validate(self) -> None:
         if self.imbalance not in IMBALANCE:
             raise ConfigError(f"imbalance must be one of {IMBALANCE}, got '{self.imbalance}'")
+        if self.source_sampling not in SOURCE_SAMPLING:
+            raise ConfigError(f"source_sampling must be one of {SOURCE_SAMPLING}, "
+                              f"got '{self.source_sampling}'")
         if self.transfer not in TRANSFER:
             raise ConfigError(f"transfer must be one of {TRANSFER}, got '{self.transfer}'")
         if self.scheduler not in ("cosine", "none"):

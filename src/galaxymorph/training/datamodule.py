@@ -247,17 +247,35 @@ class GalaxyDataModule(L.LightningDataModule):
         cfg = self.config
         ds = self.fold_dataset(fold, augment=train and cfg.augment)
         workers = default_workers("train") if cfg.num_workers is None else cfg.num_workers
+        weights = self.sampling_weights() if train else None
         sampler = None
-        if train and cfg.imbalance in ("balanced-sampler", "both"):
-            labels = self.setup().train_labels
-            counts = np.bincount(labels)
-            weights = 1.0 / counts[labels]
+        if weights is not None:
             gen = torch.Generator().manual_seed(cfg.seed)
             sampler = WeightedRandomSampler(torch.as_tensor(weights, dtype=torch.double),
-                                            num_samples=len(labels), replacement=True, generator=gen)
+                                            num_samples=len(weights), replacement=True, generator=gen)
         return DataLoader(ds, batch_size=cfg.batch_size, shuffle=train and sampler is None,
                           sampler=sampler, num_workers=workers, drop_last=False,
                           persistent_workers=workers > 0, pin_memory=torch.cuda.is_available())
+
+    def sampling_weights(self) -> np.ndarray | None:
+        """Per-image draw weights of the training fold (real images, then synthetic ones, as
+        :meth:`fold_dataset` orders them), or ``None`` for plain shuffling: class balance
+        (``imbalance`` balanced-sampler/both) times source balance (``source_sampling``)."""
+        cfg = self.config
+        folds = self.setup()
+        labels = folds.train_labels
+        weights = np.ones(len(labels))
+        if cfg.imbalance in ("balanced-sampler", "both"):
+            weights /= np.bincount(labels)[labels]
+        if cfg.source_sampling != "proportional" and len(self.dataset.parts) > 1:
+            # Synthetic images (after the real ones) count as one more source.
+            origin = np.full(len(labels), len(self.dataset.parts))
+            origin[:len(folds.positions["train"])] = folds.origin("train")
+            sizes = np.bincount(origin)[origin].astype(float)
+            weights /= sizes if cfg.source_sampling == "equal" else np.sqrt(sizes)
+        elif cfg.imbalance not in ("balanced-sampler", "both"):
+            return None
+        return weights
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", train=True)
