@@ -144,7 +144,7 @@ def score(clf, spec: str) -> tuple[np.ndarray, np.ndarray]:
         raise SystemExit(f"{spec}: classes {ds.class_names} are not the model's {clf.class_names}")
     decoded = decode_all(ds, clf.preprocessing, progress=False)
     items = ImageTensorDataset(decoded.images, ds.labels, np.flatnonzero(decoded.ok))
-    logits, y = dataset_logits(clf.net, items, device="cpu")
+    logits, y = dataset_logits(clf.engine, items)
     return y, softmax(logits, clf.temperature)
 
 

@@ -30,8 +30,10 @@ def predict_cmd(
     resume: bool = typer.Option(False, "--resume", help="Skip the images already in --out and append."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
     workers: int = typer.Option(None, "--workers",
-                                help="Decoding processes (local) or model actors (ray); default: auto."),
-    engine: str = typer.Option("local", "--engine", help="local | ray"),
+                                help="Decoding processes (or Ray model actors with --engine ray); default: auto."),
+    engine: str = typer.Option("auto", "--engine",
+                               help="auto (ONNX Runtime on CPU, PyTorch on GPU) | torch | onnx | ray "
+                                    "('local': the old name of auto)."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | mps"),
     detector: str = typer.Option(None, "--detector",
                                  help="Real-vs-synthetic detector run folder: adds p_synthetic and atypicality."),

@@ -161,6 +161,8 @@ def evaluate_cmd(
     crop: float = typer.Option(None, "--crop",
                                help="Fixed centre crop (fraction of the shorter side) instead of the "
                                     "model's own framing."),
+    engine: str = typer.Option("auto", "--engine",
+                               help="auto (ONNX Runtime on CPU, PyTorch on GPU) | torch | onnx"),
 ) -> None:
     """Score a model on a dataset: metrics.json, report.md, predictions.csv, errors.png, plots."""
     from rich.markup import escape
@@ -168,7 +170,7 @@ def evaluate_cmd(
     from galaxymorph.evaluation.api import evaluate
 
     metrics = evaluate(model=model, data=data, label_map=label_map, split=split, tta=tta, out=out,
-                       split_file=split_file, include_seen=include_seen, crop=crop)
+                       split_file=split_file, include_seen=include_seen, crop=crop, engine=engine)
     for note in metrics.get("notes", []):
         console.print(f"[yellow]note:[/] {escape(note)}")
     _print_metrics(metrics, f"{metrics['split']} of {data or 'the training data'}")

@@ -75,11 +75,12 @@ class Detector:
     typicality: Typicality | None = None  # the fake-free score, when the run has one
 
     @classmethod
-    def load(cls, ref: str | Path, device: str = "cpu") -> Detector:
-        """A detector run folder (or any classifier with a class named 'synthetic')."""
+    def load(cls, ref: str | Path, device: str = "cpu", engine: str = "auto") -> Detector:
+        """A detector run folder (or any classifier with a class named 'synthetic');
+        ``engine``: the inference engine its forward passes run on (``auto``, ``torch``, ``onnx``)."""
         from galaxymorph.models.loading import load_classifier
 
-        clf = load_classifier(ref, device=device)
+        clf = load_classifier(ref, device=device, engine=engine)
         synthetic_column(clf)
         info = read_detector_info(ref) if Path(ref).is_dir() else {}
         built = clf.card.model_kwargs.get("view", "pixels")
@@ -115,7 +116,8 @@ class Detector:
         return probs[:, synthetic_column(self.classifier)].astype(np.float64)
 
     def features(self, batch: torch.Tensor) -> np.ndarray:
-        """Penultimate-layer features (N, D) of a batch already through :attr:`view`."""
+        """Penultimate-layer features (N, D) of a batch already through :attr:`view` (always
+        the PyTorch network: the exported graph has only the logits)."""
         from galaxymorph.data.transforms import to_float
         from galaxymorph.models.introspect import features
 
@@ -174,7 +176,12 @@ class Detector:
         self.classifier.to(device)
         return self
 
+    def use_engine(self, kind: str) -> Detector:
+        """Run p(synthetic) on engine ``kind`` from the next batch on (``predict --engine``)."""
+        self.classifier.use_engine(kind)
+        return self
 
-def load_detector(ref: str | Path, device: str = "cpu") -> Detector:
+
+def load_detector(ref: str | Path, device: str = "cpu", engine: str = "auto") -> Detector:
     """:meth:`Detector.load`."""
-    return Detector.load(ref, device)
+    return Detector.load(ref, device, engine)

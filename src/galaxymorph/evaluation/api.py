@@ -18,7 +18,7 @@ def evaluate(model: str | Path = "default", data: str | None = None, label_map: 
              split: str | None = None, tta: bool = False, out: str | Path = "evaluation",
              split_file: str | Path | None = None, batch_size: int = 128,
              device: str = "auto", include_seen: bool = False,
-             crop: float | None = None) -> dict[str, Any]:
+             crop: float | None = None, engine: str = "auto") -> dict[str, Any]:
     """Write ``metrics.json``, ``report.md``, ``predictions.csv``, ``errors.png``,
     ``confusion_matrix.png`` and ``risk_coverage.png`` into ``out``.
 
@@ -29,12 +29,13 @@ def evaluate(model: str | Path = "default", data: str | None = None, label_map: 
     already uses the model's class names; otherwise ``label_map`` (default: the model's own)
     maps them. Images of the model's own training or validation folds are left out of a
     whole-dataset score (and counted) unless ``include_seen``. ``crop``: a fixed centre crop
-    instead of the model's own framing.
+    instead of the model's own framing. ``engine``: ``auto`` (ONNX Runtime on CPU, PyTorch on
+    a GPU), ``torch`` or ``onnx``.
     """
     from galaxymorph.data.splits import Split
     from galaxymorph.models.loading import load_classifier
 
-    clf = load_classifier(model, device="cpu").with_crop(crop)
+    clf = load_classifier(model, device=device, engine=engine).with_crop(crop)
     card = clf.card
     data = data or card.training_data.get("spec")
     path = Path(split_file) if split_file else model_split_path(model)
@@ -179,13 +180,15 @@ def model_logits(clf, ds, tta: bool = False, batch_size: int = 128, device: str 
     """Decode (through the model's preprocessing and the decode cache) and score ``ds``."""
     from galaxymorph.data.cache import ImageTensorDataset, decode_all
     from galaxymorph.evaluation.evaluate import dataset_logits
+    from galaxymorph.runtime import resolve_device
 
     decoded = decode_all(ds, clf.preprocessing)
     # None readable: one clear error rather than a zero-size array deep in the metrics.
     positions = decoded.require_readable(np.arange(len(ds)), "the dataset", ds.spec)
     items = ImageTensorDataset(decoded.images, ds.labels, positions)
-    logits, y = dataset_logits(clf.net, items, batch_size=batch_size, tta=tta, swap=clf.swap,
-                               device=device)
+    if resolve_device(device) != clf.device:
+        clf.to(device)
+    logits, y = dataset_logits(clf.engine, items, batch_size=batch_size, tta=tta, swap=clf.swap)
     return ScoredImages(ds, positions, logits, y, len(decoded.errors))
 
 

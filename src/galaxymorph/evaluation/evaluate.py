@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from torch.utils.data import DataLoader, Dataset
 
 from galaxymorph.evaluation.metrics import classification_metrics
@@ -16,23 +15,20 @@ from galaxymorph.evaluation.report import write_report
 from galaxymorph.evaluation.selective import coverage_curve, selective_markdown, selective_metrics
 from galaxymorph.io_utils import write_json
 from galaxymorph.models.calibration import softmax
-from galaxymorph.models.tta import predict_logits
-from galaxymorph.runtime import resolve_device
+from galaxymorph.models.engine import Engine
 
 
-def dataset_logits(net: torch.nn.Module, dataset: Dataset, batch_size: int = 128, tta: bool = False,
-                   swap: list[int] | None = None, device: str = "auto") -> tuple[np.ndarray, np.ndarray]:
-    """Logits and labels of every item of a ``(x, y)`` dataset."""
+def dataset_logits(engine: Engine, dataset: Dataset, batch_size: int = 128, tta: bool = False,
+                   swap: list[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and labels of every item of a ``(x, y)`` dataset, run by ``engine`` (a
+    classifier's :attr:`~galaxymorph.models.loading.Classifier.engine`)."""
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
-    ys: list[int] = []
-
-    def batches():
-        for x, y in loader:
-            ys.extend(y.tolist())
-            yield x
-
-    logits = predict_logits(net, batches(), tta=tta, swap=swap, device=resolve_device(device))
-    return logits, np.asarray(ys, dtype=np.int64)
+    logits, ys = [], []
+    for x, y in loader:
+        logits.append(engine.logits(x, tta, swap))
+        ys.extend(y.tolist())
+    out = np.concatenate(logits) if logits else np.zeros((0, 0), dtype=np.float32)
+    return out, np.asarray(ys, dtype=np.int64)
 
 
 def write_evaluation(out_dir: str | Path, y_true: np.ndarray, logits: np.ndarray,

@@ -43,6 +43,8 @@ class DetectorLike(Protocol):
 
     def to(self, device: str | torch.device) -> Any: ...
 
+    def use_engine(self, kind: str) -> Any: ...
+
 
 @dataclass(frozen=True)
 class ClassifierView:

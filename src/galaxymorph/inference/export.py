@@ -8,10 +8,8 @@ deployment outside Python needs only the centre crop and resize recorded in the 
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -19,10 +17,10 @@ from torch import nn
 
 from galaxymorph.errors import ConfigError, ModelError
 from galaxymorph.io_utils import atomic_path, write_json
+from galaxymorph.models.engine import TOLERANCE
+from galaxymorph.models.onnx_graph import OPSET, export_graph, exportable, first_line
 
-OPSET = 17
-#: Largest |p_onnx - p_torch| accepted; float32 graphs agree to ~1e-6.
-TOLERANCE = 1e-4
+__all__ = ["OPSET", "TOLERANCE", "ExportResult", "export_onnx", "exportable"]
 
 
 @dataclass
@@ -52,62 +50,6 @@ class _WithProbabilities(nn.Module):
         return logits, torch.softmax(logits / self.temperature, dim=1)
 
 
-class _BinAveragePool(nn.Module):
-    """``AdaptiveAvgPool2d`` for one known input size, as two matrix products.
-
-    The TorchScript exporter refuses adaptive pooling whose output size does not divide the
-    input size (the seed CNNs pool a small map *up* to a fixed grid); the same bins written as
-    averaging matrices export everywhere and give identical numbers.
-    """
-
-    def __init__(self, in_hw: tuple[int, int], out_hw: tuple[int, int]):
-        super().__init__()
-        self.register_buffer("rows", _bin_matrix(in_hw[0], out_hw[0]))
-        self.register_buffer("cols", _bin_matrix(in_hw[1], out_hw[1]))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.matmul(torch.matmul(self.rows, x), self.cols.t())
-
-
-def _bin_matrix(n_in: int, n_out: int) -> torch.Tensor:
-    m = torch.zeros(n_out, n_in)
-    for i in range(n_out):
-        start = (i * n_in) // n_out
-        end = -(-((i + 1) * n_in) // n_out)
-        m[i, start:end] = 1.0 / (end - start)
-    return m
-
-
-def _pair(v: Any) -> tuple[int, int]:
-    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
-
-
-def exportable(net: nn.Module, image_size: int) -> nn.Module:
-    """A copy of ``net`` with adaptive average pools the exporter cannot express replaced."""
-    net = copy.deepcopy(net).eval()
-    shapes: dict[str, tuple[int, int]] = {}
-    handles = []
-    for name, mod in net.named_modules():
-        if isinstance(mod, nn.AdaptiveAvgPool2d):
-            handles.append(mod.register_forward_pre_hook(
-                lambda m, inp, name=name: shapes.__setitem__(name, tuple(inp[0].shape[-2:]))))
-    try:
-        with torch.no_grad():
-            net(torch.zeros(1, 3, image_size, image_size))
-    finally:
-        for h in handles:
-            h.remove()
-    for name, in_hw in shapes.items():
-        mod = net.get_submodule(name)
-        out_hw = _pair(mod.output_size if mod.output_size is not None else in_hw)
-        out_hw = (out_hw[0] or in_hw[0], out_hw[1] or in_hw[1])
-        if in_hw[0] % out_hw[0] or in_hw[1] % out_hw[1]:
-            parent_name, _, child = name.rpartition(".")
-            parent = net.get_submodule(parent_name) if parent_name else net
-            setattr(parent, child, _BinAveragePool(in_hw, out_hw))
-    return net
-
-
 def export_onnx(model: str | Path = "default", out: str | Path = "model.onnx", opset: int = OPSET,
                 check_batch: int = 5, seed: int = 0) -> ExportResult:
     """Export ``model`` to ONNX at ``out``, verify it with onnxruntime, write ``out``.json."""
@@ -115,28 +57,22 @@ def export_onnx(model: str | Path = "default", out: str | Path = "model.onnx", o
     if out.suffix.lower() != ".onnx":
         raise ConfigError("the ONNX file name should end in .onnx", out)
     try:
-        import onnx
+        import onnx  # noqa: F401
         import onnxruntime as ort
     except ImportError as exc:
         raise ConfigError("ONNX export needs onnx and onnxruntime, which are not installed",
-                          hint="pip install 'galaxymorph[onnx]'") from exc
+                          hint="pip install onnx onnxruntime (dependencies of galaxymorph)") from exc
     from galaxymorph.models.loading import load_classifier
 
     clf = load_classifier(model, device="cpu")
     size = clf.preprocessing.image_size
     graph = _WithProbabilities(exportable(clf.net, size), clf.temperature).eval()
-    dummy = torch.rand(2, 3, size, size)
     card_path = out.with_suffix(".json")
     with atomic_path(out) as tmp:
         try:
-            torch.onnx.export(graph, (dummy,), str(tmp), dynamo=False, opset_version=opset,
-                              input_names=["image"], output_names=["logits", "probabilities"],
-                              dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"},
-                                            "probabilities": {0: "batch"}})
-            onnx.checker.check_model(str(tmp))
+            export_graph(graph, size, tmp, ["logits", "probabilities"], opset)
         except Exception as exc:  # the exporter raises many types for an unsupported operator
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelError(f"ONNX export of '{clf.card.architecture}' failed: {first}",
+            raise ModelError(f"ONNX export of '{clf.card.architecture}' failed: {first_line(exc)}",
                              clf.source) from exc
         diff = _max_diff(clf, str(tmp), ort, check_batch, size, seed)
         if not diff <= TOLERANCE:

@@ -2,8 +2,9 @@
 
 Built to run over a survey with flat memory: inputs are expanded lazily and walked once
 (:mod:`~galaxymorph.inference.sources`), cut into chunks that a bounded pool of decoding
-processes prepares in input order (:mod:`~galaxymorph.inference.decoding`), the network runs on
-whole batches under ``torch.inference_mode``, and rows are written as they arrive
+processes prepares in input order (:mod:`~galaxymorph.inference.decoding`), the model's engine
+(ONNX Runtime on CPU by default: :mod:`~galaxymorph.models.engine`) runs whole batches, the 8
+TTA views of a batch in one call, and rows are written as they arrive
 (:mod:`~galaxymorph.inference.writers`). An unreadable image becomes a row with its
 ``error`` set; it never stops the run.
 
@@ -13,11 +14,13 @@ with ``out="preds.csv"`` it writes the file and returns a :class:`PredictSummary
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import threading
 import time
+import warnings
 from collections import deque
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -48,6 +51,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger("galaxymorph")
 
+#: ``engine=`` choices: a model engine here, or Ray actors (each running ``auto``).
+PREDICT_ENGINES = ("auto", "torch", "onnx", "ray")
 #: How many unreadable images the summary names (the output file has all of them).
 MAX_LISTED_ERRORS = 10
 
@@ -60,10 +65,10 @@ class PredictSummary:
     n_errors: int = 0
     skipped: int = 0
     seconds: float = 0.0
-    forward_seconds: float = 0.0  # time in the network (local engine): the rest is overhead
+    forward_seconds: float = 0.0  # time in the engine (not Ray): the rest is overhead
     out: str | None = None
     model: str = ""
-    engine: str = "local"
+    engine: str = "auto"  # after a local run, the engine that ran: onnx or torch
     errors: list[tuple[str, str]] = field(default_factory=list)
 
     @property
@@ -107,7 +112,7 @@ def _short_error(key: str, message: str) -> str:
 def predict(inputs: str | Path | Iterable[str | Path], model: str | Path = "default",
             tta: bool = False, batch_size: int = 64, out: str | Path | None = None,
             resume: bool = False, overwrite: bool = False, workers: int | None = None,
-            engine: str = "local", device: str = "auto", detector: DetectorLike | None = None,
+            engine: str = "auto", device: str = "auto", detector: DetectorLike | None = None,
             progress: bool = True, threads: int | None = None,
             crop: float | None = None) -> pd.DataFrame | PredictSummary:
     """Predict the class of every image in ``inputs``.
@@ -117,9 +122,12 @@ def predict(inputs: str | Path | Iterable[str | Path], model: str | Path = "defa
     ``model``: ``"default"``, a run folder or a checkpoint. ``tta``: average over the 8
     rotations/flips (off by default: 8x the compute; ``None`` follows the model card).
     ``out``: ``.csv``, ``.json`` (array), ``.jsonl`` or ``.parquet``; ``None`` returns a DataFrame. ``resume``: skip the images
-    already in ``out`` and append. ``workers``: decoding processes (local engine) or Ray actors
-    (``engine="ray"``). ``detector``: a loaded real-vs-synthetic detector
-    (``galaxymorph.load_detector(RUN_DIR)``); adds ``p_synthetic`` and ``atypicality``.
+    already in ``out`` and append. ``workers``: decoding processes, or Ray actors with
+    ``engine="ray"``. ``engine``: ``auto`` (ONNX Runtime on CPU, PyTorch on a GPU), ``torch``,
+    ``onnx`` or ``ray`` (Ray actors, each running ``auto``); ``local`` is the old name of
+    ``auto``. ``detector``: a loaded real-vs-synthetic detector
+    (``galaxymorph.load_detector(RUN_DIR)``), run on the same engine; adds ``p_synthetic`` and
+    ``atypicality``.
     ``crop``: a fixed centre crop (fraction of the shorter side) instead of the model's own
     framing (e.g. automatic framing), for cutouts whose galaxy framing you know better.
     Rows of a labelled input also carry its ``true_label``, ``true_label_name`` and metadata
@@ -127,8 +135,12 @@ def predict(inputs: str | Path | Iterable[str | Path], model: str | Path = "defa
     """
     if batch_size < 1:
         raise ConfigError(f"batch size must be at least 1, got {batch_size}")
-    if engine not in ("local", "ray"):
-        raise ConfigError(f"unknown engine '{engine}'; use local or ray")
+    if engine == "local":
+        warnings.warn("engine 'local' is deprecated: it is now 'auto' (ONNX Runtime on CPU, "
+                      "PyTorch on a GPU); use auto, torch or onnx", FutureWarning, stacklevel=2)
+        engine = "auto"
+    if engine not in PREDICT_ENGINES:
+        raise ConfigError(f"unknown engine '{engine}'; use one of {', '.join(PREDICT_ENGINES)}")
     if workers is not None and workers < 0:
         raise ConfigError(f"workers must be 0 or more, got {workers}")
     if detector is not None and not isinstance(detector, DetectorLike):
@@ -146,8 +158,11 @@ def predict(inputs: str | Path | Iterable[str | Path], model: str | Path = "defa
     plan = InputPlan(inputs)
     from galaxymorph.models.loading import load_classifier
 
-    clf = load_classifier(model, device=device).with_crop(crop)
+    local = "auto" if engine == "ray" else engine
+    clf = load_classifier(model, device=device, engine=local).with_crop(crop)
     det = detector.to(clf.device) if detector is not None else None
+    if det is not None and local != "auto":
+        det.use_engine(local)  # an engine asked for by name runs both networks
     columns = columns_for(clf.class_names, detector=det is not None)
     # A labelled source's true label and metadata follow the prediction's columns.
     known = SourceColumns.of(plan, columns)
@@ -172,6 +187,7 @@ def predict(inputs: str | Path | Iterable[str | Path], model: str | Path = "defa
                 _run_local(plan, clf, det, writer, summary, skip=skip, tta=tta,
                            batch_size=batch_size, workers=workers, progress=progress,
                            threads=threads, known=known)
+                summary.engine = clf.engine_name
         finally:
             writer.close()
     summary.seconds = time.perf_counter() - start
@@ -198,7 +214,7 @@ def _run_local(plan: InputPlan, clf, det, writer: Writer, summary: PredictSummar
         threads = max(1, (os.cpu_count() or 1) - n_workers // 2)
     previous = torch.get_num_threads()
     if threads:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(threads)  # the ONNX engine's session follows it too
     try:
         _local_loop(plan, clf, det, writer, summary, skip=skip, tta=tta, batch_size=batch_size,
                     n_workers=n_workers, progress=progress, known=known)
@@ -224,8 +240,9 @@ def _local_loop(plan: InputPlan, clf, det, writer: Writer, summary: PredictSumma
             yield chunk
 
     batches = decoded_batches(plan, views, chunks(), n_workers)
-    with torch.inference_mode(), bar("predicting", None, unit="images", enabled=progress,
-                                     transient=False) as shown:
+    # closing(): a failure in this loop shuts the decoding pool down at once, not at garbage collection.
+    with contextlib.closing(batches), torch.inference_mode(), \
+            bar("predicting", None, unit="images", enabled=progress, transient=False) as shown:
         total_known = False
         for keys, errors, *arrays in batches:
             tensors = [torch.from_numpy(a) for a in arrays]

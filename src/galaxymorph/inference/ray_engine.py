@@ -3,8 +3,9 @@
 Pipeline: the input items (lazily expanded, sent to the object store in Arrow chunks so the
 driver never holds the full list) -> ``map_batches`` decoding tasks (the local engine's
 :func:`~galaxymorph.inference.predict.decode_batch`) -> ``map_batches`` with a callable class on
-an actor pool, one model per actor (one GPU each when the cluster has GPUs) -> rows streamed
-back to the driver and written by the same writers as the local engine.
+an actor pool, one model per actor (one GPU each when the cluster has GPUs), each running the
+model's ``auto`` engine (ONNX Runtime on a CPU actor, PyTorch on a GPU) -> rows streamed back to
+the driver and written by the same writers as the local engine.
 
 On one machine Ray is started here (no dashboard, no network); with ``RAY_ADDRESS`` set (or
 Ray already initialised) the run goes to that cluster. Ray is an optional extra:
@@ -40,7 +41,7 @@ def _import_ray():
         import ray.data  # the [data] extra
     except ImportError as exc:
         raise ConfigError("the Ray engine needs Ray Data, which is not installed",
-                          hint="pip install 'galaxymorph[ray]' (or use --engine local)") from exc
+                          hint="pip install 'galaxymorph[ray]' (or use --engine auto)") from exc
     return ray
 
 

@@ -13,7 +13,7 @@ from galaxymorph.data.transforms import DEFAULT_FRAME_RADII, Preprocessing, prep
 from galaxymorph.errors import ModelError
 from galaxymorph.models.artifact import CARD_FILE, ModelCard, load_artifact, load_weights
 from galaxymorph.models.calibration import softmax
-from galaxymorph.models.tta import forward_logits
+from galaxymorph.models.engine import Engine, check_engine, make_engine
 from galaxymorph.runtime import resolve_device
 
 
@@ -23,12 +23,45 @@ def default_model_dir() -> Path:
 
 @dataclass
 class Classifier:
-    """A ready-to-use model: network, preprocessing, classes and calibration."""
+    """A ready-to-use model: network, preprocessing, classes and calibration.
+
+    Forward passes go through :attr:`engine` (built on first use, see
+    :mod:`~galaxymorph.models.engine`); :attr:`net` stays the PyTorch module, for Grad-CAM and
+    features.
+    """
 
     net: torch.nn.Module
     card: ModelCard
     source: str
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    engine_kind: str = "auto"
+    #: The model's own folder, where an exported ONNX graph is cached (None: the shared cache).
+    model_dir: Path | None = None
+    _engine: Engine | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = make_engine(self.net, self.card.image_size, self.engine_kind,
+                                       self.device, self.model_dir, self.temperature)
+        return self._engine
+
+    @property
+    def engine_name(self) -> str:
+        """The engine that ran (``torch`` after a fallback), or, before the first batch, the
+        one asked for."""
+        return self._engine.name if self._engine is not None else self.engine_kind
+
+    def use_engine(self, kind: str) -> Classifier:
+        """Run through engine ``kind`` from the next batch on."""
+        self.engine_kind = check_engine(kind)
+        self._engine = None
+        return self
+
+    def __getstate__(self) -> dict:
+        # Ray pickles a loaded detector to its actors: an ONNX Runtime session does not pickle,
+        # and each process builds its own engine (from the cached graph) anyway.
+        return {**self.__dict__, "_engine": None}
 
     def __post_init__(self) -> None:
         self.abstain_threshold  # noqa: B018  (a bad card fails on load, not on the first image)
@@ -75,7 +108,7 @@ class Classifier:
     def logits(self, batch: torch.Tensor, tta: bool | None = None) -> np.ndarray:
         """Logits of a prepared uint8 batch (N, 3, S, S)."""
         tta = self.card.tta_default if tta is None else tta
-        return forward_logits(self.net, batch.to(self.device), tta, self.swap).float().cpu().numpy()
+        return self.engine.logits(batch, tta, self.swap)
 
     def predict_proba(self, images: list[np.ndarray] | torch.Tensor, tta: bool | None = None) -> np.ndarray:
         """Calibrated class probabilities for decoded images (H, W, 3) or a prepared batch."""
@@ -85,11 +118,27 @@ class Classifier:
     def to(self, device: str | torch.device) -> Classifier:
         self.device = resolve_device(device) if isinstance(device, str) else device
         self.net.to(self.device)
+        self._engine = None
         return self
 
 
-def load_classifier(ref: str | Path = "default", device: str = "cpu") -> Classifier:
-    """``ref``: ``"default"`` (the built-in model), a run/model folder, or a ``.ckpt`` file."""
+def load_classifier(ref: str | Path = "default", device: str = "cpu", engine: str = "auto") -> Classifier:
+    """``ref``: ``"default"`` (the built-in model), a run/model folder, or a ``.ckpt`` file.
+
+    ``engine``: ``auto`` (ONNX Runtime on CPU, PyTorch on a GPU), ``torch`` or ``onnx``.
+    """
+    check_engine(engine)
+    clf = _load(ref, device)
+    clf.engine_kind = engine
+    # Beside the model, so a shared file system exports once for a whole cluster; never in the
+    # built-in model's folder, which is part of the installed package.
+    if str(ref) != "default":
+        folder = Path(clf.source)
+        clf.model_dir = folder if folder.is_dir() else folder.parent
+    return clf
+
+
+def _load(ref: str | Path, device: str) -> Classifier:
     if str(ref) == "default":
         folder = default_model_dir()
         if not (folder / CARD_FILE).exists():
@@ -112,7 +161,7 @@ def load_classifier(ref: str | Path = "default", device: str = "cpu") -> Classif
     if path.suffix == ".ckpt":
         return _from_checkpoint(path, device)
     if path.name == "model.safetensors":
-        return load_classifier(path.parent, device)
+        return _load(path.parent, device)
     raise ModelError("unknown model file type (expected a run folder, model_card.json folder or .ckpt)", path)
 
 

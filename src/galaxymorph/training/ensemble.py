@@ -68,7 +68,8 @@ def ensemble(runs: list[str | Path], out: str | Path, *, tta: bool | None = None
         name=Path(out).name, training_data=dict(first.training_data),
         training={"members": [{"run": str(f), "architecture": c.card.architecture,
                                "test_metrics": c.card.metrics} for f, c in zip(folders, members, strict=True)]})
-    clf = Classifier(GalaxyEnsemble([c.net for c in members]).eval(), card, str(out))
+    # PyTorch for this one scoring of new weights; a later load of the folder gets the default engine.
+    clf = Classifier(GalaxyEnsemble([c.net for c in members]).eval(), card, str(out), engine_kind="torch")
     val_logits, val_y, _, val_origin = fold_logits(clf, data, label_map, "val", split, tta=tta,
                                                    batch_size=batch_size, device=device)
     card.temperature = (fit_temperature(val_logits, val_y, weights=source_balance(val_origin))

@@ -264,6 +264,7 @@ def finalize(run_dir: Path, cfg: TrainConfig, dm, module, best_path: str, train_
         softmax,
         source_balance,
     )
+    from galaxymorph.models.engine import TorchEngine
     from galaxymorph.training.history import read_history
 
     state = torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"]
@@ -272,13 +273,13 @@ def finalize(run_dir: Path, cfg: TrainConfig, dm, module, best_path: str, train_
     folds = dm.setup()
     ds = folds.dataset
     swap = swap_table(ds.num_classes, ds.chiral_pairs)
-    val_logits, val_y = dataset_logits(net, dm.fold_dataset("val"), tta=cfg.tta, swap=swap,
-                                       device=cfg.accelerator if cfg.accelerator != "gpu" else "cuda")
+    # PyTorch, not an exported graph: these weights are scored once, where they were trained.
+    engine = TorchEngine(net, cfg.accelerator if cfg.accelerator != "gpu" else "cuda")
+    val_logits, val_y = dataset_logits(engine, dm.fold_dataset("val"), tta=cfg.tta, swap=swap)
     temperature = (fit_temperature(val_logits, val_y, weights=source_balance(folds.origin("val")))
                    if cfg.calibrate and len(val_y) else 1.0)
     abstention = abstention_rule(softmax(val_logits, temperature), val_y) if len(val_y) else {}
-    test_logits, test_y = dataset_logits(net, dm.fold_dataset("test"), tta=cfg.tta, swap=swap,
-                                         device=cfg.accelerator if cfg.accelerator != "gpu" else "cuda")
+    test_logits, test_y = dataset_logits(engine, dm.fold_dataset("test"), tta=cfg.tta, swap=swap)
     history = read_history(run_dir / "logs" / "metrics.csv")
     plot_curves(history, run_dir / "curves.png")
     n_params = sum(p.numel() for p in net.parameters())
