@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
@@ -72,9 +73,9 @@ def listening(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def group_members(pgid: int) -> list[int]:
-    """Live (non-zombie) processes of a process group."""
-    out = []
+def proc_table() -> dict[int, tuple[int, int, int]]:
+    """pid -> (parent pid, process group, start time) of every live (non-zombie) process."""
+    table = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -82,9 +83,14 @@ def group_members(pgid: int) -> list[int]:
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            out.append(int(entry.name))
-    return out
+        if fields[0] != "Z":
+            table[int(entry.name)] = (int(fields[1]), int(fields[2]), int(fields[19]))
+    return table
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes of a process group."""
+    return [pid for pid, (_, group, _) in proc_table().items() if group == pgid]
 
 
 # -- app ---------------------------------------------------------------------------------------
@@ -393,3 +399,63 @@ def test_interrupted_parquet_parts_are_readable_and_block_a_plain_rerun(tiny_mod
     assert list(pd.read_parquet(parquet_parts(out))["path"]) == ["x"]
     with pytest.raises(ConfigError, match="output file exists"):
         galaxymorph.predict(many_images, model=tiny_model, out=out, progress=False)
+
+
+def _descendants(pid: int) -> dict[int, int]:
+    """Live processes below ``pid``, with their start times (Ray's may start process groups of
+    their own, so the group alone could miss them)."""
+    table = proc_table()
+    children: dict[int, list[int]] = {}
+    for child, (parent, _, _) in table.items():
+        children.setdefault(parent, []).append(child)
+    found, todo = {}, [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found[child] = table[child][2]
+            todo.append(child)
+    return found
+
+
+def _alive(procs: dict[int, int]) -> set[int]:
+    """Those of ``procs`` (pid -> start time) still running: a reused pid is another process."""
+    table = proc_table()
+    return {pid for pid, start in procs.items() if pid in table and table[pid][2] == start}
+
+
+def _ray_workers(pids: Iterable[int]) -> list[int]:
+    """Ray's task and actor processes among ``pids`` (not its agents): Ray is really running."""
+    out = []
+    for pid in pids:
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if cmd.startswith(b"ray::") and b"Agent" not in cmd:
+            out.append(pid)
+    return out
+
+
+def test_kill_9_of_ray_predict_leaves_no_ray_process(tiny_model, many_images, tmp_path):
+    """Ray fate-shares only its GCS and raylet with the driver: without the watchdog
+    (galaxymorph.reaper) its agents ran on after a kill -9."""
+    out = tmp_path / "preds.csv"
+    # --tta: 8x the work, so the run is still going when the workers are up.
+    cmd = cli("predict", "--engine", "ray", "--tta", "--model", str(tiny_model), "--out", str(out),
+              "--batch-size", "2", "--workers", "1", str(many_images))
+    seen: dict[int, int] = {}
+    try:
+        with started(cmd, child_env(tmp_path) | {"RAY_ADDRESS": ""}) as proc:
+            def workers_up() -> bool:
+                seen.update(_descendants(proc.pid))
+                return bool(_ray_workers(seen))
+
+            wait_for(workers_up, 240, "Ray's workers", proc)
+            seen.update(_descendants(proc.pid))
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+            wait_for(lambda: not _alive(seen), 60, "Ray's processes to exit")
+    finally:
+        for pid in _alive(seen):  # a failing test leaves nothing running either
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    assert _progress(out) < N_PREDICT, "the run finished before the kill: the test proves nothing"

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from galaxymorph.errors import ConfigError
+from galaxymorph.errors import ConfigError, GalaxymorphError
 from galaxymorph.inference.sources import InputPlan, Item
 from galaxymorph.inference.writers import DETECTOR_COLUMNS
 
@@ -51,11 +51,17 @@ def start_ray(workers: int | None = None) -> bool:
     if ray.is_initialized():
         return False
     logging.getLogger("ray").setLevel(logging.WARNING)
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init(log_to_driver=False)
-    else:
-        ray.init(num_cpus=max(2, workers or 0, os.cpu_count() or 1), include_dashboard=False,
-                 log_to_driver=False, configure_logging=False)
+    try:
+        if os.environ.get("RAY_ADDRESS"):
+            ray.init(log_to_driver=False)
+        else:
+            ray.init(num_cpus=max(2, workers or 0, os.cpu_count() or 1), include_dashboard=False,
+                     log_to_driver=False, configure_logging=False)
+    except Exception as exc:  # Ray raises bare Exception/ConnectionError for a failed start
+        where = os.environ.get("RAY_ADDRESS") or "a local Ray"
+        raise GalaxymorphError(f"could not start or reach {where} ({type(exc).__name__}: "
+                               f"{str(exc).splitlines()[0] if str(exc) else exc})",
+                               hint="check the cluster (ray status), or use --engine local") from exc
     return True
 
 
@@ -67,8 +73,17 @@ def run_ray(plan: InputPlan, clf, model: str | Path, writer, summary, *, skip: s
     ray = _import_ray()
     from galaxymorph.inference.batches import classifier_view, counted_progress, make_rows
 
-    started = start_ray(workers)
+    watchdog = None
+    local = not ray.is_initialized() and not os.environ.get("RAY_ADDRESS")
+    if local:
+        # A local Ray, started here: Ray fate-shares its GCS and raylet with this process, not
+        # the agents and workers they start, which after a kill -9 ran on for good. The
+        # watchdog (started first, so a kill during Ray's start is covered) kills them then.
+        from galaxymorph.reaper import watch
+
+        watchdog = watch()
     try:
+        start_ray(workers)
         logging.getLogger("ray.data").setLevel(logging.ERROR)
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False  # the driver shows our own bar with images/s
@@ -115,8 +130,11 @@ def run_ray(plan: InputPlan, clf, model: str | Path, writer, summary, *, skip: s
                 summary.n_images += len(keys)
                 advance(len(keys))
     finally:
-        if started:
+        if local:  # started here (or half-started, when ray.init failed): stopped here
             ray.shutdown()
+        if watchdog is not None:
+            watchdog.terminate()
+            watchdog.wait()
 
 
 def _items(batch: dict[str, np.ndarray]) -> list[Item]:
