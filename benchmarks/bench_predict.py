@@ -56,8 +56,10 @@ _PREDICT = r"""
 import json, resource, sys, time
 t0 = time.perf_counter()
 import galaxymorph
-folder, model, out, bs, engine, tta = sys.argv[1:7]
+folder, model, out, bs, engine, tta, workers = sys.argv[1:8]
 kw = {} if engine == "old" else {"engine": engine}
+if workers != "auto":
+    kw["workers"] = int(workers)
 s = galaxymorph.predict(folder, model=model, out=out, overwrite=True, batch_size=int(bs),
                         progress=False, tta=tta == "1", **kw)
 hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM"))
@@ -74,7 +76,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 from galaxymorph.models.loading import load_classifier
-folder, model, out, bs, engine, tta = sys.argv[1:7]
+folder, model, out, bs, engine, tta, workers = sys.argv[1:8]
 clf = load_classifier(model, engine="torch")
 net, size, crop = clf.net.eval(), clf.preprocessing.image_size, clf.preprocessing.crop
 net.to(memory_format=torch.contiguous_format)  # a plain notebook does not know channels-last
@@ -99,7 +101,7 @@ print(json.dumps({"n": len(files), "errors": 0, "inner_seconds": time.perf_count
 
 
 def run_arm(arm: str, folder: Path, model: str, out: Path, batch: int, tta: bool,
-            old_src: Path | None) -> dict:
+            old_src: Path | None, workers: int | None = None) -> dict:
     code = _NOTEBOOK if arm == "notebook" else _PREDICT
     src = old_src if arm == "old" else REPO / "src"
     if arm == "old" and model == "default":
@@ -109,7 +111,8 @@ def run_arm(arm: str, folder: Path, model: str, out: Path, batch: int, tta: bool
     start = time.perf_counter()
     res0 = os.times()
     done = subprocess.run([sys.executable, "-c", code, str(folder), model, str(out), str(batch),
-                           arm, "1" if tta else "0"], capture_output=True, text=True, env=env, check=False)
+                           arm, "1" if tta else "0", "auto" if workers is None else str(workers)],
+                          capture_output=True, text=True, env=env, check=False)
     res1 = os.times()
     if done.returncode:
         raise SystemExit(f"arm {arm} failed:\n{done.stderr[-3000:]}")
@@ -176,6 +179,8 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder with images/ (GZ1)")
     ap.add_argument("--n", type=int, default=1000, help="images for the throughput comparison")
     ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--workers", type=int, default=None,
+                    help="decoding processes of every predict arm (default: predict's own choice)")
     ap.add_argument("--old-ref", default="c524095",
                     help="git commit of the old predict (default: main just before the engines "
                          "landed; '' to skip)")
@@ -201,7 +206,8 @@ def main() -> None:
 
     pre = load_classifier(args.model, engine="torch").preprocessing
     print(f"model {args.model} ({pre.image_size} px, {pre.framing} framing), {os.cpu_count()} CPU "
-          f"cores, batch {args.batch_size}, {args.n} GZ1 JPEGs; load average before: "
+          f"cores, batch {args.batch_size}, workers {args.workers or 'auto'}, {args.n} GZ1 JPEGs; "
+          f"load average before: "
           f"{os.getloadavg()[0]:.1f}")
 
     # Export the ONNX graph once first: the timed runs measure the steady state, and the
@@ -216,7 +222,7 @@ def main() -> None:
     for arm, tta in plan:
         name = f"{arm}{' --tta' if tta else ''}"
         results[name] = run_arm(arm, folder, args.model, root / f"{name.replace(' ', '')}.csv",
-                                args.batch_size, tta, old_src)
+                                args.batch_size, tta, old_src, args.workers)
         r = results[name]
         print(f"  {name:14s} {r['n'] / r['seconds']:7.0f} img/s  ({r['seconds']:.1f} s wall, "
               f"{r['cpu_seconds']:.1f} s CPU, load {os.getloadavg()[0]:.1f})", flush=True)

@@ -213,8 +213,9 @@ def framed_model(model):
 
 
 def _predict(framed_model, inference_catalog, engine, **kw):
+    # device cpu: auto means ONNX Runtime there (on a GPU machine, auto would pick PyTorch)
     return galaxymorph.predict(f"catalog:{inference_catalog}", model=framed_model, engine=engine,
-                               batch_size=8, progress=False, **kw)
+                               batch_size=8, progress=False, device="cpu", **kw)
 
 
 def test_predict_is_the_same_through_every_engine(framed_model, inference_catalog, tmp_home, tmp_path):
@@ -249,7 +250,7 @@ def test_detector_runs_on_the_engine_asked_for(model, inference_catalog, tmp_hom
     for kind in ("torch", "onnx"):
         det = galaxymorph.load_detector(det_dir)
         df = galaxymorph.predict(f"catalog:{inference_catalog}", model=model, engine=kind,
-                                 detector=det, batch_size=8, progress=False)
+                                 detector=det, batch_size=8, progress=False, device="cpu")
         assert det.classifier.engine_name == kind
         out[kind] = df["p_synthetic"].to_numpy(float)
     np.testing.assert_allclose(out["onnx"], out["torch"], atol=1e-4)
@@ -261,7 +262,7 @@ def test_evaluate_is_the_same_through_every_engine(framed_model, inference_catal
     for kind in ("torch", "onnx"):
         out = tmp_path / f"eval_{kind}"
         metrics = galaxymorph.evaluate(model=framed_model, data=f"catalog:{inference_catalog}",
-                                       split="all", tta=True, out=out, engine=kind)
+                                       split="all", tta=True, out=out, engine=kind, device="cpu")
         results[kind] = (metrics, pd.read_csv(out / "predictions.csv"))
     (m_t, p_t), (m_o, p_o) = results["torch"], results["onnx"]
     assert list(p_o.columns) == list(p_t.columns) and m_o["n"] == m_t["n"] > 0

@@ -26,12 +26,12 @@ def test_resolve_device_checks_names(monkeypatch):
     assert resolve_device("auto") == torch.device("cuda")
 
 
-@pytest.mark.parametrize("cores, train, decode, cache", [(1, 0, 1, 1), (2, 0, 1, 2), (8, 4, 4, 4),
-                                                         (32, 4, 8, 4)])
-def test_default_workers_by_role(monkeypatch, cores, train, decode, cache):
+@pytest.mark.parametrize("cores, train, decode, predict, cache",
+                         [(1, 0, 1, 1, 1), (2, 0, 1, 2, 2), (8, 4, 4, 4, 4), (32, 4, 8, 8, 4)])
+def test_default_workers_by_role(monkeypatch, cores, train, decode, predict, cache):
     monkeypatch.setattr(runtime.os, "cpu_count", lambda: cores)
-    assert (default_workers("train"), default_workers("decode"), default_workers("cache")) == \
-        (train, decode, cache)
+    assert (default_workers("train"), default_workers("decode"), default_workers("predict"),
+            default_workers("cache")) == (train, decode, predict, cache)
     # A small job is not worth starting processes for.
     assert default_workers("decode", n_items=runtime.SMALL_JOB) == 0
     assert default_workers("cache", n_items=runtime.SMALL_JOB + 1) == cache

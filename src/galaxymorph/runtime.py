@@ -14,7 +14,7 @@ from galaxymorph.errors import ConfigError
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-WorkerRole = Literal["train", "decode", "cache"]
+WorkerRole = Literal["train", "decode", "predict", "cache"]
 
 SMALL_JOB = 256  # images; below this, starting worker processes costs more than it saves
 
@@ -49,8 +49,13 @@ def default_workers(role: WorkerRole, n_items: int | None = None) -> int:
 
     ``train``: a loader feeding the training step from already decoded arrays; loading is
     cheap, so on a 2-core machine a worker would only steal compute from the step.
-    ``decode``: processes decoding images while the main process runs a network (prediction,
-    FID features); leave most cores to the network but keep at least one decoder.
+    ``decode``: processes decoding images while the main process runs a network (FID
+    features); leave most cores to the network but keep at least one decoder.
+    ``predict``: decoding beside ``galaxymorph predict``'s inference engine, which on a CPU is
+    the lighter half: the built-in model's automatic framing costs ~7 CPU-ms per image to
+    decode, its ONNX Runtime forward ~2 ms. So a small machine decodes on every core (2 cores,
+    ``bench_predict.py --n 768 --arms onnx --workers 1|2``: 72-76 vs 96-98 img/s); beyond 2
+    cores as ``decode`` (not measured there).
     ``cache``: decoding a dataset into the cache, with nothing else running: up to 4 cores.
     ``n_items``: the job's size in images; a small job runs in the main process.
     """
@@ -61,6 +66,8 @@ def default_workers(role: WorkerRole, n_items: int | None = None) -> int:
         return 0 if n <= 2 else min(4, n // 2)
     if role == "decode":
         return 1 if n <= 2 else min(8, n // 2)
+    if role == "predict":
+        return n if n <= 2 else min(8, n // 2)
     if role == "cache":
         return min(4, n)
     raise ValueError(f"unknown worker role {role!r}")

@@ -206,11 +206,12 @@ def predict(inputs: str | Path | Iterable[str | Path], model: str | Path = "defa
 def _run_local(plan: InputPlan, clf, det, writer: Writer, summary: PredictSummary, *,
                skip: set[str], tta: bool | None, batch_size: int, workers: int | None,
                progress: bool, threads: int | None, known: SourceColumns) -> None:
-    n_workers = default_workers("decode") if workers is None else workers
+    n_workers = default_workers("predict") if workers is None else workers
     if not threads and clf.device.type == "cpu":
-        # The decoders run beside the network but are light (a JPEG cutout decodes and crops
-        # in ~1 ms, the forward pass takes several): each costs the network about half a core.
-        # Measured on 2 cores, 1 decoder: 2 network threads 230-300 img/s, 1 thread 160-220.
+        # Each decoder costs the network about half a core (they run at lower priority). With
+        # eager PyTorch and 1 decoder on 2 cores, 2 network threads were faster than 1; with the
+        # ONNX engine and 2 decoders, 1 thread beat 2 in an informal check (decoding, not the
+        # network, is the larger cost now).
         threads = max(1, (os.cpu_count() or 1) - n_workers // 2)
     previous = torch.get_num_threads()
     if threads:
