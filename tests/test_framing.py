@@ -111,3 +111,22 @@ def test_auto_framing_travels_from_training_to_predict_and_crop_overrides_it(
     assert not np.allclose(auto_rows[prob].to_numpy(float), crop_rows[prob].to_numpy(float))
     with pytest.raises(ConfigError, match="crop"):
         clf.with_crop(0.0)
+
+
+@pytest.mark.parametrize("shape, dtype", [((423, 423, 3), np.uint8), ((600, 401, 3), np.uint8),
+                                          ((4000, 3000, 3), np.uint8), ((90, 70), np.uint8),
+                                          ((300, 260, 3), np.float32)])
+def test_work_copy_is_the_block_mean_of_the_grey_image(shape, dtype):
+    """The fast strided sums give what the plain mean over channels and blocks gives."""
+    from galaxymorph.data.framing import _WORK_SIDE, _work_copy
+
+    rng = np.random.default_rng(0)
+    image = (rng.integers(0, 256, shape).astype(dtype) if dtype == np.uint8
+             else rng.random(shape).astype(dtype) * 255)
+    got, f = _work_copy(image)
+    grey = image.astype(np.float64).mean(axis=-1) if image.ndim == 3 else image.astype(np.float64)
+    h, w = grey.shape
+    assert f == max(1, min(h, w) // _WORK_SIDE)
+    want = grey[: h // f * f, : w // f * f].reshape(h // f, f, w // f, f).mean(axis=(1, 3))
+    assert got.dtype == np.float32 and got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-3)

@@ -27,13 +27,25 @@ _NSIGMA = 3.0
 
 
 def _work_copy(image: np.ndarray) -> tuple[np.ndarray, int]:
-    """Grey, block-averaged copy of an (H, W, 3) image and its integer reduction factor."""
-    grey = image.astype(np.float32).mean(axis=-1) if image.ndim == 3 else image.astype(np.float32)
-    h, w = grey.shape
+    """Grey, block-averaged copy of an (H, W, 3) image and its integer reduction factor.
+
+    Written as sums of strided slices: numpy's ``mean`` over an axis of 3 (the channels, or a
+    block of 3 pixels) was two thirds of the framing's cost on every decoded image.
+    """
+    h, w = image.shape[:2]
     f = max(1, min(h, w) // _WORK_SIDE)
-    if f > 1:
-        grey = grey[: h // f * f, : w // f * f].reshape(h // f, f, w // f, f).mean(axis=(1, 3))
-    return grey, f
+    h, w = h // f * f, w // f * f
+    planes = [image[..., c] for c in range(image.shape[2])] if image.ndim == 3 else [image]
+    n = len(planes) * f * f
+    # 8-bit pixels add up exactly in integers (and faster than in floats).
+    dtype = (np.float32 if image.dtype != np.uint8 else
+             np.uint16 if 255 * n <= np.iinfo(np.uint16).max else np.uint32)
+    acc = np.zeros((h // f, w // f), dtype=dtype)
+    for plane in planes:
+        for dy in range(f):
+            for dx in range(f):
+                acc += plane[dy:h:f, dx:w:f]
+    return acc.astype(np.float32) * np.float32(1.0 / n), f
 
 
 def _sky(grey: np.ndarray) -> tuple[float, float]:
