@@ -118,3 +118,23 @@ def test_cache_list_clear_and_stale_parts(tmp_path, capsys):
     assert info.value.code == 2
     main(["cache", "clear", "--dir", str(root)])
     assert list_caches(root) == []
+
+
+def test_cache_lists_and_clears_the_shared_engine_graphs(tmp_home, capsys):
+    """The built-in model's ONNX graphs live in the shared cache: `cache list` shows them and
+    `cache clear --engines` removes them (and nothing else there)."""
+    from galaxymorph.cli.main import main
+    from galaxymorph.models.engine import shared_cache_dir, shared_graphs
+
+    folder = shared_cache_dir()
+    folder.mkdir(parents=True)
+    for name in ("engine-abc.onnx", "engine-abc.json"):
+        (folder / name).write_bytes(b"x" * 1000)
+    other = folder / "notes.txt"
+    other.write_text("not ours")
+    assert [p.name for p in shared_graphs()] == ["engine-abc.json", "engine-abc.onnx"]
+    main(["cache", "list"])
+    assert "1 ONNX engine graphs" in capsys.readouterr().out
+    main(["cache", "clear", "--engines"])
+    assert "removed 1 engine graphs" in capsys.readouterr().out
+    assert shared_graphs() == [] and other.exists()

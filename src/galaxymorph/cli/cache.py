@@ -1,4 +1,4 @@
-"""``galaxymorph cache list|clear``: see and prune the decode cache."""
+"""``galaxymorph cache list|clear``: see and prune the decode cache and the shared ONNX graphs."""
 
 from __future__ import annotations
 
@@ -31,7 +31,13 @@ def list_cmd(folder: Path = typer.Option(None, "--dir", help=DIR_HELP)) -> None:
     from rich.table import Table
 
     from galaxymorph.data.cache import decoded_root, list_caches
+    from galaxymorph.models.engine import shared_cache_dir, shared_graphs
 
+    graphs = shared_graphs()
+    if graphs:
+        console.print(f"{sum(p.suffix == '.onnx' for p in graphs)} ONNX engine graphs, "
+                      f"{_size(sum(p.stat().st_size for p in graphs))} in {shared_cache_dir()} "
+                      "(`cache clear --engines` removes them)")
     root = folder or decoded_root()
     entries = list_caches(root)
     if not entries:
@@ -55,11 +61,23 @@ def clear_cmd(
     keys: list[str] = typer.Argument(None, help="Keys to delete (see `cache list`); default: all."),
     older_than: float = typer.Option(None, "--older-than", help="Only caches unused for this many days."),
     folder: Path = typer.Option(None, "--dir", help=DIR_HELP),
+    engines: bool = typer.Option(False, "--engines",
+                                 help="Remove the shared ONNX engine graphs instead (re-exported on first use)."),
 ) -> None:
     """Delete decode caches (rebuilt when next needed) and part files left by killed builds."""
     from galaxymorph.data.cache import clear_caches, decoded_root, list_caches
     from galaxymorph.errors import ConfigError
 
+    if engines:
+        from galaxymorph.models.engine import shared_cache_dir, shared_graphs
+
+        graphs = shared_graphs()
+        size = sum(p.stat().st_size for p in graphs)
+        for p in graphs:
+            p.unlink(missing_ok=True)
+        console.print(f"removed {sum(p.suffix == '.onnx' for p in graphs)} engine graphs "
+                      f"({_size(size)}) from {shared_cache_dir()}")
+        return
     root = folder or decoded_root()
     if keys:
         unknown = sorted(set(keys) - {e.key for e in list_caches(root)})

@@ -57,6 +57,15 @@ def shared_cache_dir() -> Path:
     return cache_dir() / "engines"
 
 
+def shared_graphs(folder: Path | None = None) -> list[Path]:
+    """The cached ONNX graphs (and their sidecars) in the shared engine cache: exported again
+    on first use when removed."""
+    root = folder or shared_cache_dir()
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.glob(f"{CACHE_PREFIX}*") if p.suffix in (".onnx", ".json"))
+
+
 class Engine:
     """Runs one network; subclasses implement :meth:`forward`."""
 
