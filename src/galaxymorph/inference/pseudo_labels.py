@@ -46,7 +46,10 @@ def pseudo_label(inputs: Any, out: str | Path, model: str | Path = "default",
     if read.empty:
         raise DataError("no readable image among the inputs: nothing to pseudo-label",
                         ", ".join(map(str, inputs)) if isinstance(inputs, list) else inputs)
-    class_names = [c[len(prob_column("")):] for c in frame.columns
+    # The model's probability columns come before "error"; a catalog's own columns after it
+    # (predict keeps the source's metadata) may be named anything, "prob_..." included.
+    columns = list(frame.columns)
+    class_names = [c[len(prob_column("")):] for c in columns[:columns.index("error")]
                    if c.startswith(prob_column(""))]
     keep = read[read["probability"] >= min_confidence]
     if max_per_class is not None:
