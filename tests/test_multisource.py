@@ -58,6 +58,25 @@ def test_ids_do_not_depend_on_the_other_sources(sources, tmp_path):
     assert all(k.startswith("pseudo/") for k in three[len(two):])
 
 
+def test_ids_of_images_outside_the_catalogs_folder_do_not_name_the_machine(tmp_path):
+    """A catalog naming images elsewhere (a pseudo-label list beside the code, images in the
+    data folder) gets ids relative to its own folder: the same tree moved to another place,
+    as on another machine, keeps every id, so its split.json still holds."""
+    import shutil
+
+    imgs = write_synthetic_catalog(tmp_path / "one" / "data" / "imgs", {"Spiral": 3}, size=24, seed=5)
+    code = tmp_path / "one" / "code"
+    code.mkdir()
+    rows = imgs.read_text().splitlines()
+    out = [rows[0]] + [f"../data/imgs/images/{r.split(',', 1)[0].split('/')[-1]},{r.split(',', 1)[1]}"
+                       for r in rows[1:]]
+    (code / "pseudo.csv").write_text("\n".join(out) + "\n")
+    before = open_dataset(f"catalog:{code / 'pseudo.csv'}").ids
+    assert all(k.startswith("../data/imgs/images/") for k in before)
+    shutil.move(tmp_path / "one", tmp_path / "two")
+    assert open_dataset(f"catalog:{tmp_path / 'two' / 'code' / 'pseudo.csv'}").ids == before
+
+
 def test_one_file_in_two_sources_is_refused(sources):
     with pytest.raises(DataError, match="in both"):
         open_dataset([sources["a"], sources["a"]])

@@ -8,6 +8,7 @@ workers each get their own and the 2.7 GB Galaxy10 file is never loaded whole.
 from __future__ import annotations
 
 import abc
+import os
 from pathlib import Path
 
 import numpy as np
@@ -161,9 +162,16 @@ class FileSource(ImageSource):
 
 
 def _rel(path: Path, root: Path) -> str:
+    """The image's id: its path relative to the source's folder, with ``..`` for a catalog that
+    names images elsewhere, so that a ``split.json`` made on one machine holds on another with
+    the same layout (an absolute path would tie it to the first machine's folders)."""
     try:
         return path.relative_to(root).as_posix()
     except ValueError:
+        pass
+    try:
+        return Path(os.path.relpath(path, root)).as_posix()
+    except ValueError:  # another drive (Windows): no relative path exists
         return path.as_posix()
 
 
