@@ -1,6 +1,8 @@
 """Training throughput: the real pipeline (files on disk -> decode cache -> augmenting loader ->
 optimizer step) against the same model on pre-loaded tensors (target ratio >= 0.8), and the
-new channels-last layout beside the old contiguous one, in one run (target >= 1.8x).
+new channels-last layout beside the old contiguous one, in one run (target >= 1.8x), and two
+candidates on top of channels-last (bf16 autocast, fused AdamW; ``--compile``: torch.compile),
+kept only if they pay.
 
     .venv/bin/python benchmarks/bench_training.py --data ../shared/data/gz1 --label-map gz1-4 \
         --model cnn4-wide --image-size 64 --crop 0.5 --steps 60
@@ -23,13 +25,14 @@ import time
 import torch
 
 
-def _steps(module, batches, n_steps: int) -> tuple[int, float]:
-    opt = torch.optim.AdamW(module.parameters(), lr=1e-3)
+def _steps(module, batches, n_steps: int, bf16: bool = False, fused: bool = False) -> tuple[int, float]:
+    opt = torch.optim.AdamW(module.parameters(), lr=1e-3, **({"fused": True} if fused else {}))
     seen, start = 0, None
     for i, (x, y) in enumerate(batches):
         if i == 2:  # skip warm-up steps (allocator, oneDNN primitive creation)
             start, seen = time.perf_counter(), 0
-        loss = module._loss(module(x), y)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = module._loss(module(x), y)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -51,6 +54,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--survey-augment", action="store_true")
     ap.add_argument("--framing", default="fixed", choices=["fixed", "auto"])
+    ap.add_argument("--compile", action="store_true",
+                    help="Also time torch.compile (inductor) on top of channels-last (about a minute to compile).")
     ap.add_argument("--augment-only", action="store_true", help="Only time the augmentations.")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -87,6 +92,14 @@ def main() -> None:
                 module = ClassifierModule(build_network(args.model, k), k, channels_last=cl).train()
                 seen, secs = _steps(module, dm.train_dataloader(), args.steps)
                 rates[("pipeline", cl)] = rates.get(("pipeline", cl), 0) + seen / secs / 2
+            # Candidates on top of channels-last, bare steps: bf16 autocast, fused AdamW.
+            arms = [("bf16", {"bf16": True}), ("fused", {"fused": True})]
+            for arm, kw in arms + ([("compile", {})] if args.compile else []):
+                module = ClassifierModule(build_network(args.model, k), k).train()
+                if arm == "compile":  # inductor's warm-up (compiling) is left out of the rate
+                    module.net = torch.compile(module.net)
+                seen, secs = _steps(module, iter(lambda: (x, y), None), args.steps, **kw)
+                rates[("bare", arm)] = rates.get(("bare", arm), 0) + seen / secs / 2
 
     print(f"model {args.model} @ {args.image_size}px, batch {args.batch_size}, {args.threads} threads, "
           f"{n_train} training images; load average {os.getloadavg()[0]:.1f}")
@@ -100,6 +113,10 @@ def main() -> None:
         print(f"  first epoch incl. decoding  : {epoch_pipeline:8.1f} img/s   ratio {epoch_pipeline / bare:.2f}")
     for kind in ("bare", "pipeline"):
         print(f"new / old, {kind:8s}: {rates[(kind, True)] / rates[(kind, False)]:.2f}x (target >= 1.8)")
+    for arm, name in (("bf16", "bf16 autocast"), ("fused", "fused AdamW"),
+                      *((("compile", "torch.compile"),) if args.compile else ())):
+        print(f"channels-last + {name:13s}: {rates[('bare', arm)]:8.1f} img/s pre-loaded, "
+              f"{rates[('bare', arm)] / rates[('bare', True)]:.2f}x channels-last alone")
     _augment_rates(args.image_size)
 
 
