@@ -28,6 +28,9 @@ def main() -> None:
                     help="default: the model card's")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--boot", type=int, default=2000)
+    ap.add_argument("--frame-sides", action="store_true",
+                    help="Only print the frame side (pixels) automatic framing cuts from each image, "
+                         "against the network's input: what draft JPEG decoding at 1/2 would leave")
     args = ap.parse_args()
     import torch
     from sklearn.metrics import f1_score
@@ -43,6 +46,9 @@ def main() -> None:
     ds = open_dataset(args.data, label_map)
     if ds.class_names != clf.class_names:
         raise SystemExit(f"classes {ds.class_names} differ from the model's {clf.class_names}")
+    if args.frame_sides:
+        _frame_sides(ds, clf)
+        return
     preds = {z: [] for z in zooms}
     for i in range(len(ds)):
         image = ds.read(i)
@@ -76,6 +82,27 @@ def main() -> None:
             line += (f"  change {diff.mean():+.3f} {interval(diff[boot].mean(1))}  "
                      f"same prediction {np.mean(p == base):.3f}")
         print(line)
+
+
+def _frame_sides(ds, clf) -> None:
+    """Percentiles of the frame side automatic framing cuts, in the image's own pixels, and the
+    share of images whose frame at half scale (draft JPEG decoding) would still hold the
+    network's input size without upsampling."""
+    from galaxymorph.data.framing import auto_crop_side
+
+    pre = clf.preprocessing
+    sides, full = [], []
+    for i in range(len(ds)):
+        image = ds.read(i)
+        sides.append(auto_crop_side(image, pre.frame_radii, pre.crop))
+        full.append(min(image.shape[:2]))
+    sides_a = np.asarray(sides, dtype=float)
+    q = np.percentile(sides_a, [5, 25, 50, 75, 95])
+    print(f"{len(sides_a)} images of {ds.spec if hasattr(ds, 'spec') else 'the data'} "
+          f"(image side median {int(np.median(full))} px), frame {pre.frame_radii} x 2 radii, "
+          f"network input {pre.image_size} px")
+    print("frame side px, 5/25/50/75/95%: " + " / ".join(f"{v:.0f}" for v in q))
+    print(f"frames that keep >= {pre.image_size} px at half scale: {np.mean(sides_a / 2 >= pre.image_size):.3f}")
 
 
 if __name__ == "__main__":
