@@ -164,8 +164,10 @@ def test_threshold_is_set_on_real_images_only(trained):
     rng = np.random.default_rng(0)
     p_real = rng.uniform(0, 0.4, 200)
     t = threshold_at_false_alarm(p_real, 0.05)
-    assert (p_real >= t).sum() == 10  # at most 5% of the real images flagged...
-    assert (p_real >= np.sort(p_real)[-11]).sum() == 11  # ...and the lowest such threshold
+    # Flagging k of n real images flags a new one with probability (k + 1) / (n + 1): 9 of 200
+    # gives 10/201 <= 5% (10 of them would give 5.5%), and it is the lowest such threshold.
+    assert (p_real >= t).sum() == 9
+    assert (p_real >= np.sort(p_real)[-10]).sum() == 10
     assert threshold_at_false_alarm(p_real, 0.0) > p_real.max()
     # The trained detector's threshold: from its real validation images, at its target rate.
     from galaxymorph.detection import load_detector
@@ -179,9 +181,37 @@ def test_threshold_is_set_on_real_images_only(trained):
     det = load_detector(run)
     p, _ = det.score_prepared_files([run / "data" / f for f in real_val["filename"]])
     assert info["threshold_rule"]["n_real"] == len(real_val)
+    # The toy's few real validation images cannot promise 1%: the card says what it will be.
+    n = len(real_val)
+    assert info["threshold_rule"]["expected_false_alarm"] == pytest.approx(1 / (n + 1))
+    assert info["threshold_rule"]["real_needed"] == 99
     assert det.threshold == pytest.approx(threshold_at_false_alarm(p, 0.01))
     m = json.loads((run / "detector_metrics.json").read_text())
     assert m["threshold"] == pytest.approx(det.threshold)
+
+
+def test_threshold_keeps_its_false_alarm_rate_on_new_real_images():
+    """Set on n real images, the threshold flags at most the target share of *new* real ones
+    (the old rule, flagging floor(rate * n) of them, gave 5.9% for 5% at n = 50)."""
+    from galaxymorph.detection.scoring import expected_false_alarm, false_alarm_rank
+
+    rng = np.random.default_rng(1)
+    flagged = []
+    for _ in range(4000):
+        t = threshold_at_false_alarm(rng.uniform(size=50), 0.05)
+        flagged.append((rng.uniform(size=20) >= t).mean())
+    assert np.mean(flagged) <= 0.05
+    assert np.mean(flagged) == pytest.approx(expected_false_alarm(50, 0.05), abs=0.005)
+    assert false_alarm_rank(30, 0.01) == 0 and expected_false_alarm(30, 0.01) == pytest.approx(1 / 31)
+    assert false_alarm_rank(199, 0.01) == 1
+
+
+def test_detector_train_warns_when_real_images_are_too_few(trained, capsys):
+    from galaxymorph.cli.detector import _warn_few_real
+
+    _warn_few_real(trained.run_dir)
+    out = capsys.readouterr().out
+    assert "warning" in out and "99 real images" in out
 
 
 def test_several_fake_sources_balanced_and_kept_apart(tmp_path, toy):

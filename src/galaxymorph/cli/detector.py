@@ -98,8 +98,24 @@ def train_cmd(
                          false_alarm=false_alarm, view=view, backbone=backbone, resume=resume,
                          **options)
     _print_metrics(run.metrics, f"held-out test fold of {run.run_dir}")
+    _warn_few_real(run.run_dir)
     console.print(f"run folder: [bold]{run.run_dir}[/] (detector_metrics.json, curves.png, "
                   "batch_accuracy.png, model.safetensors)")
+
+
+def _warn_few_real(run_dir: Path) -> None:
+    """Too few real validation images for the false-alarm target: say so, with what would do."""
+    from galaxymorph.detection.detector import read_detector_info
+
+    rule = read_detector_info(run_dir).get("threshold_rule")
+    rule = rule if isinstance(rule, dict) else {}
+    target, expected = rule.get("false_alarm_target"), rule.get("expected_false_alarm")
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (target, expected))
+    if numbers and expected > target + 1e-12:
+        console.print(f"[yellow]warning:[/] the threshold was set on {rule.get('n_real')} real "
+                      f"validation images: on new real images it will flag about {expected:.1%} "
+                      f"(target {target:.1%}); at least {rule.get('real_needed')} real images in the "
+                      "validation fold reach the target (give more --real images)")
 
 
 @detector_app.command("evaluate")

@@ -16,6 +16,7 @@ RUN_DIR/
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,7 +37,12 @@ from galaxymorph.detection.assembly import (
 from galaxymorph.detection.augment import Degradation
 from galaxymorph.detection.detector import DETECTOR_FILE, Detector, read_detector_info
 from galaxymorph.detection.generators import choose_families, family_specs
-from galaxymorph.detection.scoring import detector_metrics, plot_roc, threshold_at_false_alarm
+from galaxymorph.detection.scoring import (
+    detector_metrics,
+    expected_false_alarm,
+    plot_roc,
+    threshold_at_false_alarm,
+)
 from galaxymorph.detection.typicality import TYPICALITY_FILE, Typicality
 from galaxymorph.errors import ConfigError, DataError, ImageReadError
 from galaxymorph.io_utils import read_json_object, write_json
@@ -234,6 +240,10 @@ def _calibrate(run_dir: Path, info: dict[str, Any], df: pd.DataFrame, folder: Pa
     far = info.get("settings", {}).get("false_alarm", 0.01)
     rule = {"false_alarm_target": far, "on": "real images of the validation fold",
             "n_real": len(p_val)} if far is not None else {"fixed": 0.5}
+    if far is not None:
+        # With few real images no threshold can promise a low rate: say what it will be.
+        rule["expected_false_alarm"] = expected_false_alarm(len(p_val), float(far))
+        rule["real_needed"] = math.ceil(1 / far - 1 - 1e-9) if far > 0 else None
     info = {**info, "threshold": 0.5 if far is None else threshold_at_false_alarm(p_val, float(far)),
             "threshold_rule": rule, "typicality": TYPICALITY_FILE}
     Typicality.fit(f_train, f_val).save(run_dir / TYPICALITY_FILE)

@@ -28,14 +28,28 @@ def synthetic_column(clf) -> int:
     return names.index("synthetic")
 
 
+def false_alarm_rank(n: int, false_alarm: float) -> int:
+    """How many of ``n`` real validation images the threshold may flag so that a *new* real
+    image is flagged with probability at most ``false_alarm``: a new image's score is equally
+    likely to fall in any of the n + 1 gaps between them (split-conformal), so flagging k of
+    them gives (k + 1) / (n + 1). 0 when ``n`` is too small for the rate; the expected rate is
+    then 1 / (n + 1), above the target (:func:`expected_false_alarm` says so)."""
+    return max(0, int(np.floor(false_alarm * (n + 1) + 1e-9)) - 1)
+
+
+def expected_false_alarm(n: int, false_alarm: float) -> float:
+    """The false-alarm rate on new real images of the threshold set on ``n`` real images."""
+    return (false_alarm_rank(n, false_alarm) + 1) / (n + 1)
+
+
 def threshold_at_false_alarm(p_real: np.ndarray, false_alarm: float) -> float:
-    """The lowest p(synthetic) threshold that flags at most ``false_alarm`` of these *real*
-    images (``p >= threshold`` reads synthetic). Generated images play no part: a threshold
-    set on them would move with every new generator."""
+    """The lowest p(synthetic) threshold whose false-alarm rate on *new* real images is at most
+    ``false_alarm`` (:func:`false_alarm_rank`; ``p >= threshold`` reads synthetic). Generated
+    images play no part: a threshold set on them would move with every new generator."""
     s = np.sort(np.asarray(p_real, dtype=np.float64))[::-1]
     if not len(s):
         raise ValueError("no real images to set the threshold on")
-    k = int(np.floor(false_alarm * len(s)))  # false alarms allowed
+    k = false_alarm_rank(len(s), false_alarm)  # false alarms allowed among these images
     if k >= len(s):
         return float(s[-1])
     return float(min(np.nextafter(s[k], np.inf), 1.0))
