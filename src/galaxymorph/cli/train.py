@@ -26,6 +26,10 @@ def train_cmd(
     weak_data: list[str] = typer.Option(None, "--weak-data",
                                         help="A source with weak labels: training fold only, never "
                                              "validated or tested on; repeatable."),
+    noisy_labels: list[str] = typer.Option(None, "--noisy-labels",
+                                           help="A --data/--weak-data source (same spec) whose labels "
+                                                "follow another convention or are noisy: it gets a "
+                                                "learned class-transition matrix; repeatable."),
     out: Path = typer.Option(..., "--out", help="Run folder to create (or resume)."),
     label_map: str = typer.Option(None, "--label-map", help="Built-in name (gz1-4) or YAML/JSON file."),
     model: str = typer.Option(None, "--model", help="Registry name (see `galaxymorph models`)."),
@@ -89,8 +93,8 @@ def train_cmd(
 
     extra = survey_augment_overrides() if survey_augment else {}
     result = train(out=out, config_file=config, resume=resume, data=data or None,
-                   weak_data=weak_data or None, label_map=label_map,
-                   model=model, pretrained=pretrained, transfer=transfer, weights_path=weights_path,
+                   weak_data=weak_data or None, noisy_label_sources=noisy_labels or None,
+                   label_map=label_map, model=model, pretrained=pretrained, transfer=transfer, weights_path=weights_path,
                    init_from=init_from,
                    epochs=epochs, image_size=image_size, crop=crop, framing=framing,
                    frame_radii=frame_radii, batch_size=batch_size, lr=lr,

@@ -222,7 +222,10 @@ class TrainAugment:
         k = int(torch.randint(self.n_sym, (), generator=self.generator).item())
         x = dihedral(x, k)
         if is_mirror(k):
-            label = self.table[label]
+            # A label may carry a multiple of C on top (its source's label-noise group, see
+            # training.datamodule.encode_noise_group): swap the class, keep the rest.
+            c = len(self.table)
+            label = self.table[label % c] + label - label % c
         if self.zoom or self.shift:
             # Same law as v2.RandomAffine(translate=(shift, shift), scale=(1-zoom, 1+zoom)).
             h, w = x.shape[-2:]

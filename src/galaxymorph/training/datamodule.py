@@ -236,12 +236,29 @@ class GalaxyDataModule(L.LightningDataModule):
             aug = TrainAugment(self.dataset.num_classes, self.dataset.chiral_pairs,
                                self.config.chirality, zoom=self.config.zoom, shift=self.config.shift,
                                survey=self.config.survey_augment)
-        real = ImageTensorDataset(folds.decoded.images, self.dataset.labels, folds.positions[fold], aug)
+        labels = self.dataset.labels
+        if fold == "train" and self.noisy:
+            labels = encode_noise_group(labels, self.noise_group_of_images(), self.dataset.num_classes)
+        real = ImageTensorDataset(folds.decoded.images, labels, folds.positions[fold], aug)
         if fold != "train" or not folds.synthetic:
             return real
         parts = [real] + [ImageTensorDataset(d.images, labels, pos, aug)
                           for d, labels, pos in folds.synthetic]
         return ConcatDataset(parts)
+
+    @property
+    def noisy(self) -> bool:
+        """Does any source's label go through a transition matrix (``noisy_label_sources``)?"""
+        return bool(self.config.noisy_label_sources)
+
+    def noise_group_of_images(self) -> np.ndarray:
+        """Per image of the dataset: 0 (clean labels) or its source's transition matrix, 1-based."""
+        groups = np.asarray(self.config.noise_groups(), dtype=np.int64)
+        if len(groups) != len(self.dataset.parts):
+            raise DataError(f"{len(groups)} sources configured but the data has {len(self.dataset.parts)}",
+                            self.config.data_label)
+        origin = self.dataset.origin if self.dataset.origin is not None else np.zeros(len(self.dataset), int)
+        return groups[origin]
 
     def _loader(self, fold: str, train: bool) -> DataLoader:
         cfg = self.config
@@ -285,3 +302,14 @@ class GalaxyDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", train=False)
+
+
+def encode_noise_group(labels: np.ndarray, groups: np.ndarray, num_classes: int) -> np.ndarray:
+    """Training labels that carry their source's transition matrix: ``label + C * group``, so
+    batches stay (images, labels); :func:`decode_noise_group` undoes it in the loss."""
+    return np.asarray(labels, dtype=np.int64) + num_classes * np.asarray(groups, dtype=np.int64)
+
+
+def decode_noise_group(y: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(label, group)`` of encoded training labels (group 0: clean)."""
+    return y % num_classes, torch.div(y, num_classes, rounding_mode="floor")

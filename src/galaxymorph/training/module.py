@@ -19,7 +19,8 @@ class ClassifierModule(L.LightningModule):
                  label_smoothing: float = 0.0, transfer: str = "full",
                  backbone_lr_mult: float = 0.1, scheduler: str = "cosine",
                  warmup_epochs: int = 0, logit_adjustment: torch.Tensor | None = None,
-                 channels_last: bool = True):
+                 channels_last: bool = True, noise_groups: int = 0,
+                 noise_lr_mult: float = 10.0):
         super().__init__()
         # Channels-last: oneDNN's convolutions run about twice as fast on CPU in this layout
         # (benchmarks/bench_training.py); the numbers are the same to float rounding.
@@ -36,6 +37,14 @@ class ClassifierModule(L.LightningModule):
         # learns logits for a balanced prior, instead of taking the training mix as truth.
         self.register_buffer("logit_adjustment", logit_adjustment if logit_adjustment is not None
                              else torch.zeros(num_classes), persistent=False)
+        # One class-transition matrix per noisy-label source (T[g][true, observed] = softmax of
+        # a row), starting near the identity (0.9 on the diagonal): the loss of its images is
+        # that of softmax(logits) @ T, and the network's head is left to the clean sources.
+        # Only runs with noisy sources carry the parameter: other checkpoints keep their keys.
+        self.noise_groups, self.noise_lr_mult = noise_groups, noise_lr_mult
+        diag = math.log(0.9 * (num_classes - 1) / 0.1) if num_classes > 1 else 0.0
+        self.transition_logits = torch.nn.Parameter(
+            torch.eye(num_classes).repeat(noise_groups, 1, 1) * diag) if noise_groups else None
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_f1 = MulticlassF1Score(num_classes, average="macro")
@@ -50,10 +59,33 @@ class ClassifierModule(L.LightningModule):
         return F.cross_entropy(logits + self.logit_adjustment, y, weight=self.class_weights,
                                label_smoothing=self.label_smoothing)
 
+    def transitions(self) -> torch.Tensor:
+        """The learned transition matrices, (groups, C, C), rows summing to 1."""
+        if self.transition_logits is None:
+            return torch.zeros(0, self.num_classes, self.num_classes)
+        return torch.softmax(self.transition_logits, dim=-1)
+
+    def _noisy_loss(self, logits: torch.Tensor, y: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
+        """Clean images: the usual loss; a noisy source's: NLL of softmax(logits) @ T[group]."""
+        clean = F.cross_entropy(logits + self.logit_adjustment, y, weight=self.class_weights,
+                                label_smoothing=self.label_smoothing, reduction="none")
+        p = torch.softmax(logits + self.logit_adjustment, dim=1)
+        t = self.transitions()[(group - 1).clamp(min=0)]  # (B, C, C)
+        observed = torch.bmm(p.unsqueeze(1), t).squeeze(1).clamp_min(1e-8)
+        noisy = F.nll_loss(observed.log(), y, weight=self.class_weights, reduction="none")
+        per_image = torch.where(group > 0, noisy, clean)
+        return per_image.sum() / self.class_weights[y].sum()
+
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         x, y = batch
         logits = self(x)
-        loss = self._loss(logits, y)
+        if self.noise_groups:
+            from galaxymorph.training.datamodule import decode_noise_group
+
+            y, group = decode_noise_group(y, self.num_classes)
+            loss = self._noisy_loss(logits, y, group)
+        else:
+            loss = self._loss(logits, y)
         # Batch accuracy on the progress bar (the seed logged it per batch), epoch mean in logs.
         batch_acc = (logits.argmax(1) == y).float().mean()
         self.log("batch_acc", batch_acc, on_step=True, on_epoch=False, prog_bar=True)
@@ -95,6 +127,9 @@ class ClassifierModule(L.LightningModule):
         # An ensemble (fine-tuned as a whole) gets each member's groups under the same policy.
         groups = [g for member in members_of(self.net)
                   for g in param_groups(member.backbone, self.transfer, self.lr, self.backbone_lr_mult)]
+        if self.noise_groups:
+            groups.append({"params": [self.transition_logits], "lr": self.lr * self.noise_lr_mult,
+                           "weight_decay": 0.0})
         opt = torch.optim.AdamW(groups, lr=self.lr, weight_decay=self.weight_decay)
         if self.scheduler_name == "none":
             return opt

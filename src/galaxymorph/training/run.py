@@ -117,7 +117,9 @@ def train(config: TrainConfig | None = None, out: str | Path = "runs/run", *,
                               backbone_lr_mult=cfg.backbone_lr_mult if transferred else 1.0, scheduler=cfg.scheduler,
                               warmup_epochs=cfg.warmup_epochs,
                               logit_adjustment=folds.logit_adjustment(cfg.logit_tau)
-                              if cfg.imbalance == "logit-adjusted" else None)
+                              if cfg.imbalance == "logit-adjusted" else None,
+                              noise_groups=len(cfg.noisy_label_sources),
+                              noise_lr_mult=cfg.noise_lr_mult)
 
     mode = MONITORS[cfg.monitor]
     # Lightning's save_last only writes when `best` improved; the resume point must be every epoch.
@@ -298,6 +300,11 @@ def finalize(run_dir: Path, cfg: TrainConfig, dm, module, best_path: str, train_
         "train_images": len(folds.train_labels),
         "synthetic_images": folds.synthetic_count,
         "synthetic_warnings": folds.warnings,
+        # Learned per noisy source: T[true][observed], how its labels relate to the clean ones.
+        "label_transitions": {spec: {"classes": ds.class_names,
+                                     "matrix": [[round(float(v), 4) for v in row] for row in t]}
+                              for spec, t in zip(cfg.noisy_label_sources,
+                                                 module.transitions().detach().cpu().numpy(), strict=True)},
         "skipped_unreadable": folds.skipped,
     }
     per_source = source_metrics(folds, test_y, test_logits, temperature)
@@ -324,7 +331,8 @@ def finalize(run_dir: Path, cfg: TrainConfig, dm, module, best_path: str, train_
         training_data=training_data,
         training={k: summary[k] for k in ("epochs", "train_seconds", "parameters")} | {
             "pretrained": cfg.pretrained, "init_from": cfg.init_from, "transfer": cfg.transfer,
-            "seed": cfg.seed},
+            "seed": cfg.seed} | ({"label_transitions": summary["label_transitions"]}
+                                 if summary["label_transitions"] else {}),
         metrics={k: metrics[k] for k in ("n", "accuracy", "f1_macro", "f1_weighted", "ece")},
         abstention=abstention,
         lineage=lineage or {},

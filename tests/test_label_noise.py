@@ -1,0 +1,97 @@
+"""Sources whose labels follow another convention: a learned class-transition matrix each."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+
+from galaxymorph.data.synthetic import write_synthetic_catalog
+from galaxymorph.data.transforms import TrainAugment
+from galaxymorph.errors import ConfigError
+from galaxymorph.training.config import TrainConfig
+from galaxymorph.training.datamodule import decode_noise_group, encode_noise_group
+
+
+def test_labels_carry_their_group_through_augmentation():
+    labels, groups = np.array([0, 1, 2, 3]), np.array([0, 1, 1, 2])
+    enc = encode_noise_group(labels, groups, 4)
+    y, g = decode_noise_group(torch.as_tensor(enc), 4)
+    assert y.tolist() == [0, 1, 2, 3] and g.tolist() == [0, 1, 1, 2]
+    # A mirror flip swaps chiral classes (1 <-> 2) and keeps the group.
+    aug = TrainAugment(4, [(1, 2)], "swap", zoom=0, shift=0, brightness=0, seed=0)
+    seen = {aug(torch.zeros(3, 8, 8, dtype=torch.uint8), 4 + 1)[1] for _ in range(40)}
+    assert seen == {5, 6}
+
+
+def test_noisy_loss_is_the_loss_of_the_observed_labels():
+    from galaxymorph.models.network import build_network
+    from galaxymorph.training.module import ClassifierModule
+
+    m = ClassifierModule(build_network("cnn2", 3), 3, noise_groups=1)
+    t0 = m.transitions()[0]
+    assert torch.allclose(t0.sum(1), torch.ones(3)) and torch.allclose(t0.diagonal(), torch.full((3,), 0.9))
+    logits = torch.randn(6, 3)
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    # Clean images: exactly the usual loss.
+    assert torch.allclose(m._noisy_loss(logits, y, torch.zeros(6, dtype=torch.long)), m._loss(logits, y))
+    # A source that swaps classes 0 and 1: with T that permutation, its loss is the loss of
+    # the swapped labels, so the network is not taught the swap.
+    with torch.no_grad():
+        m.transition_logits[0] = torch.tensor([[0.0, 50, 0], [50, 0, 0], [0, 0, 50]])
+    swapped = torch.tensor([1, 0, 2, 1, 0, 2])
+    got = m._noisy_loss(logits, swapped, torch.ones(6, dtype=torch.long))
+    assert got.item() == pytest.approx(F.cross_entropy(logits, y).item(), rel=1e-4)
+
+
+def test_noisy_sources_are_checked():
+    with pytest.raises(ConfigError, match="none of the data sources"):
+        TrainConfig(data=["a", "b"], noisy_label_sources=["c"])
+    with pytest.raises(ConfigError, match="at least one source"):
+        TrainConfig(data=["a", "b"], noisy_label_sources=["a", "b"])
+    assert TrainConfig(data=["a", "b"], weak_data=["w"], noisy_label_sources=["b"]).noise_groups() == [0, 1, 0]
+
+
+def test_training_learns_a_sources_convention(tmp_path):
+    """Source b calls every Elliptical 'Spiral': its learned matrix moves that way, the run
+    records it, and the clean source's classes stay the network's."""
+    import galaxymorph
+
+    a = write_synthetic_catalog(tmp_path / "a", {"Elliptical": 40, "Spiral": 40}, size=32, seed=0)
+    b = write_synthetic_catalog(tmp_path / "b", {"Elliptical": 40, "Spiral": 40}, size=32, seed=1)
+    cat = pd.read_csv(b)
+    cat.loc[cat["label_name"] == "Elliptical", ["label", "label_name"]] = [
+        int(cat.loc[cat["label_name"] == "Spiral", "label"].iloc[0]), "Spiral"]
+    cat.to_csv(b, index=False)
+    spec_b = f"catalog:{b}"
+    res = galaxymorph.train(out=tmp_path / "run", data=[f"catalog:{a}", spec_b],
+                            noisy_label_sources=[spec_b], model="cnn3", image_size=32, epochs=15,
+                            batch_size=32, lr=3e-3, progress=False, cache=False, threads=2,
+                            early_stopping_patience=0, monitor="last")
+    summary = json.loads((res.run_dir / "summary.json").read_text())
+    learned = summary["label_transitions"][spec_b]
+    t = np.array(learned["matrix"])
+    e, s = learned["classes"].index("Elliptical"), learned["classes"].index("Spiral")
+    assert np.allclose(t.sum(1), 1, atol=1e-3)
+    assert t[e, s] > 0.3  # from 0.1 at the start: b's Ellipticals read 'Spiral'
+    assert t[s, s] > 0.8
+    # The network itself still tells Ellipticals apart on the clean source's test images.
+    clean = next(v for k, v in res.metrics["per_source"].items() if k != spec_b)
+    assert clean["accuracy"] > 0.75
+
+
+def test_cli_passes_noisy_labels_through(tmp_path, capsys):
+    from galaxymorph.cli.main import main
+
+    a = write_synthetic_catalog(tmp_path / "a", 4, size=24, seed=0)
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--data", f"catalog:{a}", "--noisy-labels", "catalog:elsewhere.csv",
+              "--out", str(tmp_path / "run")])
+    out = capsys.readouterr()
+    assert exc.value.code != 0
+    assert "catalog:elsewhere.csv" in out.out + out.err and "none of the data sources" in out.out + out.err
+    assert not (tmp_path / "run").exists()
