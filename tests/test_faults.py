@@ -37,11 +37,17 @@ def child_env(tmp_path: Path) -> dict[str, str]:
                          "OMP_NUM_THREADS": "1"}
 
 
+def _default_hangup() -> None:
+    # The suite may run under nohup (SIGHUP ignored, inherited): the processes under test
+    # start as from a terminal, where a hangup is a stop.
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 @contextmanager
 def started(cmd: list[str], env: dict[str, str]):
     """A process in a session of its own; its whole group is SIGKILLed on the way out."""
     proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_default_hangup)
     try:
         yield proc
     finally:
@@ -110,6 +116,30 @@ def test_stopped_app_frees_its_port(tiny_model, tmp_path, how):
             assert proc.returncode == 0
         wait_for(lambda: not listening(port) and not group_members(proc.pid), 30,
                  "the server to exit and free its port")
+
+
+def test_app_under_nohup_ignores_a_hangup(tiny_model, tmp_path):
+    """Started with SIGHUP ignored (nohup), the app keeps serving through a hangup; SIGTERM
+    still stops it and frees the port."""
+    port = free_port()
+    cmd = cli("app", "--model", str(tiny_model), "--port", str(port))
+    proc = subprocess.Popen(cmd, env=child_env(tmp_path), start_new_session=True, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    try:
+        wait_for(lambda: listening(port), 90, "the server to listen", proc)
+        os.kill(proc.pid, signal.SIGHUP)
+        time.sleep(2)
+        assert proc.poll() is None and listening(port)
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+        assert proc.returncode == 0
+        wait_for(lambda: not listening(port) and not group_members(proc.pid), 30,
+                 "the server to exit and free its port")
+    finally:
+        with suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=30)
 
 
 # -- train -------------------------------------------------------------------------------------
