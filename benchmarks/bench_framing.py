@@ -98,7 +98,7 @@ def _frame_sides(ds, clf) -> None:
         full.append(min(image.shape[:2]))
     sides_a = np.asarray(sides, dtype=float)
     q = np.percentile(sides_a, [5, 25, 50, 75, 95])
-    print(f"{len(sides_a)} images of {ds.spec if hasattr(ds, 'spec') else 'the data'} "
+    print(f"{len(sides_a)} images of {ds.spec} "
           f"(image side median {int(np.median(full))} px), frame {pre.frame_radii} x 2 radii, "
           f"network input {pre.image_size} px")
     print("frame side px, 5/25/50/75/95%: " + " / ".join(f"{v:.0f}" for v in q))

@@ -152,7 +152,7 @@ def gz1_transition(clf) -> np.ndarray | None:
     model's class order, or None."""
     learned = (clf.card.training or {}).get("label_transitions") or {}
     for spec, entry in learned.items():
-        if Path(spec.removeprefix("catalog:")).parts[-1:] in (("gz1",), ("labels.csv",)) and "gz1" in spec:
+        if "gz1" in Path(spec.removeprefix("catalog:")).parts:
             t = np.asarray(entry["matrix"], dtype=np.float64)
             if list(entry["classes"]) == list(clf.class_names) and t.shape == (len(clf.class_names),) * 2:
                 return t / t.sum(axis=1, keepdims=True)

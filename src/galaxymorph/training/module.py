@@ -55,9 +55,9 @@ class ClassifierModule(L.LightningModule):
             x = x.contiguous(memory_format=torch.channels_last)
         return self.net(x)
 
-    def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def _loss(self, logits: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
         return F.cross_entropy(logits + self.logit_adjustment, y, weight=self.class_weights,
-                               label_smoothing=self.label_smoothing)
+                               label_smoothing=self.label_smoothing, reduction=reduction)
 
     def transitions(self) -> torch.Tensor:
         """The learned transition matrices, (groups, C, C), rows summing to 1."""
@@ -67,8 +67,7 @@ class ClassifierModule(L.LightningModule):
 
     def _noisy_loss(self, logits: torch.Tensor, y: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
         """Clean images: the usual loss; a noisy source's: NLL of softmax(logits) @ T[group]."""
-        clean = F.cross_entropy(logits + self.logit_adjustment, y, weight=self.class_weights,
-                                label_smoothing=self.label_smoothing, reduction="none")
+        clean = self._loss(logits, y, reduction="none")
         p = torch.softmax(logits + self.logit_adjustment, dim=1)
         t = self.transitions()[(group - 1).clamp(min=0)]  # (B, C, C)
         observed = torch.bmm(p.unsqueeze(1), t).squeeze(1).clamp_min(1e-8)
