@@ -130,3 +130,16 @@ def test_work_copy_is_the_block_mean_of_the_grey_image(shape, dtype):
     want = grey[: h // f * f, : w // f * f].reshape(h // f, f, w // f, f).mean(axis=(1, 3))
     assert got.dtype == np.float32 and got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-3)
+
+
+def test_radius_does_not_depend_on_images_of_other_sizes_seen_before():
+    """The per-size geometry cache: alternating sizes gives each image its own radius."""
+    from galaxymorph.data.framing import _geometry
+
+    small = render_galaxy(SYNTHETIC_CLASSES[0], 160, rng=3)
+    large = render_galaxy(SYNTHETIC_CLASSES[0], 300, rng=3)
+    first = petrosian_radius(small)
+    petrosian_radius(large)
+    assert petrosian_radius(small) == first
+    r, bins = _geometry(*small.shape[:2])
+    assert not r.flags.writeable and not bins.flags.writeable  # shared between calls

@@ -15,6 +15,8 @@ matters because it runs on every image at training, prediction and in the app.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from scipy import ndimage
 
@@ -27,25 +29,42 @@ _NSIGMA = 3.0
 
 
 def _work_copy(image: np.ndarray) -> tuple[np.ndarray, int]:
-    """Grey, block-averaged copy of an (H, W, 3) image and its integer reduction factor.
+    """Grey, block-averaged copy of an (H, W[, C]) image and its integer reduction factor.
 
-    Written as sums of strided slices: numpy's ``mean`` over an axis of 3 (the channels, or a
-    block of 3 pixels) was two thirds of the framing's cost on every decoded image.
+    Sums in two passes over contiguous memory: the ``f`` rows of each block (each a run of
+    ``W * C`` values), then the ``f * C`` adjacent values of each block's row. numpy's ``mean``
+    over small axes was two thirds of the framing's cost on every decoded image; this is a
+    quarter of that (8-bit pixels add up exactly, so the result is the same).
     """
-    h, w = image.shape[:2]
+    if image.ndim == 2:
+        image = image[..., None]
+    h, w, c = image.shape
     f = max(1, min(h, w) // _WORK_SIDE)
     h, w = h // f * f, w // f * f
-    planes = [image[..., c] for c in range(image.shape[2])] if image.ndim == 3 else [image]
-    n = len(planes) * f * f
+    n = c * f * f
     # 8-bit pixels add up exactly in integers (and faster than in floats).
     dtype = (np.float32 if image.dtype != np.uint8 else
              np.uint16 if 255 * n <= np.iinfo(np.uint16).max else np.uint32)
-    acc = np.zeros((h // f, w // f), dtype=dtype)
-    for plane in planes:
-        for dy in range(f):
-            for dx in range(f):
-                acc += plane[dy:h:f, dx:w:f]
+    x = np.ascontiguousarray(image[:h, :w]).reshape(h // f, f, w * c)
+    rows = x[:, 0].astype(dtype)
+    for k in range(1, f):
+        rows += x[:, k]
+    blocks = rows.reshape(h // f, w // f, f * c)
+    acc = blocks[..., 0].copy()
+    for k in range(1, f * c):
+        acc += blocks[..., k]
     return acc.astype(np.float32) * np.float32(1.0 / n), f
+
+
+@functools.lru_cache(maxsize=16)
+def _geometry(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Distance of every pixel to the centre of an (h, w) image, and its 1-px annulus index:
+    the same for every image of a survey's cutout size, so computed once per size."""
+    yy, xx = np.indices((h, w))
+    r = np.hypot(yy - (h - 1) / 2, xx - (w - 1) / 2)
+    bins = np.minimum(r.astype(np.int64), int(r.max()))
+    r.flags.writeable = bins.flags.writeable = False
+    return r, bins
 
 
 def _sky(grey: np.ndarray) -> tuple[float, float]:
@@ -74,9 +93,7 @@ def petrosian_radius(image: np.ndarray) -> float | None:
     labels, n = ndimage.label(mask)
     if n == 0:
         return None
-    cy, cx = (h - 1) / 2, (w - 1) / 2
-    yy, xx = np.indices((h, w))
-    r = np.hypot(yy - cy, xx - cx)
+    r, bins = _geometry(h, w)
     # The central source: the segment containing the centre, else the one nearest to it
     # (within a tenth of the field: cutouts are centred on their target).
     central = labels[h // 2, w // 2]
@@ -92,9 +109,9 @@ def petrosian_radius(image: np.ndarray) -> float | None:
     if signal < 5.0 * max(noise, 1.0) * np.sqrt(segment.sum()):
         return None  # a noise peak, not a galaxy
     use = ~mask | segment  # other sources are masked out of the profile
-    bins = np.minimum(r.astype(np.int64), int(r.max()))
-    ann_flux = np.bincount(bins[use], weights=flux[use], minlength=bins.max() + 1)
-    ann_n = np.bincount(bins[use], minlength=bins.max() + 1)
+    kept, n_bins = bins[use], int(bins.max()) + 1
+    ann_flux = np.bincount(kept, weights=flux[use], minlength=n_bins)
+    ann_n = np.bincount(kept, minlength=n_bins)
     cum_flux, cum_n = np.cumsum(ann_flux), np.cumsum(ann_n)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = (ann_flux / ann_n) / (cum_flux / cum_n)
