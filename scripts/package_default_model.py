@@ -81,6 +81,12 @@ def main() -> None:
                         "SDSS gri colour cutouts of Galaxy Zoo 1 and Galaxy Zoo 2, each image framed "
                         "to 2.5 Petrosian radii of its central galaxy (automatic framing).")
     specs = config["data"] if isinstance(config["data"], list) else [config["data"]]
+    # The recipe as it can be re-run from a clone: the run's absolute paths of this machine
+    # become the specs relative to the repository (the same mapping for every field, so a
+    # --noisy-labels source still names its --data source exactly).
+    config["data"] = [portable(s) for s in specs]
+    for key in ("weak_data", "noisy_label_sources"):
+        config[key] = [portable(s) for s in config.get(key) or []]
     card.training_data.update({
         "spec": [portable(s) for s in specs], "weak": [portable(s) for s in config.get("weak_data", [])],
         "label_map": "gz1-4",

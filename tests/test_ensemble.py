@@ -88,7 +88,7 @@ def test_members_must_share_split_and_preprocessing(members, tmp_path):
     split = json.loads((other / "split.json").read_text())
     split["test"], split["val"] = split["val"], split["test"]
     (other / "split.json").write_text(json.dumps(split))
-    with pytest.raises(ModelError, match="split differs"):
+    with pytest.raises(ModelError, match="fold differs"):
         galaxymorph.ensemble([runs[0], other], tmp_path / "bad")
     wider = galaxymorph.train(data=spec, out=root / "wide", **(FAST | {"image_size": 40}))
     with pytest.raises(ModelError, match="image_size"):
@@ -101,3 +101,23 @@ def test_ensemble_exports_to_onnx(built, tmp_path):
     _, out = built
     result = export_onnx(out, tmp_path / "ens.onnx")
     assert result.path.exists() and result.max_abs_diff <= TOLERANCE
+
+
+def test_members_may_differ_in_their_training_folds(members, tmp_path):
+    """Members self-trained on different weak/pseudo-labelled images share only val and test;
+    the ensemble's split keeps those and records the union of what they trained on."""
+    _, runs, _ = members
+    other = tmp_path / "other"
+    shutil.copytree(runs[1], other)
+    split = json.loads((other / "split.json").read_text())
+    dropped, split["train"] = split["train"][0], [*split["train"][1:], "extra/pseudo_0001.png"]
+    if split.get("source_of") is not None:
+        split["source_of"]["extra/pseudo_0001.png"] = 0
+    (other / "split.json").write_text(json.dumps(split))
+    out = tmp_path / "ens"
+    galaxymorph.ensemble([runs[0], other], out)
+    merged = json.loads((out / "split.json").read_text())
+    first = json.loads((runs[0] / "split.json").read_text())
+    assert merged["val"] == first["val"] and merged["test"] == first["test"]
+    assert set(merged["train"]) == set(first["train"]) | {"extra/pseudo_0001.png"}
+    assert dropped in merged["train"]  # still the first member's

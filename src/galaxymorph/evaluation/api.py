@@ -5,11 +5,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from galaxymorph.errors import DataError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from galaxymorph.data.splits import Split
 
 log = logging.getLogger(__name__)
 
@@ -193,15 +196,18 @@ def model_logits(clf, ds, tta: bool = False, batch_size: int = 128, device: str 
 
 
 def fold_logits(clf, data: str | None, label_map: str | None, fold: str = "test",
-                split_file: str | Path | None = None, tta: bool = False, batch_size: int = 128,
+                split_file: str | Path | Split | None = None, tta: bool = False,
+                batch_size: int = 128,
                 device: str = "auto") -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
-    """Logits and labels of classifier ``clf`` on one fold of ``split_file`` (or ``fold="all"``:
+    """Logits and labels of classifier ``clf`` on one fold of ``split_file`` (a path or a loaded
+    :class:`~galaxymorph.data.splits.Split`; or ``fold="all"``:
     every image of ``data``), the number of unreadable images skipped, and each scored image's
     source index in the split (all 0 for one source or ``fold="all"``)."""
     from galaxymorph.data.splits import Split
 
     ds = open_for_model(data, label_map, clf.class_names, clf.card.training_data.get("label_map"))
-    split = Split.load(split_file) if fold != "all" else None
+    split = (None if fold == "all" else
+             split_file if isinstance(split_file, Split) else Split.load(split_file))
     if split is not None:
         ds = ds.select_ids(split.fold(fold))
     scored = model_logits(clf, ds, tta=tta, batch_size=batch_size, device=device)

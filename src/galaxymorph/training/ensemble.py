@@ -1,23 +1,25 @@
 """``galaxymorph.ensemble``: combine finished runs into one model folder.
 
-The members must share classes, preprocessing and the saved split, so the ensemble's test fold
-is unseen by every member. The temperature is refitted on the validation fold for the
+The members must share classes, preprocessing and the validation and test folds of their saved
+splits (their training folds may differ), so the ensemble's test fold is unseen by every member. The temperature is refitted on the validation fold for the
 ensemble's own logits (averaging makes members' logits less extreme), and the test fold is
 scored exactly as a run's is.
 
 OUT/
   model.safetensors, model_card.json   the ensemble (``--model OUT`` everywhere)
-  split.json                           the members' common split
+  split.json                           the members' common folds (training: their union)
   metrics.json, report.md, confusion_matrix.png   test-fold evaluation
 """
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from galaxymorph.errors import ModelError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from galaxymorph.data.splits import Split
 
 PREPROCESSING_FIELDS = ("class_names", "image_size", "crop", "framing", "frame_radii", "chiral_pairs")
 
@@ -88,21 +90,49 @@ def ensemble(runs: list[str | Path], out: str | Path, *, tta: bool | None = None
             f"{c.card.metrics.get('f1_macro', float('nan')):.3f}" for f, c in zip(folders, members, strict=True))})
     card.metrics = {k: metrics[k] for k in ("n", "accuracy", "f1_macro", "f1_weighted", "ece")}
     save_artifact(out, clf.net, card)
-    shutil.copyfile(split, out / "split.json")
+    split.save(out / "split.json")
     return metrics
 
 
-def _common_split(folders: list[Path]) -> Path:
-    """The members' ``split.json``; every member must have the same folds."""
+def _common_split(folders: list[Path]) -> Split:
+    """The members' common split. Their validation and test folds must be the same images (the
+    ensemble is calibrated and scored there); their training folds may differ (e.g. each
+    self-trained on its own pseudo-labels): a saved split never holds an image in two folds, so
+    no member trained on the common validation or test images. The ensemble's training fold is the union, so a later overlap check sees every image
+    any member learnt from."""
     from galaxymorph.data.splits import Split
 
     paths = [f / "split.json" for f in folders]
     for p in paths:
         if not p.exists():
             raise ModelError("no split.json: an ensemble is built from run folders", p.parent)
-    folds = [{k: sorted(Split.load(p).fold(k)) for k in ("train", "val", "test")} for p in paths]
-    for p, f in zip(paths[1:], folds[1:], strict=True):
-        if f != folds[0]:
-            raise ModelError(f"split differs from {paths[0]}: members must share one split, or "
-                             "one member's training images would be in the ensemble's test fold", p)
-    return paths[0]
+    splits = [Split.load(p) for p in paths]
+    first = splits[0]
+    merged = Split(list(first.train), list(first.val), list(first.test), first.seed,
+                   first.fractions, first.spec, first.label_map,
+                   [dict(s) for s in first.sources] if first.sources is not None else None,
+                   dict(first.source_of) if first.source_of is not None else None)
+    seen = set(merged.train)
+    for p, sp in zip(paths[1:], splits[1:], strict=True):
+        for fold in ("val", "test"):
+            if sorted(sp.fold(fold)) != sorted(first.fold(fold)):
+                raise ModelError(f"{fold} fold differs from {paths[0]}'s: members must share their "
+                                 "validation and test images, or one member's training images "
+                                 "would be in the ensemble's test fold", p)
+        new = [k for k in sp.train if k not in seen]
+        seen.update(new)
+        merged.train.extend(new)
+        if merged.source_of is not None and sp.sources is not None and sp.source_of is not None:
+            assert merged.sources is not None
+            specs = [s["spec"] for s in merged.sources]
+            for k in new:
+                if k not in sp.source_of:
+                    continue  # origin_of() reads an unrecorded id as source -1
+                src = sp.sources[sp.source_of[k]]
+                if src["spec"] not in specs:
+                    merged.sources.append(dict(src))
+                    specs.append(src["spec"])
+                merged.source_of[k] = specs.index(src["spec"])
+        else:  # a member without source records: the union has none either
+            merged.sources = merged.source_of = None
+    return merged
