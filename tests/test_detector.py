@@ -179,15 +179,46 @@ def test_threshold_is_set_on_real_images_only(trained):
     val = set(json.loads((run / "split.json").read_text())["val"])
     real_val = df[df["filename"].isin(val) & (df["label"] == 0)]
     det = load_detector(run)
-    p, _ = det.score_prepared_files([run / "data" / f for f in real_val["filename"]])
+    p, a = det.score_prepared_files([run / "data" / f for f in real_val["filename"]])
     assert info["threshold_rule"]["n_real"] == len(real_val)
-    # The toy's few real validation images cannot promise 1%: the card says what it will be.
+    # The default verdict is "either": p(synthetic) or atypicality, each at half the 1% target,
+    # both set on the real validation images. The toy's few real validation images cannot
+    # promise 1%: the card says what it will be (the two rules' rates add up).
     n = len(real_val)
-    assert info["threshold_rule"]["expected_false_alarm"] == pytest.approx(1 / (n + 1))
-    assert info["threshold_rule"]["real_needed"] == 99
-    assert det.threshold == pytest.approx(threshold_at_false_alarm(p, 0.01))
+    assert info["threshold_rule"]["expected_false_alarm"] == pytest.approx(min(1, 2 / (n + 1)))
+    assert info["threshold_rule"]["real_needed"] == 199
+    assert det.threshold == pytest.approx(threshold_at_false_alarm(p, 0.005))
+    assert det.atypicality_threshold == pytest.approx(threshold_at_false_alarm(a, 0.005))
     m = json.loads((run / "detector_metrics.json").read_text())
     assert m["threshold"] == pytest.approx(det.threshold)
+    assert m["atypicality_threshold"] == pytest.approx(det.atypicality_threshold)
+
+
+def test_verdict_flags_either_score_and_never_a_missing_atypicality():
+    from galaxymorph.detection.scoring import verdict
+
+    p = np.array([0.9, 0.1, 0.1, 0.1])
+    a = np.array([0.1, 0.999, np.nan, 0.5])
+    assert verdict(p, 0.5).tolist() == [1, 0, 0, 0]
+    assert verdict(p, 0.5, a, 0.99).tolist() == [1, 1, 0, 0]
+    y = np.array([1, 1, 0, 0])
+    m = detector_metrics(y, p, ["f", "f", "r", "r"], threshold=0.5,
+                         atypicality=np.nan_to_num(a, nan=0.3), atypicality_threshold=0.99)
+    assert m["accuracy"] == 1.0 and m["false_alarm_rate"] == 0.0
+    assert m["per_source"]["f"]["caught_by_atypicality_only"] == pytest.approx(0.5)
+    assert detector_metrics(y, p, threshold=0.5)["accuracy"] == 0.75  # p alone misses one
+
+
+def test_detector_label_uses_the_atypicality_rule(trained):
+    from galaxymorph.detection import load_detector
+
+    det = load_detector(trained.run_dir)
+    assert det.atypicality_threshold is not None
+    low = det.threshold / 2
+    assert det.label(low) == det.label(low, 0.0) == "real"
+    assert det.label(low, 1.0) == "synthetic"  # farther from the real set than every val image
+    det.atypicality_threshold = None  # a --verdict p_synthetic detector
+    assert det.label(low, 1.0) == "real"
 
 
 def test_threshold_keeps_its_false_alarm_rate_on_new_real_images():

@@ -168,7 +168,7 @@ def analyse(clf, image: np.ndarray, name: str, tta: bool = False, with_cam: bool
             result.p_synthetic = float(detector.p_synthetic(x)[0])
             atyp = float(detector.atypicality(x)[0])
         result.atypicality = None if np.isnan(atyp) else atyp
-        result.verdict = detector.label(result.p_synthetic)
+        result.verdict = detector.label(result.p_synthetic, result.atypicality)
     return result
 
 

@@ -76,6 +76,10 @@ def train_cmd(
     false_alarm: float = typer.Option(0.01, "--false-alarm",
                                       help="Share of real validation images the threshold may "
                                       "flag as synthetic."),
+    verdict: str = typer.Option("either", "--verdict",
+                                help="either: synthetic when p(synthetic) or the fake-free "
+                                "atypicality passes its threshold (each at half the "
+                                "--false-alarm rate); p_synthetic: p(synthetic) alone."),
     view: str = typer.Option("pixels", "--view", help="What the network sees: pixels, "
                              "frequency (whitened log-amplitude spectrum, where upsampling "
                              "artefacts show) or both (6 channels)."),
@@ -95,7 +99,8 @@ def train_cmd(
                          fake_crop=fake_crop, per_source_cap=cap, max_per_side=max_per_side,
                          epochs=epochs, patience=patience, batch_size=batch_size, lr=lr, seed=seed,
                          auto_fakes=_families(auto_fakes), augment=augment,
-                         false_alarm=false_alarm, view=view, backbone=backbone, resume=resume,
+                         false_alarm=false_alarm, verdict=verdict, view=view,
+                         backbone=backbone, resume=resume,
                          **options)
     _print_metrics(run.metrics, f"held-out test fold of {run.run_dir}")
     _warn_few_real(run.run_dir)
@@ -195,7 +200,10 @@ def _print_metrics(m: dict, title: str) -> None:
     for col in ("n", "threshold", "accuracy", "ROC AUC", "AP", "false alarms (real)", "recall",
                 "atypicality AUC"):
         table.add_column(col, justify="right")
-    table.add_row(str(m["n"]), _fmt(m["threshold"]), _fmt(m["accuracy"]), _fmt(m.get("roc_auc")),
+    thresholds = _fmt(m["threshold"])
+    if m.get("atypicality_threshold") is not None:
+        thresholds += f" (atypicality {m['atypicality_threshold']:.4f})"
+    table.add_row(str(m["n"]), thresholds, _fmt(m["accuracy"]), _fmt(m.get("roc_auc")),
                   _fmt(m.get("average_precision")), _fmt(m.get("false_alarm_rate")),
                   _fmt(m["recall"]), _fmt((m.get("atypicality") or {}).get("roc_auc")))
     console.print(table)

@@ -38,6 +38,7 @@ from galaxymorph.detection.augment import Degradation
 from galaxymorph.detection.detector import DETECTOR_FILE, Detector, read_detector_info
 from galaxymorph.detection.generators import choose_families, family_specs
 from galaxymorph.detection.scoring import (
+    VERDICTS,
     detector_metrics,
     expected_false_alarm,
     plot_roc,
@@ -68,7 +69,7 @@ def train_detector(real: Sequence[str] | str, fake: Sequence[str] | str, out: st
                    max_per_side: int | None = None, epochs: int | None = None, patience: int = 5,
                    batch_size: int = 32, lr: float = 1e-3, seed: int = 0, pretrained: bool = False,
                    auto_fakes: Sequence[str] | str = "auto", augment: bool = True,
-                   false_alarm: float | None = 0.01, view: str = "pixels",
+                   false_alarm: float | None = 0.01, verdict: str = "either", view: str = "pixels",
                    backbone: str | None = None, progress: bool = True, resume: bool = False,
                    **train_options: Any) -> DetectorRun:
     """Assemble real vs ``fake`` images and train a detector on them in run folder ``out``.
@@ -79,7 +80,11 @@ def train_detector(real: Sequence[str] | str, fake: Sequence[str] | str, out: st
     explicitly, ``gan:RUN`` included; ``[]`` adds none); ``augment`` blurs, JPEG-compresses
     and resamples both classes alike; the decision threshold is set on the *real* validation
     images at a ``false_alarm`` rate (``None``: the plain 0.5), and a fake-free typicality reference is built
-    from the real training images (``typicality.npz``). ``view`` is what the network sees:
+    from the real training images (``typicality.npz``). ``verdict``: ``"either"`` (default)
+    calls an image synthetic when p(synthetic) *or* its atypicality passes its threshold, each
+    set on the real validation images at half the ``false_alarm`` rate (so the two together
+    keep it), so that a generator the network never learnt but that looks unlike real
+    galaxies is still flagged; ``"p_synthetic"``: p(synthetic) alone at the full rate. ``view`` is what the network sees:
     ``pixels``, ``frequency`` (whitened log spectrum, where upsampling artefacts show as
     peaks) or ``both`` (:mod:`galaxymorph.models.views`; inside the network, so every
     command that loads the detector applies it alike). ``backbone`` trains a light head on
@@ -104,6 +109,8 @@ def train_detector(real: Sequence[str] | str, fake: Sequence[str] | str, out: st
                           "choose another --out", run_dir)
     if false_alarm is not None and not 0 <= false_alarm < 1:
         raise ConfigError(f"false_alarm must be in [0, 1), got {false_alarm}")
+    if verdict not in VERDICTS:
+        raise ConfigError(f"unknown verdict '{verdict}'; use one of {', '.join(VERDICTS)}")
     check_view(view)
     frozen = backbone_options(backbone, model, view, pretrained)  # before any image is read
     data_dir = run_dir / DATA_DIR
@@ -113,7 +120,8 @@ def train_detector(real: Sequence[str] | str, fake: Sequence[str] | str, out: st
     settings = dict(real=reals, fake=fakes, families=families, image_size=image_size,
                     common_size=common_size, real_crop=real_crop, fake_crop=fake_crop,
                     per_source_cap=per_source_cap, max_per_side=max_per_side, seed=seed,
-                    augment=augment, false_alarm=false_alarm, view=view, backbone=backbone)
+                    augment=augment, false_alarm=false_alarm, verdict=verdict, view=view,
+                    backbone=backbone)
     csv = data_dir / CATALOG
     if csv.exists() and read_detector_info(run_dir).get("settings") == settings:
         log.info("reusing the data assembled earlier in %s", data_dir)
@@ -200,10 +208,12 @@ def _finish(run_dir: Path, summary: dict[str, Any]) -> DetectorRun:
     info = _calibrate(run_dir, info, df, csv.parent, split)
     rows = df[df["filename"].isin(set(split.get("test", [])))]
     det = Detector.load(run_dir)
-    p, _ = det.score_prepared_files([csv.parent / f for f in rows[_clean_column(rows)]])
+    p, atyp = det.score_prepared_files([csv.parent / f for f in rows[_clean_column(rows)]])
     ok = ~np.isnan(p)
     metrics = detector_metrics(rows["label"].to_numpy()[ok], p[ok], rows["source"].to_numpy()[ok],
-                               threshold=det.threshold)
+                               threshold=det.threshold,
+                               atypicality=atyp[ok] if det.typicality is not None else None,
+                               atypicality_threshold=det.atypicality_threshold)
     metrics.update({"split": "test", "held_out": "test fold of the run's own split (by group), "
                     "undegraded images"})
     write_json(run_dir / "detector_metrics.json", metrics)
@@ -237,16 +247,27 @@ def _calibrate(run_dir: Path, info: dict[str, Any], df: pd.DataFrame, folder: Pa
 
     p_val, f_val = fold_features("val")
     _, f_train = fold_features("train")
-    far = info.get("settings", {}).get("false_alarm", 0.01)
+    settings = info.get("settings", {})
+    far = settings.get("false_alarm", 0.01)
+    typicality = Typicality.fit(f_train, f_val)
+    # "either": two rules, each at half the rate on real images, so that their union keeps it.
+    either = far is not None and settings.get("verdict", "p_synthetic") == "either"
+    each = float(far) / 2 if either else far
     rule = {"false_alarm_target": far, "on": "real images of the validation fold",
             "n_real": len(p_val)} if far is not None else {"fixed": 0.5}
+    a_thr = None
     if far is not None:
         # With few real images no threshold can promise a low rate: say what it will be.
-        rule["expected_false_alarm"] = expected_false_alarm(len(p_val), float(far))
-        rule["real_needed"] = math.ceil(1 / far - 1 - 1e-9) if far > 0 else None
-    info = {**info, "threshold": 0.5 if far is None else threshold_at_false_alarm(p_val, float(far)),
-            "threshold_rule": rule, "typicality": TYPICALITY_FILE}
-    Typicality.fit(f_train, f_val).save(run_dir / TYPICALITY_FILE)
+        rules = 2 if either else 1
+        rule["expected_false_alarm"] = min(1.0, rules * expected_false_alarm(len(p_val), each))
+        rule["real_needed"] = math.ceil(rules / far - 1 - 1e-9) if far > 0 else None
+        if either:
+            rule["verdict"] = ("synthetic when p_synthetic >= threshold or atypicality >= "
+                               "atypicality_threshold, each at half the target rate")
+            a_thr = threshold_at_false_alarm(typicality.atypicality(f_val), each)
+    info = {**info, "threshold": 0.5 if far is None else threshold_at_false_alarm(p_val, each),
+            "atypicality_threshold": a_thr, "threshold_rule": rule, "typicality": TYPICALITY_FILE}
+    typicality.save(run_dir / TYPICALITY_FILE)
     write_json(run_dir / DETECTOR_FILE, info)
     return info
 
@@ -316,7 +337,8 @@ def evaluate_detector(run_dir: str | Path, real: Sequence[str] | str, fake: Sequ
     ok = ~np.isnan(p)
     y = df["label"].to_numpy()
     metrics = detector_metrics(y[ok], p[ok], df["source"].to_numpy()[ok], threshold=det.threshold,
-                               atypicality=atyp[ok] if det.typicality is not None else None)
+                               atypicality=atyp[ok] if det.typicality is not None else None,
+                               atypicality_threshold=det.atypicality_threshold)
     trained_keys = {s["key"] for s in info.get("sources", [])}
     excluded = sum(s["excluded_seen_groups"] for s in assembly["sources"])
     for s in assembly["sources"]:
@@ -334,7 +356,7 @@ def evaluate_detector(run_dir: str | Path, real: Sequence[str] | str, fake: Sequ
     write_json(out / "metrics.json", metrics)
     pd.DataFrame({"filename": df["filename"], "origin": df["origin"], "source": df["source"],
                   "label": df["label_name"], "p_synthetic": p,
-                  "predicted": [det.label(q) if q == q else "" for q in p],
+                  "predicted": [det.label(q, a) if q == q else "" for q, a in zip(p, atyp, strict=True)],
                   "atypicality": atyp}).to_csv(out / "predictions.csv", index=False)
     plot_confusion_matrix(metrics["confusion_matrix"], CLASS_NAMES, out / "confusion_matrix.png",
                           title=f"accuracy {metrics['accuracy']:.4f}, n {metrics['n']}")
@@ -381,8 +403,8 @@ def predict_detector(run_dir: str | Path, images: Sequence[str | Path], *,
             scores = det.scores(batch)
             for (k, _), q, a in zip(pending, scores["p_synthetic"], scores["atypicality"],
                                     strict=True):
-                results[k].update(p_synthetic=float(q), label=det.label(float(q)),
-                                  atypicality=None if a != a else float(a))
+                a = None if a != a else float(a)
+                results[k].update(p_synthetic=float(q), label=det.label(float(q), a), atypicality=a)
             pending.clear()
 
     for path in paths:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from galaxymorph.detection.assembly import Resampling
-from galaxymorph.detection.scoring import synthetic_column
+from galaxymorph.detection.scoring import synthetic_column, verdict
 from galaxymorph.detection.typicality import TYPICALITY_FILE, Typicality
 from galaxymorph.errors import DataError, ImageReadError
 from galaxymorph.io_utils import read_json_object
@@ -48,9 +48,10 @@ def read_detector_info(run_dir: str | Path) -> dict[str, Any]:
     view = info.get("view")
     if view is not None and view not in VIEWS:
         raise DataError(f"'view' must be one of {', '.join(VIEWS)}, got {view!r}", path)
-    threshold = info.get("threshold")
-    if threshold is not None and not (_is_number(threshold) and 0 <= float(threshold) <= 1):
-        raise DataError(f"'threshold' must be a number in [0, 1], got {threshold!r}", path)
+    for key in ("threshold", "atypicality_threshold"):
+        value = info.get(key)
+        if value is not None and not (_is_number(value) and 0 <= float(value) <= 1):
+            raise DataError(f"'{key}' must be a number in [0, 1], got {value!r}", path)
     return info
 
 
@@ -73,6 +74,8 @@ class Detector:
     threshold: float = 0.5  # p(synthetic) at or above it reads "synthetic"
     info: dict[str, Any] = field(default_factory=dict)  # detector.json, as read
     typicality: Typicality | None = None  # the fake-free score, when the run has one
+    #: Atypicality at or above it also reads "synthetic" (None: p(synthetic) alone decides).
+    atypicality_threshold: float | None = None
 
     @classmethod
     def load(cls, ref: str | Path, device: str = "cpu", engine: str = "auto") -> Detector:
@@ -94,7 +97,9 @@ class Detector:
                           res.get("common_size"), float(crop))
         typ = Path(ref) / TYPICALITY_FILE if Path(ref).is_dir() else None
         typicality = Typicality.load(typ) if typ is not None and typ.is_file() else None
-        return cls(clf, view, float(info.get("threshold", 0.5)), info, typicality)
+        a_thr = info.get("atypicality_threshold") if typicality is not None else None
+        return cls(clf, view, float(info.get("threshold", 0.5)), info, typicality,
+                   None if a_thr is None else float(a_thr))
 
     @property
     def source(self) -> str:
@@ -169,8 +174,13 @@ class Detector:
             a[where] = self.atypicality(batch)
         return p, a
 
-    def label(self, p: float) -> str:
-        return "synthetic" if p >= self.threshold else "real"
+    def label(self, p: float, atypicality: float | None = None) -> str:
+        """The verdict: p(synthetic) at or above :attr:`threshold`, or an atypicality at or
+        above :attr:`atypicality_threshold` (the rule ``detector train`` fitted on real images)."""
+        flagged = verdict(np.array([p]), self.threshold,
+                          None if atypicality is None else np.array([atypicality]),
+                          self.atypicality_threshold)
+        return "synthetic" if flagged[0] else "real"
 
     def to(self, device: str | torch.device) -> Detector:
         self.classifier.to(device)

@@ -64,19 +64,35 @@ def _ranking(y: np.ndarray, score: np.ndarray) -> tuple[float | None, float | No
     return float(roc_auc_score(y, score)), float(average_precision_score(y, score))
 
 
+#: Decision rules of ``detector train --verdict``: p(synthetic) or atypicality, or p alone.
+VERDICTS = ("either", "p_synthetic")
+
+
+def verdict(p: np.ndarray, threshold: float, atypicality: np.ndarray | None = None,
+            atypicality_threshold: float | None = None) -> np.ndarray:
+    """1 (synthetic) where ``p >= threshold``, or, with ``atypicality_threshold``, where the
+    image is at least that untypical of real galaxies (a NaN atypicality never flags)."""
+    pred = np.asarray(p, dtype=np.float64) >= threshold
+    if atypicality is not None and atypicality_threshold is not None:
+        a = np.nan_to_num(np.asarray(atypicality, dtype=np.float64), nan=-np.inf)
+        pred = pred | (a >= atypicality_threshold)
+    return pred.astype(np.int64)
+
+
 def detector_metrics(y_true: np.ndarray, p: np.ndarray, sources: Sequence[str] | None = None,
-                     threshold: float = 0.5,
-                     atypicality: np.ndarray | None = None) -> dict[str, Any]:
-    """Accuracy at ``threshold``, ROC AUC, average precision, the false-alarm rate on real
-    images, precision/recall/F1 (synthetic = positive), confusion matrix (rows true
-    real/synthetic, columns predicted), and per source: a generated source is scored against
-    *all* the real images (its own AUC, AP and share caught), a real one by its false alarms.
-    ``atypicality`` (the fake-free score) gets its own AUC/AP beside p(synthetic)'s."""
+                     threshold: float = 0.5, atypicality: np.ndarray | None = None,
+                     atypicality_threshold: float | None = None) -> dict[str, Any]:
+    """Accuracy at the detector's verdict (:func:`verdict`: ``threshold`` on p(synthetic), and
+    ``atypicality_threshold`` on the fake-free score when given), ROC AUC, average precision,
+    the false-alarm rate on real images, precision/recall/F1 (synthetic = positive), confusion
+    matrix (rows true real/synthetic, columns predicted), and per source: a generated source is
+    scored against *all* the real images (its own AUC, AP and share caught), a real one by its
+    false alarms. ``atypicality`` gets its own AUC/AP beside p(synthetic)'s."""
     from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
     y = np.asarray(y_true, dtype=np.int64)
     p = np.asarray(p, dtype=np.float64)
-    pred = (p >= threshold).astype(np.int64)
+    pred = verdict(p, threshold, atypicality, atypicality_threshold)
     prec, rec, f1, _ = precision_recall_fscore_support(y, pred, average="binary", pos_label=1,
                                                        zero_division=0)
     real = y == 0
@@ -94,6 +110,8 @@ def detector_metrics(y_true: np.ndarray, p: np.ndarray, sources: Sequence[str] |
         "recall": float(rec),
         "f1": float(f1),
         "threshold": float(threshold),
+        "atypicality_threshold": (None if atypicality_threshold is None or atypicality is None
+                                  else float(atypicality_threshold)),
         "positive_class": "synthetic",
         "class_names": ["real", "synthetic"],
         "confusion_matrix": confusion_matrix(y, pred, labels=[0, 1]).tolist(),
@@ -119,6 +137,9 @@ def detector_metrics(y_true: np.ndarray, p: np.ndarray, sources: Sequence[str] |
                 row["recall"] = float(pred[m].mean())
                 if atyp is not None:
                     row["atypicality_roc_auc"] = _ranking(y[both], atyp[both])[0]
+                    if atypicality_threshold is not None:  # what the fake-free rule added
+                        by_p = p[m] >= threshold
+                        row["caught_by_atypicality_only"] = float((pred[m].astype(bool) & ~by_p).mean())
             else:
                 row["false_alarm_rate"] = float(pred[m].mean())
             if atyp is not None:
