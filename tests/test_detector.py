@@ -373,3 +373,31 @@ def test_cli_train_bad_spec_is_one_line(tmp_path, capsys):
                       "--fake", str(tmp_path), "--out", str(tmp_path / "run"))
     assert code == 2 and "Traceback" not in text
     assert "nothing.csv" in text
+
+
+def test_thresholds_are_set_on_a_reserve_of_real_images_never_trained_on(tmp_path, toy):
+    """Real images beyond the balanced set go to a calibration reserve: not trained on, scored
+    with the validation fold's real images to set both thresholds, and never reused by evaluate
+    as 'fresh' real images."""
+    from galaxymorph.detection import load_detector, train_detector
+    from galaxymorph.detection.api import calibration_files, training_groups
+
+    extra = f"catalog:{write_synthetic_catalog(tmp_path / 'more_real', 20, size=32, seed=5)}"
+    run = train_detector([toy["real"], extra], toy["fake"], tmp_path / "run",
+                         calibration_real=50, **(FAST | {"epochs": 1})).run_dir
+    data = run / "data"
+    cal = pd.read_csv(data / "calibration.csv")
+    train = pd.read_csv(data / "detector_catalog.csv")
+    assert len(cal) == 50 and (cal["label"] == 0).all()
+    assert not set(cal["origin"]) & set(train["origin"])  # no image both trained on and reserved
+    assert all((data / f).is_file() for f in cal["filename"])
+    info = json.loads((run / "detector.json").read_text())
+    split = json.loads((run / "split.json").read_text())
+    real_val = train[train["filename"].isin(set(split["val"])) & (train["label"] == 0)]
+    assert info["threshold_rule"]["n_real"] == len(real_val) + 50
+    det = load_detector(run)
+    p, a = det.score_prepared_files([data / f for f in real_val["filename"]]
+                                    + calibration_files(run, info))
+    assert det.threshold == pytest.approx(threshold_at_false_alarm(p, 0.005))
+    assert det.atypicality_threshold == pytest.approx(threshold_at_false_alarm(a, 0.005))
+    assert set(cal["group"].astype(str)) <= training_groups(run)

@@ -76,6 +76,10 @@ def train_cmd(
     false_alarm: float = typer.Option(0.01, "--false-alarm",
                                       help="Share of real validation images the threshold may "
                                       "flag as synthetic."),
+    calibration_real: int = typer.Option(1000, "--calibration-real",
+                                         help="Real images beyond the balanced training set, "
+                                         "never trained on, to set the thresholds on (with the "
+                                         "validation fold's); 0: the validation fold alone."),
     verdict: str = typer.Option("either", "--verdict",
                                 help="either: synthetic when p(synthetic) or the fake-free "
                                 "atypicality passes its threshold (each at half the "
@@ -99,7 +103,8 @@ def train_cmd(
                          fake_crop=fake_crop, per_source_cap=cap, max_per_side=max_per_side,
                          epochs=epochs, patience=patience, batch_size=batch_size, lr=lr, seed=seed,
                          auto_fakes=_families(auto_fakes), augment=augment,
-                         false_alarm=false_alarm, verdict=verdict, view=view,
+                         false_alarm=false_alarm, verdict=verdict,
+                         calibration_real=calibration_real, view=view,
                          backbone=backbone, resume=resume,
                          **options)
     _print_metrics(run.metrics, f"held-out test fold of {run.run_dir}")

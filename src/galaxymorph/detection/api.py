@@ -28,6 +28,7 @@ import pandas as pd
 
 from galaxymorph.detection.assembly import (
     ASSEMBLY,
+    CALIBRATION_CATALOG,
     CATALOG,
     CLASS_NAMES,
     assemble,
@@ -69,7 +70,8 @@ def train_detector(real: Sequence[str] | str, fake: Sequence[str] | str, out: st
                    max_per_side: int | None = None, epochs: int | None = None, patience: int = 5,
                    batch_size: int = 32, lr: float = 1e-3, seed: int = 0, pretrained: bool = False,
                    auto_fakes: Sequence[str] | str = "auto", augment: bool = True,
-                   false_alarm: float | None = 0.01, verdict: str = "either", view: str = "pixels",
+                   false_alarm: float | None = 0.01, verdict: str = "either",
+                   calibration_real: int = 1000, view: str = "pixels",
                    backbone: str | None = None, progress: bool = True, resume: bool = False,
                    **train_options: Any) -> DetectorRun:
     """Assemble real vs ``fake`` images and train a detector on them in run folder ``out``.
@@ -84,7 +86,11 @@ def train_detector(real: Sequence[str] | str, fake: Sequence[str] | str, out: st
     calls an image synthetic when p(synthetic) *or* its atypicality passes its threshold, each
     set on the real validation images at half the ``false_alarm`` rate (so the two together
     keep it), so that a generator the network never learnt but that looks unlike real
-    galaxies is still flagged; ``"p_synthetic"``: p(synthetic) alone at the full rate. ``view`` is what the network sees:
+    galaxies is still flagged; ``"p_synthetic"``: p(synthetic) alone at the whole rate. The
+    thresholds are set on the real validation images plus up to ``calibration_real`` other real
+    images kept out of training (``assemble``'s calibration reserve; 0: the validation fold
+    alone).
+    ``view`` is what the network sees:
     ``pixels``, ``frequency`` (whitened log spectrum, where upsampling artefacts show as
     peaks) or ``both`` (:mod:`galaxymorph.models.views`; inside the network, so every
     command that loads the detector applies it alike). ``backbone`` trains a light head on
@@ -109,6 +115,8 @@ def train_detector(real: Sequence[str] | str, fake: Sequence[str] | str, out: st
                           "choose another --out", run_dir)
     if false_alarm is not None and not 0 <= false_alarm < 1:
         raise ConfigError(f"false_alarm must be in [0, 1), got {false_alarm}")
+    if calibration_real < 0:
+        raise ConfigError(f"calibration_real must be 0 or more, got {calibration_real}")
     if verdict not in VERDICTS:
         raise ConfigError(f"unknown verdict '{verdict}'; use one of {', '.join(VERDICTS)}")
     check_view(view)
@@ -120,8 +128,8 @@ def train_detector(real: Sequence[str] | str, fake: Sequence[str] | str, out: st
     settings = dict(real=reals, fake=fakes, families=families, image_size=image_size,
                     common_size=common_size, real_crop=real_crop, fake_crop=fake_crop,
                     per_source_cap=per_source_cap, max_per_side=max_per_side, seed=seed,
-                    augment=augment, false_alarm=false_alarm, verdict=verdict, view=view,
-                    backbone=backbone)
+                    augment=augment, false_alarm=false_alarm, verdict=verdict,
+                    calibration_real=calibration_real, view=view, backbone=backbone)
     csv = data_dir / CATALOG
     if csv.exists() and read_detector_info(run_dir).get("settings") == settings:
         log.info("reusing the data assembled earlier in %s", data_dir)
@@ -135,7 +143,9 @@ def train_detector(real: Sequence[str] | str, fake: Sequence[str] | str, out: st
         csv = assemble(reals, fakes + list(made.values()), data_dir, image_size=image_size,
                        common_size=common_size, real_crop=real_crop, fake_crop=fake_crop,
                        per_source_cap=per_source_cap, max_per_side=max_per_side, seed=seed,
-                       augment=Degradation() if augment else None, progress=progress)
+                       augment=Degradation() if augment else None,
+                       calibration_real=calibration_real if false_alarm is not None else 0,
+                       progress=progress)
     assembly = read_json_object(data_dir / ASSEMBLY)
     write_json(run_dir / DETECTOR_FILE, {
         "format": 1, "settings": settings, "catalog": f"{DATA_DIR}/{CATALOG}",
@@ -247,13 +257,23 @@ def _calibrate(run_dir: Path, info: dict[str, Any], df: pd.DataFrame, folder: Pa
 
     p_val, f_val = fold_features("val")
     _, f_train = fold_features("train")
+    cal = calibration_files(run_dir, info)
+    if cal:  # the reserve of real images never trained on: many more than the val fold holds
+        p_cal, f_cal = [], []
+        for _, batch in det.prepared_batches(cal):
+            p_cal.append(det.p_synthetic(batch))
+            f_cal.append(det.features(batch))
+        if p_cal:
+            p_val, f_val = np.concatenate([p_val, *p_cal]), np.concatenate([f_val, *f_cal])
     settings = info.get("settings", {})
     far = settings.get("false_alarm", 0.01)
     typicality = Typicality.fit(f_train, f_val)
     # "either": two rules, each at half the rate on real images, so that their union keeps it.
     either = far is not None and settings.get("verdict", "p_synthetic") == "either"
     each = float(far) / 2 if either else far
-    rule = {"false_alarm_target": far, "on": "real images of the validation fold",
+    on = ("real images of the validation fold and the calibration reserve (never trained on)"
+          if cal else "real images of the validation fold")
+    rule = {"false_alarm_target": far, "on": on,
             "n_real": len(p_val)} if far is not None else {"fixed": 0.5}
     a_thr = None
     if far is not None:
@@ -301,7 +321,21 @@ def training_groups(run_dir: str | Path) -> set[str]:
         return set()
     df = read_catalog(run_dir / info["catalog"])
     seen = set(split.get("train", [])) | set(split.get("val", []))
-    return set(df.loc[df["filename"].isin(seen), "group"].astype(str))
+    groups = set(df.loc[df["filename"].isin(seen), "group"].astype(str))
+    cal = Path(run_dir / info["catalog"]).parent / CALIBRATION_CATALOG
+    if cal.is_file():  # the thresholds were set on these: not fresh images either
+        groups |= set(read_catalog(cal)["group"].astype(str))
+    return groups
+
+
+def calibration_files(run_dir: Path, info: dict[str, Any]) -> list[Path]:
+    """The run's reserve of real calibration images (``assemble(calibration_real=)``), if any."""
+    folder = (run_dir / info.get("catalog", f"{DATA_DIR}/{CATALOG}")).parent
+    cal = folder / CALIBRATION_CATALOG
+    if not cal.is_file():
+        return []
+    df = read_catalog(cal)
+    return [folder / f for f in df.loc[df["label"] == 0, "filename"]]
 
 
 def evaluate_detector(run_dir: str | Path, real: Sequence[str] | str, fake: Sequence[str] | str,

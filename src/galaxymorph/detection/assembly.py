@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,9 @@ CATALOG = "detector_catalog.csv"
 ASSEMBLY = "assembly.json"
 CLASS_NAMES = ["real", "synthetic"]
 CLEAN_DIR = "clean"  # undegraded copies of augmented images
+#: Real images kept out of training to set the thresholds on (``assemble(calibration_real=)``).
+CALIBRATION_CATALOG = "calibration.csv"
+CALIBRATION_DIR = "calibration"
 
 
 @dataclass(frozen=True)
@@ -190,7 +193,8 @@ def assemble(real_specs: list[str] | str, fake_specs: list[str] | str, out_dir: 
              real_crop: float | None = None, fake_crop: float = 1.0,
              per_source_cap: int | None = None, max_per_side: int | None = None,
              balance: bool = True, exclude_groups: set[str] | None = None, seed: int = 0,
-             augment: Degradation | None = None, progress: bool = True) -> Path:
+             augment: Degradation | None = None, calibration_real: int = 0,
+             progress: bool = True) -> Path:
     """Write a balanced real-vs-synthetic catalog; return the CSV's path.
 
     ``common_size``: ``"auto"`` (smallest native resolution among the sources), a number of
@@ -201,6 +205,11 @@ def assemble(real_specs: list[str] | str, fake_specs: list[str] | str, out_dir: 
     shared evenly among the fake specs. ``exclude_groups`` leaves out images of those groups
     (how evaluation keeps to images the detector never trained on). ``augment``: blur, JPEG
     and resampling on both classes alike (training data; see :mod:`.augment`).
+    ``calibration_real``: also keep up to this many *other* real images, never trained on,
+    through the same chain but undegraded, in ``calibration/`` (``calibration.csv``): the
+    images the decision thresholds are set on. Real images are usually plentiful beside the
+    balanced set, and a false-alarm rate of 1% set on a validation fold of 30 real images is
+    only ever the highest of them (:func:`~galaxymorph.detection.scoring.false_alarm_rank`).
     """
     real_specs = [real_specs] if isinstance(real_specs, str) else list(real_specs)
     fake_specs = [fake_specs] if isinstance(fake_specs, str) else list(fake_specs)
@@ -264,7 +273,29 @@ def assemble(real_specs: list[str] | str, fake_specs: list[str] | str, out_dir: 
             raise DataError(f"no {name} images left to use from {', '.join(specs)}"
                             + (" (all belong to the detector's training data)" if exclude else ""))
 
+    # The calibration reserve comes from the *end* of each real pool's shuffled order, so it
+    # never meets the training candidates (which replace unreadable images from the front).
+    reserve: list[_Pool] = []
+    if calibration_real > 0:
+        spare = [len(p.order) - q for p, q in zip(sides[0], quotas[0], strict=True)]
+        shares = water_fill(spare, int(min(sum(spare), calibration_real)))
+        for pool, c in zip(sides[0], shares, strict=True):
+            reserve.append(replace(pool, order=pool.order[len(pool.order) - c:]))
+            pool.order = pool.order[:len(pool.order) - c]
     rows, errors = _materialise(out_dir, sides, quotas, resampling, progress, augment, seed)
+    calibration = 0
+    if reserve:
+        cal_rows, cal_errors = _materialise(out_dir / CALIBRATION_DIR, [reserve, []],
+                                            [[len(p.order) for p in reserve], []], resampling,
+                                            progress, None, seed)
+        errors += cal_errors
+        cal = pd.DataFrame(cal_rows, columns=["filename", "label", "label_name", "source", "group",
+                                              "origin", "clean"])
+        cal["filename"] = CALIBRATION_DIR + "/" + cal["filename"]
+        cal["clean"] = cal["filename"]
+        with atomic_path(out_dir / CALIBRATION_CATALOG) as tmp:
+            cal.to_csv(tmp, index=False)
+        calibration = len(cal)
     if balance:
         rows = _rebalance(out_dir, rows)
     df = pd.DataFrame(rows, columns=["filename", "label", "label_name", "source", "group", "origin",
@@ -286,6 +317,8 @@ def assemble(real_specs: list[str] | str, fake_specs: list[str] | str, out_dir: 
                      "used": int(counts.get(p.spec, 0)), "excluded_seen_groups": p.excluded,
                      "duplicates_dropped": p.duplicates} for p in pools],
         "unreadable": len(errors), "unreadable_examples": errors[:20],
+        "calibration_real": calibration,
+        "calibration_catalog": CALIBRATION_CATALOG if reserve else None,
     }
     write_json(out_dir / ASSEMBLY, info)
     log.info("assembled %d real and %d synthetic images (common size %s, %d px) in %s",
