@@ -66,6 +66,7 @@ def p_alone_threshold(run_dir: Path, false_alarm: float) -> float | None:
     ``--verdict p_synthetic`` rule), from the same detector's real validation images: both
     rules compared on one trained network."""
     from galaxymorph.detection import load_detector
+    from galaxymorph.detection.api import calibration_files
     from galaxymorph.detection.scoring import threshold_at_false_alarm
 
     info = json.loads((run_dir / "detector.json").read_text())
@@ -76,6 +77,7 @@ def p_alone_threshold(run_dir: Path, false_alarm: float) -> float | None:
     column = "clean" if "clean" in df.columns else "filename"
     files = [(run_dir / info["catalog"]).parent / f
              for f in df.loc[df["filename"].isin(val) & (df["label"] == 0), column]]
+    files += calibration_files(run_dir, info)  # the same real images the detector's rule used
     p, _ = load_detector(run_dir).score_prepared_files(files)
     return threshold_at_false_alarm(p[~np.isnan(p)], false_alarm)
 
@@ -190,6 +192,7 @@ def main() -> None:
                          "roc_auc": m["roc_auc"], "average_precision": m["average_precision"],
                          "false_alarm_rate": m["false_alarm_rate"], "recall": m["recall"],
                          "atypicality_auc": (m.get("atypicality") or {}).get("roc_auc"),
+                         "combined_auc": (m.get("combined") or {}).get("roc_auc"),
                          **bootstrap(out / "predictions.csv")}
             if alone is not None:
                 rows[fam].update(p_alone_scores(out / "predictions.csv", alone))
@@ -203,17 +206,18 @@ def main() -> None:
         print(f"\n[{name}] trained on {', '.join(train_fams)}; verdict {rule}; {seconds:.0f} s",
               flush=True)
         print("| tested on | seen | accuracy [95%] | ROC AUC [95%] | AP | false alarms (real) | "
-              "recall | atypicality AUC | p alone: accuracy / false alarms / recall |")
-        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+              "recall | atypicality AUC | combined AUC | p alone: accuracy / false alarms / recall |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         for fam, r in rows.items():
             atyp = "n/a" if r["atypicality_auc"] is None else f"{r['atypicality_auc']:.3f}"
+            comb = "n/a" if r["combined_auc"] is None else f"{r['combined_auc']:.4f}"
             solo = (f"{r['accuracy_p_alone']:.4f} / {r['false_alarm_rate_p_alone']:.4f} / "
                     f"{r['recall_p_alone']:.4f}" if "accuracy_p_alone" in r else "-")
             print(f"| {fam} | {'yes' if r['seen'] else '**no**'} | {r['accuracy']:.4f} "
                   f"[{r['accuracy_95'][0]:.3f}, {r['accuracy_95'][1]:.3f}] | {r['roc_auc']:.4f} "
                   f"[{r['roc_auc_95'][0]:.3f}, {r['roc_auc_95'][1]:.3f}] | "
                   f"{r['average_precision']:.4f} | {r['false_alarm_rate']:.4f} | "
-                  f"{r['recall']:.4f} | {atyp} | {solo} |", flush=True)
+                  f"{r['recall']:.4f} | {atyp} | {comb} | {solo} |", flush=True)
 
     names = list(fams)
     if not args.no_baseline:  # the old recipe: one generator, no augmentation, threshold 0.5
@@ -236,10 +240,13 @@ def main() -> None:
         for fam, row in r["tests"].items():
             if row["seen"]:
                 continue
-            met = all((row[k] or 0) >= v if k != "false_alarm_rate" else row[k] <= v
-                      for k, v in TARGET_UNSEEN.items())
+            # The AUC of the score the verdict ranks by: the combined one under "either".
+            auc = row["combined_auc"] if row["combined_auc"] is not None else row["roc_auc"]
+            met = (row["accuracy"] >= TARGET_UNSEEN["accuracy"] and (auc or 0) >= TARGET_UNSEEN["roc_auc"]
+                   and row["false_alarm_rate"] <= TARGET_UNSEEN["false_alarm_rate"])
             met_all &= met
-            print(f"  {fam}: accuracy {row['accuracy']:.4f}, AUC {row['roc_auc']:.4f}, AP "
+            print(f"  {fam}: accuracy {row['accuracy']:.4f}, AUC {row['roc_auc']:.4f} (combined "
+                  f"{'n/a' if row['combined_auc'] is None else format(row['combined_auc'], '.4f')}), AP "
                   f"{row['average_precision']:.4f}, false alarms {row['false_alarm_rate']:.4f} "
                   f"-> targets {'met' if met else 'NOT met'}")
     print(f"unseen-generator targets {TARGET_UNSEEN}: {'all met' if met_all else 'NOT all met'}")

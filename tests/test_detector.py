@@ -206,6 +206,10 @@ def test_verdict_flags_either_score_and_never_a_missing_atypicality():
                          atypicality=np.nan_to_num(a, nan=0.3), atypicality_threshold=0.99)
     assert m["accuracy"] == 1.0 and m["false_alarm_rate"] == 0.0
     assert m["per_source"]["f"]["caught_by_atypicality_only"] == pytest.approx(0.5)
+    both = detector_metrics(y, p, ["f", "f", "r", "r"], threshold=0.5,
+                            atypicality=np.nan_to_num(a, nan=0.3), atypicality_threshold=0.99,
+                            combined=np.array([0.9, 0.99, 0.3, 0.5]))
+    assert both["combined"]["roc_auc"] == 1.0 and both["per_source"]["f"]["combined_roc_auc"] == 1.0
     assert detector_metrics(y, p, threshold=0.5)["accuracy"] == 0.75  # p alone misses one
 
 
@@ -401,3 +405,11 @@ def test_thresholds_are_set_on_a_reserve_of_real_images_never_trained_on(tmp_pat
     assert det.threshold == pytest.approx(threshold_at_false_alarm(p, 0.005))
     assert det.atypicality_threshold == pytest.approx(threshold_at_false_alarm(a, 0.005))
     assert set(cal["group"].astype(str)) <= training_groups(run)
+    # The combined score ranks by the larger of the two real-image percentiles: a real
+    # calibration image's p percentile is below 1, an image past every real one on either
+    # score is at 1.
+    q = det.typicality.p_percentile(p)
+    assert q is not None and q.max() < 1
+    score = det.synthetic_score(np.array([p.max() + 1e-6, 0.0]), np.array([0.0, 1.0]))
+    assert score.tolist() == [1.0, 1.0]
+    assert det.synthetic_score(np.array([0.0]), np.array([np.nan]))[0] == 0.0

@@ -221,14 +221,21 @@ def _finish(run_dir: Path, summary: dict[str, Any]) -> DetectorRun:
     p, atyp = det.score_prepared_files([csv.parent / f for f in rows[_clean_column(rows)]])
     ok = ~np.isnan(p)
     metrics = detector_metrics(rows["label"].to_numpy()[ok], p[ok], rows["source"].to_numpy()[ok],
-                               threshold=det.threshold,
-                               atypicality=atyp[ok] if det.typicality is not None else None,
-                               atypicality_threshold=det.atypicality_threshold)
+                               **_rule_scores(det, p[ok], atyp[ok]))
     metrics.update({"split": "test", "held_out": "test fold of the run's own split (by group), "
                     "undegraded images"})
     write_json(run_dir / "detector_metrics.json", metrics)
     _annotate_card(run_dir, info)
     return DetectorRun(run_dir, metrics, summary, csv)
+
+
+def _rule_scores(det: Detector, p: np.ndarray, atyp: np.ndarray) -> dict[str, Any]:
+    """``detector_metrics``'s keywords for ``det``'s decision rule and its ranking score."""
+    if det.typicality is None:
+        return {"threshold": det.threshold}
+    combined = det.synthetic_score(p, atyp) if det.atypicality_threshold is not None else None
+    return {"threshold": det.threshold, "atypicality": atyp,
+            "atypicality_threshold": det.atypicality_threshold, "combined": combined}
 
 
 def _clean_column(df: pd.DataFrame) -> str:
@@ -287,6 +294,7 @@ def _calibrate(run_dir: Path, info: dict[str, Any], df: pd.DataFrame, folder: Pa
             a_thr = threshold_at_false_alarm(typicality.atypicality(f_val), each)
     info = {**info, "threshold": 0.5 if far is None else threshold_at_false_alarm(p_val, each),
             "atypicality_threshold": a_thr, "threshold_rule": rule, "typicality": TYPICALITY_FILE}
+    typicality.p_real = np.sort(p_val.astype(np.float64))
     typicality.save(run_dir / TYPICALITY_FILE)
     write_json(run_dir / DETECTOR_FILE, info)
     return info
@@ -370,9 +378,8 @@ def evaluate_detector(run_dir: str | Path, real: Sequence[str] | str, fake: Sequ
     p, atyp = det.score_prepared_files([data_dir / f for f in df["filename"]])
     ok = ~np.isnan(p)
     y = df["label"].to_numpy()
-    metrics = detector_metrics(y[ok], p[ok], df["source"].to_numpy()[ok], threshold=det.threshold,
-                               atypicality=atyp[ok] if det.typicality is not None else None,
-                               atypicality_threshold=det.atypicality_threshold)
+    metrics = detector_metrics(y[ok], p[ok], df["source"].to_numpy()[ok],
+                               **_rule_scores(det, p[ok], atyp[ok]))
     trained_keys = {s["key"] for s in info.get("sources", [])}
     excluded = sum(s["excluded_seen_groups"] for s in assembly["sources"])
     for s in assembly["sources"]:
@@ -391,7 +398,8 @@ def evaluate_detector(run_dir: str | Path, real: Sequence[str] | str, fake: Sequ
     pd.DataFrame({"filename": df["filename"], "origin": df["origin"], "source": df["source"],
                   "label": df["label_name"], "p_synthetic": p,
                   "predicted": [det.label(q, a) if q == q else "" for q, a in zip(p, atyp, strict=True)],
-                  "atypicality": atyp}).to_csv(out / "predictions.csv", index=False)
+                  "atypicality": atyp, "synthetic_score": det.synthetic_score(p, atyp)}
+                 ).to_csv(out / "predictions.csv", index=False)
     plot_confusion_matrix(metrics["confusion_matrix"], CLASS_NAMES, out / "confusion_matrix.png",
                           title=f"accuracy {metrics['accuracy']:.4f}, n {metrics['n']}")
     plot_roc(y[ok], p[ok], out / "roc.png", title=f"{run_dir.name}: real vs synthetic")

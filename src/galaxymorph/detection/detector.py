@@ -136,6 +136,17 @@ class Detector:
             return np.full(len(batch), np.nan)
         return self.typicality.atypicality(self.features(batch))
 
+    def synthetic_score(self, p: np.ndarray, atypicality: np.ndarray) -> np.ndarray:
+        """One score to rank images by under the "either" verdict: the larger of p(synthetic)'s
+        percentile among the real calibration images and the atypicality (itself a percentile
+        of the same images), so 0.999 means "less typical of real galaxies, by one rule or the
+        other, than 99.9% of them". p(synthetic) itself when the detector decides on p alone."""
+        p = np.asarray(p, dtype=np.float64)
+        q = self.typicality.p_percentile(p) if self.typicality is not None else None
+        if q is None or self.atypicality_threshold is None:
+            return p
+        return np.fmax(q, np.asarray(atypicality, dtype=np.float64))  # a NaN atypicality: q
+
     def scores(self, batch: torch.Tensor) -> dict[str, np.ndarray]:
         """``p_synthetic`` and ``atypicality`` of a batch already through :attr:`view` (the
         columns ``galaxymorph predict --detector`` writes)."""

@@ -81,13 +81,15 @@ def verdict(p: np.ndarray, threshold: float, atypicality: np.ndarray | None = No
 
 def detector_metrics(y_true: np.ndarray, p: np.ndarray, sources: Sequence[str] | None = None,
                      threshold: float = 0.5, atypicality: np.ndarray | None = None,
-                     atypicality_threshold: float | None = None) -> dict[str, Any]:
+                     atypicality_threshold: float | None = None,
+                     combined: np.ndarray | None = None) -> dict[str, Any]:
     """Accuracy at the detector's verdict (:func:`verdict`: ``threshold`` on p(synthetic), and
     ``atypicality_threshold`` on the fake-free score when given), ROC AUC, average precision,
     the false-alarm rate on real images, precision/recall/F1 (synthetic = positive), confusion
     matrix (rows true real/synthetic, columns predicted), and per source: a generated source is
     scored against *all* the real images (its own AUC, AP and share caught), a real one by its
-    false alarms. ``atypicality`` gets its own AUC/AP beside p(synthetic)'s."""
+    false alarms. ``atypicality`` gets its own AUC/AP beside p(synthetic)'s, and ``combined``
+    (``Detector.synthetic_score``, the ranking of the "either" verdict) its own too."""
     from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
     y = np.asarray(y_true, dtype=np.int64)
@@ -122,6 +124,10 @@ def detector_metrics(y_true: np.ndarray, p: np.ndarray, sources: Sequence[str] |
         out["atypicality"] = {"roc_auc": a_auc, "average_precision": a_ap,
                               "mean_real": float(atyp[real].mean()) if real.any() else None,
                               "mean_synthetic": float(atyp[~real].mean()) if (~real).any() else None}
+    comb = None if combined is None else np.asarray(combined, dtype=np.float64)
+    if comb is not None:
+        c_auc, c_ap = _ranking(y, comb)
+        out["combined"] = {"roc_auc": c_auc, "average_precision": c_ap}
     if sources is not None:
         src = np.asarray(list(sources), dtype=object)
         out["per_source"] = {}
@@ -137,6 +143,8 @@ def detector_metrics(y_true: np.ndarray, p: np.ndarray, sources: Sequence[str] |
                 row["recall"] = float(pred[m].mean())
                 if atyp is not None:
                     row["atypicality_roc_auc"] = _ranking(y[both], atyp[both])[0]
+                    if comb is not None:
+                        row["combined_roc_auc"] = _ranking(y[both], comb[both])[0]
                     if atypicality_threshold is not None:  # what the fake-free rule added
                         by_p = p[m] >= threshold
                         row["caught_by_atypicality_only"] = float((pred[m].astype(bool) & ~by_p).mean())

@@ -29,6 +29,9 @@ class Typicality:
     scale: np.ndarray  # (D,)
     calibration: np.ndarray  # sorted distances of real validation images
     k: int = 5
+    #: Sorted p(synthetic) of the same real calibration images (for the combined score); None
+    #: in files written before it existed.
+    p_real: np.ndarray | None = None
 
     @classmethod
     def fit(cls, train: np.ndarray, val: np.ndarray, k: int = 5, seed: int = 0) -> Typicality:
@@ -62,10 +65,18 @@ class Typicality:
             return np.full(len(d), np.nan)
         return np.searchsorted(self.calibration, d, side="left") / len(self.calibration)
 
+    def p_percentile(self, p: np.ndarray) -> np.ndarray | None:
+        """Share of real calibration images with a lower p(synthetic) than each value (0..1),
+        the scale on which p(synthetic) and atypicality compare; None without ``p_real``."""
+        if self.p_real is None or not len(self.p_real):
+            return None
+        return np.searchsorted(self.p_real, np.asarray(p, dtype=np.float64), side="left") / len(self.p_real)
+
     def save(self, path: Path) -> None:
+        extra = {} if self.p_real is None else {"p_real": self.p_real}
         with atomic_path(path) as tmp, open(tmp, "wb") as fh:
             np.savez(fh, reference=self.reference, mean=self.mean, scale=self.scale,
-                     calibration=self.calibration, k=np.array(self.k))
+                     calibration=self.calibration, k=np.array(self.k), **extra)
 
     @classmethod
     def load(cls, path: Path) -> Typicality:
@@ -73,6 +84,7 @@ class Typicality:
         try:
             with np.load(path, allow_pickle=False) as z:
                 arrays = {name: z[name] for name in ("reference", "mean", "scale", "calibration", "k")}
+                p_real = z["p_real"] if "p_real" in z.files else None
         except (OSError, ValueError, KeyError) as exc:
             raise DataError(f"not a readable typicality file ({exc})", path) from exc
         ref, mean, scale = arrays["reference"], arrays["mean"], arrays["scale"]
@@ -81,7 +93,11 @@ class Typicality:
               and 1 <= int(arrays["k"]) <= len(ref)
               and all(np.isfinite(a).all() for a in (ref, mean, scale, arrays["calibration"]))
               and (scale > 0).all())
+        if p_real is not None and not (p_real.ndim == 1 and np.isfinite(p_real).all()
+                                       and ((p_real >= 0) & (p_real <= 1)).all()):
+            ok = False
         if not ok:
             raise DataError("typicality file has inconsistent arrays", path)
         return cls(ref.astype(np.float32), mean.astype(np.float32), scale.astype(np.float32),
-                   np.sort(arrays["calibration"].astype(np.float32)), int(arrays["k"]))
+                   np.sort(arrays["calibration"].astype(np.float32)), int(arrays["k"]),
+                   None if p_real is None else np.sort(p_real.astype(np.float64)))
