@@ -268,7 +268,7 @@ def test_evaluate_is_the_same_through_every_engine(framed_model, inference_catal
     assert list(p_o.columns) == list(p_t.columns) and m_o["n"] == m_t["n"] > 0
     probs = [c for c in p_t.columns if c.startswith("prob")]
     np.testing.assert_allclose(p_o[probs].to_numpy(float), p_t[probs].to_numpy(float), atol=1e-4)
-    assert (p_o["predicted_label"] == p_t["predicted_label"]).all()
+    assert (p_o["label"] == p_t["label"]).all()
     assert m_o["accuracy"] == m_t["accuracy"]
 
 

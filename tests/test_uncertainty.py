@@ -98,8 +98,14 @@ def test_evaluate_other_catalog_matches_classes_by_name_and_scores_all(tiny_mode
     assert len(pred) == metrics["n"]
     assert set(pred["path"]) == {p.replace("images/", "images/new_") for p in split["test"]}
     truth = dict(zip("images/" + frame["filename"], frame["label_name"], strict=True))
-    assert all(truth[p] == t for p, t in zip(pred["path"], pred["true_label"], strict=True))
-    assert (pred["correct"] == (pred["true_label"] == pred["predicted_label"])).all()
+    assert all(truth[p] == t for p, t in zip(pred["path"], pred["true_label_name"], strict=True))
+    assert (pred["correct"] == (pred["true_label"] == pred["label"])).all()
+    # predict's columns for a labelled input, so the two files compare column for column
+    classes = [c.removeprefix("prob_") for c in pred.columns if c.startswith("prob_")]
+    assert list(pred.columns) == ["path", "label", "label_name", "probability", "uncertain",
+                                  *(f"prob_{c}" for c in classes), "true_label",
+                                  "true_label_name", "correct"]
+    assert (pred["label_name"] == [classes[i] for i in pred["label"]]).all()
     probs = pred[[c for c in pred.columns if c.startswith("prob_")]].to_numpy()
     np.testing.assert_allclose(probs.sum(axis=1), 1, atol=1e-5)
     np.testing.assert_allclose(pred["probability"], probs.max(axis=1), atol=1e-5)

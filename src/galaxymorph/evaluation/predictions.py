@@ -19,22 +19,25 @@ from galaxymorph.models.calibration import uncertain
 
 def predictions_frame(ids: list[str], y_true: np.ndarray, probs: np.ndarray, class_names: list[str],
                       threshold: float | None = None) -> pd.DataFrame:
-    """One row per image: path, true and predicted label, confidence, abstention, correctness,
-    then every class probability (``prob_<class>``, as ``galaxymorph predict`` writes)."""
-    y_true, probs = np.asarray(y_true), np.asarray(probs)
+    """One row per image, in ``galaxymorph predict``'s columns for a labelled input (so the two
+    files join and compare column for column): path, predicted ``label`` and ``label_name``,
+    confidence, abstention, every ``prob_<class>``, ``true_label`` and ``true_label_name``
+    (class indices and names of the model), then ``correct``."""
+    y_true, probs = np.asarray(y_true, dtype=np.int64), np.asarray(probs)
     if not len(ids) == len(y_true) == len(probs):
         raise ValueError(f"{len(ids)} ids, {len(y_true)} labels, {len(probs)} probability rows")
     pred = probs.argmax(axis=1) if len(probs) else np.zeros(0, dtype=np.int64)
     names = np.asarray(class_names, dtype=object)
     frame = pd.DataFrame({
-        "path": list(ids), "true_label": names[y_true] if len(y_true) else [],
-        "predicted_label": names[pred] if len(pred) else [],
+        "path": list(ids), "label": pred, "label_name": names[pred] if len(pred) else [],
         "probability": probs.max(axis=1) if len(probs) else [],
         "uncertain": uncertain(probs, threshold) if len(probs) else [],
-        "correct": pred == y_true,
     })
     for i, name in enumerate(class_names):
-        frame[f"prob_{name}"] = probs[:, i] if len(probs) else []
+        frame[f"prob_{name}"] = probs[:, i] if len(probs) else []  # as predict names them
+    frame["true_label"] = y_true
+    frame["true_label_name"] = names[y_true] if len(y_true) else []
+    frame["correct"] = pred == y_true
     return frame
 
 
@@ -54,8 +57,8 @@ def write_error_gallery(path: str | Path, frame: pd.DataFrame, read: Callable[[i
             images.append(read(int(row)))
         except Exception:  # a gallery is a bonus: one unreadable file must not lose the evaluation
             continue
-        captions.append(f"{Path(r['path']).name}\ntrue {r['true_label']} · predicted "
-                        f"{r['predicted_label']} {r['probability']:.0%}")
+        captions.append(f"{Path(r['path']).name}\ntrue {r['true_label_name']} · predicted "
+                        f"{r['label_name']} {r['probability']:.0%}")
     title = (f"The {len(images)} most confident mistakes ({int((~frame['correct']).sum())} of "
              f"{len(frame)} wrong)")
     return plot_image_grid(images, captions, path, title)
