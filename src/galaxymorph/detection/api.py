@@ -45,6 +45,7 @@ from galaxymorph.detection.scoring import (
     plot_roc,
     threshold_at_false_alarm,
 )
+from galaxymorph.detection.statistics import STATISTICS_FILE, noise_statistics
 from galaxymorph.detection.typicality import TYPICALITY_FILE, Typicality
 from galaxymorph.errors import ConfigError, DataError, ImageReadError
 from galaxymorph.io_utils import read_json_object, write_json
@@ -251,30 +252,25 @@ def _calibrate(run_dir: Path, info: dict[str, Any], df: pd.DataFrame, folder: Pa
     det = Detector.load(run_dir)
     real = df[df["label"] == 0]
 
-    def fold_features(fold: str) -> tuple[np.ndarray, np.ndarray]:
+    def fold_features(fold: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         files = [folder / f for f in real.loc[real["filename"].isin(set(split.get(fold, []))),
                                               _clean_column(real)]]
-        p, feats = [], []
-        for _, batch in det.prepared_batches(files):
-            p.append(det.p_synthetic(batch))
-            feats.append(det.features(batch))
-        if not p:
-            raise DataError(f"no readable real images in the {fold} fold to calibrate on", folder)
-        return np.concatenate(p), np.concatenate(feats)
+        return real_scores(det, files, f"the {fold} fold")
 
-    p_val, f_val = fold_features("val")
-    _, f_train = fold_features("train")
+    p_val, f_val, s_val = fold_features("val")
+    _, f_train, s_train = fold_features("train")
     cal = calibration_files(run_dir, info)
     if cal:  # the reserve of real images never trained on: many more than the val fold holds
-        p_cal, f_cal = [], []
-        for _, batch in det.prepared_batches(cal):
-            p_cal.append(det.p_synthetic(batch))
-            f_cal.append(det.features(batch))
-        if p_cal:
-            p_val, f_val = np.concatenate([p_val, *p_cal]), np.concatenate([f_val, *f_cal])
+        p_cal, f_cal, s_cal = real_scores(det, cal, "the calibration reserve")
+        p_val, f_val = np.concatenate([p_val, p_cal]), np.concatenate([f_val, f_cal])
+        s_val = np.concatenate([s_val, s_cal])
     settings = info.get("settings", {})
     far = settings.get("false_alarm", 0.01)
     typicality = Typicality.fit(f_train, f_val)
+    # The fake-free score is the larger of two percentiles: distance in the network's features
+    # and in the images' noise statistics; its threshold is set on that larger value.
+    by_statistics = Typicality.fit(s_train, s_val)
+    a_val = np.fmax(typicality.atypicality(f_val), by_statistics.atypicality(s_val))
     # "either": two rules, each at half the rate on real images, so that their union keeps it.
     either = far is not None and settings.get("verdict", "p_synthetic") == "either"
     each = float(far) / 2 if either else far
@@ -291,11 +287,13 @@ def _calibrate(run_dir: Path, info: dict[str, Any], df: pd.DataFrame, folder: Pa
         if either:
             rule["verdict"] = ("synthetic when p_synthetic >= threshold or atypicality >= "
                                "atypicality_threshold, each at half the target rate")
-            a_thr = threshold_at_false_alarm(typicality.atypicality(f_val), each)
+            a_thr = threshold_at_false_alarm(a_val, each)
     info = {**info, "threshold": 0.5 if far is None else threshold_at_false_alarm(p_val, each),
-            "atypicality_threshold": a_thr, "threshold_rule": rule, "typicality": TYPICALITY_FILE}
+            "atypicality_threshold": a_thr, "threshold_rule": rule, "typicality": TYPICALITY_FILE,
+            "typicality_statistics": STATISTICS_FILE}
     typicality.p_real = np.sort(p_val.astype(np.float64))
     typicality.save(run_dir / TYPICALITY_FILE)
+    by_statistics.save(run_dir / STATISTICS_FILE)
     write_json(run_dir / DETECTOR_FILE, info)
     return info
 
@@ -334,6 +332,20 @@ def training_groups(run_dir: str | Path) -> set[str]:
     if cal.is_file():  # the thresholds were set on these: not fresh images either
         groups |= set(read_catalog(cal)["group"].astype(str))
     return groups
+
+
+def real_scores(det: Detector, files: list[Path], what: str
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """p(synthetic), network features and noise statistics of real image files."""
+    p, feats, stats = [], [], []
+    for _, batch in det.prepared_batches(files):
+        p.append(det.p_synthetic(batch))
+        feats.append(det.features(batch))
+        stats.append(noise_statistics(batch))
+    if not p:
+        raise DataError(f"no readable real images in {what} to calibrate on",
+                        files[0].parent if files else None)
+    return np.concatenate(p), np.concatenate(feats), np.concatenate(stats)
 
 
 def calibration_files(run_dir: Path, info: dict[str, Any]) -> list[Path]:

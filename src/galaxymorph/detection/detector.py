@@ -24,6 +24,7 @@ import torch
 
 from galaxymorph.detection.assembly import Resampling
 from galaxymorph.detection.scoring import synthetic_column, verdict
+from galaxymorph.detection.statistics import STATISTICS_FILE, noise_statistics
 from galaxymorph.detection.typicality import TYPICALITY_FILE, Typicality
 from galaxymorph.errors import DataError, ImageReadError
 from galaxymorph.io_utils import read_json_object
@@ -76,6 +77,8 @@ class Detector:
     typicality: Typicality | None = None  # the fake-free score, when the run has one
     #: Atypicality at or above it also reads "synthetic" (None: p(synthetic) alone decides).
     atypicality_threshold: float | None = None
+    #: The second fake-free reference, in the images' noise statistics (``statistics``).
+    by_statistics: Typicality | None = None
 
     @classmethod
     def load(cls, ref: str | Path, device: str = "cpu", engine: str = "auto") -> Detector:
@@ -97,9 +100,12 @@ class Detector:
                           res.get("common_size"), float(crop))
         typ = Path(ref) / TYPICALITY_FILE if Path(ref).is_dir() else None
         typicality = Typicality.load(typ) if typ is not None and typ.is_file() else None
+        stats = Path(ref) / STATISTICS_FILE if Path(ref).is_dir() else None
+        by_statistics = (Typicality.load(stats) if typicality is not None and stats is not None
+                         and stats.is_file() else None)
         a_thr = info.get("atypicality_threshold") if typicality is not None else None
         return cls(clf, view, float(info.get("threshold", 0.5)), info, typicality,
-                   None if a_thr is None else float(a_thr))
+                   None if a_thr is None else float(a_thr), by_statistics)
 
     @property
     def source(self) -> str:
@@ -131,10 +137,16 @@ class Detector:
             return features(clf.net, to_float(batch.to(clf.device))).float().cpu().numpy()
 
     def atypicality(self, batch: torch.Tensor) -> np.ndarray:
-        """How untypical of real galaxies (0..1, no fakes involved); NaN without a reference."""
+        """How untypical of real galaxies (0..1, no fakes involved): the percentile of the
+        distance to the real training images among real calibration images, in the network's
+        features and (runs since the noise statistics) in the images' noise statistics, the
+        larger of the two; NaN without a reference."""
         if self.typicality is None:
             return np.full(len(batch), np.nan)
-        return self.typicality.atypicality(self.features(batch))
+        a = self.typicality.atypicality(self.features(batch))
+        if self.by_statistics is not None:
+            a = np.fmax(a, self.by_statistics.atypicality(noise_statistics(batch)))
+        return a
 
     def synthetic_score(self, p: np.ndarray, atypicality: np.ndarray) -> np.ndarray:
         """One score to rank images by under the "either" verdict: the larger of p(synthetic)'s
