@@ -150,6 +150,8 @@ def main() -> None:
     ap.add_argument("--only", action="append", default=[], help="hold out only these families")
     ap.add_argument("--view", default="pixels", help="pixels | frequency | both")
     ap.add_argument("--backbone", default=None, help="imagenet | default | a model folder")
+    ap.add_argument("--atypicality", default="features+statistics",
+                    help="features | features+statistics (detector train --atypicality)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", default=None, help="keep everything here (default: a temp folder)")
@@ -224,13 +226,15 @@ def main() -> None:
         run_one("baseline-renderer-only", ["renderer"], names, auto_fakes=[], augment=False,
                 false_alarm=None, view="pixels", backbone=None)
     tag = "".join(f"-{t}" for t in (args.view if args.view != "pixels" else None,
-                                    args.backbone and f"on-{Path(args.backbone).name}") if t)
+                                    args.backbone and f"on-{Path(args.backbone).name}",
+                                    "features-only" if args.atypicality == "features" else None)
+                  if t)
     for held in names:
         if args.only and held not in args.only:
             continue
         run_one(f"holdout-{held.replace(' ', '_')}{tag}", [f for f in names if f != held], names,
                 auto_fakes=[], false_alarm=args.false_alarm, view=args.view,
-                backbone=args.backbone)
+                backbone=args.backbone, atypicality=args.atypicality)
 
     print("\nleave-one-generator-out summary (held-out family only):")
     met_all = True

@@ -431,3 +431,18 @@ def test_noise_statistics_tell_a_noiseless_image_from_a_noisy_one():
     assert s.shape == (2, len(STATISTICS)) and np.isfinite(s).all()
     assert (s[1] > s[0]).all()
     np.testing.assert_allclose(noise_statistics(batch[1:]), s[1:])
+
+
+def test_atypicality_can_leave_the_noise_statistics_out(tmp_path, toy):
+    from galaxymorph.detection import load_detector, train_detector
+    from galaxymorph.detection.statistics import STATISTICS_FILE
+    from galaxymorph.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="atypicality"):
+        train_detector(toy["real"], toy["fake"], tmp_path / "bad", atypicality="pixels", **FAST)
+    run = train_detector(toy["real"], toy["fake"], tmp_path / "run", atypicality="features",
+                         **(FAST | {"epochs": 1})).run_dir
+    det = load_detector(run)
+    assert det.typicality is not None and det.by_statistics is None
+    assert not (run / STATISTICS_FILE).exists()
+    assert json.loads((run / "detector.json").read_text())["typicality_statistics"] is None

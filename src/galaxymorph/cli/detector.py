@@ -80,6 +80,10 @@ def train_cmd(
                                          help="Real images beyond the balanced training set, "
                                          "never trained on, to set the thresholds on (with the "
                                          "validation fold's); 0: the validation fold alone."),
+    atypicality: str = typer.Option("features+statistics", "--atypicality",
+                                    help="What the fake-free score measures distances in: "
+                                    "features (the network's) or features+statistics (also the "
+                                    "images' noise statistics)."),
     verdict: str = typer.Option("either", "--verdict",
                                 help="either: synthetic when p(synthetic) or the fake-free "
                                 "atypicality passes its threshold (each at half the "
@@ -104,7 +108,7 @@ def train_cmd(
                          epochs=epochs, patience=patience, batch_size=batch_size, lr=lr, seed=seed,
                          auto_fakes=_families(auto_fakes), augment=augment,
                          false_alarm=false_alarm, verdict=verdict,
-                         calibration_real=calibration_real, view=view,
+                         calibration_real=calibration_real, atypicality=atypicality, view=view,
                          backbone=backbone, resume=resume,
                          **options)
     _print_metrics(run.metrics, f"held-out test fold of {run.run_dir}")

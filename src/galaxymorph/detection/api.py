@@ -54,6 +54,8 @@ from galaxymorph.models.views import check_view
 log = logging.getLogger("galaxymorph")
 
 DATA_DIR = "data"
+#: ``train_detector(atypicality=)``: the spaces the fake-free score measures distances in.
+ATYPICALITY_KINDS = ("features", "features+statistics")
 
 
 @dataclass
@@ -72,7 +74,8 @@ def train_detector(real: Sequence[str] | str, fake: Sequence[str] | str, out: st
                    batch_size: int = 32, lr: float = 1e-3, seed: int = 0, pretrained: bool = False,
                    auto_fakes: Sequence[str] | str = "auto", augment: bool = True,
                    false_alarm: float | None = 0.01, verdict: str = "either",
-                   calibration_real: int = 1000, view: str = "pixels",
+                   calibration_real: int = 1000, atypicality: str = "features+statistics",
+                   view: str = "pixels",
                    backbone: str | None = None, progress: bool = True, resume: bool = False,
                    **train_options: Any) -> DetectorRun:
     """Assemble real vs ``fake`` images and train a detector on them in run folder ``out``.
@@ -90,7 +93,9 @@ def train_detector(real: Sequence[str] | str, fake: Sequence[str] | str, out: st
     galaxies is still flagged; ``"p_synthetic"``: p(synthetic) alone at the whole rate. The
     thresholds are set on the real validation images plus up to ``calibration_real`` other real
     images kept out of training (``assemble``'s calibration reserve; 0: the validation fold
-    alone).
+    alone). ``atypicality``: what the fake-free score measures the distance to real galaxies in:
+    ``"features"`` (the network's penultimate layer) or ``"features+statistics"`` (also five
+    noise statistics of the images, :mod:`.statistics`; the larger of the two percentiles).
     ``view`` is what the network sees:
     ``pixels``, ``frequency`` (whitened log spectrum, where upsampling artefacts show as
     peaks) or ``both`` (:mod:`galaxymorph.models.views`; inside the network, so every
@@ -116,6 +121,9 @@ def train_detector(real: Sequence[str] | str, fake: Sequence[str] | str, out: st
                           "choose another --out", run_dir)
     if false_alarm is not None and not 0 <= false_alarm < 1:
         raise ConfigError(f"false_alarm must be in [0, 1), got {false_alarm}")
+    if atypicality not in ATYPICALITY_KINDS:
+        raise ConfigError(f"unknown atypicality '{atypicality}'; use one of "
+                          f"{', '.join(ATYPICALITY_KINDS)}")
     if calibration_real < 0:
         raise ConfigError(f"calibration_real must be 0 or more, got {calibration_real}")
     if verdict not in VERDICTS:
@@ -130,7 +138,8 @@ def train_detector(real: Sequence[str] | str, fake: Sequence[str] | str, out: st
                     common_size=common_size, real_crop=real_crop, fake_crop=fake_crop,
                     per_source_cap=per_source_cap, max_per_side=max_per_side, seed=seed,
                     augment=augment, false_alarm=false_alarm, verdict=verdict,
-                    calibration_real=calibration_real, view=view, backbone=backbone)
+                    calibration_real=calibration_real, atypicality=atypicality, view=view,
+                    backbone=backbone)
     csv = data_dir / CATALOG
     if csv.exists() and read_detector_info(run_dir).get("settings") == settings:
         log.info("reusing the data assembled earlier in %s", data_dir)
@@ -269,8 +278,11 @@ def _calibrate(run_dir: Path, info: dict[str, Any], df: pd.DataFrame, folder: Pa
     typicality = Typicality.fit(f_train, f_val)
     # The fake-free score is the larger of two percentiles: distance in the network's features
     # and in the images' noise statistics; its threshold is set on that larger value.
-    by_statistics = Typicality.fit(s_train, s_val)
-    a_val = np.fmax(typicality.atypicality(f_val), by_statistics.atypicality(s_val))
+    a_val = typicality.atypicality(f_val)
+    by_statistics = None
+    if settings.get("atypicality", "features") == "features+statistics":
+        by_statistics = Typicality.fit(s_train, s_val)
+        a_val = np.fmax(a_val, by_statistics.atypicality(s_val))
     # "either": two rules, each at half the rate on real images, so that their union keeps it.
     either = far is not None and settings.get("verdict", "p_synthetic") == "either"
     each = float(far) / 2 if either else far
@@ -290,10 +302,13 @@ def _calibrate(run_dir: Path, info: dict[str, Any], df: pd.DataFrame, folder: Pa
             a_thr = threshold_at_false_alarm(a_val, each)
     info = {**info, "threshold": 0.5 if far is None else threshold_at_false_alarm(p_val, each),
             "atypicality_threshold": a_thr, "threshold_rule": rule, "typicality": TYPICALITY_FILE,
-            "typicality_statistics": STATISTICS_FILE}
+            "typicality_statistics": STATISTICS_FILE if by_statistics is not None else None}
     typicality.p_real = np.sort(p_val.astype(np.float64))
     typicality.save(run_dir / TYPICALITY_FILE)
-    by_statistics.save(run_dir / STATISTICS_FILE)
+    if by_statistics is not None:
+        by_statistics.save(run_dir / STATISTICS_FILE)
+    else:  # a recalibration without statistics must not leave an earlier file behind
+        (run_dir / STATISTICS_FILE).unlink(missing_ok=True)
     write_json(run_dir / DETECTOR_FILE, info)
     return info
 
