@@ -95,3 +95,31 @@ def test_cli_passes_noisy_labels_through(tmp_path, capsys):
     assert exc.value.code != 0
     assert "catalog:elsewhere.csv" in out.out + out.err and "none of the data sources" in out.out + out.err
     assert not (tmp_path / "run").exists()
+
+
+def test_predict_answers_in_a_learned_labelling_convention(tmp_path):
+    """`predict --convention gz1`: the built-in model's probabilities through its learned GZ1
+    transition matrix (p @ T), the classes GZ1's raw majority would have given."""
+    import dataclasses
+
+    import galaxymorph
+    from galaxymorph.errors import ModelError
+    from galaxymorph.models.loading import load_classifier
+
+    csv = write_synthetic_catalog(tmp_path / "data", 3, size=96, seed=2)
+    plain = galaxymorph.predict(f"catalog:{csv}", progress=False, workers=0)
+    gz1 = galaxymorph.predict(f"catalog:{csv}", progress=False, workers=0, convention="gz1")
+    clf = load_classifier("default")
+    cols = [f"prob_{c}" for c in clf.class_names]
+    entry = next(v for k, v in clf.conventions().items() if "gz1" in k)
+    t = np.asarray(entry["matrix"])
+    t = t / t.sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(gz1[cols].to_numpy(float), plain[cols].to_numpy(float) @ t, atol=1e-6)
+    assert not np.allclose(gz1[cols].to_numpy(float), plain[cols].to_numpy(float))
+    np.testing.assert_allclose(gz1[cols].to_numpy(float).sum(axis=1), 1, atol=1e-6)
+    with pytest.raises(ModelError, match="no labelling convention 'sdss'.*gz1"):
+        clf.with_convention("sdss")
+    bare = dataclasses.replace(clf, card=dataclasses.replace(clf.card, training={}))
+    with pytest.raises(ModelError, match="not trained with --noisy-labels"):
+        bare.with_convention("gz1")
+    assert clf.with_convention(None) is clf

@@ -41,6 +41,9 @@ def predict_cmd(
     crop: float = typer.Option(None, "--crop",
                                help="Fixed centre crop (fraction of the shorter side) instead of the "
                                     "model's own framing (default: the model card's, e.g. auto)."),
+    convention: str = typer.Option(None, "--convention",
+                                   help="Answer in the labelling convention of one of the model's "
+                                        "noisy training sources (gz1 for the built-in model)."),
 ) -> None:
     """Predict the morphology of every image; one row per image, errors included."""
     from galaxymorph.inference.predict import predict
@@ -53,7 +56,8 @@ def predict_cmd(
     try:
         result = predict(inputs, model=model, tta=tta, batch_size=batch_size, out=out or "-",
                          resume=resume, overwrite=overwrite, workers=workers, engine=engine,
-                         device=device, detector=det, progress=progress, crop=crop)
+                         device=device, detector=det, progress=progress, crop=crop,
+                         convention=convention)
     except BrokenPipeError:
         # Standard output closed early (`galaxymorph predict ... | head`): stop quietly.
         import os

@@ -114,7 +114,7 @@ def predict(inputs: str | Path | Iterable[str | Path], model: str | Path = "defa
             resume: bool = False, overwrite: bool = False, workers: int | None = None,
             engine: str = "auto", device: str = "auto", detector: DetectorLike | None = None,
             progress: bool = True, threads: int | None = None,
-            crop: float | None = None) -> pd.DataFrame | PredictSummary:
+            crop: float | None = None, convention: str | None = None) -> pd.DataFrame | PredictSummary:
     """Predict the class of every image in ``inputs``.
 
     ``inputs``: image files, folders (recursive), globs, dataset specs (``catalog:CSV``,
@@ -130,6 +130,9 @@ def predict(inputs: str | Path | Iterable[str | Path], model: str | Path = "defa
     ``atypicality``.
     ``crop``: a fixed centre crop (fraction of the shorter side) instead of the model's own
     framing (e.g. automatic framing), for cutouts whose galaxy framing you know better.
+    ``convention``: answer in the labelling convention of one of the model's noisy training
+    sources (``"gz1"`` for the built-in model: the classes Galaxy Zoo 1's raw majority would
+    give), ``p @ T`` with its learned transition matrix.
     Rows of a labelled input also carry its ``true_label``, ``true_label_name`` and metadata
     columns (:mod:`~galaxymorph.inference.source_columns`).
     """
@@ -159,7 +162,7 @@ def predict(inputs: str | Path | Iterable[str | Path], model: str | Path = "defa
     from galaxymorph.models.loading import load_classifier
 
     local = "auto" if engine == "ray" else engine
-    clf = load_classifier(model, device=device, engine=local).with_crop(crop)
+    clf = load_classifier(model, device=device, engine=local).with_crop(crop).with_convention(convention)
     det = detector.to(clf.device) if detector is not None else None
     if det is not None and local != "auto":
         det.use_engine(local)  # an engine asked for by name runs both networks

@@ -37,6 +37,9 @@ class Classifier:
     engine_kind: str = "auto"
     #: The model's own folder, where an exported ONNX graph is cached (None: the shared cache).
     model_dir: Path | None = None
+    #: A labelling convention's class-transition matrix (``with_convention``): probabilities
+    #: come out as ``p @ T``, the classes that source's labellers would have given.
+    transition: np.ndarray | None = field(default=None, repr=False, compare=False)
     _engine: Engine | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -82,6 +85,36 @@ class Classifier:
         self.preprocessing.fixed(crop)  # validates the fraction
         return replace(self, card=replace(self.card, framing="fixed", crop=float(crop)))
 
+    def conventions(self) -> dict[str, dict]:
+        """The labelling conventions the model learned (``train --noisy-labels``): source spec ->
+        ``{"classes", "matrix"}`` as the card records them."""
+        learned = (self.card.training or {}).get("label_transitions") or {}
+        return learned if isinstance(learned, dict) else {}
+
+    def with_convention(self, name: str | None) -> Classifier:
+        """This model answering in the labelling convention of one of its noisy training sources
+        (``name``: the source spec, or a part of its path such as ``gz1``): probabilities are
+        ``p @ T`` with that source's learned class-transition matrix T. Itself when ``name`` is
+        None."""
+        if name is None:
+            return self
+        known = self.conventions()
+        spec = name if name in known else next(
+            (k for k in known if name in Path(k.removeprefix("catalog:")).parts), None)
+        if spec is None:
+            listed = ", ".join(known) or "none: it was not trained with --noisy-labels"
+            raise ModelError(f"no labelling convention '{name}' in this model (it has: {listed})",
+                             self.source)
+        entry = known[spec]
+        t = np.asarray(entry.get("matrix") if isinstance(entry, dict) else None, dtype=np.float64)
+        k = len(self.class_names)
+        if (not isinstance(entry, dict) or list(entry.get("classes") or []) != list(self.class_names)
+                or t.shape != (k, k) or not np.isfinite(t).all() or (t < 0).any()
+                or (t.sum(axis=1) <= 0).any()):
+            raise ModelError(f"the model card's transition matrix for '{spec}' is not a "
+                             f"{k}x{k} matrix over its classes", self.source)
+        return replace(self, transition=t / t.sum(axis=1, keepdims=True))
+
     @property
     def temperature(self) -> float:
         return float(self.card.temperature)
@@ -113,7 +146,8 @@ class Classifier:
     def predict_proba(self, images: list[np.ndarray] | torch.Tensor, tta: bool | None = None) -> np.ndarray:
         """Calibrated class probabilities for decoded images (H, W, 3) or a prepared batch."""
         batch = images if isinstance(images, torch.Tensor) else torch.stack([self.prepare(i) for i in images])
-        return softmax(self.logits(batch, tta), self.temperature)
+        probs = softmax(self.logits(batch, tta), self.temperature)
+        return probs if self.transition is None else probs @ self.transition
 
     def to(self, device: str | torch.device) -> Classifier:
         self.device = resolve_device(device) if isinstance(device, str) else device
