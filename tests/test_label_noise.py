@@ -117,7 +117,7 @@ def test_predict_answers_in_a_learned_labelling_convention(tmp_path):
     np.testing.assert_allclose(gz1[cols].to_numpy(float), plain[cols].to_numpy(float) @ t, atol=1e-6)
     assert not np.allclose(gz1[cols].to_numpy(float), plain[cols].to_numpy(float))
     np.testing.assert_allclose(gz1[cols].to_numpy(float).sum(axis=1), 1, atol=1e-6)
-    with pytest.raises(ModelError, match="no labelling convention 'sdss'.*gz1"):
+    with pytest.raises(ModelError, match=r"no labelling convention 'sdss'.*gz1"):
         clf.with_convention("sdss")
     bare = dataclasses.replace(clf, card=dataclasses.replace(clf.card, training={}))
     with pytest.raises(ModelError, match="not trained with --noisy-labels"):
