@@ -396,6 +396,12 @@ def test_thresholds_are_set_on_a_reserve_of_real_images_never_trained_on(tmp_pat
     assert len(cal) == 50 and (cal["label"] == 0).all()
     assert not set(cal["origin"]) & set(train["origin"])  # no image both trained on and reserved
     assert all((data / f).is_file() for f in cal["filename"])
+    # The reserve leaves each real source spare candidates to replace unreadable training images.
+    sources = [x for x in json.loads((data / "assembly.json").read_text())["sources"]
+               if x["side"] == "real"]
+    assert sum(x["reserved_for_calibration"] for x in sources) == len(cal)
+    assert all(x["available"] - x["used"] - x["reserved_for_calibration"] >= np.ceil(0.05 * x["used"])
+               for x in sources)
     info = json.loads((run / "detector.json").read_text())
     split = json.loads((run / "split.json").read_text())
     real_val = train[train["filename"].isin(set(split["val"])) & (train["label"] == 0)]

@@ -275,13 +275,18 @@ def assemble(real_specs: list[str] | str, fake_specs: list[str] | str, out_dir: 
 
     # The calibration reserve comes from the *end* of each real pool's shuffled order, so it
     # never meets the training candidates (which replace unreadable images from the front).
+    # Each pool keeps 5% spare candidates for the training images, so a few unreadable files
+    # are still replaced rather than unbalancing the set.
     reserve: list[_Pool] = []
+    reserved: dict[int, int] = {}
     if calibration_real > 0:
-        spare = [len(p.order) - q for p, q in zip(sides[0], quotas[0], strict=True)]
+        spare = [max(0, len(p.order) - q - math.ceil(0.05 * q))
+                 for p, q in zip(sides[0], quotas[0], strict=True)]
         shares = water_fill(spare, int(min(sum(spare), calibration_real)))
         for pool, c in zip(sides[0], shares, strict=True):
             reserve.append(replace(pool, order=pool.order[len(pool.order) - c:]))
             pool.order = pool.order[:len(pool.order) - c]
+            reserved[id(pool)] = c
     rows, errors = _materialise(out_dir, sides, quotas, resampling, progress, augment, seed)
     calibration = 0
     if reserve:
@@ -313,7 +318,8 @@ def assemble(real_specs: list[str] | str, fake_specs: list[str] | str, out_dir: 
         "max_per_side": max_per_side,
         "counts": {name: int((df["label"] == i).sum()) for i, name in enumerate(CLASS_NAMES)},
         "sources": [{"spec": p.spec, "side": CLASS_NAMES[p.side], "key": p.key, "crop": p.crop,
-                     "native_size": p.native, "available": len(p.order),
+                     "native_size": p.native, "available": len(p.order) + reserved.get(id(p), 0),
+                     "reserved_for_calibration": reserved.get(id(p), 0),
                      "used": int(counts.get(p.spec, 0)), "excluded_seen_groups": p.excluded,
                      "duplicates_dropped": p.duplicates} for p in pools],
         "unreadable": len(errors), "unreadable_examples": errors[:20],
