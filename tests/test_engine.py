@@ -145,6 +145,62 @@ def test_cached_graph_is_reused_and_replaced_when_weights_change(model, tmp_home
     np.testing.assert_allclose(p_new, changed.predict_proba(_batch()), atol=1e-4)
 
 
+def test_a_cached_graph_is_found_from_the_weights_file_without_the_network(model, tmp_home):
+    first = load_classifier(model)
+    expected = first.predict_proba(_batch())  # exports, notes the weights file in the sidecar
+    assert first._net is not None
+    clf = load_classifier(model)
+    assert clf._net is None and clf._graph is not None, "found from the weights file"
+    np.testing.assert_array_equal(clf.predict_proba(_batch()), expected)
+    assert clf.engine_name == "onnx"
+    # The network is still there when asked for (Grad-CAM, features, the torch engine).
+    torch_p = clf.use_engine("torch").predict_proba(_batch())
+    assert clf._net is not None
+    np.testing.assert_allclose(torch_p, expected, atol=1e-4)
+    # A graph changed since its check is not trusted: the network is built and checked again.
+    (graph,) = model.glob("engine-*.onnx")
+    graph.write_bytes(graph.read_bytes()[:-16])
+    rebuilt = load_classifier(model)
+    assert rebuilt._net is not None and rebuilt._graph is None
+    np.testing.assert_allclose(rebuilt.predict_proba(_batch()), expected, atol=1e-4)
+
+
+def test_the_weights_file_shortcut_keeps_load_time_errors(model, tmp_home):
+    """A card edited after the graph was cached (another class count) no longer matches the
+    noted weights: the network is built at load and the mismatch is the usual clear error."""
+    load_classifier(model).predict_proba(_batch())
+    card = json.loads((model / "model_card.json").read_text())
+    card["class_names"] = [*card["class_names"], "Extra"]
+    (model / "model_card.json").write_text(json.dumps(card))
+    with pytest.raises(ModelError, match="weights do not fit the card"):
+        load_classifier(model)
+
+
+def test_predict_with_a_cached_graph_never_imports_torchvision(model, tmp_home, tmp_path):
+    """torchvision's import (~1.5 s, most of it torch._dynamo) is a large share of a short
+    predict run: with the graph cached, neither preprocessing nor the engine needs it."""
+    import subprocess
+
+    from PIL import Image
+
+    from makedata import galaxy_image
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(3):
+        Image.fromarray(galaxy_image(i, 48)).save(images / f"g{i}.png")
+    load_classifier(model).predict_proba(_batch())  # the graph, as any earlier run leaves it
+    code = ("import sys, galaxymorph; galaxymorph.predict(sys.argv[1], model=sys.argv[2], "
+            "out=sys.argv[3], progress=False, workers=0); "
+            "print('torchvision' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code, str(images), str(model),
+                           str(tmp_path / "out.csv")], capture_output=True, text=True,
+                          check=False)  # GALAXYMORPH_HOME: tmp_home's, inherited
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "False"
+    assert len(pd.read_csv(tmp_path / "out.csv")) == 3
+
+
 def test_read_only_model_folder_uses_the_shared_cache(model, tmp_home, monkeypatch):
     real_access = engine_mod.os.access
     monkeypatch.setattr(engine_mod.os, "access",

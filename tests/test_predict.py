@@ -112,6 +112,24 @@ def test_tta_is_opt_in_for_batch_prediction(tiny_model, image_folder, tmp_path):
     np.testing.assert_allclose(clf.predict_proba([read_image(f) for f in files]),
                                averaged[cols].to_numpy(), atol=1e-6)
 
+def test_tta_gives_the_network_every_core(tiny_model, image_folder, monkeypatch):
+    """With TTA the network does 8 passes per decoded image: it gets all the cores; without,
+    the decoders keep their share."""
+    from galaxymorph.inference import predict as predict_mod
+
+    assert predict_mod.engine_threads(2, 2, tta=False) == 1
+    assert predict_mod.engine_threads(2, 2, tta=True) == 2
+    assert predict_mod.engine_threads(16, 8, tta=False) == 12
+    monkeypatch.setattr(predict_mod.os, "cpu_count", lambda: 6)
+    seen: list[int] = []
+    real = torch.set_num_threads
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: (seen.append(n), real(n)))
+    files = sorted(str(p) for p in image_folder.glob("syn_*.png"))[:2]
+    galaxymorph.predict(files, model=tiny_model, tta=True, workers=2, progress=False)
+    galaxymorph.predict(files, model=tiny_model, tta=False, workers=2, progress=False)
+    assert seen[0] == 6 and seen[2] == 5  # (each run restores the previous count after)
+
+
 def test_workers_keep_order_and_numbers(tiny_model, image_folder):
     one = galaxymorph.predict(image_folder, model=tiny_model, batch_size=3, workers=0, progress=False)
     two = galaxymorph.predict(image_folder, model=tiny_model, batch_size=3, workers=2, progress=False)

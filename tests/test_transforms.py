@@ -9,9 +9,11 @@ import torch
 from galaxymorph.data.transforms import (
     Preprocessing,
     TrainAugment,
+    center_crop,
     dihedral,
     is_mirror,
     prepare,
+    resize,
     swap_table,
 )
 from galaxymorph.errors import ConfigError
@@ -43,6 +45,37 @@ def test_prepare_accepts_read_only_and_flipped_arrays():
     pre = Preprocessing(image_size=40)
     np.testing.assert_array_equal(prepare(ro, pre).permute(1, 2, 0).numpy(), img)
     np.testing.assert_array_equal(prepare(flipped, pre).permute(1, 2, 0).numpy(), flipped)
+
+
+@pytest.mark.parametrize(("hw", "side", "size"), [
+    ((423, 423), 156, 96), ((424, 424), 157, 96), ((100, 80), 61, 128), ((50, 50), 50, 17),
+    ((256, 256), 255, 96), ((33, 47), 20, 20),
+])
+@pytest.mark.parametrize("layout", ["hwc", "chw"])
+def test_crop_and_resize_give_torchvisions_pixels(hw, side, size, layout):
+    """prepare's torch-only crop and resize (no torchvision import on the prediction path)
+    are the very pixels of torchvision's center_crop + antialiased resize: uint8 from a decoded
+    (H, W, 3) array as prepare sees it, contiguous CHW, float."""
+    from torchvision.transforms.v2 import functional as TF
+
+    img = np.random.default_rng(side).integers(0, 256, (*hw, 3), dtype=np.uint8)
+    t = torch.from_numpy(img).permute(2, 0, 1)
+    if layout == "chw":
+        t = t.contiguous()
+    ours = resize(center_crop(t, side, side), size, size)
+    theirs = TF.resize(TF.center_crop(t, [side, side]), [size, size], antialias=True)
+    assert ours.dtype == torch.uint8 and torch.equal(ours, theirs)
+    f = t.float() / 255
+    torch.testing.assert_close(resize(center_crop(f, side, side), size, size),
+                               TF.resize(TF.center_crop(f, [side, side]), [size, size], antialias=True),
+                               rtol=0, atol=0)
+    batch = t.unsqueeze(0).expand(2, -1, -1, -1)
+    assert torch.equal(resize(batch, size, size), TF.resize(batch, [size, size], antialias=True))
+
+
+def test_center_crop_refuses_a_window_larger_than_the_image():
+    with pytest.raises(ValueError, match="does not fit"):
+        center_crop(torch.zeros(3, 10, 10), 11, 11)
 
 
 def test_preprocessing_validates():

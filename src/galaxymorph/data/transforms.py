@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-from torchvision.transforms.v2 import functional as TF
+from torch.nn import functional as F
 
 from galaxymorph.errors import ConfigError
 
@@ -89,10 +89,57 @@ def prepare(image: np.ndarray | torch.Tensor, pre: Preprocessing) -> torch.Tenso
     if t.ndim == 3 and t.shape[-1] == 3:
         t = t.permute(2, 0, 1)
     side = crop_side(t, pre)
-    t = TF.center_crop(t, [side, side])
+    t = center_crop(t, side, side)
     if side != pre.image_size:
-        t = TF.resize(t, [pre.image_size, pre.image_size], antialias=True)
+        t = resize(t, pre.image_size, pre.image_size)
     return t.contiguous()
+
+
+# The two operations of every prediction, in plain torch: torchvision's functional module costs
+# ~1.5 s to import (it pulls in torch._dynamo), a large share of a short `predict` run. They
+# give torchvision's pixels exactly (its center_crop anchor, its antialiased bilinear resize, on
+# uint8 natively where torch has the kernel); tests/test_transforms.py checks them against it.
+
+
+def center_crop(t: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """The central ``height x width`` window of a ``(..., H, W)`` tensor (a view, no padding)."""
+    h, w = t.shape[-2:]
+    if not (0 < height <= h and 0 < width <= w):
+        raise ValueError(f"crop {height}x{width} does not fit in a {h}x{w} image")
+    top, left = round((h - height) / 2.0), round((w - width) / 2.0)  # torchvision rounds so
+    return t[..., top:top + height, left:left + width]
+
+
+def _native_uint8_bilinear() -> bool:
+    import platform
+
+    return (torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512")
+            or platform.machine() in ("aarch64", "arm64"))
+
+
+def resize(t: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Antialiased bilinear resize of a ``(..., C, H, W)`` uint8 or float tensor."""
+    shape = t.shape
+    c, h, w = shape[-3:]
+    if (height, width) == (h, w):
+        return t
+    x = t.reshape(-1, c, h, w)
+    if x.is_contiguous(memory_format=torch.channels_last) and x.shape[0] == 1 and x.numel() != x.stride(0):
+        # A single channels-last image: restride so interpolate keeps channels-last (the uint8
+        # kernel then skips a repacking copy), as torchvision does.
+        strides = list(x.stride())
+        strides[0] = x.numel()
+        x = x.as_strided((1, c, h, w), strides)
+    cast = x.dtype == torch.uint8 and not (x.device.type == "cpu" and _native_uint8_bilinear())
+    if cast or x.dtype not in (torch.uint8, torch.float32, torch.float64):
+        dtype = x.dtype
+        y = F.interpolate(x.float(), size=[height, width], mode="bilinear", align_corners=False,
+                          antialias=True)
+        x = (y.round_() if not dtype.is_floating_point else y).to(dtype)
+    else:
+        x = F.interpolate(x, size=[height, width], mode="bilinear", align_corners=False,
+                          antialias=True)
+    return x.reshape((*shape[:-3], c, height, width))
 
 
 def zoom_field(image: np.ndarray, factor: float) -> np.ndarray:
@@ -103,9 +150,9 @@ def zoom_field(image: np.ndarray, factor: float) -> np.ndarray:
     h, w = image.shape[:2]
     t = torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)  # a writable copy
     nh, nw = max(1, round(h * factor)), max(1, round(w * factor))
-    t = TF.resize(t, [nh, nw], antialias=True)
+    t = resize(t, nh, nw)
     if factor >= 1:
-        return TF.center_crop(t, [h, w]).permute(1, 2, 0).numpy().copy()
+        return center_crop(t, h, w).permute(1, 2, 0).numpy().copy()
     b = max(1, min(h, w) // 8)
     frame = np.concatenate([image[:b].reshape(-1, 3), image[-b:].reshape(-1, 3),
                             image[:, :b].reshape(-1, 3), image[:, -b:].reshape(-1, 3)])
@@ -219,6 +266,8 @@ class TrainAugment:
         return float(torch.rand((), generator=self.generator).item()) < p
 
     def __call__(self, x: torch.Tensor, label: int) -> tuple[torch.Tensor, int]:
+        from torchvision.transforms.v2 import functional as TF  # training only: see resize()
+
         k = int(torch.randint(self.n_sym, (), generator=self.generator).item())
         x = dihedral(x, k)
         if is_mirror(k):
@@ -243,6 +292,8 @@ class TrainAugment:
     def _survey(self, x: torch.Tensor, a: SurveyAugment) -> torch.Tensor:
         """Pixel scale, PSF, stretch, colour, noise and compression of another survey."""
         import math
+
+        from torchvision.transforms.v2 import functional as TF
 
         lo, hi = a.scale
         if hi > lo and self._chance(a.p):

@@ -195,13 +195,18 @@ def read_card(folder: str | Path) -> ModelCard:
 
 def load_artifact(folder: str | Path):
     """Rebuild the network from the card and load its safetensors weights (no pickle)."""
+    card = read_card(folder)
+    return load_network(folder, card), card
+
+
+def load_network(folder: str | Path, card: ModelCard):
+    """The network of the model folder ``folder`` (whose card is ``card``), in eval mode."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     from galaxymorph.models.network import build_network
 
     folder = Path(folder)
-    card = read_card(folder)
     weights = folder / WEIGHTS_FILE
     if not weights.exists():
         raise ModelError(f"weights file {WEIGHTS_FILE} is missing", folder)
@@ -211,7 +216,7 @@ def load_artifact(folder: str | Path):
     except (SafetensorError, OSError, ValueError) as exc:
         raise ModelError(f"not a readable safetensors file ({exc})", weights) from exc
     load_weights(net, state, card, weights)
-    return net.eval(), card
+    return net.eval()
 
 
 def load_weights(net, state: dict, card: ModelCard, where: str | Path) -> None:

@@ -183,14 +183,23 @@ def _file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _cache_dirs(model_dir: str | Path | None) -> list[Path]:
+    """Where a model's graph is looked for, in order: beside the model, the shared cache."""
+    beside = Path(model_dir) if model_dir is not None else None
+    return [d for d in (beside, shared_cache_dir()) if d is not None]
+
+
 def onnx_engine(net: nn.Module, image_size: int, model_dir: str | Path | None = None,
-                temperature: float = 1.0, threads: int | None = None) -> OnnxEngine:
+                temperature: float = 1.0, threads: int | None = None,
+                built_from: dict | None = None) -> OnnxEngine:
     """The ONNX Runtime engine of ``net``: the cached graph of these weights, or a new export.
 
     The graph is looked for beside the model (``model_dir``), then in :func:`shared_cache_dir`;
-    a new export goes to the first of them that is writable. Raises :class:`ModelError` when
-    the network does not export or disagrees with PyTorch, and ``ImportError`` when onnxruntime
-    (or onnx) is missing.
+    a new export goes to the first of them that is writable. ``built_from``: the
+    :func:`weights_record` of the file ``net`` was loaded from, noted in the graph's sidecar so
+    that the next load finds the graph without building the network (:func:`graph_for`).
+    Raises :class:`ModelError` when the network does not export or disagrees with PyTorch, and
+    ``ImportError`` when onnxruntime (or onnx) is missing.
     """
     import onnxruntime  # noqa: F401  (fail before any work when it is missing)
 
@@ -198,10 +207,10 @@ def onnx_engine(net: nn.Module, image_size: int, model_dir: str | Path | None = 
 
     key = weights_key(net, image_size, OPSET)
     name = f"{CACHE_PREFIX}{key[:20]}"
-    beside = Path(model_dir) if model_dir is not None else None
-    dirs = [d for d in (beside, shared_cache_dir()) if d is not None]
+    dirs = _cache_dirs(model_dir)
     for d in dirs:
         if _cached(d, name, key):
+            _note_source(d, name, built_from)
             return OnnxEngine(d / f"{name}.onnx", threads)
     errors = []
     for d in dirs:
@@ -210,10 +219,79 @@ def onnx_engine(net: nn.Module, image_size: int, model_dir: str | Path | None = 
         except OSError as exc:  # read-only or full: try the next folder
             errors.append(f"{d}: {exc.strerror or exc}")
             continue
-        if d == beside:  # never in the shared cache, which holds the graphs of other models too
-            _drop_stale(d, name)
+        if d == dirs[0] and model_dir is not None:
+            _drop_stale(d, name)  # never in the shared cache, which holds other models' graphs
+        _note_source(d, name, built_from)
         return OnnxEngine(path, threads)
     raise ModelError("no writable folder for the ONNX engine cache (" + "; ".join(errors) + ")")
+
+
+# -- finding a graph from the weights file alone ---------------------------------------------
+# Building the network to hash it costs its imports (torchvision: ~1.5 s) and its construction,
+# a large share of a short `predict` run whose graph is already cached. A graph's sidecar
+# therefore also lists the weights files it was exported from (their SHA-256 with the card's
+# network fields and the library versions that built the network); a model loaded from such a
+# file gets the graph directly, and builds its network only if something asks for it.
+
+#: Sources noted per graph (the same weights under a few library versions).
+_MAX_SOURCES = 8
+
+
+def weights_record(weights: str | Path, architecture: str, num_classes: int, model_kwargs: dict,
+                   image_size: int) -> dict:
+    """What determines the network built from a model folder: the weights file's SHA-256, the
+    card's network fields, and the versions of the code that builds it."""
+    from importlib import metadata
+
+    from galaxymorph.models.onnx_graph import OPSET
+
+    versions = {}
+    for dist in ("galaxymorph", "torch", "torchvision", "timm"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = None
+    return {"weights_sha256": _file_sha256(Path(weights)), "architecture": architecture,
+            "num_classes": int(num_classes), "model_kwargs": dict(model_kwargs),
+            "image_size": int(image_size), "opset": OPSET, "cache_version": CACHE_VERSION,
+            "versions": versions}
+
+
+def graph_for(record: dict, model_dir: str | Path | None = None) -> Path | None:
+    """The cached graph exported from the weights ``record`` describes (a passed check, the
+    graph file unchanged since), or None."""
+    import json
+
+    for d in _cache_dirs(model_dir):
+        if not d.is_dir():
+            continue
+        for sidecar in sorted(d.glob(f"{CACHE_PREFIX}*.json")):
+            try:
+                info = json.loads(sidecar.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            sources = info.get("built_from") if isinstance(info, dict) else None
+            if (isinstance(sources, list) and record in sources and isinstance(info.get("key"), str)
+                    and _cached(d, sidecar.stem, info["key"])):
+                return d / f"{sidecar.stem}.onnx"
+    return None
+
+
+def _note_source(folder: Path, name: str, record: dict | None) -> None:
+    """Add ``record`` to the graph's sidecar (best effort: a read-only cache still works)."""
+    if record is None:
+        return
+    try:
+        info = read_json_object(folder / f"{name}.json")
+    except GalaxymorphError:
+        return
+    sources = info.get("built_from")
+    sources = [s for s in sources if isinstance(s, dict)] if isinstance(sources, list) else []
+    if record in sources:
+        return
+    info["built_from"] = [*sources, record][-_MAX_SOURCES:]
+    with contextlib.suppress(OSError):
+        write_json(folder / f"{name}.json", info)
 
 
 def _cached(folder: Path, name: str, key: str) -> bool:
@@ -281,17 +359,23 @@ def _drop_stale(folder: Path, keep: str) -> None:
                 old.unlink()
 
 
+def wants_onnx(kind: str, device: torch.device | str) -> bool:
+    """Whether engine ``kind`` on ``device`` is ONNX Runtime (``auto``: on a CPU)."""
+    return kind == "onnx" or (kind == "auto" and resolve_device(device).type == "cpu")
+
+
 def make_engine(net: nn.Module, image_size: int, kind: str = "auto",
                 device: torch.device | str = "cpu", model_dir: str | Path | None = None,
-                temperature: float = 1.0) -> Engine:
+                temperature: float = 1.0, built_from: dict | None = None) -> Engine:
     """The engine ``kind`` (``auto``: ONNX Runtime on CPU, PyTorch elsewhere) for ``net``;
-    ``model_dir``: the model's own folder, where its graph is cached (None: the shared cache)."""
+    ``model_dir``: the model's own folder, where its graph is cached (None: the shared cache);
+    ``built_from``: see :func:`onnx_engine`."""
     check_engine(kind)
     device = resolve_device(device)
-    if kind == "torch" or (kind == "auto" and device.type != "cpu"):
+    if not wants_onnx(kind, device):
         return TorchEngine(net, device)
     try:
-        return onnx_engine(net, image_size, model_dir, temperature)
+        return onnx_engine(net, image_size, model_dir, temperature, built_from=built_from)
     except ImportError as exc:
         if kind == "onnx":
             raise ConfigError(f"the onnx engine needs onnxruntime and onnx, which are not importable "

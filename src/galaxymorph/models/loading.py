@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from importlib import resources
 from pathlib import Path
 
@@ -11,9 +13,24 @@ import torch
 
 from galaxymorph.data.transforms import DEFAULT_FRAME_RADII, Preprocessing, prepare, swap_table
 from galaxymorph.errors import ModelError
-from galaxymorph.models.artifact import CARD_FILE, ModelCard, load_artifact, load_weights
+from galaxymorph.models.artifact import (
+    CARD_FILE,
+    WEIGHTS_FILE,
+    ModelCard,
+    load_network,
+    load_weights,
+    read_card,
+)
 from galaxymorph.models.calibration import softmax
-from galaxymorph.models.engine import Engine, check_engine, make_engine
+from galaxymorph.models.engine import (
+    Engine,
+    OnnxEngine,
+    check_engine,
+    graph_for,
+    make_engine,
+    wants_onnx,
+    weights_record,
+)
 from galaxymorph.runtime import resolve_device
 
 
@@ -27,10 +44,11 @@ class Classifier:
 
     Forward passes go through :attr:`engine` (built on first use, see
     :mod:`~galaxymorph.models.engine`); :attr:`net` stays the PyTorch module, for Grad-CAM and
-    features.
+    features. A model loaded from a folder whose ONNX graph is already cached is built without
+    its network (``_graph``): ``net`` then builds it from the folder on first use.
     """
 
-    net: torch.nn.Module
+    _net: torch.nn.Module | None
     card: ModelCard
     source: str
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
@@ -40,13 +58,31 @@ class Classifier:
     #: A labelling convention's class-transition matrix (``with_convention``): probabilities
     #: come out as ``p @ T``, the classes that source's labellers would have given.
     transition: np.ndarray | None = field(default=None, repr=False, compare=False)
+    #: Builds the network when it was not loaded (the weights file and card it comes from).
+    _net_loader: Callable[[], torch.nn.Module] | None = field(default=None, repr=False, compare=False)
+    #: The cached ONNX graph of these weights, found from the weights file (see ``_load``).
+    _graph: Path | None = field(default=None, repr=False, compare=False)
+    #: What the weights file is (:func:`weights_record`), for the graph cache.
+    _built_from: dict | None = field(default=None, repr=False, compare=False)
     _engine: Engine | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def net(self) -> torch.nn.Module:
+        if self._net is None:
+            if self._net_loader is None:
+                raise ModelError("this classifier has no network", self.source)
+            self._net = self._net_loader().to(self.device)
+        return self._net
 
     @property
     def engine(self) -> Engine:
         if self._engine is None:
-            self._engine = make_engine(self.net, self.card.image_size, self.engine_kind,
-                                       self.device, self.model_dir, self.temperature)
+            if self._graph is not None and wants_onnx(self.engine_kind, self.device):
+                self._engine = OnnxEngine(self._graph)
+            else:
+                self._engine = make_engine(self.net, self.card.image_size, self.engine_kind,
+                                           self.device, self.model_dir, self.temperature,
+                                           built_from=self._built_from)
         return self._engine
 
     @property
@@ -151,7 +187,8 @@ class Classifier:
 
     def to(self, device: str | torch.device) -> Classifier:
         self.device = resolve_device(device) if isinstance(device, str) else device
-        self.net.to(self.device)
+        if self._net is not None:  # an unbuilt network is built on the device when needed
+            self._net.to(self.device)
         self._engine = None
         return self
 
@@ -162,40 +199,61 @@ def load_classifier(ref: str | Path = "default", device: str = "cpu", engine: st
     ``engine``: ``auto`` (ONNX Runtime on CPU, PyTorch on a GPU), ``torch`` or ``onnx``.
     """
     check_engine(engine)
-    clf = _load(ref, device)
+    clf = _load(ref, device, engine)
     clf.engine_kind = engine
-    # Beside the model, so a shared file system exports once for a whole cluster; never in the
-    # built-in model's folder, which is part of the installed package.
-    if str(ref) != "default":
-        folder = Path(clf.source)
-        clf.model_dir = folder if folder.is_dir() else folder.parent
     return clf
 
 
-def _load(ref: str | Path, device: str) -> Classifier:
+def _cache_dir_for(source: str) -> Path | None:
+    """Beside the model, so a shared file system exports once for a whole cluster; never in the
+    built-in model's folder, which is part of the installed package (None: the shared cache)."""
+    if source == "default":
+        return None
+    folder = Path(source)
+    return folder if folder.is_dir() else folder.parent
+
+
+def _from_folder(folder: Path, source: str, device: str, engine: str) -> Classifier:
+    """A model folder (card + safetensors). When the engine will be ONNX Runtime and the graph
+    of exactly this weights file and card is cached, the network is not built (nor torchvision
+    imported): a graph is only cached after its network was built from these weights, loaded
+    against this card and checked against PyTorch."""
+    card = read_card(folder)
+    model_dir = _cache_dir_for(source)
+    record = graph = None
+    if wants_onnx(engine, device) and (folder / WEIGHTS_FILE).is_file():
+        record = weights_record(folder / WEIGHTS_FILE, card.architecture, len(card.class_names),
+                                card.model_kwargs, card.image_size)
+        graph = graph_for(record, model_dir)
+    loader = partial(load_network, folder, card)
+    net = None if graph is not None else loader()
+    clf = Classifier(net, card, source, _net_loader=loader, _graph=graph, _built_from=record)
+    clf.model_dir = model_dir
+    return clf.to(device)
+
+
+def _load(ref: str | Path, device: str, engine: str = "auto") -> Classifier:
     if str(ref) == "default":
         folder = default_model_dir()
         if not (folder / CARD_FILE).exists():
             raise ModelError("the built-in default model is not installed with this copy of galaxymorph",
                              folder, hint="train one with `galaxymorph train` and pass --model RUN_DIR")
-        net, card = load_artifact(folder)
-        return Classifier(net, card, "default").to(device)
+        return _from_folder(folder, "default", device, engine)
     path = Path(ref)
     if not path.exists():
         raise ModelError("no such model folder or checkpoint (use 'default', a run folder or a "
                          ".ckpt file)", path)
     if path.is_dir():
         if (path / CARD_FILE).exists():
-            net, card = load_artifact(path)
-            return Classifier(net, card, str(path)).to(device)
+            return _from_folder(path, str(path), device, engine)
         ckpt = path / "checkpoints" / "best.ckpt"
         if ckpt.exists():
             return _from_checkpoint(ckpt, device)
         raise ModelError(f"neither {CARD_FILE} nor checkpoints/best.ckpt here", path)
     if path.suffix == ".ckpt":
         return _from_checkpoint(path, device)
-    if path.name == "model.safetensors":
-        return _load(path.parent, device)
+    if path.name == WEIGHTS_FILE:
+        return _load(path.parent, device, engine)
     raise ModelError("unknown model file type (expected a run folder, model_card.json folder or .ckpt)", path)
 
 
@@ -226,4 +284,6 @@ def _from_checkpoint(path: Path, device: str) -> Classifier:
     state = {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items()
              if isinstance(k, str) and k.startswith("net.")}
     load_weights(net, state, card, path)
-    return Classifier(net.eval(), card, str(path)).to(device)
+    clf = Classifier(net.eval(), card, str(path))
+    clf.model_dir = _cache_dir_for(str(path))
+    return clf.to(device)
