@@ -5,7 +5,7 @@ with real images' false-alarm rate <= 2%; on seen generators accuracy >= 0.995, 
     .venv/bin/python benchmarks/bench_detector.py --real ../shared/data/gz1 --real-crop 0.5 \\
         --n 300 --n-eval 200 --image-size 32 --epochs 6 --train-gan --work /tmp/det_bench \\
         [--fake FOLDER ...] [--gan-run RUN ...] [--no-baseline] [--view both] \\
-        [--backbone imagenet|default]
+        [--backbone imagenet|default] [--pseudo-fakes resynth] [--no-augment]
 
 Families, every one the project can make plus any folder given: ``renderer`` (the procedural
 renderer), ``eigengalaxy`` (a PCA sampler fitted to real images), ``gan`` (our GAN at two
@@ -152,6 +152,11 @@ def main() -> None:
     ap.add_argument("--backbone", default=None, help="imagenet | default | a model folder")
     ap.add_argument("--atypicality", default="features+statistics",
                     help="features | features+statistics (detector train --atypicality)")
+    ap.add_argument("--pseudo-fakes", default="",
+                    help="training-only families added to every held-out run (e.g. resynth: "
+                         "re-synthesised real images); never held out or tested")
+    ap.add_argument("--no-augment", action="store_true",
+                    help="held-out runs without the blur/JPEG/resampling of both classes")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", default=None, help="keep everything here (default: a temp folder)")
@@ -225,16 +230,19 @@ def main() -> None:
     if not args.no_baseline:  # the old recipe: one generator, no augmentation, threshold 0.5
         run_one("baseline-renderer-only", ["renderer"], names, auto_fakes=[], augment=False,
                 false_alarm=None, view="pixels", backbone=None)
+    pseudo = [f for f in args.pseudo_fakes.split(",") if f]
     tag = "".join(f"-{t}" for t in (args.view if args.view != "pixels" else None,
                                     args.backbone and f"on-{Path(args.backbone).name}",
-                                    "features-only" if args.atypicality == "features" else None)
+                                    "features-only" if args.atypicality == "features" else None,
+                                    *(f"plus-{f}" for f in pseudo),
+                                    "no-augment" if args.no_augment else None)
                   if t)
     for held in names:
         if args.only and held not in args.only:
             continue
         run_one(f"holdout-{held.replace(' ', '_')}{tag}", [f for f in names if f != held], names,
-                auto_fakes=[], false_alarm=args.false_alarm, view=args.view,
-                backbone=args.backbone, atypicality=args.atypicality)
+                auto_fakes=pseudo, augment=not args.no_augment, false_alarm=args.false_alarm,
+                view=args.view, backbone=args.backbone, atypicality=args.atypicality)
 
     print("\nleave-one-generator-out summary (held-out family only):")
     met_all = True

@@ -23,7 +23,12 @@ def get_classifier(ref: str, device: str):
     """Loaded once per server process and shared by every session."""
     from galaxymorph.models.loading import load_classifier
 
-    return load_classifier(ref, device=device)
+    clf = load_classifier(ref, device=device)
+    # Every upload gets a Grad-CAM map, which runs the PyTorch network: build it here, behind
+    # the loading spinner, not on the first upload (a model whose ONNX graph is cached is
+    # loaded without it).
+    clf.net  # noqa: B018
+    return clf
 
 
 @st.cache_resource(show_spinner="Loading the detector…")

@@ -70,7 +70,7 @@ def train_cmd(
     auto_fakes: str = typer.Option("auto", "--auto-fakes",
                                    help="Generator families added to the synthetic side: auto "
                                    "(renderer,eigengalaxy when one --fake is given), none, or a "
-                                   "comma list of renderer, eigengalaxy, gan:RUN_DIR."),
+                                   "comma list of renderer, eigengalaxy, resynth, gan:RUN_DIR."),
     augment: bool = typer.Option(True, "--augment/--no-augment",
                                  help="Blur, JPEG and resampling on both classes alike."),
     false_alarm: float = typer.Option(0.01, "--false-alarm",

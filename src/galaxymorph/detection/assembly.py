@@ -65,14 +65,12 @@ class Resampling:
 
     def apply(self, image: np.ndarray, crop: float = 1.0) -> torch.Tensor:
         """(H, W, 3) uint8 -> (3, S, S) uint8: crop, bottleneck, final size."""
-        from torchvision.transforms.v2 import functional as TF
-
-        from galaxymorph.data.transforms import Preprocessing, prepare
+        from galaxymorph.data.transforms import Preprocessing, prepare, resize
 
         first = self.image_size if not self.common_size else min(self.common_size, self.image_size)
         t = prepare(image, Preprocessing(first, crop))
         if first != self.image_size:
-            t = TF.resize(t, [self.image_size, self.image_size], antialias=True)
+            t = resize(t, self.image_size, self.image_size)
         return t.contiguous()
 
     def to_dict(self) -> dict[str, Any]:

@@ -8,7 +8,13 @@ generator's artefacts (docs/detector.md: accuracy 0.50 on unseen generators), so
 * ``eigengalaxy``: a PCA ("eigengalaxy") sampler fitted to the real images: the mean galaxy
   plus Gaussian draws of the component coefficients, smooth and low-rank;
 * ``gan:RUN``: our GAN (a ``galaxymorph gan train`` run folder, sampled at its weights);
-  give one per training stage (e.g. copies of a run folder after 2 and after 10 epochs).
+  give one per training stage (e.g. copies of a run folder after 2 and after 10 epochs);
+* ``resynth``: real images re-synthesised, not generated: each smoothed (a PSF-like blur, or
+  resampled down and back up as a generator's upsampling does) and given fresh noise at its
+  own measured level. Same galaxies as the real side, other pixel statistics: what is left
+  to learn is how a made image's noise and fine detail differ from a camera's, the part of a
+  generator's signature that no one family owns (the idea of self-blended images, Shiohara
+  & Yamasaki 2022, for faces). A training family only: nobody meets it as "a generator".
 
 Each writes a catalog folder and returns its spec for :func:`~galaxymorph.detection.assemble`.
 """
@@ -78,6 +84,61 @@ def eigengalaxy_catalog(real_spec: str, out_dir: Path, n: int, *, n_fit: int = 1
     return f"catalog:{csv}"
 
 
+def resynthesise(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One ``(H, W, 3)`` uint8 image smoothed and re-noised (see ``resynth`` above)."""
+    from scipy import ndimage
+
+    x = image.astype(np.float32)
+    # The image's own noise: robust spread of what a 1-px blur removes, per channel.
+    resid = x - ndimage.gaussian_filter(x, (1.0, 1.0, 0))
+    noise = 1.4826 * np.median(np.abs(resid - np.median(resid, axis=(0, 1))), axis=(0, 1))
+    h, w = x.shape[:2]
+    if rng.random() < 0.5:
+        y = ndimage.gaussian_filter(x, (rng.uniform(0.6, 1.6),) * 2 + (0,))
+    else:  # down and back up (bilinear), as a generator's upsampling layers see the image
+        f = rng.uniform(1.5, 3.0)
+        small = ndimage.zoom(x, (1 / f, 1 / f, 1), order=1, grid_mode=True, mode="nearest")
+        y = ndimage.zoom(small, (h / small.shape[0], w / small.shape[1], 1), order=1,
+                         grid_mode=True, mode="nearest")[:h, :w]
+    if rng.random() < 0.8:  # fresh noise at the image's own level: white, per band or shared
+        sigma = np.maximum(noise, 0.5) * rng.uniform(0.5, 1.5)
+        shape = (h, w, 3) if rng.random() < 0.5 else (h, w, 1)
+        y = y + rng.standard_normal(shape).astype(np.float32) * sigma
+    return np.clip(np.round(y), 0, 255).astype(np.uint8)
+
+
+def resynth_catalog(real_spec: str, out_dir: Path, n: int, *, size: int = 64, crop: float = 1.0,
+                    seed: int = 0) -> str:
+    """``n`` re-synthesised real images (:func:`resynthesise`) at ``size`` px as a catalog."""
+    from PIL import Image
+
+    from galaxymorph.detection.assembly import Resampling, open_images
+
+    csv = out_dir / "labels.csv"
+    if csv.exists():
+        return f"catalog:{csv}"
+    ds = open_images(real_spec)
+    rng = np.random.default_rng(seed)
+    res = Resampling(size, crop=crop)
+    (out_dir / "images").mkdir(parents=True, exist_ok=True)
+    lines = ["filename,label,label_name"]
+    for i in rng.permutation(len(ds)):
+        if len(lines) > n:
+            break
+        try:
+            image = res(ds.read(int(i))).permute(1, 2, 0).numpy()
+        except ImageReadError:
+            continue
+        name = f"images/resynth_{len(lines) - 1:05d}.png"
+        with atomic_path(out_dir / name) as tmp:
+            Image.fromarray(resynthesise(image, rng)).save(tmp, format="PNG")
+        lines.append(f"{name},0,resynth")
+    if len(lines) == 1:
+        raise ConfigError(f"the resynth family needs readable real images; {real_spec} gave none")
+    write_text(csv, "\n".join(lines) + "\n")
+    return f"catalog:{csv}"
+
+
 def gan_catalog(run_dir: str | Path, out_dir: Path, n: int, seed: int = 0) -> str:
     """About ``n`` samples of a GAN run (``gan sample`` output, shared among its classes).
 
@@ -109,9 +170,12 @@ def family_specs(families: list[str], out_dir: Path, *, real_spec: str, n: int, 
         elif fam == "eigengalaxy":
             specs[fam] = eigengalaxy_catalog(real_spec, out_dir / "eigengalaxy", n, size=size,
                                              crop=real_crop, seed=seed + 102)
+        elif fam == "resynth":
+            specs[fam] = resynth_catalog(real_spec, out_dir / "resynth", n, size=size,
+                                         crop=real_crop, seed=seed + 103)
         elif fam.startswith("gan:"):
             specs[fam] = gan_catalog(fam.removeprefix("gan:"), out_dir, n, seed=seed)
         else:
-            raise ConfigError(f"unknown generator family '{fam}'; use renderer, eigengalaxy or "
-                              "gan:RUN_DIR")
+            raise ConfigError(f"unknown generator family '{fam}'; use renderer, eigengalaxy, "
+                              "resynth or gan:RUN_DIR")
     return specs
