@@ -5,17 +5,18 @@ with real images' false-alarm rate <= 2%; on seen generators accuracy >= 0.995, 
     .venv/bin/python benchmarks/bench_detector.py --real ../shared/data/gz1 --real-crop 0.5 \\
         --n 300 --n-eval 200 --image-size 32 --epochs 6 --train-gan --work /tmp/det_bench \\
         [--fake FOLDER ...] [--gan-run RUN ...] [--no-baseline] [--view both] \\
-        [--backbone imagenet|default] [--pseudo-fakes resynth] [--no-augment]
+        [--backbone imagenet|default] [--pseudo-fakes resynth] [--augment]
 
 Families, every one the project can make plus any folder given: ``renderer`` (the procedural
 renderer), ``eigengalaxy`` (a PCA sampler fitted to real images), ``gan`` (our GAN at two
 training stages: ``--train-gan`` trains a small one here, ``--gan-run`` takes finished runs)
 and each ``--fake`` folder. For each family F a detector is trained with the project's
-defaults (blur/JPEG/resampling augmentation on both classes, typicality reference, and the
+defaults (no degradation of the images unless ``--augment``, typicality reference, and the
 verdict "p(synthetic) or atypicality", each threshold at half of 1% false alarms on real
 validation images; the tables also show p(synthetic) alone at the whole 1%, from the same
 detector) on real images vs *all the other* families,
 then scored on fresh real images vs F (held out) and vs fresh images of the families it saw.
+``--pseudo-fakes resynth`` adds training-only families to every held-out run (never tested).
 ``--view`` and ``--backbone`` set the held-out detectors' input view (pixels, frequency,
 both) and frozen pretrained backbone (``detector train --view/--backbone``); their runs are
 named after them, so one ``--work`` folder holds several configurations.
@@ -155,8 +156,9 @@ def main() -> None:
     ap.add_argument("--pseudo-fakes", default="",
                     help="training-only families added to every held-out run (e.g. resynth: "
                          "re-synthesised real images); never held out or tested")
-    ap.add_argument("--no-augment", action="store_true",
-                    help="held-out runs without the blur/JPEG/resampling of both classes")
+    ap.add_argument("--augment", action="store_true",
+                    help="held-out runs with the blur/JPEG/resampling of both classes "
+                         "(detector train --augment; off by default)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", default=None, help="keep everything here (default: a temp folder)")
@@ -235,13 +237,13 @@ def main() -> None:
                                     args.backbone and f"on-{Path(args.backbone).name}",
                                     "features-only" if args.atypicality == "features" else None,
                                     *(f"plus-{f}" for f in pseudo),
-                                    "no-augment" if args.no_augment else None)
+                                    "augment" if args.augment else None)
                   if t)
     for held in names:
         if args.only and held not in args.only:
             continue
         run_one(f"holdout-{held.replace(' ', '_')}{tag}", [f for f in names if f != held], names,
-                auto_fakes=pseudo, augment=not args.no_augment, false_alarm=args.false_alarm,
+                auto_fakes=pseudo, augment=args.augment, false_alarm=args.false_alarm,
                 view=args.view, backbone=args.backbone, atypicality=args.atypicality)
 
     print("\nleave-one-generator-out summary (held-out family only):")

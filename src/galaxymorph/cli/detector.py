@@ -71,8 +71,9 @@ def train_cmd(
                                    help="Generator families added to the synthetic side: auto "
                                    "(renderer,eigengalaxy when one --fake is given), none, or a "
                                    "comma list of renderer, eigengalaxy, resynth, gan:RUN_DIR."),
-    augment: bool = typer.Option(True, "--augment/--no-augment",
-                                 help="Blur, JPEG and resampling on both classes alike."),
+    augment: bool = typer.Option(False, "--augment/--no-augment",
+                                 help="Blur, JPEG and resampling on both classes alike (off: "
+                                 "it lowered held-out-generator accuracy, docs/detector.md)."),
     false_alarm: float = typer.Option(0.01, "--false-alarm",
                                       help="Share of real validation images the threshold may "
                                       "flag as synthetic."),
