@@ -174,3 +174,31 @@ def test_card_summary_shows_test_metrics_with_intervals(tiny_model):
     assert rows["test accuracy"] == "0.800 (95% interval 0.700-0.900)"
     assert rows["macro F1"].startswith("0.600 (95% interval 0.450") and rows["ECE"] == "0.050"
     assert rows["test images"] == "50"
+
+
+def test_app_answers_in_a_chosen_labelling_convention(galaxy_png, monkeypatch):
+    """A model trained with --noisy-labels offers its sources' conventions in the sidebar; the
+    answer then is p @ T, as `predict --convention` gives it."""
+    from galaxymorph.data.imageio import decode_image
+
+    monkeypatch.setenv(core.ENV_MODEL, "default")
+    monkeypatch.delenv(core.ENV_EXAMPLES, raising=False)
+    at = AppTest.from_file(SCRIPT, default_timeout=180).run()
+    assert not at.exception, at.exception
+    box = next(b for b in at.sidebar.selectbox if b.key == "convention")
+    clf = load_classifier("default")
+    spec = next(k for k in clf.conventions() if "gz1" in k)
+    assert box.value.startswith("the model's own") and spec in box.options
+    box.set_value(spec)
+    at.file_uploader[0].set_value(("galaxy.png", galaxy_png, "image/png"))
+    at.run()
+    assert not at.exception and not at.error
+    image = [decode_image(galaxy_png, "galaxy.png")]
+    expected = clf.with_convention(spec).predict_proba(image)[0]
+    own = clf.predict_proba(image)[0]
+    assert np.abs(expected - own).max() > 1e-3  # the choice changes the answer
+    shown = at.table[0].value["probability"]
+    got = {c: float(v.rstrip("%")) / 100 for c, v in shown.items()}
+    for name, p in zip(clf.class_names, expected, strict=True):
+        assert got[name] == pytest.approx(p, abs=6e-4)
+    assert any("convention of" in c.value for c in at.sidebar.caption)

@@ -19,16 +19,23 @@ THUMB = 224
 
 
 @st.cache_resource(show_spinner="Loading the model…")
-def get_classifier(ref: str, device: str):
-    """Loaded once per server process and shared by every session."""
+def get_classifier(ref: str, device: str, convention: str | None = None):
+    """Loaded once per server process and shared by every session (one per labelling
+    convention asked for: each keeps its own engine)."""
     from galaxymorph.models.loading import load_classifier
 
+    if convention is not None:
+        return get_classifier(ref, device).with_convention(convention)
     clf = load_classifier(ref, device=device)
     # Every upload gets a Grad-CAM map, which runs the PyTorch network: build it here, behind
     # the loading spinner, not on the first upload (a model whose ONNX graph is cached is
     # loaded without it).
     clf.net  # noqa: B018
     return clf
+
+
+#: The convention choice that keeps the model's own answers.
+OWN_CONVENTION = "the model's own (clean labels)"
 
 
 @st.cache_resource(show_spinner="Loading the detector…")
@@ -71,6 +78,17 @@ def sidebar(settings: core.AppSettings):
                     "(`galaxymorph train --data ... --out runs/x`) and start the app with "
                     "`galaxymorph app --model runs/x`.")
         return None, False, False, None
+    conventions = list(clf.conventions())
+    if conventions:
+        choice = st.sidebar.selectbox(
+            "Answer in the labelling convention of", [OWN_CONVENTION, *conventions], index=0,
+            key="convention",
+            help="A noisy training source's convention: the probabilities its labellers would "
+                 "have given (p @ T, with the class-transition matrix the model learned for it; "
+                 "`predict --convention`).")
+        if choice != OWN_CONVENTION:
+            clf = get_classifier(ref, settings.device, choice)
+            st.sidebar.caption(core.plain(f"Probabilities in the convention of {choice}."))
     tta = st.sidebar.checkbox("Test-time augmentation (8 rotations/flips)", value=clf.card.tta_default,
                               key="tta")
     with_cam = st.sidebar.checkbox("Grad-CAM heat map", value=True, key="gradcam")
