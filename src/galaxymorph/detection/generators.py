@@ -22,6 +22,7 @@ Each writes a catalog folder and returns its spec for :func:`~galaxymorph.detect
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -45,27 +46,54 @@ def renderer_catalog(out_dir: Path, n: int, size: int = 64, seed: int = 0) -> st
     return f"catalog:{csv}"
 
 
+def _real_images(real_spec: str, size: int, crop: float, rng: np.random.Generator,
+                 limit: int) -> Iterator[np.ndarray]:
+    """Up to ``limit`` readable real images of ``real_spec`` in a random order, through the
+    detector's resampling chain, as ``(size, size, 3)`` uint8 arrays."""
+    from galaxymorph.detection.assembly import Resampling, open_images
+
+    ds = open_images(real_spec)
+    res = Resampling(size, crop=crop)
+    taken = 0
+    for i in rng.permutation(len(ds)):
+        if taken >= limit:
+            return
+        try:
+            image = res(ds.read(int(i))).permute(1, 2, 0).numpy()
+        except ImageReadError:
+            continue
+        taken += 1
+        yield image
+
+
+def _write_catalog(out_dir: Path, images: Iterable[np.ndarray], family: str) -> int:
+    """``images`` as PNGs in ``out_dir/images`` and a ``labels.csv`` naming them (written last:
+    its presence marks a finished family); returns how many."""
+    from PIL import Image
+
+    (out_dir / "images").mkdir(parents=True, exist_ok=True)
+    lines = ["filename,label,label_name"]
+    for k, image in enumerate(images):
+        name = f"images/{family}_{k:05d}.png"
+        with atomic_path(out_dir / name) as tmp:
+            Image.fromarray(image).save(tmp, format="PNG")
+        lines.append(f"{name},0,{family}")
+    if len(lines) > 1:
+        write_text(out_dir / "labels.csv", "\n".join(lines) + "\n")
+    return len(lines) - 1
+
+
 def eigengalaxy_catalog(real_spec: str, out_dir: Path, n: int, *, n_fit: int = 1000,
                         size: int = 64, crop: float = 1.0, components: int = 48,
                         seed: int = 0) -> str:
     """Fit a PCA to up to ``n_fit`` real images at ``size`` px; write ``n`` samples as a catalog."""
-    from PIL import Image
     from sklearn.decomposition import PCA
-
-    from galaxymorph.detection.assembly import Resampling, open_images
 
     csv = out_dir / "labels.csv"
     if csv.exists():
         return f"catalog:{csv}"
-    ds = open_images(real_spec)
     rng = np.random.default_rng(seed)
-    res = Resampling(size, crop=crop)
-    rows = []
-    for i in rng.permutation(len(ds))[:n_fit]:
-        try:
-            rows.append(res(ds.read(int(i))).permute(1, 2, 0).numpy().reshape(-1))
-        except ImageReadError:
-            continue
+    rows = [im.reshape(-1) for im in _real_images(real_spec, size, crop, rng, n_fit)]
     if len(rows) < 3:
         raise ConfigError(f"the eigengalaxy sampler needs at least 3 readable real images; "
                           f"{real_spec} gave {len(rows)}")
@@ -73,14 +101,7 @@ def eigengalaxy_catalog(real_spec: str, out_dir: Path, n: int, *, n_fit: int = 1
     pca = PCA(n_components=min(components, len(x) - 1), random_state=seed).fit(x)
     z = rng.standard_normal((n, pca.n_components_)) * np.sqrt(pca.explained_variance_)
     samples = np.clip(pca.inverse_transform(z), 0, 255).round().astype(np.uint8)
-    (out_dir / "images").mkdir(parents=True, exist_ok=True)
-    lines = ["filename,label,label_name"]
-    for k, s in enumerate(samples):
-        name = f"images/eigen_{k:05d}.png"
-        with atomic_path(out_dir / name) as tmp:
-            Image.fromarray(s.reshape(size, size, 3)).save(tmp, format="PNG")
-        lines.append(f"{name},0,eigengalaxy")
-    write_text(csv, "\n".join(lines) + "\n")
+    _write_catalog(out_dir, (s.reshape(size, size, 3) for s in samples), "eigengalaxy")
     return f"catalog:{csv}"
 
 
@@ -110,32 +131,13 @@ def resynthesise(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def resynth_catalog(real_spec: str, out_dir: Path, n: int, *, size: int = 64, crop: float = 1.0,
                     seed: int = 0) -> str:
     """``n`` re-synthesised real images (:func:`resynthesise`) at ``size`` px as a catalog."""
-    from PIL import Image
-
-    from galaxymorph.detection.assembly import Resampling, open_images
-
     csv = out_dir / "labels.csv"
     if csv.exists():
         return f"catalog:{csv}"
-    ds = open_images(real_spec)
     rng = np.random.default_rng(seed)
-    res = Resampling(size, crop=crop)
-    (out_dir / "images").mkdir(parents=True, exist_ok=True)
-    lines = ["filename,label,label_name"]
-    for i in rng.permutation(len(ds)):
-        if len(lines) > n:
-            break
-        try:
-            image = res(ds.read(int(i))).permute(1, 2, 0).numpy()
-        except ImageReadError:
-            continue
-        name = f"images/resynth_{len(lines) - 1:05d}.png"
-        with atomic_path(out_dir / name) as tmp:
-            Image.fromarray(resynthesise(image, rng)).save(tmp, format="PNG")
-        lines.append(f"{name},0,resynth")
-    if len(lines) == 1:
+    made = (resynthesise(im, rng) for im in _real_images(real_spec, size, crop, rng, n))
+    if _write_catalog(out_dir, made, "resynth") == 0:
         raise ConfigError(f"the resynth family needs readable real images; {real_spec} gave none")
-    write_text(csv, "\n".join(lines) + "\n")
     return f"catalog:{csv}"
 
 
