@@ -9,12 +9,14 @@ A bare path is accepted too: a ``.csv`` is a catalog, an ``.h5`` a Galaxy10-layo
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from galaxymorph import paths
-from galaxymorph.data.catalog import catalog_source, folder_source
 from galaxymorph.data.registry import KNOWN
-from galaxymorph.data.sources import H5Source, ImageSource
 from galaxymorph.errors import DataError
+
+if TYPE_CHECKING:
+    from galaxymorph.data.sources import ImageSource
 
 SPEC_HELP = ("galaxy10-decals[:PATH] | galaxy10-sdss[:PATH] | catalog:PATH.csv | folder:PATH "
              "| a .csv, .h5 or folder path")
@@ -46,6 +48,11 @@ def default_path(name: str) -> Path:
 
 
 def open_source(spec: str) -> ImageSource:
+    # Here, not at the top: the readers import pandas, which a `predict` over plain image
+    # files (whose inputs are classified through this module) never needs.
+    from galaxymorph.data.catalog import catalog_source, folder_source
+    from galaxymorph.data.sources import H5Source
+
     kind, arg = split_spec(spec.strip())
     if kind in KNOWN:
         path = Path(arg).expanduser() if arg else default_path(kind)
