@@ -364,3 +364,25 @@ def test_a_forked_child_never_frees_an_inherited_session(model, tmp_home):
     os.kill(pid, 9)
     os.waitpid(pid, 0)
     pytest.fail("the forked child hung freeing an inherited ONNX Runtime session")
+
+
+def test_an_unreadable_weights_file_is_the_usual_clear_error(model, tmp_home, monkeypatch):
+    """Hashing the weights file for the graph lookup must not turn an unreadable file into a
+    raw OSError: the full load reports it, naming the file."""
+    load_classifier(model).predict_proba(_batch())
+    real_sha = engine_mod._file_sha256
+
+    def refuse(path):
+        if path.name == "model.safetensors":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_sha(path)
+
+    monkeypatch.setattr(engine_mod, "_file_sha256", refuse)
+    from safetensors import torch as st_torch
+
+    def unreadable(*args, **kwargs):
+        raise OSError("Permission denied")
+
+    monkeypatch.setattr(st_torch, "load_file", unreadable)
+    with pytest.raises(ModelError, match="not a readable safetensors file"):
+        load_classifier(model)

@@ -271,9 +271,14 @@ def graph_for(record: dict, model_dir: str | Path | None = None) -> Path | None:
             except (OSError, ValueError):
                 continue
             sources = info.get("built_from") if isinstance(info, dict) else None
-            if (isinstance(sources, list) and record in sources and isinstance(info.get("key"), str)
-                    and _cached(d, sidecar.stem, info["key"])):
-                return d / f"{sidecar.stem}.onnx"
+            if not (isinstance(sources, list) and record in sources
+                    and isinstance(info.get("key"), str)):
+                continue
+            try:
+                if _cached(d, sidecar.stem, info["key"]):
+                    return d / f"{sidecar.stem}.onnx"
+            except OSError:  # an unreadable graph is not used (the network is built instead)
+                continue
     return None
 
 

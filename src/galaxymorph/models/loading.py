@@ -222,9 +222,12 @@ def _from_folder(folder: Path, source: str, device: str, engine: str) -> Classif
     model_dir = _cache_dir_for(source)
     record = graph = None
     if wants_onnx(engine, device) and (folder / WEIGHTS_FILE).is_file():
-        record = weights_record(folder / WEIGHTS_FILE, card.architecture, len(card.class_names),
-                                card.model_kwargs, card.image_size)
-        graph = graph_for(record, model_dir)
+        try:
+            record = weights_record(folder / WEIGHTS_FILE, card.architecture,
+                                    len(card.class_names), card.model_kwargs, card.image_size)
+            graph = graph_for(record, model_dir)
+        except OSError:  # unreadable: the full load below says so, naming the file
+            record = graph = None
     loader = partial(load_network, folder, card)
     net = None if graph is not None else loader()
     clf = Classifier(net, card, source, _net_loader=loader, _graph=graph, _built_from=record)
