@@ -380,6 +380,24 @@ def test_cli_train_bad_spec_is_one_line(tmp_path, capsys):
     assert "nothing.csv" in text
 
 
+def test_cli_train_degrades_images_only_when_asked(tmp_path, capsys, monkeypatch):
+    """No blur/JPEG/resampling of both classes by default (it cost held-out generators
+    accuracy in bench_detector); --augment turns it on."""
+    import galaxymorph.detection as detection
+
+    seen: list[bool] = []
+
+    def fake_train(*args, **kwargs):
+        seen.append(kwargs["augment"])
+        raise SystemExit(0)
+
+    monkeypatch.setattr(detection, "train_detector", fake_train)
+    args = ["detector", "train", "--real", "r", "--fake", "f", "--out", str(tmp_path / "run")]
+    for extra in ([], ["--augment"], ["--no-augment"]):
+        _cli(capsys, *args, *extra)
+    assert seen == [False, True, False]
+
+
 def test_thresholds_are_set_on_a_reserve_of_real_images_never_trained_on(tmp_path, toy):
     """Real images beyond the balanced set go to a calibration reserve: not trained on, scored
     with the validation fold's real images to set both thresholds, and never reused by evaluate
