@@ -5,7 +5,7 @@ with real images' false-alarm rate <= 2%; on seen generators accuracy >= 0.995, 
     .venv/bin/python benchmarks/bench_detector.py --real ../shared/data/gz1 --real-crop 0.5 \\
         --n 300 --n-eval 200 --image-size 32 --epochs 6 --train-gan --work /tmp/det_bench \\
         [--fake FOLDER ...] [--gan-run RUN ...] [--no-baseline] [--view both] \\
-        [--backbone imagenet|default] [--pseudo-fakes resynth] [--augment]
+        [--backbone imagenet|default] [--pseudo-fakes resynth] [--augment] [--degrade jpeg75,blur1]
 
 Families, every one the project can make plus any folder given: ``renderer`` (the procedural
 renderer), ``eigengalaxy`` (a PCA sampler fitted to real images), ``gan`` (our GAN at two
@@ -16,7 +16,8 @@ verdict "p(synthetic) or atypicality", each threshold at half of 1% false alarms
 validation images; the tables also show p(synthetic) alone at the whole 1%, from the same
 detector) on real images vs *all the other* families,
 then scored on fresh real images vs F (held out) and vs fresh images of the families it saw.
-``--pseudo-fakes resynth`` adds training-only families to every held-out run (never tested).
+``--degrade jpeg75,blur1`` also scores each held-out family's images JPEG-compressed or blurred
+(robustness to how a user's copies were processed). ``--pseudo-fakes resynth`` adds training-only families to every held-out run (never tested).
 ``--view`` and ``--backbone`` set the held-out detectors' input view (pixels, frequency,
 both) and frozen pretrained backbone (``detector train --view/--backbone``); their runs are
 named after them, so one ``--work`` folder holds several configurations.
@@ -111,6 +112,40 @@ def train_small_gan(real: str, crop: float, work: Path, size: int, early: int, l
     return [str(stage), str(run)]
 
 
+def degraded_copy(specs: list[str], kind: str, out: Path) -> str:
+    """A folder of a family's images JPEG-compressed (``jpegQ``: quality Q) or blurred
+    (``blurS``: a Gaussian of S px), as a user's copies of a generator's output may be."""
+    from PIL import Image, ImageFilter
+
+    from galaxymorph.detection.assembly import open_images
+
+    if (out / "done").exists():
+        return str(out)
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    k = 0
+    for spec in specs:
+        ds = open_images(spec)
+        for i in range(len(ds)):
+            img = Image.fromarray(ds.read(i))
+            if kind.startswith("jpeg"):
+                img.save(out / f"{k:05d}.jpg", quality=int(kind[4:]))
+            else:
+                img.filter(ImageFilter.GaussianBlur(float(kind[4:]))).save(out / f"{k:05d}.png")
+            k += 1
+    (out / "done").write_text(f"{k}\n")
+    return str(out)
+
+
+def check_degradations(kinds: list[str]) -> list[str]:
+    for kind in kinds:
+        ok = (kind.startswith("jpeg") and kind[4:].isdigit() and 5 <= int(kind[4:]) <= 100) or (
+            kind.startswith("blur") and kind[4:].replace(".", "", 1).isdigit())
+        if not ok:
+            raise SystemExit(f"--degrade: '{kind}' is not jpegQ (5-100) or blurS (px)")
+    return kinds
+
+
 def make_families(args: argparse.Namespace, work: Path) -> dict[str, list[str]]:
     """family -> catalog specs, each pool large enough for training and fresh test images."""
     from galaxymorph.detection.generators import eigengalaxy_catalog, gan_catalog, renderer_catalog
@@ -159,6 +194,9 @@ def main() -> None:
     ap.add_argument("--augment", action="store_true",
                     help="held-out runs with the blur/JPEG/resampling of both classes "
                          "(detector train --augment; off by default)")
+    ap.add_argument("--degrade", default="",
+                    help="also score each held-out family's images degraded, e.g. jpeg75,blur1 "
+                         "(JPEG quality 75; a 1 px Gaussian blur)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", default=None, help="keep everything here (default: a temp folder)")
@@ -193,11 +231,14 @@ def main() -> None:
         alone = p_alone_threshold(run_dir, args.false_alarm)
         rows = {}
         for fam in test_fams:
+            base = fam.split(" (")[0]
+            if base != fam and base in train_fams:
+                continue  # degraded copies of seen images would not count as training images
             out = work / f"eval_{name}_{fam.replace(' ', '_')}"
             shutil.rmtree(out, ignore_errors=True)
             m = evaluate_detector(run_dir, args.real, fams[fam], out, max_per_side=args.n_eval,
                                   seed=args.seed, progress=False)
-            rows[fam] = {"seen": fam in train_fams, "n": m["n"], "accuracy": m["accuracy"],
+            rows[fam] = {"seen": base in train_fams, "n": m["n"], "accuracy": m["accuracy"],
                          "roc_auc": m["roc_auc"], "average_precision": m["average_precision"],
                          "false_alarm_rate": m["false_alarm_rate"], "recall": m["recall"],
                          "atypicality_auc": (m.get("atypicality") or {}).get("roc_auc"),
@@ -229,6 +270,12 @@ def main() -> None:
                   f"{r['recall']:.4f} | {atyp} | {comb} | {solo} |", flush=True)
 
     names = list(fams)
+    tests = list(names)
+    for kind in check_degradations([k for k in args.degrade.split(",") if k]):
+        for fam in names:
+            fams[f"{fam} ({kind})"] = [degraded_copy(fams[fam], kind,
+                                                     work / "degraded" / f"{fam}_{kind}")]
+            tests.append(f"{fam} ({kind})")
     if not args.no_baseline:  # the old recipe: one generator, no augmentation, threshold 0.5
         run_one("baseline-renderer-only", ["renderer"], names, auto_fakes=[], augment=False,
                 false_alarm=None, view="pixels", backbone=None)
@@ -242,7 +289,7 @@ def main() -> None:
     for held in names:
         if args.only and held not in args.only:
             continue
-        run_one(f"holdout-{held.replace(' ', '_')}{tag}", [f for f in names if f != held], names,
+        run_one(f"holdout-{held.replace(' ', '_')}{tag}", [f for f in names if f != held], tests,
                 auto_fakes=pseudo, augment=args.augment, false_alarm=args.false_alarm,
                 view=args.view, backbone=args.backbone, atypicality=args.atypicality)
 
