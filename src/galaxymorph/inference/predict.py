@@ -229,8 +229,9 @@ def engine_threads(cores: int, n_workers: int, tta: bool) -> int:
     Without TTA, decoding an image (with the model's framing) costs about as much CPU as its
     forward pass, and each decoder takes the network about half a core (they run at lower
     priority): ``cores - n_workers // 2`` (ONNX Runtime with 2 decoders on 2 cores: 1 thread
-    beat 2, 195 vs 180 img/s on 3,000 GZ1 JPEGs). With TTA the network does 8 passes per
-    decoded image, so it gets every core (1,000 images: 50 vs 38 img/s with 2 threads vs 1).
+    beat 2, 195 vs 180 img/s on 3,000 GZ1 JPEGs, an informal check). With TTA the network does
+    8 passes per decoded image, so it gets every core (1,000 images: 50 vs 38 img/s with 2
+    threads vs 1, an informal check; ``bench_predict.py --tta`` then printed 0.47-0.60x).
     """
     if tta:
         return max(1, cores)
