@@ -14,6 +14,7 @@ Two stages, so that decoding happens once:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -110,7 +111,9 @@ def center_crop(t: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return t[..., top:top + height, left:left + width]
 
 
+@functools.cache
 def _native_uint8_bilinear() -> bool:
+    """Whether torch resizes uint8 images natively here (as torchvision decides it)."""
     import platform
 
     return (torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512")

@@ -260,17 +260,15 @@ def weights_record(weights: str | Path, architecture: str, num_classes: int, mod
 def graph_for(record: dict, model_dir: str | Path | None = None) -> Path | None:
     """The cached graph exported from the weights ``record`` describes (a passed check, the
     graph file unchanged since), or None."""
-    import json
-
     for d in _cache_dirs(model_dir):
         if not d.is_dir():
             continue
         for sidecar in sorted(d.glob(f"{CACHE_PREFIX}*.json")):
             try:
-                info = json.loads(sidecar.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
+                info = read_json_object(sidecar)
+            except GalaxymorphError:  # unreadable or not an object: not ours to use
                 continue
-            sources = info.get("built_from") if isinstance(info, dict) else None
+            sources = info.get("built_from")
             if not (isinstance(sources, list) and record in sources
                     and isinstance(info.get("key"), str)):
                 continue
