@@ -10,7 +10,9 @@ with real images' false-alarm rate <= 2%; on seen generators accuracy >= 0.995, 
 Families, every one the project can make plus any folder given: ``renderer`` (the procedural
 renderer), ``eigengalaxy`` (a PCA sampler fitted to real images), ``gan`` (our GAN at two
 training stages: ``--train-gan`` trains a small one here, ``--gan-run`` takes finished runs)
-and each ``--fake`` folder. For each family F a detector is trained with the project's
+and each ``--fake`` folder. ``--unseen FOLDER`` and ``--galsim N`` (GalSim bulge + disc
+galaxies, ``galsim_galaxies.py``) add families that *no* detector trains on: every held-out
+detector is also scored on them. For each family F a detector is trained with the project's
 defaults (no degradation of the images unless ``--augment``, typicality reference, and the
 verdict "p(synthetic) or atypicality", each threshold at half of 1% false alarms on real
 validation images; the tables also show p(synthetic) alone at the whole 1%, from the same
@@ -31,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -61,6 +64,16 @@ def bootstrap(pred_csv: Path, reps: int = 1000, seed: int = 0) -> dict:
         auc.append(roc_auc_score(y[i], p[i]))
     q = lambda v: [float(np.quantile(v, 0.025)), float(np.quantile(v, 0.975))]  # noqa: E731
     return {"accuracy_95": q(acc), "roc_auc_95": q(auc)}
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> list[float]:
+    """95% Wilson interval of a rate of k in n."""
+    if n == 0:
+        return [float("nan"), float("nan")]
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return [float(max(0.0, centre - half)), float(min(1.0, centre + half))]
 
 
 def p_alone_threshold(run_dir: Path, false_alarm: float) -> float | None:
@@ -178,6 +191,13 @@ def main() -> None:
     ap.add_argument("--patience", type=int, default=3)
     ap.add_argument("--false-alarm", type=float, default=0.01)
     ap.add_argument("--fake", action="append", default=[], help="another family: a folder (repeatable)")
+    ap.add_argument("--unseen", action="append", default=[],
+                    help="a folder of generated images no detector trains on (repeatable)")
+    ap.add_argument("--galsim", type=int, default=0,
+                    help="also render N GalSim bulge+disc galaxies as an unseen family (needs galsim)")
+    ap.add_argument("--fa-real", type=int, default=0,
+                    help="also measure each detector's false-alarm rate on up to N fresh real "
+                    "images (never trained or calibrated on)")
     ap.add_argument("--gan-run", action="append", default=[], help="a GAN run folder (a stage; repeatable)")
     ap.add_argument("--train-gan", action="store_true", help="train a small GAN here (two stages)")
     ap.add_argument("--gan-early", type=int, default=2)
@@ -186,8 +206,8 @@ def main() -> None:
     ap.add_argument("--only", action="append", default=[], help="hold out only these families")
     ap.add_argument("--view", default="pixels", help="pixels | frequency | both")
     ap.add_argument("--backbone", default=None, help="imagenet | default | a model folder")
-    ap.add_argument("--atypicality", default="features+statistics",
-                    help="features | features+statistics (detector train --atypicality)")
+    ap.add_argument("--atypicality", default="statistics",
+                    help="statistics | features | features+statistics (detector train --atypicality)")
     ap.add_argument("--pseudo-fakes", default="",
                     help="training-only families added to every held-out run (e.g. resynth: "
                          "re-synthesised real images); never held out or tested")
@@ -246,8 +266,22 @@ def main() -> None:
                          **bootstrap(out / "predictions.csv")}
             if alone is not None:
                 rows[fam].update(p_alone_scores(out / "predictions.csv", alone))
+        fa_many = None
+        held = [f for f in test_fams if f.split(" (")[0] not in train_fams]
+        if args.fa_real and held:  # the false-alarm rate on many fresh real images
+            m = evaluate_detector(run_dir, args.real, fams[held[0]], work / f"fa_{name}",
+                                  max_per_side=args.fa_real, balance=False, seed=args.seed,
+                                  progress=False)
+            k = m["confusion_matrix"][0][1]
+            n_real = k + m["confusion_matrix"][0][0]
+            fa_many = {"n_real": int(n_real), "false_alarms": int(k),
+                       "false_alarm_rate": k / max(n_real, 1),
+                       "false_alarm_95": wilson(int(k), int(n_real))}
+            print(f"[{name}] false alarms on {n_real} fresh real images: {k} = "
+                  f"{k / max(n_real, 1):.4f} [{fa_many['false_alarm_95'][0]:.4f}, "
+                  f"{fa_many['false_alarm_95'][1]:.4f}]", flush=True)
         a_thr = info.get("atypicality_threshold")
-        results[name] = {"trained_on": train_fams, "threshold": info.get("threshold"),
+        results[name] = {"false_alarms_many_real": fa_many, "trained_on": train_fams, "threshold": info.get("threshold"),
                          "atypicality_threshold": a_thr, "p_alone_threshold": alone,
                          "train_seconds": round(seconds, 1), "tests": rows}
         rule = (f"p(synthetic) >= {info.get('threshold'):.4f} or atypicality >= {a_thr:.4f} "
@@ -271,6 +305,19 @@ def main() -> None:
 
     names = list(fams)
     tests = list(names)
+    # Families no detector trains on, here or as a held-out run: tested by every detector.
+    unseen = [Path(f) for f in args.unseen]
+    if args.galsim:
+        sys.path.insert(0, str(Path(__file__).parent))
+        from galsim_galaxies import write_folder
+
+        folder = work / "galsim"
+        if len(list(folder.glob("*.png"))) < args.galsim:
+            write_folder(folder, args.galsim, seed=args.seed + 3)
+        unseen.append(folder)
+    for folder in unseen:
+        fams[f"unseen {folder.name}"] = [str(folder)]
+        tests.append(f"unseen {folder.name}")
     for kind in check_degradations([k for k in args.degrade.split(",") if k]):
         for fam in names:
             fams[f"{fam} ({kind})"] = [degraded_copy(fams[fam], kind,
@@ -282,7 +329,8 @@ def main() -> None:
     pseudo = [f for f in args.pseudo_fakes.split(",") if f]
     tag = "".join(f"-{t}" for t in (args.view if args.view != "pixels" else None,
                                     args.backbone and f"on-{Path(args.backbone).name}",
-                                    "features-only" if args.atypicality == "features" else None,
+                                    {"features": "features-only", "features+statistics": "features-and-statistics"
+                                     }.get(args.atypicality),
                                     *(f"plus-{f}" for f in pseudo),
                                     "augment" if args.augment else None)
                   if t)

@@ -453,8 +453,65 @@ def test_noise_statistics_tell_a_noiseless_image_from_a_noisy_one():
     batch = torch.from_numpy(np.stack([smooth, noisy]).clip(0, 255).astype(np.uint8))
     s = noise_statistics(batch)
     assert s.shape == (2, len(STATISTICS)) and np.isfinite(s).all()
-    assert (s[1] > s[0]).all()
+    noise_columns = [i for i, name in enumerate(STATISTICS) if name.endswith(("_std", "_mad", "_power"))
+                     or name.startswith("border_highpass_std_")]
+    assert len(noise_columns) == 8 and (s[1, noise_columns] > s[0, noise_columns]).all()
     np.testing.assert_allclose(noise_statistics(batch[1:]), s[1:])
+    # Detectors fitted with the first five statistics get exactly those five.
+    np.testing.assert_allclose(noise_statistics(batch, 5), s[:, :5])
+    with pytest.raises(ValueError, match="columns"):
+        noise_statistics(batch, 7)
+
+
+def test_noise_statistics_see_whether_the_bands_share_their_noise():
+    """Survey colour images are made of separate exposures per band, so their channels' noise
+    is independent; an image whose three channels carry the same noise is told apart by the
+    residual correlations, and noise smoothed by a kernel by its autocorrelation."""
+    import torch
+
+    from galaxymorph.detection.statistics import STATISTICS, noise_statistics
+
+    rng = np.random.default_rng(1)
+    sky = np.full((3, 48, 48), 60.0)
+    own = sky + rng.normal(0, 8, sky.shape)  # each band its own noise
+    shared = sky + rng.normal(0, 8, (1, 48, 48))  # one noise field in all three
+    smoothed = sky + gaussian_filter(rng.normal(0, 20, sky.shape), (0, 1.2, 1.2))
+    batch = torch.from_numpy(np.stack([own, shared, smoothed]).clip(0, 255).astype(np.uint8))
+    s = dict(zip(STATISTICS, noise_statistics(batch).T, strict=True))
+    for pair in ("rg", "gb", "rb"):
+        corr = s[f"highpass_corr_{pair}"]
+        assert abs(corr[0]) < 0.2 and corr[1] > 0.9
+    assert abs(s["highpass_autocorr_1"][0]) < 0.3 < s["highpass_autocorr_1"][2]
+    assert (s["sky_clipped"] == 0).all()
+
+
+def test_detectors_fitted_on_the_first_five_statistics_still_load(trained, toy, tmp_path):
+    """A detector whose statistics reference has the five columns of earlier versions scores
+    with those five; a reference of a width no version wrote is refused on load."""
+    import shutil
+
+    from galaxymorph.detection import load_detector
+    from galaxymorph.detection.statistics import STATISTICS, STATISTICS_FILE
+    from galaxymorph.detection.typicality import Typicality
+    from galaxymorph.errors import DataError
+
+    run = tmp_path / "old"
+    shutil.copytree(trained.run_dir, run)
+    full = Typicality.load(run / STATISTICS_FILE)
+    assert full.reference.shape[1] == len(STATISTICS)
+    files = sorted((run / "data" / "images").rglob("*.png"))[:4]
+    for width, ok in ((5, True), (7, False)):
+        cut = Typicality(full.reference[:, :width], full.mean[:width], full.scale[:width],
+                         full.calibration, full.k, full.p_real)
+        cut.save(run / STATISTICS_FILE)
+        if not ok:
+            with pytest.raises(DataError, match="columns"):
+                load_detector(run)
+            continue
+        det = load_detector(run)
+        _, atyp = det.score_prepared_files(files)
+        # (scoring with all sixteen columns against a five-column reference would fail)
+        assert np.isfinite(atyp).all() and ((atyp >= 0) & (atyp <= 1)).all()
 
 
 def test_atypicality_can_leave_the_noise_statistics_out(tmp_path, toy):
@@ -470,6 +527,31 @@ def test_atypicality_can_leave_the_noise_statistics_out(tmp_path, toy):
     assert det.typicality is not None and det.by_statistics is None
     assert not (run / STATISTICS_FILE).exists()
     assert json.loads((run / "detector.json").read_text())["typicality_statistics"] is None
+
+
+def test_atypicality_can_be_the_noise_statistics_alone(tmp_path, toy):
+    """``atypicality="statistics"``: the fake-free score is the statistics' percentile alone
+    (the features' reference is still written, for p(synthetic)'s percentile), and its
+    threshold is set on that score over the real calibration images."""
+    from galaxymorph.detection import load_detector, train_detector
+    from galaxymorph.detection.scoring import threshold_at_false_alarm
+    from galaxymorph.detection.statistics import noise_statistics
+
+    run = train_detector(toy["real"], toy["fake"], tmp_path / "run", atypicality="statistics",
+                         **(FAST | {"epochs": 1})).run_dir
+    det = load_detector(run)
+    assert det.typicality is not None and det.by_statistics is not None
+    files = sorted((run / "data" / "images").rglob("*.png"))
+    batches = list(det.prepared_batches(files))
+    got = np.concatenate([det.atypicality(b) for _, b in batches])
+    alone = np.concatenate([det.by_statistics.atypicality(noise_statistics(b)) for _, b in batches])
+    both = np.fmax(alone, np.concatenate([det.typicality.atypicality(det.features(b))
+                                          for _, b in batches]))
+    np.testing.assert_allclose(got, alone)
+    assert (both > alone).any()  # the features would have changed it
+    cal = det.by_statistics.calibration  # real calibration distances, sorted
+    assert det.atypicality_threshold == pytest.approx(threshold_at_false_alarm(
+        np.searchsorted(cal, cal, side="left") / len(cal), 0.005))
 
 
 def test_resynth_keeps_the_galaxy_and_changes_its_pixel_statistics(tmp_path, toy):

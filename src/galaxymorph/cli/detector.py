@@ -81,10 +81,11 @@ def train_cmd(
                                          help="Real images beyond the balanced training set, "
                                          "never trained on, to set the thresholds on (with the "
                                          "validation fold's); 0: the validation fold alone."),
-    atypicality: str = typer.Option("features+statistics", "--atypicality",
+    atypicality: str = typer.Option("statistics", "--atypicality",
                                     help="What the fake-free score measures distances in: "
-                                    "features (the network's) or features+statistics (also the "
-                                    "images' noise statistics)."),
+                                    "features (the network's), features+statistics (also the "
+                                    "images' noise statistics; the larger percentile) or "
+                                    "statistics (the noise statistics alone)."),
     verdict: str = typer.Option("either", "--verdict",
                                 help="either: synthetic when p(synthetic) or the fake-free "
                                 "atypicality passes its threshold (each at half the "

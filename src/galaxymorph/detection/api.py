@@ -55,7 +55,7 @@ log = logging.getLogger("galaxymorph")
 
 DATA_DIR = "data"
 #: ``train_detector(atypicality=)``: the spaces the fake-free score measures distances in.
-ATYPICALITY_KINDS = ("features", "features+statistics")
+ATYPICALITY_KINDS = ("features", "features+statistics", "statistics")
 
 
 @dataclass
@@ -74,7 +74,7 @@ def train_detector(real: Sequence[str] | str, fake: Sequence[str] | str, out: st
                    batch_size: int = 32, lr: float = 1e-3, seed: int = 0, pretrained: bool = False,
                    auto_fakes: Sequence[str] | str = "auto", augment: bool = False,
                    false_alarm: float | None = 0.01, verdict: str = "either",
-                   calibration_real: int = 1000, atypicality: str = "features+statistics",
+                   calibration_real: int = 1000, atypicality: str = "statistics",
                    view: str = "pixels",
                    backbone: str | None = None, progress: bool = True, resume: bool = False,
                    **train_options: Any) -> DetectorRun:
@@ -96,8 +96,9 @@ def train_detector(real: Sequence[str] | str, fake: Sequence[str] | str, out: st
     thresholds are set on the real validation images plus up to ``calibration_real`` other real
     images kept out of training (``assemble``'s calibration reserve; 0: the validation fold
     alone). ``atypicality``: what the fake-free score measures the distance to real galaxies in:
-    ``"features"`` (the network's penultimate layer) or ``"features+statistics"`` (also five
-    noise statistics of the images, :mod:`.statistics`; the larger of the two percentiles).
+    ``"features"`` (the network's penultimate layer), ``"features+statistics"`` (also sixteen
+    noise statistics of the images, :mod:`.statistics`; the larger of the two percentiles) or
+    ``"statistics"`` (the noise statistics' percentile alone: one tail on real images, not two).
     ``view`` is what the network sees:
     ``pixels``, ``frequency`` (whitened log spectrum, where upsampling artefacts show as
     peaks) or ``both`` (:mod:`galaxymorph.models.views`; inside the network, so every
@@ -280,11 +281,15 @@ def _calibrate(run_dir: Path, info: dict[str, Any], df: pd.DataFrame, folder: Pa
     typicality = Typicality.fit(f_train, f_val)
     # The fake-free score is the larger of two percentiles: distance in the network's features
     # and in the images' noise statistics; its threshold is set on that larger value.
+    # ("statistics": the noise statistics' percentile alone; the features' reference is still
+    # kept, for p(synthetic)'s percentile and for reports.)
+    kind = settings.get("atypicality", "features")
     a_val = typicality.atypicality(f_val)
     by_statistics = None
-    if settings.get("atypicality", "features") == "features+statistics":
+    if kind in ("features+statistics", "statistics"):
         by_statistics = Typicality.fit(s_train, s_val)
-        a_val = np.fmax(a_val, by_statistics.atypicality(s_val))
+        a_stat = by_statistics.atypicality(s_val)
+        a_val = a_stat if kind == "statistics" else np.fmax(a_val, a_stat)
     # "either": two rules, each at half the rate on real images, so that their union keeps it.
     either = far is not None and settings.get("verdict", "p_synthetic") == "either"
     each = float(far) / 2 if either else far

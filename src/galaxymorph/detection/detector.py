@@ -24,7 +24,7 @@ import torch
 
 from galaxymorph.detection.assembly import Resampling
 from galaxymorph.detection.scoring import synthetic_column, verdict
-from galaxymorph.detection.statistics import STATISTICS_FILE, noise_statistics
+from galaxymorph.detection.statistics import KNOWN_WIDTHS, STATISTICS_FILE, noise_statistics
 from galaxymorph.detection.typicality import TYPICALITY_FILE, Typicality
 from galaxymorph.errors import DataError, ImageReadError
 from galaxymorph.io_utils import read_json_object
@@ -103,6 +103,9 @@ class Detector:
         stats = Path(ref) / STATISTICS_FILE if Path(ref).is_dir() else None
         by_statistics = (Typicality.load(stats) if typicality is not None and stats is not None
                          and stats.is_file() else None)
+        if by_statistics is not None and by_statistics.reference.shape[1] not in KNOWN_WIDTHS:
+            raise DataError(f"typicality statistics have {by_statistics.reference.shape[1]} "
+                            f"columns; known sets have {KNOWN_WIDTHS}", stats)
         a_thr = info.get("atypicality_threshold") if typicality is not None else None
         return cls(clf, view, float(info.get("threshold", 0.5)), info, typicality,
                    None if a_thr is None else float(a_thr), by_statistics)
@@ -140,13 +143,17 @@ class Detector:
         """How untypical of real galaxies (0..1, no fakes involved): the percentile of the
         distance to the real training images among real calibration images, in the network's
         features and (runs since the noise statistics) in the images' noise statistics, the
-        larger of the two; NaN without a reference."""
+        larger of the two, or the statistics' alone (``--atypicality statistics``); NaN
+        without a reference."""
         if self.typicality is None:
             return np.full(len(batch), np.nan)
-        a = self.typicality.atypicality(self.features(batch))
-        if self.by_statistics is not None:
-            a = np.fmax(a, self.by_statistics.atypicality(noise_statistics(batch)))
-        return a
+        if self.by_statistics is None:
+            return self.typicality.atypicality(self.features(batch))
+        width = self.by_statistics.reference.shape[1]  # 5 for detectors fitted before 16
+        a = self.by_statistics.atypicality(noise_statistics(batch, width))
+        if self.info.get("settings", {}).get("atypicality") == "statistics":
+            return a
+        return np.fmax(self.typicality.atypicality(self.features(batch)), a)
 
     def synthetic_score(self, p: np.ndarray, atypicality: np.ndarray) -> np.ndarray:
         """One score to rank images by under the "either" verdict: the larger of p(synthetic)'s
