@@ -403,7 +403,7 @@ def test_thresholds_are_set_on_a_reserve_of_real_images_never_trained_on(tmp_pat
     with the validation fold's real images to set both thresholds, and never reused by evaluate
     as 'fresh' real images."""
     from galaxymorph.detection import load_detector, train_detector
-    from galaxymorph.detection.api import calibration_files, training_groups
+    from galaxymorph.detection.api import calibration_files, reference_files, training_groups
 
     extra = f"catalog:{write_synthetic_catalog(tmp_path / 'more_real', 20, size=32, seed=5)}"
     run = train_detector([toy["real"], extra], toy["fake"], tmp_path / "run",
@@ -423,10 +423,17 @@ def test_thresholds_are_set_on_a_reserve_of_real_images_never_trained_on(tmp_pat
     info = json.loads((run / "detector.json").read_text())
     split = json.loads((run / "split.json").read_text())
     real_val = train[train["filename"].isin(set(split["val"])) & (train["label"] == 0)]
-    assert info["threshold_rule"]["n_real"] == len(real_val) + 50
+    # With the noise statistics, every other reserve image joins their reference and the
+    # rest calibrate: the two halves are disjoint and together the whole reserve.
+    calibrating, referencing = calibration_files(run, info), reference_files(run, info)
+    assert info["statistics_reference_reserve"] and len(calibrating) == len(referencing) == 25
+    assert sorted(map(str, calibrating + referencing)) == sorted(str(data / f) for f in cal["filename"])
+    real_train = train[train["filename"].isin(set(split["train"])) & (train["label"] == 0)]
+    assert info["statistics_reference"] == len(real_train) + 25
+    assert load_detector(run).by_statistics.reference.shape[0] == len(real_train) + 25
+    assert info["threshold_rule"]["n_real"] == len(real_val) + 25
     det = load_detector(run)
-    p, a = det.score_prepared_files([data / f for f in real_val["filename"]]
-                                    + calibration_files(run, info))
+    p, a = det.score_prepared_files([data / f for f in real_val["filename"]] + calibrating)
     assert det.threshold == pytest.approx(threshold_at_false_alarm(p, 0.005))
     assert det.atypicality_threshold == pytest.approx(threshold_at_false_alarm(a, 0.005))
     assert set(cal["group"].astype(str)) <= training_groups(run)

@@ -77,10 +77,12 @@ def train_cmd(
     false_alarm: float = typer.Option(0.01, "--false-alarm",
                                       help="Share of real validation images the threshold may "
                                       "flag as synthetic."),
-    calibration_real: int = typer.Option(1000, "--calibration-real",
+    calibration_real: int = typer.Option(2000, "--calibration-real",
                                          help="Real images beyond the balanced training set, "
                                          "never trained on, to set the thresholds on (with the "
-                                         "validation fold's); 0: the validation fold alone."),
+                                         "validation fold's; with the noise statistics, every "
+                                         "other one joins their reference); 0: the validation "
+                                         "fold alone."),
     atypicality: str = typer.Option("statistics", "--atypicality",
                                     help="What the fake-free score measures distances in: "
                                     "features (the network's), features+statistics (also the "

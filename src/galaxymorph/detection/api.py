@@ -74,7 +74,7 @@ def train_detector(real: Sequence[str] | str, fake: Sequence[str] | str, out: st
                    batch_size: int = 32, lr: float = 1e-3, seed: int = 0, pretrained: bool = False,
                    auto_fakes: Sequence[str] | str = "auto", augment: bool = False,
                    false_alarm: float | None = 0.01, verdict: str = "either",
-                   calibration_real: int = 1000, atypicality: str = "statistics",
+                   calibration_real: int = 2000, atypicality: str = "statistics",
                    view: str = "pixels",
                    backbone: str | None = None, progress: bool = True, resume: bool = False,
                    **train_options: Any) -> DetectorRun:
@@ -95,7 +95,8 @@ def train_detector(real: Sequence[str] | str, fake: Sequence[str] | str, out: st
     galaxies is still flagged; ``"p_synthetic"``: p(synthetic) alone at the whole rate. The
     thresholds are set on the real validation images plus up to ``calibration_real`` other real
     images kept out of training (``assemble``'s calibration reserve; 0: the validation fold
-    alone). ``atypicality``: what the fake-free score measures the distance to real galaxies in:
+    alone; with the noise statistics, every other reserve image joins the statistics'
+    reference instead). ``atypicality``: what the fake-free score measures the distance to real galaxies in:
     ``"features"`` (the network's penultimate layer), ``"features+statistics"`` (also sixteen
     noise statistics of the images, :mod:`.statistics`; the larger of the two percentiles) or
     ``"statistics"`` (the noise statistics' percentile alone: one tail on real images, not two).
@@ -271,19 +272,26 @@ def _calibrate(run_dir: Path, info: dict[str, Any], df: pd.DataFrame, folder: Pa
 
     p_val, f_val, s_val = fold_features("val")
     _, f_train, s_train = fold_features("train")
+    settings = info.get("settings", {})
+    kind = settings.get("atypicality", "features")
+    # Real images are plentiful and the statistics need no network: with them, every other
+    # reserve image joins their reference (a denser reference of real images separates the
+    # real tail from generated images better), and the rest calibrate.
+    info = {**info, "statistics_reference_reserve": kind in ("features+statistics", "statistics")}
+    extra = reference_files(run_dir, info)
+    if extra:
+        s_train = np.concatenate([s_train, real_scores(det, extra, "the reference reserve")[2]])
     cal = calibration_files(run_dir, info)
     if cal:  # the reserve of real images never trained on: many more than the val fold holds
         p_cal, f_cal, s_cal = real_scores(det, cal, "the calibration reserve")
         p_val, f_val = np.concatenate([p_val, p_cal]), np.concatenate([f_val, f_cal])
         s_val = np.concatenate([s_val, s_cal])
-    settings = info.get("settings", {})
     far = settings.get("false_alarm", 0.01)
     typicality = Typicality.fit(f_train, f_val)
     # The fake-free score is the larger of two percentiles: distance in the network's features
     # and in the images' noise statistics; its threshold is set on that larger value.
     # ("statistics": the noise statistics' percentile alone; the features' reference is still
     # kept, for p(synthetic)'s percentile and for reports.)
-    kind = settings.get("atypicality", "features")
     a_val = typicality.atypicality(f_val)
     by_statistics = None
     if kind in ("features+statistics", "statistics"):
@@ -309,7 +317,8 @@ def _calibrate(run_dir: Path, info: dict[str, Any], df: pd.DataFrame, folder: Pa
             a_thr = threshold_at_false_alarm(a_val, each)
     info = {**info, "threshold": 0.5 if far is None else threshold_at_false_alarm(p_val, each),
             "atypicality_threshold": a_thr, "threshold_rule": rule, "typicality": TYPICALITY_FILE,
-            "typicality_statistics": STATISTICS_FILE if by_statistics is not None else None}
+            "typicality_statistics": STATISTICS_FILE if by_statistics is not None else None,
+            "statistics_reference": None if by_statistics is None else len(s_train)}
     typicality.p_real = np.sort(p_val.astype(np.float64))
     typicality.save(run_dir / TYPICALITY_FILE)
     if by_statistics is not None:
@@ -370,14 +379,34 @@ def real_scores(det: Detector, files: list[Path], what: str
     return np.concatenate(p), np.concatenate(feats), np.concatenate(stats)
 
 
-def calibration_files(run_dir: Path, info: dict[str, Any]) -> list[Path]:
-    """The run's reserve of real calibration images (``assemble(calibration_real=)``), if any."""
+def _reserve_files(run_dir: Path, info: dict[str, Any]) -> list[Path]:
+    """The run's whole reserve of real images (``assemble(calibration_real=)``), if any."""
     folder = (run_dir / info.get("catalog", f"{DATA_DIR}/{CATALOG}")).parent
     cal = folder / CALIBRATION_CATALOG
     if not cal.is_file():
         return []
     df = read_catalog(cal)
     return [folder / f for f in df.loc[df["label"] == 0, "filename"]]
+
+
+def _splits_reserve(info: dict[str, Any]) -> bool:
+    """Whether the reserve is shared between the statistics' reference and the calibration
+    (detectors calibrated since the noise statistics' reference grew; earlier ones calibrate
+    on all of it)."""
+    return bool(info.get("statistics_reference_reserve"))
+
+
+def calibration_files(run_dir: Path, info: dict[str, Any]) -> list[Path]:
+    """The reserve's real images the thresholds are set on (with the validation fold's)."""
+    files = _reserve_files(run_dir, info)
+    return files[1::2] if _splits_reserve(info) and len(files) >= 2 else files
+
+
+def reference_files(run_dir: Path, info: dict[str, Any]) -> list[Path]:
+    """The reserve's real images that join the training images in the noise statistics'
+    reference (every other one; none for detectors that calibrate on the whole reserve)."""
+    files = _reserve_files(run_dir, info)
+    return files[0::2] if _splits_reserve(info) and len(files) >= 2 else []
 
 
 def evaluate_detector(run_dir: str | Path, real: Sequence[str] | str, fake: Sequence[str] | str,
