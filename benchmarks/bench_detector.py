@@ -195,6 +195,8 @@ def main() -> None:
                     help="a folder of generated images no detector trains on (repeatable)")
     ap.add_argument("--galsim", type=int, default=0,
                     help="also render N GalSim bulge+disc galaxies as an unseen family (needs galsim)")
+    ap.add_argument("--calibration-real", type=int, default=2000,
+                    help="real reserve per detector (detector train --calibration-real)")
     ap.add_argument("--fa-real", type=int, default=0,
                     help="also measure each detector's false-alarm rate on up to N fresh real "
                     "images (never trained or calibrated on)")
@@ -236,7 +238,8 @@ def main() -> None:
           f"data {time.perf_counter() - t0:.0f} s", flush=True)
     common = dict(model=args.model, image_size=args.image_size, real_crop=args.real_crop,
                   max_per_side=args.n, epochs=args.epochs, patience=args.patience,
-                  seed=args.seed, progress=False, threads=args.threads, cache=False)
+                  seed=args.seed, progress=False, threads=args.threads, cache=False,
+                  calibration_real=args.calibration_real)
     results: dict[str, dict] = {}
 
     def run_one(name: str, train_fams: list[str], test_fams: list[str], **options) -> None:

@@ -342,6 +342,30 @@ def test_evaluate_reports_each_fake_source(trained, toy, tmp_path, capsys):
     assert "Traceback" not in text and "left out" in text
 
 
+def test_evaluate_notes_real_images_unlike_the_detectors_own(trained, toy, tmp_path, capsys):
+    """Real images the detector flags far beyond its false-alarm target (here: noise images
+    passed as the real side, as images of another survey would be) get a note naming the
+    source; the notes rule itself needs a real source flagged >= 10% and >= 10x the target."""
+    from galaxymorph.detection.api import unlike_real_notes
+
+    noise = str(_noise_folder(tmp_path / "noise", 30))
+    code, text = _cli(capsys, "detector", "evaluate", str(trained.run_dir), "--real", noise,
+                      "--fake", toy["fake_eval"], "--out", str(tmp_path / "ev"))
+    assert code == 0, text
+    m = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert m["per_source"][noise]["false_alarm_rate"] >= 0.1
+    assert len(m["notes"]) == 1 and noise in m["notes"][0] and "another survey" in m["notes"][0]
+    assert "note:" in text and "another survey" in text
+    rows = {"a": {"label": "real", "n": 100, "false_alarm_rate": 0.05},
+            "b": {"label": "real", "n": 100, "false_alarm_rate": 0.5},
+            "c": {"label": "real", "n": 5, "false_alarm_rate": 0.9},
+            "d": {"label": "synthetic", "n": 100, "recall": 0.1}}
+    notes = unlike_real_notes({"per_source": rows}, 0.01)
+    assert len(notes) == 1 and " b " in notes[0]
+    strict = unlike_real_notes({"per_source": rows}, 0.001)  # a 10% floor, not 10x alone
+    assert len(strict) == 1 and " b " in strict[0]
+
+
 def test_predict_reports_corrupt_file(trained, toy, tmp_path):
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n not really")

@@ -235,3 +235,5 @@ def _print_metrics(m: dict, title: str) -> None:
                         _fmt(s["mean_p_synthetic"], 3), _fmt(s.get("atypicality_roc_auc")),
                         "-" if seen is None else str(seen).lower())
         console.print(src)
+    for note in m.get("notes") or []:
+        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False, soft_wrap=True)

@@ -456,6 +456,7 @@ def evaluate_detector(run_dir: str | Path, real: Sequence[str] | str, fake: Sequ
                      "not checked: the given specs are taken to be held out"),
         "resampling": res.to_dict(),
         "unscorable": int((~ok).sum()),
+        "notes": unlike_real_notes(metrics, info.get("settings", {}).get("false_alarm")),
     })
     write_json(out / "metrics.json", metrics)
     pd.DataFrame({"filename": df["filename"], "origin": df["origin"], "source": df["source"],
@@ -470,6 +471,23 @@ def evaluate_detector(run_dir: str | Path, real: Sequence[str] | str, fake: Sequ
 
 
 # -- prediction -------------------------------------------------------------------------------
+
+
+def unlike_real_notes(metrics: dict[str, Any], false_alarm: float | None) -> list[str]:
+    """A note for each real source the detector flags far more often than its false-alarm
+    target: its real images are unlike the detector's real training images, most often
+    because they come from another survey or processing (the noise statistics know one)."""
+    target = 0.01 if false_alarm is None else float(false_alarm)
+    notes = []
+    for name, row in (metrics.get("per_source") or {}).items():
+        rate = row.get("false_alarm_rate")
+        if row.get("label") == "real" and rate is not None and row["n"] >= 20 \
+                and rate >= max(0.1, 10 * target):
+            notes.append(f"{rate:.0%} of the real images of {name} are flagged synthetic (target "
+                         f"{target:.1%}): they are unlike the detector's real training images. If "
+                         "they come from another survey or processing, train a detector on that "
+                         "survey's real images (--real).")
+    return notes
 
 
 def predict_detector(run_dir: str | Path, images: Sequence[str | Path], *,
