@@ -195,7 +195,7 @@ def main() -> None:
                     help="a folder of generated images no detector trains on (repeatable)")
     ap.add_argument("--galsim", type=int, default=0,
                     help="also render N GalSim bulge+disc galaxies as an unseen family (needs galsim)")
-    ap.add_argument("--calibration-real", type=int, default=2000,
+    ap.add_argument("--calibration-real", type=int, default=4000,
                     help="real reserve per detector (detector train --calibration-real)")
     ap.add_argument("--fa-real", type=int, default=0,
                     help="also measure each detector's false-alarm rate on up to N fresh real "

@@ -77,7 +77,7 @@ def train_cmd(
     false_alarm: float = typer.Option(0.01, "--false-alarm",
                                       help="Share of real validation images the threshold may "
                                       "flag as synthetic."),
-    calibration_real: int = typer.Option(2000, "--calibration-real",
+    calibration_real: int = typer.Option(4000, "--calibration-real",
                                          help="Real images beyond the balanced training set, "
                                          "never trained on, to set the thresholds on (with the "
                                          "validation fold's; with the noise statistics, every "

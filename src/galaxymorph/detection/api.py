@@ -74,7 +74,7 @@ def train_detector(real: Sequence[str] | str, fake: Sequence[str] | str, out: st
                    batch_size: int = 32, lr: float = 1e-3, seed: int = 0, pretrained: bool = False,
                    auto_fakes: Sequence[str] | str = "auto", augment: bool = False,
                    false_alarm: float | None = 0.01, verdict: str = "either",
-                   calibration_real: int = 2000, atypicality: str = "statistics",
+                   calibration_real: int = 4000, atypicality: str = "statistics",
                    view: str = "pixels",
                    backbone: str | None = None, progress: bool = True, resume: bool = False,
                    **train_options: Any) -> DetectorRun:
