@@ -311,6 +311,11 @@ def main() -> None:
     # Families no detector trains on, here or as a held-out run: tested by every detector.
     unseen = [Path(f) for f in args.unseen]
     if args.galsim:
+        try:
+            import galsim  # noqa: F401
+        except ImportError:
+            raise SystemExit("--galsim needs GalSim: pip install 'galaxymorph[bench]' "
+                             "(or pip install galsim)") from None
         sys.path.insert(0, str(Path(__file__).parent))
         from galsim_galaxies import write_folder
 

@@ -2,7 +2,7 @@
 not use anywhere else): a generator family for ``bench_detector.py --unseen``, made
 independently of galaxymorph's own renderer, eigengalaxy sampler and GAN.
 
-    pip install galsim          # benchmark-only; not a galaxymorph dependency
+    pip install 'galaxymorph[bench]'   # or pip install galsim; benchmark-only
     .venv/bin/python benchmarks/galsim_galaxies.py --n 300 --out /tmp/galsim_fakes
 
 Each galaxy is a de Vaucouleurs bulge plus an exponential disc (random bulge fraction, sizes,
@@ -81,7 +81,8 @@ def main() -> None:
     try:
         import galsim  # noqa: F401
     except ImportError:
-        raise SystemExit("galsim_galaxies.py needs GalSim: pip install galsim") from None
+        raise SystemExit("galsim_galaxies.py needs GalSim: pip install 'galaxymorph[bench]' "
+                         "(or pip install galsim)") from None
     print(f"wrote {args.n} images to {write_folder(args.out, args.n, args.size, args.seed)}")
 
 
