@@ -280,7 +280,8 @@ def _calibrate(run_dir: Path, info: dict[str, Any], df: pd.DataFrame, folder: Pa
     info = {**info, "statistics_reference_reserve": kind in ("features+statistics", "statistics")}
     extra = reference_files(run_dir, info)
     if extra:
-        s_train = np.concatenate([s_train, real_scores(det, extra, "the reference reserve")[2]])
+        s_train = np.concatenate([s_train, real_scores(det, extra, "the reference reserve",
+                                                       network=False)[2]])
     cal = calibration_files(run_dir, info)
     if cal:  # the reserve of real images never trained on: many more than the val fold holds
         p_cal, f_cal, s_cal = real_scores(det, cal, "the calibration reserve")
@@ -365,17 +366,21 @@ def training_groups(run_dir: str | Path) -> set[str]:
     return groups
 
 
-def real_scores(det: Detector, files: list[Path], what: str
+def real_scores(det: Detector, files: list[Path], what: str, network: bool = True
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """p(synthetic), network features and noise statistics of real image files."""
+    """p(synthetic), network features and noise statistics of real image files (with
+    ``network=False`` the statistics only; the other two come back empty)."""
     p, feats, stats = [], [], []
     for _, batch in det.prepared_batches(files):
-        p.append(det.p_synthetic(batch))
-        feats.append(det.features(batch))
+        if network:
+            p.append(det.p_synthetic(batch))
+            feats.append(det.features(batch))
         stats.append(noise_statistics(batch))
-    if not p:
+    if not stats:
         raise DataError(f"no readable real images in {what} to calibrate on",
                         files[0].parent if files else None)
+    if not network:
+        return np.zeros(0), np.zeros((0, 0)), np.concatenate(stats)
     return np.concatenate(p), np.concatenate(feats), np.concatenate(stats)
 
 
