@@ -66,14 +66,24 @@ def bootstrap(pred_csv: Path, reps: int = 1000, seed: int = 0) -> dict:
     return {"accuracy_95": q(acc), "roc_auc_95": q(auc)}
 
 
-def wilson(k: int, n: int, z: float = 1.96) -> list[float]:
-    """95% Wilson interval of a rate of k in n."""
+def wilson(k: int, n: int) -> list[float]:
+    """95% Wilson interval of a rate of k in n (scipy's binomial test)."""
+    from scipy.stats import binomtest
+
     if n == 0:
         return [float("nan"), float("nan")]
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return [float(max(0.0, centre - half)), float(min(1.0, centre + half))]
+    ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+    return [float(ci.low), float(ci.high)]
+
+
+def reusable(run_dir: Path, options: dict) -> bool:
+    """A finished run of an earlier invocation, trained with the same detector settings (a
+    work folder from before a default changed must not stand in for the new default)."""
+    if not (run_dir / "detector_metrics.json").exists():
+        return False
+    settings = json.loads((run_dir / "detector.json").read_text()).get("settings", {})
+    return all(settings.get(k) == v for k, v in options.items()
+               if k in ("atypicality", "calibration_real", "augment", "view", "backbone"))
 
 
 def p_alone_threshold(run_dir: Path, false_alarm: float) -> float | None:
@@ -224,6 +234,9 @@ def main() -> None:
     ap.add_argument("--work", default=None, help="keep everything here (default: a temp folder)")
     args = ap.parse_args()
 
+    for folder in args.unseen:  # before any family is made
+        if not Path(folder).is_dir():
+            raise SystemExit(f"--unseen {folder}: not a folder of images")
     import torch
 
     torch.set_num_threads(args.threads)
@@ -245,7 +258,7 @@ def main() -> None:
     def run_one(name: str, train_fams: list[str], test_fams: list[str], **options) -> None:
         run_dir = work / f"run_{name}"
         t = time.perf_counter()
-        if not (run_dir / "detector_metrics.json").exists():
+        if not reusable(run_dir, {**common, **options}):
             shutil.rmtree(run_dir, ignore_errors=True)
             train_detector(args.real, [s for f in train_fams for s in fams[f]], run_dir,
                            **{**common, **options})
@@ -284,7 +297,8 @@ def main() -> None:
                   f"{k / max(n_real, 1):.4f} [{fa_many['false_alarm_95'][0]:.4f}, "
                   f"{fa_many['false_alarm_95'][1]:.4f}]", flush=True)
         a_thr = info.get("atypicality_threshold")
-        results[name] = {"false_alarms_many_real": fa_many, "trained_on": train_fams, "threshold": info.get("threshold"),
+        results[name] = {"false_alarms_many_real": fa_many, "trained_on": train_fams,
+                         "threshold": info.get("threshold"),
                          "atypicality_threshold": a_thr, "p_alone_threshold": alone,
                          "train_seconds": round(seconds, 1), "tests": rows}
         rule = (f"p(synthetic) >= {info.get('threshold'):.4f} or atypicality >= {a_thr:.4f} "
