@@ -609,3 +609,108 @@ def test_resynth_keeps_the_galaxy_and_changes_its_pixel_statistics(tmp_path, toy
     with pytest.raises(ConfigError, match="resynth"):
         family_specs(["nope"], tmp_path / "gen2", real_spec=toy["real"], n=2, size=32,
                      real_crop=1.0, seed=0)
+
+
+def _band_noise_batch(rng, n: int, shared: bool):
+    """Sky with each band's own noise (as survey images are made) or one noise in all three."""
+    import torch
+
+    sky = np.full((n, 3, 32, 32), 60.0)
+    noise = rng.normal(0, 8, (n, 1 if shared else 3, 32, 32))
+    return torch.from_numpy((sky + noise).clip(0, 255).astype(np.uint8))
+
+
+def test_statistics_head_learns_a_family_from_its_statistics_and_loads_only_sane_files(tmp_path):
+    """The supervised head: images whose bands share their noise (a generator's tell) get a
+    high p(synthetic), survey-like ones a low one; it round-trips through its file and a file
+    with the wrong width, a NaN or a pickled object is refused with the file named."""
+    from galaxymorph.detection.statistics import noise_statistics
+    from galaxymorph.detection.statistics_head import StatisticsHead, p_either
+    from galaxymorph.errors import DataError
+
+    rng = np.random.default_rng(0)
+    real = noise_statistics(_band_noise_batch(rng, 60, shared=False))
+    fake = noise_statistics(_band_noise_batch(rng, 30, shared=True))
+    head = StatisticsHead.fit(np.r_[real, fake], np.r_[np.zeros(60), np.ones(30)])
+    new_real = head.p(noise_statistics(_band_noise_batch(rng, 20, shared=False)))
+    new_fake = head.p(noise_statistics(_band_noise_batch(rng, 20, shared=True)))
+    assert new_real.max() < 0.5 < new_fake.min()
+    with pytest.raises(ValueError, match="real and generated"):
+        StatisticsHead.fit(real, np.zeros(60))
+    head.save(tmp_path / "head.npz")
+    back = StatisticsHead.load(tmp_path / "head.npz")
+    np.testing.assert_allclose(back.p(fake), head.p(fake))
+    # Synthetic by either: never below the network's p, and the network's p where the head says 0.
+    np.testing.assert_allclose(p_either([0.2, 0.9], [0.5, 0.0]), [0.6, 0.9])
+    bad = {"width": dict(mean=head.mean[:7], scale=head.scale[:7], coef=head.coef[:7]),
+           "nan": dict(mean=head.mean, scale=head.scale, coef=np.r_[np.nan, head.coef[1:]])}
+    for name, arrays in bad.items():
+        np.savez(tmp_path / f"{name}.npz", intercept=np.array(head.intercept), **arrays)
+        with pytest.raises(DataError, match="inconsistent") as err:
+            StatisticsHead.load(tmp_path / f"{name}.npz")
+        assert f"{name}.npz" in str(err.value)
+    np.savez(tmp_path / "pickle.npz", mean=np.array([{"a": 1}], dtype=object), scale=head.scale,
+             coef=head.coef, intercept=np.array(head.intercept))
+    with pytest.raises(DataError, match="readable"):
+        StatisticsHead.load(tmp_path / "pickle.npz")
+
+
+def test_detector_p_synthetic_is_the_network_or_the_statistics_head(trained, tmp_path):
+    """A detector trains a statistics head by default (on its training fold's real and
+    generated images): p(synthetic) is the noisy-OR of the network's and the head's, the
+    threshold is set on that combined p, and a head file detector.json does not name is not
+    used (a detector trained with ``--no-statistics-head`` or before heads existed)."""
+    import shutil
+
+    from galaxymorph.detection import load_detector
+    from galaxymorph.detection.statistics import noise_statistics
+    from galaxymorph.detection.statistics_head import STATISTICS_HEAD_FILE, p_either
+
+    run = trained.run_dir
+    info = json.loads((run / "detector.json").read_text())
+    assert info["settings"]["statistics_head"] is True
+    assert info["statistics_head"] == STATISTICS_HEAD_FILE
+    df = pd.read_csv(run / "data" / "detector_catalog.csv")
+    train = set(json.loads((run / "split.json").read_text())["train"])
+    n_fake = int((df["filename"].isin(train) & (df["label"] == 1)).sum())
+    assert info["statistics_head_fit"]["n_synthetic"] == n_fake
+    assert info["statistics_head_fit"]["n_real"] == info["statistics_reference"]
+    det = load_detector(run)
+    files = sorted((run / "data" / "images").rglob("*.png"))[:12]
+    (_, batch), = det.prepared_batches(files)
+    p_net, p_head = det.p_network(batch), det.head.p(noise_statistics(batch))
+    np.testing.assert_allclose(det.p_synthetic(batch), p_either(p_net, p_head))
+    np.testing.assert_allclose(det.scores(batch)["p_synthetic"], p_either(p_net, p_head))
+    assert not np.allclose(p_head, 0)  # the head has a say on the toy's images
+    old = tmp_path / "old"
+    shutil.copytree(run, old)
+    info["statistics_head"] = None
+    (old / "detector.json").write_text(json.dumps(info))
+    assert (old / STATISTICS_HEAD_FILE).exists()
+    stale = load_detector(old)
+    assert stale.head is None
+    np.testing.assert_allclose(stale.p_synthetic(batch), p_net)
+
+
+def test_detector_train_can_leave_the_statistics_head_out(tmp_path, toy, capsys, monkeypatch):
+    import galaxymorph.detection as detection
+    from galaxymorph.detection import load_detector, train_detector
+    from galaxymorph.detection.statistics_head import STATISTICS_HEAD_FILE
+
+    run = train_detector(toy["real"], toy["fake"], tmp_path / "run", statistics_head=False,
+                         **(FAST | {"epochs": 1})).run_dir
+    info = json.loads((run / "detector.json").read_text())
+    assert info["statistics_head"] is None and info["settings"]["statistics_head"] is False
+    assert not (run / STATISTICS_HEAD_FILE).exists()
+    assert load_detector(run).head is None
+    seen: list[bool] = []
+
+    def fake_train(*args, **kwargs):
+        seen.append(kwargs["statistics_head"])
+        raise SystemExit(0)
+
+    monkeypatch.setattr(detection, "train_detector", fake_train)
+    args = ["detector", "train", "--real", "r", "--fake", "f", "--out", str(tmp_path / "cli")]
+    for extra in ([], ["--no-statistics-head"]):
+        _cli(capsys, *args, *extra)
+    assert seen == [True, False]

@@ -165,8 +165,9 @@ def analyse(clf, image: np.ndarray, name: str, tta: bool = False, with_cam: bool
     if detector is not None:  # a galaxymorph.detection.Detector: its own input chain
         x = detector.view(image).unsqueeze(0)
         with LOCK:
-            result.p_synthetic = float(detector.p_synthetic(x)[0])
-            atyp = float(detector.atypicality(x)[0])
+            scores = detector.scores(x)
+        result.p_synthetic = float(scores["p_synthetic"][0])
+        atyp = float(scores["atypicality"][0])
         result.atypicality = None if np.isnan(atyp) else atyp
         result.verdict = detector.label(result.p_synthetic, result.atypicality)
     return result

@@ -88,6 +88,11 @@ def train_cmd(
                                     "features (the network's), features+statistics (also the "
                                     "images' noise statistics; the larger percentile) or "
                                     "statistics (the noise statistics alone)."),
+    statistics_head: bool = typer.Option(True, "--statistics-head/--no-statistics-head",
+                                         help="Also a logistic head on the images' noise "
+                                         "statistics, fitted on the training images: "
+                                         "p(synthetic) is the network's or the head's, so every "
+                                         "generator trained on is caught."),
     verdict: str = typer.Option("either", "--verdict",
                                 help="either: synthetic when p(synthetic) or the fake-free "
                                 "atypicality passes its threshold (each at half the "
@@ -113,7 +118,7 @@ def train_cmd(
                          auto_fakes=_families(auto_fakes), augment=augment,
                          false_alarm=false_alarm, verdict=verdict,
                          calibration_real=calibration_real, atypicality=atypicality, view=view,
-                         backbone=backbone, resume=resume,
+                         statistics_head=statistics_head, backbone=backbone, resume=resume,
                          **options)
     _print_metrics(run.metrics, f"held-out test fold of {run.run_dir}")
     _warn_few_real(run.run_dir)

@@ -46,6 +46,7 @@ from galaxymorph.detection.scoring import (
     threshold_at_false_alarm,
 )
 from galaxymorph.detection.statistics import STATISTICS_FILE, noise_statistics
+from galaxymorph.detection.statistics_head import STATISTICS_HEAD_FILE, StatisticsHead, p_either
 from galaxymorph.detection.typicality import TYPICALITY_FILE, Typicality
 from galaxymorph.errors import ConfigError, DataError, ImageReadError
 from galaxymorph.io_utils import read_json_object, write_json
@@ -75,7 +76,7 @@ def train_detector(real: Sequence[str] | str, fake: Sequence[str] | str, out: st
                    auto_fakes: Sequence[str] | str = "auto", augment: bool = False,
                    false_alarm: float | None = 0.01, verdict: str = "either",
                    calibration_real: int = 4000, atypicality: str = "statistics",
-                   view: str = "pixels",
+                   statistics_head: bool = True, view: str = "pixels",
                    backbone: str | None = None, progress: bool = True, resume: bool = False,
                    **train_options: Any) -> DetectorRun:
     """Assemble real vs ``fake`` images and train a detector on them in run folder ``out``.
@@ -100,6 +101,10 @@ def train_detector(real: Sequence[str] | str, fake: Sequence[str] | str, out: st
     ``"features"`` (the network's penultimate layer), ``"features+statistics"`` (also sixteen
     noise statistics of the images, :mod:`.statistics`; the larger of the two percentiles) or
     ``"statistics"`` (the noise statistics' percentile alone: one tail on real images, not two).
+    ``statistics_head``: also fit a logistic regression on the noise statistics of the training
+    fold's real and generated images (:mod:`.statistics_head`); p(synthetic) is then the
+    network's or the head's (noisy-OR), so a generator the detector saw is caught even when the
+    network learnt only another one.
     ``view`` is what the network sees:
     ``pixels``, ``frequency`` (whitened log spectrum, where upsampling artefacts show as
     peaks) or ``both`` (:mod:`galaxymorph.models.views`; inside the network, so every
@@ -143,7 +148,7 @@ def train_detector(real: Sequence[str] | str, fake: Sequence[str] | str, out: st
                     per_source_cap=per_source_cap, max_per_side=max_per_side, seed=seed,
                     augment=augment, false_alarm=false_alarm, verdict=verdict,
                     calibration_real=calibration_real, atypicality=atypicality, view=view,
-                    backbone=backbone)
+                    backbone=backbone, statistics_head=statistics_head)
     csv = data_dir / CATALOG
     if csv.exists() and read_detector_info(run_dir).get("settings") == settings:
         log.info("reusing the data assembled earlier in %s", data_dir)
@@ -263,12 +268,15 @@ def _calibrate(run_dir: Path, info: dict[str, Any], df: pd.DataFrame, folder: Pa
     typicality reference (real training images) and calibration (real validation images).
     Generated images play no part in either."""
     det = Detector.load(run_dir)
+    det.head = None  # the network's p(synthetic): a head is fitted (again) below
     real = df[df["label"] == 0]
 
+    def fold_files(rows: pd.DataFrame, fold: str) -> list[Path]:
+        return [folder / f for f in rows.loc[rows["filename"].isin(set(split.get(fold, []))),
+                                             _clean_column(rows)]]
+
     def fold_features(fold: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        files = [folder / f for f in real.loc[real["filename"].isin(set(split.get(fold, []))),
-                                              _clean_column(real)]]
-        return real_scores(det, files, f"the {fold} fold")
+        return image_scores(det, fold_files(real, fold), f"the {fold} fold")
 
     p_val, f_val, s_val = fold_features("val")
     _, f_train, s_train = fold_features("train")
@@ -280,13 +288,23 @@ def _calibrate(run_dir: Path, info: dict[str, Any], df: pd.DataFrame, folder: Pa
     info = {**info, "statistics_reference_reserve": kind in ("features+statistics", "statistics")}
     extra = reference_files(run_dir, info)
     if extra:
-        s_train = np.concatenate([s_train, real_scores(det, extra, "the reference reserve",
+        s_train = np.concatenate([s_train, image_scores(det, extra, "the reference reserve",
                                                        network=False)[2]])
     cal = calibration_files(run_dir, info)
     if cal:  # the reserve of real images never trained on: many more than the val fold holds
-        p_cal, f_cal, s_cal = real_scores(det, cal, "the calibration reserve")
+        p_cal, f_cal, s_cal = image_scores(det, cal, "the calibration reserve")
         p_val, f_val = np.concatenate([p_val, p_cal]), np.concatenate([f_val, f_cal])
         s_val = np.concatenate([s_val, s_cal])
+    head, head_fit = None, None
+    if settings.get("statistics_head", False):  # detectors trained before it have none
+        fake_files = fold_files(df[df["label"] == 1], "train")
+        s_fake = image_scores(det, fake_files, "the generated training images", network=False)[2]
+        stats = np.concatenate([s_train, s_fake])
+        labels = np.r_[np.zeros(len(s_train)), np.ones(len(s_fake))]
+        head = StatisticsHead.fit(stats, labels)
+        head_fit = {"n_real": len(s_train), "n_synthetic": len(s_fake),
+                    "training_accuracy": float(((head.p(stats) >= 0.5) == labels).mean())}
+        p_val = p_either(p_val, head.p(s_val))  # the detector's p(synthetic) from here on
     far = settings.get("false_alarm", 0.01)
     typicality = Typicality.fit(f_train, f_val)
     # The fake-free score is the larger of two percentiles: distance in the network's features
@@ -319,9 +337,15 @@ def _calibrate(run_dir: Path, info: dict[str, Any], df: pd.DataFrame, folder: Pa
     info = {**info, "threshold": 0.5 if far is None else threshold_at_false_alarm(p_val, each),
             "atypicality_threshold": a_thr, "threshold_rule": rule, "typicality": TYPICALITY_FILE,
             "typicality_statistics": STATISTICS_FILE if by_statistics is not None else None,
-            "statistics_reference": None if by_statistics is None else len(s_train)}
+            "statistics_reference": None if by_statistics is None else len(s_train),
+            "statistics_head": STATISTICS_HEAD_FILE if head is not None else None,
+            "statistics_head_fit": head_fit}
     typicality.p_real = np.sort(p_val.astype(np.float64))
     typicality.save(run_dir / TYPICALITY_FILE)
+    if head is not None:
+        head.save(run_dir / STATISTICS_HEAD_FILE)
+    else:
+        (run_dir / STATISTICS_HEAD_FILE).unlink(missing_ok=True)
     if by_statistics is not None:
         by_statistics.save(run_dir / STATISTICS_FILE)
     else:  # a recalibration without statistics must not leave an earlier file behind
@@ -366,18 +390,19 @@ def training_groups(run_dir: str | Path) -> set[str]:
     return groups
 
 
-def real_scores(det: Detector, files: list[Path], what: str, network: bool = True
+def image_scores(det: Detector, files: list[Path], what: str, network: bool = True
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """p(synthetic), network features and noise statistics of real image files (with
-    ``network=False`` the statistics only; the other two come back empty)."""
+    """The network's p(synthetic), its features and the noise statistics of image files (real
+    ones to calibrate on; generated ones for the statistics head); with ``network=False`` the
+    statistics only, the other two empty."""
     p, feats, stats = [], [], []
     for _, batch in det.prepared_batches(files):
         if network:
-            p.append(det.p_synthetic(batch))
+            p.append(det.p_network(batch))
             feats.append(det.features(batch))
         stats.append(noise_statistics(batch))
     if not stats:
-        raise DataError(f"no readable real images in {what} to calibrate on",
+        raise DataError(f"no readable images in {what} to calibrate on",
                         files[0].parent if files else None)
     if not network:
         return np.zeros(0), np.zeros((0, 0)), np.concatenate(stats)

@@ -25,6 +25,7 @@ import torch
 from galaxymorph.detection.assembly import Resampling
 from galaxymorph.detection.scoring import synthetic_column, verdict
 from galaxymorph.detection.statistics import KNOWN_WIDTHS, STATISTICS_FILE, noise_statistics
+from galaxymorph.detection.statistics_head import STATISTICS_HEAD_FILE, StatisticsHead, p_either
 from galaxymorph.detection.typicality import TYPICALITY_FILE, Typicality
 from galaxymorph.errors import DataError, ImageReadError
 from galaxymorph.io_utils import read_json_object
@@ -49,6 +50,9 @@ def read_detector_info(run_dir: str | Path) -> dict[str, Any]:
     view = info.get("view")
     if view is not None and view not in VIEWS:
         raise DataError(f"'view' must be one of {', '.join(VIEWS)}, got {view!r}", path)
+    head = info.get("statistics_head")
+    if head is not None and head != STATISTICS_HEAD_FILE:
+        raise DataError(f"'statistics_head' must be {STATISTICS_HEAD_FILE!r} or null, got {head!r}", path)
     for key in ("threshold", "atypicality_threshold"):
         value = info.get(key)
         if value is not None and not (_is_number(value) and 0 <= float(value) <= 1):
@@ -79,6 +83,9 @@ class Detector:
     atypicality_threshold: float | None = None
     #: The second fake-free reference, in the images' noise statistics (``statistics``).
     by_statistics: Typicality | None = None
+    #: The supervised head on the noise statistics (:mod:`.statistics_head`), when fitted:
+    #: p(synthetic) is then the network's and the head's, either one.
+    head: StatisticsHead | None = None
 
     @classmethod
     def load(cls, ref: str | Path, device: str = "cpu", engine: str = "auto") -> Detector:
@@ -107,8 +114,11 @@ class Detector:
             raise DataError(f"typicality statistics have {by_statistics.reference.shape[1]} "
                             f"columns; known sets have {KNOWN_WIDTHS}", stats)
         a_thr = info.get("atypicality_threshold") if typicality is not None else None
+        # Only the file detector.json names: a head left by an earlier calibration is not used.
+        head = (StatisticsHead.load(Path(ref) / STATISTICS_HEAD_FILE)
+                if info.get("statistics_head") else None)
         return cls(clf, view, float(info.get("threshold", 0.5)), info, typicality,
-                   None if a_thr is None else float(a_thr), by_statistics)
+                   None if a_thr is None else float(a_thr), by_statistics, head)
 
     @property
     def source(self) -> str:
@@ -123,11 +133,31 @@ class Detector:
         """What the network sees of each input: pixels, frequency or both (``models.views``)."""
         return str(self.classifier.card.model_kwargs.get("view", "pixels"))
 
-    def p_synthetic(self, batch: torch.Tensor) -> np.ndarray:
-        """Calibrated p(synthetic) of a batch already through :attr:`view` (N, 3, S, S) uint8."""
+    def p_network(self, batch: torch.Tensor) -> np.ndarray:
+        """The network's calibrated p(synthetic) of a batch already through :attr:`view`
+        (N, 3, S, S) uint8."""
         with torch.inference_mode():
             probs = self.classifier.predict_proba(batch, tta=False)
         return probs[:, synthetic_column(self.classifier)].astype(np.float64)
+
+    def p_synthetic(self, batch: torch.Tensor, stats: np.ndarray | None = None) -> np.ndarray:
+        """p(synthetic) of a batch already through :attr:`view`: the network's, or, with a
+        statistics head, synthetic by the network or by the head (``stats``: the batch's
+        :func:`noise_statistics`, when already computed)."""
+        p = self.p_network(batch)
+        if self.head is None:
+            return p
+        width = self.head.width
+        if stats is None or stats.shape[1] < width:
+            stats = noise_statistics(batch, width)
+        return p_either(p, self.head.p(stats[:, :width]))
+
+    def _statistics(self, batch: torch.Tensor) -> np.ndarray | None:
+        """The batch's noise statistics, once for the head and the reference (None: neither)."""
+        widths = [self.head.width] if self.head is not None else []
+        if self.by_statistics is not None:
+            widths.append(self.by_statistics.reference.shape[1])
+        return noise_statistics(batch, max(widths)) if widths else None
 
     def features(self, batch: torch.Tensor) -> np.ndarray:
         """Penultimate-layer features (N, D) of a batch already through :attr:`view` (always
@@ -139,18 +169,20 @@ class Detector:
         with torch.inference_mode():
             return features(clf.net, to_float(batch.to(clf.device))).float().cpu().numpy()
 
-    def atypicality(self, batch: torch.Tensor) -> np.ndarray:
+    def atypicality(self, batch: torch.Tensor, stats: np.ndarray | None = None) -> np.ndarray:
         """How untypical of real galaxies (0..1, no fakes involved): the percentile of the
         distance to the real training images among real calibration images, in the network's
         features and (runs since the noise statistics) in the images' noise statistics, the
         larger of the two, or the statistics' alone (``--atypicality statistics``); NaN
-        without a reference."""
+        without a reference. ``stats``: the batch's noise statistics, when already computed."""
         if self.typicality is None:
             return np.full(len(batch), np.nan)
         if self.by_statistics is None:
             return self.typicality.atypicality(self.features(batch))
         width = self.by_statistics.reference.shape[1]  # 5 for detectors fitted before 16
-        a = self.by_statistics.atypicality(noise_statistics(batch, width))
+        # The first five columns are the same in both sets, so a wider batch is cut to width.
+        stats = noise_statistics(batch, width) if stats is None or stats.shape[1] < width else stats
+        a = self.by_statistics.atypicality(stats[:, :width])
         if self.info.get("settings", {}).get("atypicality") == "statistics":
             return a
         return np.fmax(self.typicality.atypicality(self.features(batch)), a)
@@ -169,7 +201,9 @@ class Detector:
     def scores(self, batch: torch.Tensor) -> dict[str, np.ndarray]:
         """``p_synthetic`` and ``atypicality`` of a batch already through :attr:`view` (the
         columns ``galaxymorph predict --detector`` writes)."""
-        return {"p_synthetic": self.p_synthetic(batch), "atypicality": self.atypicality(batch)}
+        stats = self._statistics(batch)
+        return {"p_synthetic": self.p_synthetic(batch, stats),
+                "atypicality": self.atypicality(batch, stats)}
 
     def score_images(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """p(synthetic) of decoded images (each framed and resampled by :attr:`view`)."""
@@ -200,8 +234,8 @@ class Detector:
         p = np.full(len(paths), np.nan)
         a = np.full(len(paths), np.nan)
         for where, batch in self.prepared_batches(paths, batch_size):
-            p[where] = self.p_synthetic(batch)
-            a[where] = self.atypicality(batch)
+            scores = self.scores(batch)
+            p[where], a[where] = scores["p_synthetic"], scores["atypicality"]
         return p, a
 
     def label(self, p: float, atypicality: float | None = None) -> str:
