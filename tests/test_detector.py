@@ -640,8 +640,8 @@ def test_statistics_head_learns_a_family_from_its_statistics_and_loads_only_sane
     head.save(tmp_path / "head.npz")
     back = StatisticsHead.load(tmp_path / "head.npz")
     np.testing.assert_allclose(back.p(fake), head.p(fake))
-    # Synthetic by either: never below the network's p, and the network's p where the head says 0.
-    np.testing.assert_allclose(p_either([0.2, 0.9], [0.5, 0.0]), [0.6, 0.9])
+    # Synthetic by either: the more confident of the two.
+    np.testing.assert_allclose(p_either([0.2, 0.9, 0.99], [0.5, 0.0, 0.99]), [0.5, 0.9, 0.99])
     bad = {"width": dict(mean=head.mean[:7], scale=head.scale[:7], coef=head.coef[:7]),
            "nan": dict(mean=head.mean, scale=head.scale, coef=np.r_[np.nan, head.coef[1:]])}
     for name, arrays in bad.items():
@@ -657,7 +657,7 @@ def test_statistics_head_learns_a_family_from_its_statistics_and_loads_only_sane
 
 def test_detector_p_synthetic_is_the_network_or_the_statistics_head(trained, tmp_path):
     """A detector trains a statistics head by default (on its training fold's real and
-    generated images): p(synthetic) is the noisy-OR of the network's and the head's, the
+    generated images): p(synthetic) is the larger of the network's and the head's, the
     threshold is set on that combined p, and a head file detector.json does not name is not
     used (a detector trained with ``--no-statistics-head`` or before heads existed)."""
     import shutil

@@ -103,7 +103,7 @@ def train_detector(real: Sequence[str] | str, fake: Sequence[str] | str, out: st
     ``"statistics"`` (the noise statistics' percentile alone: one tail on real images, not two).
     ``statistics_head``: also fit a logistic regression on the noise statistics of the training
     fold's real and generated images (:mod:`.statistics_head`); p(synthetic) is then the
-    network's or the head's (noisy-OR), so a generator the detector saw is caught even when the
+    larger of the network's and the head's, so a generator the detector saw is caught even when the
     network learnt only another one.
     ``view`` is what the network sees:
     ``pixels``, ``frequency`` (whitened log spectrum, where upsampling artefacts show as

@@ -6,8 +6,8 @@ eigengalaxy sampler) at AUC 0.79 (docs/detector.md). The sixteen noise statistic
 (:mod:`.statistics`) separate those families from real images almost perfectly, so a logistic
 regression on them (standardised; fitted on the training fold's real and generated images,
 classes weighted equally) catches what the network skipped. The detector's p(synthetic) is
-then ``1 - (1 - p_network) * (1 - p_statistics)``: synthetic by either, with its threshold
-still set on real images only. A linear model of sixteen numbers on ~1,000 images does not
+then the larger of ``p_network`` and ``p_statistics``: synthetic by either, with its
+threshold still set on real images only. A linear model of sixteen numbers on ~1,000 images does not
 overfit, and is stored as plain arrays (no pickle).
 """
 
@@ -86,5 +86,7 @@ class StatisticsHead:
 
 
 def p_either(p_network: np.ndarray, p_statistics: np.ndarray) -> np.ndarray:
-    """Synthetic by the network or by the statistics (noisy-OR of the two probabilities)."""
-    return 1.0 - (1.0 - np.asarray(p_network, dtype=np.float64)) * (1.0 - np.asarray(p_statistics))
+    """Synthetic by the network or by the statistics: the more confident of the two. (Not a
+    noisy-OR: two confident scores would then lift an odd real image above generated ones that
+    only the head knows, and the ranking of a seen family would suffer, docs/detector.md.)"""
+    return np.fmax(np.asarray(p_network, dtype=np.float64), np.asarray(p_statistics, dtype=np.float64))
