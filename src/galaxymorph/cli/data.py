@@ -119,6 +119,38 @@ def show(
     typer.echo(f"wrote {path}")
 
 
+@data_app.command("check")
+def check(
+    spec: str = typer.Argument(..., help=SPEC_HELP),
+    out: Path | None = typer.Option(None, "--out", "-o", help="CSV of the flagged images "
+                                    "(id, location, label, problem, detail)."),
+    label_map: str | None = typer.Option(None, "--label-map", "-m", help=LABEL_MAP_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Find images to look at before training: unreadable, blank, or with no source at the
+    centre (an archive's error page, sky only, a cutout off its target). Removes nothing."""
+    from galaxymorph.data import open_dataset
+    from galaxymorph.data.quality import check_images
+
+    dataset = open_dataset(spec, label_map=label_map)
+    report = check_images(dataset)
+    if out is not None:
+        report.write_csv(out)
+    if as_json:
+        sys.stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")
+        return
+    counts = report.counts()
+    typer.echo(f"{report.n:,} images checked; {len(report.flagged):,} flagged "
+               f"({', '.join(f'{k}: {v}' for k, v in counts.items())})")
+    for row in report.flagged[:20]:
+        typer.echo(f"  {row['location']} [{row['label']}]: {row['problem']} ({row['detail']})")
+    if len(report.flagged) > 20:
+        typer.echo(f"  ... {len(report.flagged) - 20:,} more" + (f" in {out}" if out else
+                                                                 " (--out CSV lists them all)"))
+    if out is not None:
+        typer.echo(f"wrote {out}")
+
+
 @data_app.command("list")
 def list_datasets(
     as_json: bool = typer.Option(False, "--json", help="Print the list as JSON."),
