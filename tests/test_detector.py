@@ -682,6 +682,10 @@ def test_detector_p_synthetic_is_the_network_or_the_statistics_head(trained, tmp
     np.testing.assert_allclose(det.p_synthetic(batch), p_either(p_net, p_head))
     np.testing.assert_allclose(det.scores(batch)["p_synthetic"], p_either(p_net, p_head))
     assert not np.allclose(p_head, 0)  # the head has a say on the toy's images
+    import pickle  # the Ray engine ships the detector to its workers
+
+    np.testing.assert_allclose(pickle.loads(pickle.dumps(det)).p_synthetic(batch),
+                               p_either(p_net, p_head))
     old = tmp_path / "old"
     shutil.copytree(run, old)
     info["statistics_head"] = None
