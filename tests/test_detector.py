@@ -407,19 +407,27 @@ def test_cli_train_bad_spec_is_one_line(tmp_path, capsys):
 def test_cli_train_degrades_images_only_when_asked(tmp_path, capsys, monkeypatch):
     """No blur/JPEG/resampling of both classes by default (it cost held-out generators
     accuracy in bench_detector); --augment turns it on."""
+    seen = _train_option_seen(capsys, monkeypatch, tmp_path, "augment",
+                              [[], ["--augment"], ["--no-augment"]])
+    assert seen == [False, True, False]
+
+
+def _train_option_seen(capsys, monkeypatch, tmp_path, key: str, extras: list[list[str]]) -> list:
+    """The value ``detector train`` passes as ``key`` to ``train_detector`` for each set of
+    extra CLI arguments (the training itself is replaced by a stub)."""
     import galaxymorph.detection as detection
 
-    seen: list[bool] = []
+    seen: list = []
 
     def fake_train(*args, **kwargs):
-        seen.append(kwargs["augment"])
+        seen.append(kwargs[key])
         raise SystemExit(0)
 
     monkeypatch.setattr(detection, "train_detector", fake_train)
-    args = ["detector", "train", "--real", "r", "--fake", "f", "--out", str(tmp_path / "run")]
-    for extra in ([], ["--augment"], ["--no-augment"]):
+    args = ["detector", "train", "--real", "r", "--fake", "f", "--out", str(tmp_path / "cli")]
+    for extra in extras:
         _cli(capsys, *args, *extra)
-    assert seen == [False, True, False]
+    return seen
 
 
 def test_thresholds_are_set_on_a_reserve_of_real_images_never_trained_on(tmp_path, toy):
@@ -697,7 +705,6 @@ def test_detector_p_synthetic_is_the_network_or_the_statistics_head(trained, tmp
 
 
 def test_detector_train_can_leave_the_statistics_head_out(tmp_path, toy, capsys, monkeypatch):
-    import galaxymorph.detection as detection
     from galaxymorph.detection import load_detector, train_detector
     from galaxymorph.detection.statistics_head import STATISTICS_HEAD_FILE
 
@@ -707,14 +714,5 @@ def test_detector_train_can_leave_the_statistics_head_out(tmp_path, toy, capsys,
     assert info["statistics_head"] is None and info["settings"]["statistics_head"] is False
     assert not (run / STATISTICS_HEAD_FILE).exists()
     assert load_detector(run).head is None
-    seen: list[bool] = []
-
-    def fake_train(*args, **kwargs):
-        seen.append(kwargs["statistics_head"])
-        raise SystemExit(0)
-
-    monkeypatch.setattr(detection, "train_detector", fake_train)
-    args = ["detector", "train", "--real", "r", "--fake", "f", "--out", str(tmp_path / "cli")]
-    for extra in ([], ["--no-statistics-head"]):
-        _cli(capsys, *args, *extra)
-    assert seen == [True, False]
+    assert _train_option_seen(capsys, monkeypatch, tmp_path, "statistics_head",
+                              [[], ["--no-statistics-head"]]) == [True, False]

@@ -84,7 +84,7 @@ class Detector:
     #: The second fake-free reference, in the images' noise statistics (``statistics``).
     by_statistics: Typicality | None = None
     #: The supervised head on the noise statistics (:mod:`.statistics_head`), when fitted:
-    #: p(synthetic) is then the network's and the head's, either one.
+    #: p(synthetic) is then the larger of the network's and the head's.
     head: StatisticsHead | None = None
 
     @classmethod
@@ -147,10 +147,7 @@ class Detector:
         p = self.p_network(batch)
         if self.head is None:
             return p
-        width = self.head.width
-        if stats is None or stats.shape[1] < width:
-            stats = noise_statistics(batch, width)
-        return p_either(p, self.head.p(stats[:, :width]))
+        return p_either(p, self.head.p(_columns(batch, stats, self.head.width)))
 
     def _statistics(self, batch: torch.Tensor) -> np.ndarray | None:
         """The batch's noise statistics, once for the head and the reference (None: neither)."""
@@ -180,9 +177,7 @@ class Detector:
         if self.by_statistics is None:
             return self.typicality.atypicality(self.features(batch))
         width = self.by_statistics.reference.shape[1]  # 5 for detectors fitted before 16
-        # The first five columns are the same in both sets, so a wider batch is cut to width.
-        stats = noise_statistics(batch, width) if stats is None or stats.shape[1] < width else stats
-        a = self.by_statistics.atypicality(stats[:, :width])
+        a = self.by_statistics.atypicality(_columns(batch, stats, width))
         if self.info.get("settings", {}).get("atypicality") == "statistics":
             return a
         return np.fmax(self.typicality.atypicality(self.features(batch)), a)
@@ -254,6 +249,14 @@ class Detector:
         """Run p(synthetic) on engine ``kind`` from the next batch on (``predict --engine``)."""
         self.classifier.use_engine(kind)
         return self
+
+
+def _columns(batch: torch.Tensor, stats: np.ndarray | None, width: int) -> np.ndarray:
+    """The first ``width`` noise statistics of ``batch``: from ``stats`` when it already holds
+    them (the first five columns are the same in every set), else computed."""
+    if stats is None or stats.shape[1] < width:
+        stats = noise_statistics(batch, width)
+    return stats[:, :width]
 
 
 def load_detector(ref: str | Path, device: str = "cpu", engine: str = "auto") -> Detector:
