@@ -85,7 +85,7 @@ def reusable(run_dir: Path, options: dict) -> bool:
     settings = json.loads((run_dir / "detector.json").read_text()).get("settings", {})
     return all(settings.get(k) == v for k, v in options.items()
                if k in ("atypicality", "calibration_real", "augment", "view", "backbone",
-                         "statistics_head"))
+                         "statistics_head", "compress_fakes", "screen_real"))
 
 
 def p_alone_threshold(run_dir: Path, false_alarm: float) -> float | None:
@@ -230,6 +230,12 @@ def main() -> None:
     ap.add_argument("--augment", action="store_true",
                     help="held-out runs with the blur/JPEG/resampling of both classes "
                          "(detector train --augment; off by default)")
+    ap.add_argument("--compress-fakes", type=float, default=None,
+                    help="share of generated training images JPEG-compressed before resampling "
+                         "(detector train --compress-fakes; default: detector train's)")
+    ap.add_argument("--no-screen-real", action="store_true",
+                    help="keep real images that are no galaxy cutouts (detector train "
+                         "--no-screen-real; GZ1 holds an SDSS error page)")
     ap.add_argument("--degrade", default="",
                     help="also score each held-out family's images degraded, e.g. jpeg75,blur1 "
                          "(JPEG quality 75; a 1 px Gaussian blur)")
@@ -258,6 +264,9 @@ def main() -> None:
                   seed=args.seed, progress=False, threads=args.threads, cache=False,
                   calibration_real=args.calibration_real,
                   statistics_head=not args.no_statistics_head)
+    common["screen_real"] = not args.no_screen_real
+    if args.compress_fakes is not None:
+        common["compress_fakes"] = args.compress_fakes
     results: dict[str, dict] = {}
 
     def run_one(name: str, train_fams: list[str], test_fams: list[str], **options) -> None:
@@ -359,7 +368,8 @@ def main() -> None:
                                     {"features": "features-only", "features+statistics": "features-and-statistics"
                                      }.get(args.atypicality),
                                     *(f"plus-{f}" for f in pseudo),
-                                    "augment" if args.augment else None)
+                                    "augment" if args.augment else None,
+                                    args.compress_fakes and f"jpeg-fakes-{args.compress_fakes:g}")
                   if t)
     for held in names:
         if args.only and held not in args.only:

@@ -10,6 +10,8 @@ start, imports, model load, decoding, forward, CSV), as a user would run it:
   ``--model default`` it runs today's built-in weights, not the old tree's own copy);
 - ``torch`` / ``onnx``: today's ``predict --engine torch|onnx`` (``onnx`` is the CPU default);
 - ``ray`` (with ``--ray``): ``predict --engine ray`` on a private local Ray;
+- ``onnx-fixed``: ``predict --engine onnx --crop C`` with the model's fallback crop ``C`` (the
+  notebook's crop): what the engine and the pipeline give without automatic framing;
 - with ``--tta``: the same with 8-view test-time augmentation.
 
 It also prints the limit set by decode + engine CPU time on this machine's cores, the largest
@@ -58,6 +60,9 @@ t0 = time.perf_counter()
 import galaxymorph
 folder, model, out, bs, engine, tta, workers = sys.argv[1:8]
 kw = {} if engine == "old" else {"engine": engine}
+if engine == "onnx-fixed":  # the model's fallback crop, fixed: no automatic framing
+    from galaxymorph.models.loading import load_classifier
+    kw.update(engine="onnx", crop=load_classifier(model, engine="torch").preprocessing.crop)
 if workers != "auto":
     kw["workers"] = int(workers)
 s = galaxymorph.predict(folder, model=model, out=out, overwrite=True, batch_size=int(bs),
@@ -151,7 +156,8 @@ def cpu_limit(folder: Path, model: str, n: int, batch: int, tta: bool) -> dict[s
     engine_ms = 1000 * (time.process_time() - c0) / len(x)
     cores = os.cpu_count() or 1
     return {"decode_ms": decode_ms, "fixed_ms": fixed_ms, "engine_ms": engine_ms,
-            "limit": 1000 * cores / (decode_ms + engine_ms)}
+            "limit": 1000 * cores / (decode_ms + engine_ms),
+            "fixed_limit": 1000 * cores / (fixed_ms + engine_ms)}
 
 
 def max_diff(a: Path, b: Path) -> float:
@@ -232,12 +238,13 @@ def main() -> None:
     print(f"\nCPU per image: decode {lim['decode_ms']:.2f} ms (1 thread; with a fixed crop "
           f"instead of the model's framing {lim['fixed_ms']:.2f} ms), ONNX engine "
           f"{lim['engine_ms']:.2f} ms (2 threads) -> limit {lim['limit']:.0f} img/s on "
-          f"{os.cpu_count()} cores")
+          f"{os.cpu_count()} cores ({lim['fixed_limit']:.0f} with the fixed crop)")
     print(f"\n{'arm':14s} {'img/s':>7s} {'x notebook':>10s} {'of limit':>8s}")
     for name, r in results.items():
         rate = r["n"] / r["seconds"]
         vs = f"{rate / (base['n'] / base['seconds']):.2f}" if base else "-"
-        print(f"{name:14s} {rate:7.0f} {vs:>10s} {rate / lim['limit']:8.2f}")
+        limit = lim["fixed_limit" if name.startswith(("onnx-fixed", "notebook")) else "limit"]
+        print(f"{name:14s} {rate:7.0f} {vs:>10s} {rate / limit:8.2f}")
     print("\nlargest |p - p_ref| between arms, same images (the notebook resizes with PIL):")
     for name in results:
         ref = "torch --tta" if name.endswith("--tta") else "torch"

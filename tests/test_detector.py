@@ -18,6 +18,7 @@ from galaxymorph.data.synthetic import make_synthetic_arrays, write_synthetic_ca
 from galaxymorph.detection import assemble, detector_metrics, evaluate_detector, predict_detector
 from galaxymorph.detection.assembly import water_fill
 from galaxymorph.detection.scoring import METRIC_KEYS, threshold_at_false_alarm
+from galaxymorph.errors import ConfigError
 
 FAST = dict(image_size=32, epochs=3, patience=0, batch_size=16, lr=1e-3, progress=False,
             threads=2, cache=False,
@@ -292,6 +293,108 @@ def test_several_fake_sources_balanced_and_kept_apart(tmp_path, toy):
                 == np.asarray(Image.open(plain.parent / name))).all()
 
 
+def test_compressed_fakes_are_jpeg_round_trips_of_the_synthetic_side_only(tmp_path, toy):
+    """--compress-fakes: a share of the generated images is JPEG-compressed before resampling
+    and stored as such (no undegraded copy: a JPEG fake is a fake as it arrives); real images
+    are untouched, the draw is deterministic, and the assembly records it."""
+    from galaxymorph.detection.augment import Compression
+
+    kw = dict(image_size=32, max_per_side=40, progress=False)
+    plain = assemble([toy["real"]], [toy["fake"]], tmp_path / "plain", **kw)
+    csv = assemble([toy["real"]], [toy["fake"]], tmp_path / "jpeg",
+                   compress_fakes=Compression(share=1.0, min_quality=30, max_quality=30), **kw)
+    again = assemble([toy["real"]], [toy["fake"]], tmp_path / "again",
+                     compress_fakes=Compression(share=1.0, min_quality=30, max_quality=30), **kw)
+    df = pd.read_csv(csv)
+    assert (df["clean"] == df["filename"]).all()
+
+    def pixels(c: Path, name: str) -> np.ndarray:
+        return np.asarray(Image.open(c.parent / name), dtype=np.int64)
+
+    for name, label in zip(df["filename"], df["label"], strict=True):
+        diff = np.abs(pixels(csv, name) - pixels(plain, name)).mean()
+        assert (diff > 0.5) if label == 1 else (diff == 0), (name, label, diff)
+        assert (pixels(csv, name) == pixels(again, name)).all()
+    info = json.loads((tmp_path / "jpeg" / "assembly.json").read_text())
+    assert info["compress_fakes"] == {"share": 1.0, "min_quality": 30, "max_quality": 30}
+    assert json.loads((tmp_path / "plain" / "assembly.json").read_text())["compress_fakes"] is None
+    # A share draws per image: about half compressed at 0.5, none at 0.
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)
+    half = Compression(share=0.5)
+    changed = sum(not np.array_equal(half(img, np.random.default_rng(i)), img) for i in range(200))
+    assert 70 < changed < 130
+    assert np.array_equal(Compression(share=0.0)(img, rng), img)
+    for bad in (dict(share=1.5), dict(min_quality=0), dict(min_quality=90, max_quality=80)):
+        with pytest.raises(ValueError):
+            Compression(**bad)
+
+
+def test_compress_fakes_share_is_checked_and_passed_from_the_cli(tmp_path, capsys, monkeypatch, toy):
+    from galaxymorph.detection import train_detector
+
+    with pytest.raises(ConfigError, match="compress_fakes"):
+        train_detector(toy["real"], toy["fake"], tmp_path / "run", compress_fakes=2.0,
+                       progress=False)
+    assert not (tmp_path / "run").exists()
+    seen = _train_option_seen(capsys, monkeypatch, tmp_path, "compress_fakes",
+                              [[], ["--compress-fakes", "0.25"]])
+    assert seen == [0.0, 0.25]
+
+
+def _with_bad_real_images(folder: Path) -> tuple[str, set[str]]:
+    """A real catalog of toy galaxies plus two images that are no galaxy cutouts: a nearly
+    blank frame and a field of sky noise with nothing at the centre (an error page's kin)."""
+    csv = write_synthetic_catalog(folder, 5, size=32, seed=9)
+    rng = np.random.default_rng(0)
+    blank = np.full((32, 32, 3), 100, dtype=np.uint8)
+    blank[0, 0] = 101  # not constant (the reader refuses those), but std < 1
+    sky = rng.normal(20, 4, (32, 32, 3)).clip(0, 255).astype(np.uint8)
+    bad = {"images/bad_blank.png": blank, "images/bad_sky.png": sky}
+    for name, img in bad.items():
+        Image.fromarray(img).save(folder / name)
+    df = pd.read_csv(csv)
+    df = pd.concat([df, pd.DataFrame({"filename": list(bad), "label": 0,
+                                      "label_name": df["label_name"].iloc[0]})])
+    df.to_csv(csv, index=False)
+    return f"catalog:{csv}", {str(folder / name) for name in bad}
+
+
+def test_real_images_that_are_no_galaxies_are_screened_out(tmp_path, toy, trained):
+    """screen_real (the default of detector train): a blank frame or a field with nothing at
+    the centre is left out of the real side, replaced by another image and listed; off, it is
+    used. evaluate_detector screens as the detector was trained."""
+    real, bad = _with_bad_real_images(tmp_path / "real")
+    kw = dict(image_size=32, max_per_side=40, progress=False)
+    csv = assemble([real], [toy["fake"]], tmp_path / "on", screen_real=True, **kw)
+    origins = set(pd.read_csv(csv)["origin"])
+    assert not origins & bad
+    info = json.loads((tmp_path / "on" / "assembly.json").read_text())
+    assert info["screened_real"] == 2
+    assert {e.split(": ")[-1] for e in info["screened_real_examples"]} == {"blank", "no central source"}
+    assert all(any(Path(b).name in e for e in info["screened_real_examples"]) for b in bad)
+    off = assemble([real], [toy["fake"]], tmp_path / "off", **kw)
+    assert bad <= set(pd.read_csv(off)["origin"])
+    assert json.loads((tmp_path / "off" / "assembly.json").read_text())["screened_real"] == 0
+
+    assert trained.run_dir.joinpath("detector.json").exists()
+    assert json.loads((trained.run_dir / "detector.json").read_text())["settings"]["screen_real"]
+    m = evaluate_detector(trained.run_dir, real, toy["fake_eval"], tmp_path / "eval",
+                          balance=False, progress=False)
+    assert m["screened_real"] == 2 and any("2 real image(s) were left out" in n for n in m["notes"])
+    assert not set(pd.read_csv(tmp_path / "eval" / "predictions.csv")["origin"]) & bad
+    kept = evaluate_detector(trained.run_dir, real, toy["fake_eval"], tmp_path / "kept",
+                             balance=False, screen_real=False, progress=False)
+    assert kept["screened_real"] == 0 and not any("left out" in n for n in kept["notes"])
+    assert bad <= set(pd.read_csv(tmp_path / "kept" / "predictions.csv")["origin"])
+
+
+def test_cli_screens_real_images_unless_told_not_to(tmp_path, capsys, monkeypatch):
+    seen = _train_option_seen(capsys, monkeypatch, tmp_path, "screen_real",
+                              [[], ["--no-screen-real"]])
+    assert seen == [True, False]
+
+
 def _noise_folder(folder: Path, n: int) -> Path:
     """Images of a 'generator' no detector saw: coloured noise."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -349,8 +452,10 @@ def test_evaluate_notes_real_images_unlike_the_detectors_own(trained, toy, tmp_p
     from galaxymorph.detection.api import unlike_real_notes
 
     noise = str(_noise_folder(tmp_path / "noise", 30))
+    # Noise stands for another survey's cutouts here: kept, though it has no central source.
     code, text = _cli(capsys, "detector", "evaluate", str(trained.run_dir), "--real", noise,
-                      "--fake", toy["fake_eval"], "--out", str(tmp_path / "ev"))
+                      "--fake", toy["fake_eval"], "--out", str(tmp_path / "ev"),
+                      "--no-screen-real")
     assert code == 0, text
     m = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert m["per_source"][noise]["false_alarm_rate"] >= 0.1

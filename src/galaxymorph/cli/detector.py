@@ -74,6 +74,14 @@ def train_cmd(
     augment: bool = typer.Option(False, "--augment/--no-augment",
                                  help="Blur, JPEG and resampling on both classes alike (off: "
                                  "it lowered held-out-generator accuracy, docs/detector.md)."),
+    compress_fakes: float = typer.Option(0.0, "--compress-fakes",
+                                         help="Share of the generated training images saved "
+                                         "as JPEG (quality 50-95) before resampling, so that a "
+                                         "fake saved as JPEG is still caught; 0: none."),
+    screen_real: bool = typer.Option(True, "--screen-real/--no-screen-real",
+                                     help="Leave real images that are not galaxy cutouts "
+                                     "(blank, nothing at the centre) out of the real side, as "
+                                     "'galaxymorph data check' lists them."),
     false_alarm: float = typer.Option(0.01, "--false-alarm",
                                       help="Share of real validation images the threshold may "
                                       "flag as synthetic."),
@@ -116,6 +124,7 @@ def train_cmd(
                          fake_crop=fake_crop, per_source_cap=cap, max_per_side=max_per_side,
                          epochs=epochs, patience=patience, batch_size=batch_size, lr=lr, seed=seed,
                          auto_fakes=_families(auto_fakes), augment=augment,
+                         compress_fakes=compress_fakes, screen_real=screen_real,
                          false_alarm=false_alarm, verdict=verdict,
                          calibration_real=calibration_real, atypicality=atypicality, view=view,
                          statistics_head=statistics_head, backbone=backbone, resume=resume,
@@ -158,6 +167,9 @@ def evaluate_cmd(
                                           "(default), or take the specs as held out."),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | auto"),
+    screen_real: bool = typer.Option(None, "--screen-real/--no-screen-real",
+                                     help="Leave real images that are no galaxy cutouts out "
+                                     "(default: as the detector was trained)."),
 ) -> None:
     """Score a detector: metrics.json (accuracy at its threshold, ROC AUC, AP, false alarms on real images, per source), predictions.csv, figures.
 
@@ -167,7 +179,8 @@ def evaluate_cmd(
 
     metrics = evaluate_detector(run_dir, real, fake, out, real_crop=real_crop, fake_crop=fake_crop,
                                 per_source_cap=cap, max_per_side=max_per_side, balance=balance,
-                                exclude_training=exclude_training, seed=seed, device=device)
+                                exclude_training=exclude_training, seed=seed, device=device,
+                                screen_real=screen_real)
     _print_metrics(metrics, f"{run_dir} on {', '.join(real + fake)}")
     console.print(f"{metrics['held_out']} ({metrics['excluded_training_images']} left out)")
     console.print(f"written to [bold]{out}[/]")

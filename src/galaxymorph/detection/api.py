@@ -35,7 +35,7 @@ from galaxymorph.detection.assembly import (
     read_catalog,
     suggested_real_crop,
 )
-from galaxymorph.detection.augment import Degradation
+from galaxymorph.detection.augment import Compression, Degradation
 from galaxymorph.detection.detector import DETECTOR_FILE, Detector, read_detector_info
 from galaxymorph.detection.generators import choose_families, family_specs
 from galaxymorph.detection.scoring import (
@@ -74,7 +74,9 @@ def train_detector(real: Sequence[str] | str, fake: Sequence[str] | str, out: st
                    max_per_side: int | None = None, epochs: int | None = None, patience: int = 5,
                    batch_size: int = 32, lr: float = 1e-3, seed: int = 0, pretrained: bool = False,
                    auto_fakes: Sequence[str] | str = "auto", augment: bool = False,
-                   false_alarm: float | None = 0.01, verdict: str = "either",
+                   compress_fakes: float = 0.0, screen_real: bool = True,
+                   false_alarm: float | None = 0.01,
+                   verdict: str = "either",
                    calibration_real: int = 4000, atypicality: str = "statistics",
                    statistics_head: bool = True, view: str = "pixels",
                    backbone: str | None = None, progress: bool = True, resume: bool = False,
@@ -87,7 +89,11 @@ def train_detector(real: Sequence[str] | str, fake: Sequence[str] | str, out: st
     explicitly, ``gan:RUN`` included; ``[]`` adds none); ``augment`` blurs, JPEG-compresses
     and resamples both classes alike (off by default: in the leave-one-generator-out benchmark it
     cost the held-out GAN 0.9975 -> 0.745 accuracy, and bought no robustness to JPEG or blurred
-    fakes, docs/detector.md); the decision threshold is set on the *real* validation
+    fakes, docs/detector.md); ``compress_fakes`` JPEG-compresses that share of the generated
+    images before resampling (quality 50-95; :class:`~galaxymorph.detection.augment.Compression`),
+    so a fake saved as JPEG is still a fake; ``screen_real`` leaves real images that are not
+    galaxy cutouts (blank, nothing at the centre: a cutout service's error page) out of the
+    real side, in training and in :func:`evaluate_detector` alike; the decision threshold is set on the *real* validation
     images at a ``false_alarm`` rate (``None``: the plain 0.5), and a fake-free typicality reference is built
     from the real training images (``typicality.npz``). ``verdict``: ``"either"`` (default)
     calls an image synthetic when p(synthetic) *or* its atypicality passes its threshold, each
@@ -130,6 +136,9 @@ def train_detector(real: Sequence[str] | str, fake: Sequence[str] | str, out: st
                           "choose another --out", run_dir)
     if false_alarm is not None and not 0 <= false_alarm < 1:
         raise ConfigError(f"false_alarm must be in [0, 1), got {false_alarm}")
+    if not 0 <= compress_fakes <= 1:
+        raise ConfigError(f"compress_fakes is a share of the generated images, in [0, 1]; "
+                          f"got {compress_fakes}")
     if atypicality not in ATYPICALITY_KINDS:
         raise ConfigError(f"unknown atypicality '{atypicality}'; use one of "
                           f"{', '.join(ATYPICALITY_KINDS)}")
@@ -146,8 +155,9 @@ def train_detector(real: Sequence[str] | str, fake: Sequence[str] | str, out: st
     settings = dict(real=reals, fake=fakes, families=families, image_size=image_size,
                     common_size=common_size, real_crop=real_crop, fake_crop=fake_crop,
                     per_source_cap=per_source_cap, max_per_side=max_per_side, seed=seed,
-                    augment=augment, false_alarm=false_alarm, verdict=verdict,
-                    calibration_real=calibration_real, atypicality=atypicality, view=view,
+                    augment=augment, compress_fakes=compress_fakes, screen_real=screen_real,
+                    false_alarm=false_alarm,
+                    verdict=verdict, calibration_real=calibration_real, atypicality=atypicality, view=view,
                     backbone=backbone, statistics_head=statistics_head)
     csv = data_dir / CATALOG
     if csv.exists() and read_detector_info(run_dir).get("settings") == settings:
@@ -163,7 +173,8 @@ def train_detector(real: Sequence[str] | str, fake: Sequence[str] | str, out: st
                        common_size=common_size, real_crop=real_crop, fake_crop=fake_crop,
                        per_source_cap=per_source_cap, max_per_side=max_per_side, seed=seed,
                        augment=Degradation() if augment else None,
-                       calibration_real=calibration_real if false_alarm is not None else 0,
+                       compress_fakes=Compression(compress_fakes) if compress_fakes else None,
+                       screen_real=screen_real, calibration_real=calibration_real if false_alarm is not None else 0,
                        progress=progress)
     assembly = read_json_object(data_dir / ASSEMBLY)
     write_json(run_dir / DETECTOR_FILE, {
@@ -444,13 +455,15 @@ def evaluate_detector(run_dir: str | Path, real: Sequence[str] | str, fake: Sequ
                       fake_crop: float | None = None, per_source_cap: int | None = None,
                       max_per_side: int | None = None, balance: bool = True,
                       exclude_training: bool = True, seed: int = 0, device: str = "cpu",
-                      progress: bool = True) -> dict[str, Any]:
+                      screen_real: bool | None = None, progress: bool = True) -> dict[str, Any]:
     """Score a detector on real and generated images; write ``metrics.json`` and figures.
 
     Images go through the detector's own resampling chain. With ``exclude_training`` (the
     default) every image whose group the detector trained or validated on is left out, so
     evaluating on the training sources measures held-out images only; ``metrics.json`` says
     how many were excluded and whether each source's generator was seen in training.
+    ``screen_real`` (None: as the detector was trained) leaves real images that are no galaxy
+    cutouts out, as :func:`train_detector` does; how many is in ``metrics.json`` and a note.
     """
     from galaxymorph.evaluation.plots import plot_confusion_matrix
     run_dir, out = Path(run_dir), Path(out)
@@ -465,7 +478,9 @@ def evaluate_detector(run_dir: str | Path, real: Sequence[str] | str, fake: Sequ
                    real_crop=info.get("real_crop", 1.0) if real_crop is None else real_crop,
                    fake_crop=info.get("fake_crop", 1.0) if fake_crop is None else fake_crop,
                    per_source_cap=per_source_cap, max_per_side=max_per_side,
-                   exclude_groups=exclude, seed=seed, progress=progress)
+                   exclude_groups=exclude, seed=seed, progress=progress,
+                   screen_real=bool(info.get("settings", {}).get("screen_real", False))
+                   if screen_real is None else screen_real)
     assembly = read_json_object(data_dir / ASSEMBLY)
     df = read_catalog(csv)
     p, atyp = det.score_prepared_files([data_dir / f for f in df["filename"]])
@@ -486,7 +501,10 @@ def evaluate_detector(run_dir: str | Path, real: Sequence[str] | str, fake: Sequ
                      "not checked: the given specs are taken to be held out"),
         "resampling": res.to_dict(),
         "unscorable": int((~ok).sum()),
-        "notes": unlike_real_notes(metrics, info.get("settings", {}).get("false_alarm")),
+        "screened_real": int(assembly.get("screened_real", 0)),
+        "screened_real_examples": assembly.get("screened_real_examples", []),
+        "notes": unlike_real_notes(metrics, info.get("settings", {}).get("false_alarm"))
+        + screened_note(int(assembly.get("screened_real", 0))),
     })
     write_json(out / "metrics.json", metrics)
     pd.DataFrame({"filename": df["filename"], "origin": df["origin"], "source": df["source"],
@@ -518,6 +536,14 @@ def unlike_real_notes(metrics: dict[str, Any], false_alarm: float | None) -> lis
                          "they come from another survey or processing, train a detector on that "
                          "survey's real images (--real).")
     return notes
+
+
+def screened_note(n: int) -> list[str]:
+    """Say that real images were left out by the screen (none: no note)."""
+    if not n:
+        return []
+    return [f"{n} real image(s) were left out as no galaxy cutouts (blank, or nothing at the "
+            "centre; listed in screened_real_examples); --no-screen-real keeps them."]
 
 
 def predict_detector(run_dir: str | Path, images: Sequence[str | Path], *,

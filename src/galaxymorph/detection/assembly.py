@@ -34,7 +34,7 @@ from galaxymorph.data.imageio import is_image_path
 from galaxymorph.data.provenance import read_sample_card
 from galaxymorph.data.sources import FileSource, H5Source
 from galaxymorph.data.specs import split_spec
-from galaxymorph.detection.augment import Degradation
+from galaxymorph.detection.augment import Compression, Degradation
 from galaxymorph.errors import ConfigError, DataError, ImageReadError
 from galaxymorph.io_utils import atomic_path, write_json
 
@@ -191,7 +191,8 @@ def assemble(real_specs: list[str] | str, fake_specs: list[str] | str, out_dir: 
              real_crop: float | None = None, fake_crop: float = 1.0,
              per_source_cap: int | None = None, max_per_side: int | None = None,
              balance: bool = True, exclude_groups: set[str] | None = None, seed: int = 0,
-             augment: Degradation | None = None, calibration_real: int = 0,
+             augment: Degradation | None = None, compress_fakes: Compression | None = None,
+             calibration_real: int = 0, screen_real: bool = False,
              progress: bool = True) -> Path:
     """Write a balanced real-vs-synthetic catalog; return the CSV's path.
 
@@ -203,6 +204,12 @@ def assemble(real_specs: list[str] | str, fake_specs: list[str] | str, out_dir: 
     shared evenly among the fake specs. ``exclude_groups`` leaves out images of those groups
     (how evaluation keeps to images the detector never trained on). ``augment``: blur, JPEG
     and resampling on both classes alike (training data; see :mod:`.augment`).
+    ``compress_fakes``: JPEG-compress a share of the synthetic images before resampling
+    (:class:`~galaxymorph.detection.augment.Compression`).
+    ``screen_real``: leave out real images that are not galaxy cutouts (blank, or no source
+    at the centre: :func:`galaxymorph.data.quality.image_problem`, e.g. a cutout service's
+    error page), each replaced by the next candidate of its pool and listed in
+    ``assembly.json``; a detector that calls such an image "not a real galaxy" is right.
     ``calibration_real``: also keep up to this many *other* real images, never trained on,
     through the same chain but undegraded, in ``calibration/`` (``calibration.csv``): the
     images the decision thresholds are set on. Real images are usually plentiful beside the
@@ -285,12 +292,15 @@ def assemble(real_specs: list[str] | str, fake_specs: list[str] | str, out_dir: 
             reserve.append(replace(pool, order=pool.order[len(pool.order) - c:]))
             pool.order = pool.order[:len(pool.order) - c]
             reserved[id(pool)] = c
-    rows, errors = _materialise(out_dir, sides, quotas, resampling, progress, augment, seed)
+    screened: list[str] = []
+    rows, errors = _materialise(out_dir, sides, quotas, resampling, progress, augment, seed,
+                                compress_fakes, screened if screen_real else None)
     calibration = 0
     if reserve:
         cal_rows, cal_errors = _materialise(out_dir / CALIBRATION_DIR, [reserve, []],
                                             [[len(p.order) for p in reserve], []], resampling,
-                                            progress, None, seed)
+                                            progress, None, seed,
+                                            screened=screened if screen_real else None)
         errors += cal_errors
         cal = pd.DataFrame(cal_rows, columns=["filename", "label", "label_name", "source", "group",
                                               "origin", "clean"])
@@ -313,6 +323,7 @@ def assemble(real_specs: list[str] | str, fake_specs: list[str] | str, out_dir: 
         "resampling": resampling.to_dict(), "real_crop": real_crop, "fake_crop": fake_crop,
         "balance": balance, "seed": seed, "per_source_cap": per_source_cap,
         "augment": augment.to_dict() if augment is not None else None,
+        "compress_fakes": compress_fakes.to_dict() if compress_fakes is not None else None,
         "max_per_side": max_per_side,
         "counts": {name: int((df["label"] == i).sum()) for i, name in enumerate(CLASS_NAMES)},
         "sources": [{"spec": p.spec, "side": CLASS_NAMES[p.side], "key": p.key, "crop": p.crop,
@@ -322,6 +333,8 @@ def assemble(real_specs: list[str] | str, fake_specs: list[str] | str, out_dir: 
                      "duplicates_dropped": p.duplicates} for p in pools],
         "unreadable": len(errors), "unreadable_examples": errors[:20],
         "calibration_real": calibration,
+        "screen_real": screen_real,
+        "screened_real": len(screened), "screened_real_examples": screened[:20],
         "calibration_catalog": CALIBRATION_CATALOG if reserve else None,
     }
     write_json(out_dir / ASSEMBLY, info)
@@ -333,8 +346,10 @@ def assemble(real_specs: list[str] | str, fake_specs: list[str] | str, out_dir: 
 
 def _materialise(out_dir: Path, sides: list[list[_Pool]], quotas: list[list[int]],
                  resampling: Resampling, progress: bool, augment: Degradation | None = None,
-                 seed: int = 0) -> tuple[list[list[Any]], list[str]]:
-    """Read, resample and write each chosen image; an unreadable one is replaced by the next
+                 seed: int = 0, compress_fakes: Compression | None = None,
+                 screened: list[str] | None = None) -> tuple[list[list[Any]], list[str]]:
+    """Read, resample and write each chosen image; an unreadable one (or, with ``screened``
+    given, a real image that is no galaxy cutout: appended to it) is replaced by the next
     candidate of its pool, so a few bad files do not unbalance the set."""
     from galaxymorph.progress import track
 
@@ -342,14 +357,24 @@ def _materialise(out_dir: Path, sides: list[list[_Pool]], quotas: list[list[int]
     errors: list[str] = []
     jobs = [(s, k, pool, quotas[s][k]) for s in (0, 1) for k, pool in enumerate(sides[s])]
     total = sum(q for *_, q in jobs)
-    for ok, item in track(_produce(out_dir, jobs, resampling, augment, seed), total=total,
-                          description="assembling detector data", enabled=progress, unit="images"):
-        (rows if ok else errors).append(item)
+    for kind, item in track(_produce(out_dir, jobs, resampling, augment, seed, compress_fakes,
+                                     screened is not None),
+                            total=total, description="assembling detector data",
+                            enabled=progress, unit="images"):
+        if kind == "row":
+            rows.append(item)
+        elif kind == "error":
+            errors.append(item)
+        elif screened is not None:
+            screened.append(item)
     return rows, errors
 
 
 def _produce(out_dir: Path, jobs: list[tuple[int, int, _Pool, int]], resampling: Resampling,
-             augment: Degradation | None, seed: int) -> Iterator[tuple[bool, Any]]:
+             augment: Degradation | None, seed: int,
+             compress_fakes: Compression | None = None,
+             screen_real: bool = False) -> Iterator[tuple[str, Any]]:
+    from galaxymorph.data.quality import image_problem
 
     for s, k, pool, quota in jobs:
         folder = out_dir / "images" / CLASS_NAMES[s]
@@ -361,8 +386,15 @@ def _produce(out_dir: Path, jobs: list[tuple[int, int, _Pool, int]], resampling:
             try:
                 img = pool.dataset.read(int(i))
             except ImageReadError as exc:
-                yield False, str(exc)
+                yield "error", str(exc)
                 continue
+            if screen_real and s == 0:
+                found = image_problem(img)
+                if found is not None:
+                    yield "screened", f"{pool.dataset.location(int(i))}: {found[0]}"
+                    continue
+            if compress_fakes is not None and s == 1:  # its own stream: augment's draws stay
+                img = compress_fakes(img, np.random.default_rng([seed, s, k, written, 1]))
             t = resampling.apply(img, pool.crop)
             rel = f"images/{CLASS_NAMES[s]}/{k:02d}_{written:06d}.png"
             clean = rel
@@ -374,10 +406,11 @@ def _produce(out_dir: Path, jobs: list[tuple[int, int, _Pool, int]], resampling:
                 t = augment(t, np.random.default_rng([seed, s, k, written]))
             _save_png(out_dir / rel, t)
             written += 1
-            yield True, [rel, s, CLASS_NAMES[s], pool.spec, pool.groups[int(i)],
+            yield "row", [rel, s, CLASS_NAMES[s], pool.spec, pool.groups[int(i)],
                          pool.dataset.location(int(i)), clean]
         if written < quota:
-            log.warning("%s: only %d of %d images readable", pool.spec, written, quota)
+            log.warning("%s: only %d of %d images usable (unreadable or screened ones: assembly.json)",
+                        pool.spec, written, quota)
 
 
 def _save_png(path: Path, t: torch.Tensor) -> None:
