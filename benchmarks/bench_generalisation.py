@@ -201,8 +201,13 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {name}: {len(y)} images, {time.perf_counter() - start:.0f} s", flush=True)
                 t = gz1_transition(clf) if name == "GZ1 own test fold" else None
                 if t is not None:
-                    # The model's answer in GZ1's own labelling convention: p @ T of that source.
+                    # The model's answer in GZ1's own labelling convention: p @ T of that source,
+                    # and the map `calibrate --conventions` re-fitted on its validation images.
                     results[(name + ", GZ1 convention (p @ T)", label)] = score(clf, probs @ t, y)
+                    conv = clf.with_convention("gz1")
+                    if conv.convention_map is not None:
+                        results[(name + ", GZ1 convention (re-fitted map)", label)] = score(
+                            conv, conv.in_convention(probs), y)
     print()
     print("| set | model | n | accuracy [95%] | macro F1 [95%] | ECE [95%] | acc @90% cov. | "
           "acc @80% cov. | uncertain |")

@@ -98,8 +98,9 @@ def test_cli_passes_noisy_labels_through(tmp_path, capsys):
 
 
 def test_predict_answers_in_a_learned_labelling_convention(tmp_path):
-    """`predict --convention gz1`: the built-in model's probabilities through its learned GZ1
-    transition matrix (p @ T), the classes GZ1's raw majority would have given."""
+    """`predict --convention gz1`: the built-in model's probabilities in the classes GZ1's raw
+    majority would have given: through the map its card re-fitted on GZ1's validation fold,
+    or, for a card without one, its learned transition matrix (p @ T)."""
     import dataclasses
 
     import galaxymorph
@@ -111,10 +112,22 @@ def test_predict_answers_in_a_learned_labelling_convention(tmp_path):
     gz1 = galaxymorph.predict(f"catalog:{csv}", progress=False, workers=0, convention="gz1")
     clf = load_classifier("default")
     cols = [f"prob_{c}" for c in clf.class_names]
-    entry = next(v for k, v in clf.conventions().items() if "gz1" in k)
+    from galaxymorph.models.calibration import apply_convention_map
+
+    spec, entry = next((k, v) for k, v in clf.conventions().items() if "gz1" in k)
+    fitted = entry["logit_map"]
+    np.testing.assert_allclose(gz1[cols].to_numpy(float), apply_convention_map(
+        plain[cols].to_numpy(float), np.asarray(fitted["weight"]), np.asarray(fitted["bias"])),
+        atol=1e-5)
+    # Without the map (a card from before calibrate --conventions): p @ T.
+    training = json.loads(json.dumps(clf.card.training))
+    del training["label_transitions"][spec]["logit_map"]
+    old = dataclasses.replace(clf, card=dataclasses.replace(clf.card, training=training))
     t = np.asarray(entry["matrix"])
     t = t / t.sum(axis=1, keepdims=True)
-    np.testing.assert_allclose(gz1[cols].to_numpy(float), plain[cols].to_numpy(float) @ t, atol=1e-6)
+    image = [(np.random.default_rng(0).random((96, 96, 3)) * 255).astype(np.uint8)]
+    np.testing.assert_allclose(old.with_convention("gz1").predict_proba(image, tta=False),
+                               clf.predict_proba(image, tta=False) @ t, atol=1e-6)
     assert not np.allclose(gz1[cols].to_numpy(float), plain[cols].to_numpy(float))
     np.testing.assert_allclose(gz1[cols].to_numpy(float).sum(axis=1), 1, atol=1e-6)
     with pytest.raises(ModelError, match=r"no labelling convention 'sdss'.*gz1"):
@@ -123,3 +136,108 @@ def test_predict_answers_in_a_learned_labelling_convention(tmp_path):
     with pytest.raises(ModelError, match="not trained with --noisy-labels"):
         bare.with_convention("gz1")
     assert clf.with_convention(None) is clf
+
+
+def test_a_convention_map_learns_a_relabelling_and_the_card_carries_it():
+    """fit_convention_map reads a source's convention off calibrated probabilities (here: it
+    calls class 1 '2' and class 2 '1'); a card with the map answers through it in place of
+    p @ T, and a malformed map is refused by name."""
+    import dataclasses
+
+    from galaxymorph.errors import ModelError
+    from galaxymorph.models.calibration import apply_convention_map, fit_convention_map
+    from galaxymorph.models.loading import load_classifier
+
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 4, 400)
+    probs = np.full((400, 4), 0.05)
+    probs[np.arange(400), truth] = 0.85
+    probs = probs * rng.uniform(0.8, 1.2, probs.shape)
+    probs /= probs.sum(axis=1, keepdims=True)
+    said = np.array([0, 2, 1, 3])[truth]
+    fitted = fit_convention_map(probs, said, 4)
+    mapped = apply_convention_map(probs, np.asarray(fitted["weight"]), np.asarray(fitted["bias"]))
+    assert (mapped.argmax(axis=1) == said).mean() > 0.95 and (probs.argmax(axis=1) == said).mean() < 0.6
+    np.testing.assert_allclose(mapped.sum(axis=1), 1, atol=1e-9)
+    assert fitted["n"] == 400
+    with pytest.raises(ValueError, match=r"lack class\(es\) \[3\]"):
+        fit_convention_map(probs[truth != 3], said[truth != 3], 4)
+
+    clf = load_classifier("default", engine="torch")
+    spec = next(k for k in clf.conventions() if "gz1" in k)
+
+    def with_map(entry_map):
+        training = json.loads(json.dumps(clf.card.training))
+        training["label_transitions"][spec]["logit_map"] = entry_map
+        return dataclasses.replace(clf, card=dataclasses.replace(clf.card, training=training))
+
+    k = len(clf.class_names)
+    w, b = np.eye(k)[::-1] * 3.0, np.linspace(0, 1, k)  # any map: the answer must follow it
+    conv = with_map({"weight": w.tolist(), "bias": b.tolist()}).with_convention("gz1")
+    assert conv.convention_map is not None and conv.transition is None
+    image = [(rng.random((96, 96, 3)) * 255).astype(np.uint8)]
+    np.testing.assert_allclose(conv.predict_proba(image, tta=False),
+                               apply_convention_map(clf.predict_proba(image, tta=False), w, b),
+                               atol=1e-6)
+    for bad in ({"weight": w[:2].tolist(), "bias": b.tolist()},
+                {"weight": w.tolist(), "bias": [float("nan")] * k}, "a string"):
+        with pytest.raises(ModelError, match="convention map"):
+            with_map(bad).with_convention("gz1")
+
+
+def test_calibrate_refits_conventions_on_the_sources_validation_images(tmp_path):
+    """calibrate(conventions=True) fits a map per learned convention on that source's own
+    validation images and writes it into the card (a copy here); a model without a learned
+    convention, or a source whose validation images lack a class, is one clear error."""
+    import galaxymorph
+    from galaxymorph.errors import DataError, ModelError
+    from galaxymorph.evaluation.api import calibrate
+    from galaxymorph.models.loading import load_classifier
+
+    classes = {"Elliptical": 30, "Spiral": 30}
+    a = write_synthetic_catalog(tmp_path / "a", classes, size=32, seed=0)
+    b = write_synthetic_catalog(tmp_path / "b", classes, size=32, seed=1)
+    cat = pd.read_csv(b)  # b swaps the two classes: its convention is the mirror image
+    cat["label"] = 1 - cat["label"]
+    cat["label_name"] = cat["label"].map({0: "Elliptical", 1: "Spiral"})
+    cat.to_csv(b, index=False)
+    spec_b = f"catalog:{b}"
+    res = galaxymorph.train(out=tmp_path / "run", data=[f"catalog:{a}", spec_b],
+                            noisy_label_sources=[spec_b], model="cnn2", image_size=32, epochs=3,
+                            batch_size=32, lr=3e-3, progress=False, cache=False, threads=2,
+                            early_stopping_patience=0, monitor="last")
+    calibrate(res.run_dir, out=tmp_path / "cal", conventions=True, device="cpu")
+    card = json.loads((tmp_path / "cal" / "model_card.json").read_text())
+    fitted = card["training"]["label_transitions"][spec_b]["logit_map"]
+    split = json.loads((res.run_dir / "split.json").read_text())
+    assert fitted["n"] == sum(1 for i in split["val"] if split["source_of"][i] == 1) > 0
+    conv = load_classifier(tmp_path / "cal").with_convention(spec_b)
+    assert conv.convention_map is not None
+    assert "logit_map" not in json.loads((res.run_dir / "model_card.json").read_text())[
+        "training"]["label_transitions"][spec_b]  # in place only when no --out
+
+    plain = galaxymorph.train(out=tmp_path / "plain", data=f"catalog:{a}", model="cnn2",
+                              image_size=32, epochs=1, progress=False, cache=False, threads=2)
+    with pytest.raises(ModelError, match="no labelling convention"):
+        calibrate(plain.run_dir, out=tmp_path / "cal2", conventions=True, device="cpu")
+    one = pd.read_csv(b)
+    split_b = [i for i in split["val"] if split["source_of"][i] == 1]
+    assert split_b
+    one.loc[:, ["label", "label_name"]] = [0, "Elliptical"]  # b's val fold left with one class
+    one.to_csv(b, index=False)
+    with pytest.raises(DataError, match="lack class"):
+        calibrate(res.run_dir, out=tmp_path / "cal3", conventions=True, device="cpu")
+
+
+def test_a_two_class_convention_map_is_a_full_softmax():
+    from galaxymorph.models.calibration import apply_convention_map, fit_convention_map
+
+    rng = np.random.default_rng(1)
+    p1 = rng.uniform(0.05, 0.95, 300)
+    probs = np.c_[1 - p1, p1]
+    said = (rng.random(300) > p1).astype(int)  # the convention reads the classes the other way
+    fitted = fit_convention_map(probs, said, 2)
+    w, b = np.asarray(fitted["weight"]), np.asarray(fitted["bias"])
+    assert w.shape == (2, 2) and b.shape == (2,)
+    mapped = apply_convention_map(probs, w, b)
+    assert np.corrcoef(mapped[:, 1], p1)[0, 1] < -0.9

@@ -84,8 +84,8 @@ def sidebar(settings: core.AppSettings):
             "Answer in the labelling convention of", [OWN_CONVENTION, *conventions], index=0,
             key="convention",
             help="A noisy training source's convention: the probabilities its labellers would "
-                 "have given (p @ T, with the class-transition matrix the model learned for it; "
-                 "`predict --convention`).")
+                 "have given (a map re-fitted on that source's validation images, or p @ T with "
+                 "the class-transition matrix the model learned for it; `predict --convention`).")
         if choice != OWN_CONVENTION:
             clf = get_classifier(ref, settings.device, choice)
             st.sidebar.caption(core.plain(f"Probabilities in the convention of {choice}."))

@@ -190,11 +190,16 @@ def calibrate_cmd(
                                    "model should answer; the rest are 'uncertain'."),
     out: Path = typer.Option(None, "--out", help="Write a copy of the model here (default: in place)."),
     refit_temperature: bool = typer.Option(False, "--refit-temperature"),
+    conventions: bool = typer.Option(False, "--conventions",
+                                     help="Also re-fit each learned labelling convention "
+                                     "(--noisy-labels) on its source's validation images, for "
+                                     "predict --convention."),
 ) -> None:
     """Fit the abstention threshold on the model's validation fold and store it in its card."""
     from galaxymorph.evaluation.api import calibrate
 
-    rule = calibrate(model=model, coverage=coverage, out=out, refit_temperature=refit_temperature)
+    rule = calibrate(model=model, coverage=coverage, out=out, refit_temperature=refit_temperature,
+                     conventions=conventions)
     console.print(f"uncertain below confidence {rule['threshold']:.3f}: answers "
                   f"{rule['val_coverage']:.1%} of {rule['val_images']} validation images")
 

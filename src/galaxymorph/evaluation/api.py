@@ -220,20 +220,27 @@ def fold_logits(clf, data: str | None, label_map: str | None, fold: str = "test"
 def calibrate(model: str | Path = "default", coverage: float = 0.9, out: str | Path | None = None,
               data: str | None = None, label_map: str | None = None,
               split_file: str | Path | None = None, refit_temperature: bool = False,
-              batch_size: int = 128, device: str = "auto") -> dict[str, Any]:
+              conventions: bool = False, batch_size: int = 128,
+              device: str = "auto") -> dict[str, Any]:
     """Fit the abstention threshold (and, if asked, the temperature) on the model's validation
     fold and write the model card: in place, or into a copy of the model folder at ``out``.
+    ``conventions``: also re-fit each learned labelling convention (``train --noisy-labels``)
+    as an affine map of the calibrated log-probabilities on that source's validation images
+    (:func:`~galaxymorph.models.calibration.fit_convention_map`), which ``--convention`` then
+    uses in place of ``p @ T``.
 
     For models trained before abstention existed; ``galaxymorph train`` and ``ensemble`` fit it
     themselves. Returns the card's new ``abstention`` entry.
     """
     import shutil
 
+    from galaxymorph.data.splits import Split
     from galaxymorph.errors import ModelError
     from galaxymorph.io_utils import write_json
     from galaxymorph.models.artifact import CARD_FILE
     from galaxymorph.models.calibration import (
         abstention_rule,
+        fit_convention_map,
         fit_temperature,
         softmax,
         source_balance,
@@ -259,6 +266,28 @@ def calibrate(model: str | Path = "default", coverage: float = 0.9, out: str | P
     if refit_temperature:
         card.temperature = fit_temperature(logits, y, weights=source_balance(origin))
     card.abstention = abstention_rule(softmax(logits, card.temperature), y, coverage)
+    if conventions:
+        learned = (card.training or {}).get("label_transitions") or {}
+        if not learned:
+            raise ModelError("the model learned no labelling convention (train --noisy-labels)",
+                             folder)
+        sources = [s["spec"] for s in (Split.load(split).sources or [])]
+        # A packaged card names its sources relative to itself: they are the split's first
+        # sources, in the training data's order (weak-label sources come after them).
+        given = card.training_data.get("spec") or []
+        given = [given] if isinstance(given, str) else list(given)
+        probs = softmax(logits, card.temperature)
+        for spec, entry in learned.items():
+            index = (sources.index(spec) if spec in sources else
+                     given.index(spec) if spec in given and len(sources) >= len(given) else None)
+            if index is None:
+                raise DataError(f"convention '{spec}' is not a source of the model's split",
+                                split)
+            own = origin == index
+            try:
+                entry["logit_map"] = fit_convention_map(probs[own], y[own], len(clf.class_names))
+            except ValueError as exc:
+                raise DataError(f"convention '{spec}': {exc}", split) from exc
     dest = Path(out) if out else folder
     if dest.resolve() != folder.resolve():
         dest.mkdir(parents=True, exist_ok=True)

@@ -132,7 +132,8 @@ def predict(inputs: str | Path | Iterable[str | Path], model: str | Path = "defa
     framing (e.g. automatic framing), for cutouts whose galaxy framing you know better.
     ``convention``: answer in the labelling convention of one of the model's noisy training
     sources (``"gz1"`` for the built-in model: the classes Galaxy Zoo 1's raw majority would
-    give), ``p @ T`` with its learned transition matrix.
+    give): the map ``calibrate --conventions`` re-fitted on that source's validation images,
+    else ``p @ T`` with its learned transition matrix.
     Rows of a labelled input also carry its ``true_label``, ``true_label_name`` and metadata
     columns (:mod:`~galaxymorph.inference.source_columns`).
     """

@@ -21,7 +21,7 @@ from galaxymorph.models.artifact import (
     load_weights,
     read_card,
 )
-from galaxymorph.models.calibration import softmax
+from galaxymorph.models.calibration import apply_convention_map, softmax
 from galaxymorph.models.engine import (
     Engine,
     OnnxEngine,
@@ -58,6 +58,10 @@ class Classifier:
     #: A labelling convention's class-transition matrix (``with_convention``): probabilities
     #: come out as ``p @ T``, the classes that source's labellers would have given.
     transition: np.ndarray | None = field(default=None, repr=False, compare=False)
+    #: The same convention as an affine map of log-probabilities, re-fitted on that source's
+    #: validation images (``calibrate --conventions``); used in place of ``transition``.
+    convention_map: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False,
+                                                                 compare=False)
     #: Builds the network when it was not loaded (the weights file and card it comes from).
     _net_loader: Callable[[], torch.nn.Module] | None = field(default=None, repr=False, compare=False)
     #: The cached ONNX graph of these weights, found from the weights file (see ``_load``).
@@ -130,8 +134,9 @@ class Classifier:
     def with_convention(self, name: str | None) -> Classifier:
         """This model answering in the labelling convention of one of its noisy training sources
         (``name``: the source spec, or a part of its path such as ``gz1``): probabilities are
-        ``p @ T`` with that source's learned class-transition matrix T. Itself when ``name`` is
-        None."""
+        ``p @ T`` with that source's learned class-transition matrix T, or the affine map of
+        log-probabilities that ``calibrate`` re-fitted on the source's validation images when
+        the card has one. Itself when ``name`` is None."""
         if name is None:
             return self
         known = self.conventions()
@@ -149,7 +154,15 @@ class Classifier:
                 or (t.sum(axis=1) <= 0).any()):
             raise ModelError(f"the model card's transition matrix for '{spec}' is not a "
                              f"{k}x{k} matrix over its classes", self.source)
-        return replace(self, transition=t / t.sum(axis=1, keepdims=True))
+        fitted = entry.get("logit_map")
+        if fitted is None:
+            return replace(self, transition=t / t.sum(axis=1, keepdims=True))
+        w = np.asarray(fitted.get("weight") if isinstance(fitted, dict) else None, dtype=np.float64)
+        b = np.asarray(fitted.get("bias") if isinstance(fitted, dict) else None, dtype=np.float64)
+        if w.shape != (k, k) or b.shape != (k,) or not (np.isfinite(w).all() and np.isfinite(b).all()):
+            raise ModelError(f"the model card's convention map for '{spec}' is not a {k}x{k} "
+                             f"weight and {k} biases", self.source)
+        return replace(self, convention_map=(w, b))
 
     @property
     def temperature(self) -> float:
@@ -183,6 +196,13 @@ class Classifier:
         """Calibrated class probabilities for decoded images (H, W, 3) or a prepared batch."""
         batch = images if isinstance(images, torch.Tensor) else torch.stack([self.prepare(i) for i in images])
         probs = softmax(self.logits(batch, tta), self.temperature)
+        return self.in_convention(probs)
+
+    def in_convention(self, probs: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities in the labelling convention chosen with ``with_convention``
+        (unchanged without one)."""
+        if self.convention_map is not None:
+            return apply_convention_map(probs, *self.convention_map)
         return probs if self.transition is None else probs @ self.transition
 
     def to(self, device: str | torch.device) -> Classifier:
