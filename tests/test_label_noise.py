@@ -56,22 +56,33 @@ def test_noisy_sources_are_checked():
     assert TrainConfig(data=["a", "b"], weak_data=["w"], noisy_label_sources=["b"]).noise_groups() == [0, 1, 0]
 
 
-def test_training_learns_a_sources_convention(tmp_path):
-    """Source b calls every Elliptical 'Spiral': its learned matrix moves that way, the run
-    records it, and the clean source's classes stay the network's."""
+def _two_source_run(tmp_path, n: int, relabel, **train_options):
+    """A run on a clean source ``a`` and a source ``b`` whose labels ``relabel`` rewrites (in
+    place, on its catalog), ``b`` given a learned transition matrix: (result, b's spec, b's CSV)."""
     import galaxymorph
 
-    a = write_synthetic_catalog(tmp_path / "a", {"Elliptical": 40, "Spiral": 40}, size=32, seed=0)
-    b = write_synthetic_catalog(tmp_path / "b", {"Elliptical": 40, "Spiral": 40}, size=32, seed=1)
+    classes = {"Elliptical": n, "Spiral": n}
+    a = write_synthetic_catalog(tmp_path / "a", classes, size=32, seed=0)
+    b = write_synthetic_catalog(tmp_path / "b", classes, size=32, seed=1)
     cat = pd.read_csv(b)
-    cat.loc[cat["label_name"] == "Elliptical", ["label", "label_name"]] = [
-        int(cat.loc[cat["label_name"] == "Spiral", "label"].iloc[0]), "Spiral"]
+    relabel(cat)
     cat.to_csv(b, index=False)
     spec_b = f"catalog:{b}"
     res = galaxymorph.train(out=tmp_path / "run", data=[f"catalog:{a}", spec_b],
-                            noisy_label_sources=[spec_b], model="cnn3", image_size=32, epochs=15,
-                            batch_size=32, lr=3e-3, progress=False, cache=False, threads=2,
-                            early_stopping_patience=0, monitor="last")
+                            noisy_label_sources=[spec_b], image_size=32, batch_size=32, lr=3e-3,
+                            progress=False, cache=False, threads=2, early_stopping_patience=0,
+                            monitor="last", **train_options)
+    return res, spec_b, b
+
+
+def test_training_learns_a_sources_convention(tmp_path):
+    """Source b calls every Elliptical 'Spiral': its learned matrix moves that way, the run
+    records it, and the clean source's classes stay the network's."""
+    def all_spiral(cat: pd.DataFrame) -> None:
+        cat.loc[cat["label_name"] == "Elliptical", ["label", "label_name"]] = [
+            int(cat.loc[cat["label_name"] == "Spiral", "label"].iloc[0]), "Spiral"]
+
+    res, spec_b, _ = _two_source_run(tmp_path, 40, all_spiral, model="cnn3", epochs=15)
     summary = json.loads((res.run_dir / "summary.json").read_text())
     learned = summary["label_transitions"][spec_b]
     t = np.array(learned["matrix"])
@@ -194,18 +205,12 @@ def test_calibrate_refits_conventions_on_the_sources_validation_images(tmp_path)
     from galaxymorph.evaluation.api import calibrate
     from galaxymorph.models.loading import load_classifier
 
-    classes = {"Elliptical": 30, "Spiral": 30}
-    a = write_synthetic_catalog(tmp_path / "a", classes, size=32, seed=0)
-    b = write_synthetic_catalog(tmp_path / "b", classes, size=32, seed=1)
-    cat = pd.read_csv(b)  # b swaps the two classes: its convention is the mirror image
-    cat["label"] = 1 - cat["label"]
-    cat["label_name"] = cat["label"].map({0: "Elliptical", 1: "Spiral"})
-    cat.to_csv(b, index=False)
-    spec_b = f"catalog:{b}"
-    res = galaxymorph.train(out=tmp_path / "run", data=[f"catalog:{a}", spec_b],
-                            noisy_label_sources=[spec_b], model="cnn2", image_size=32, epochs=3,
-                            batch_size=32, lr=3e-3, progress=False, cache=False, threads=2,
-                            early_stopping_patience=0, monitor="last")
+    def swap(cat: pd.DataFrame) -> None:  # b's convention is the mirror image of a's
+        cat["label"] = 1 - cat["label"]
+        cat["label_name"] = cat["label"].map({0: "Elliptical", 1: "Spiral"})
+
+    res, spec_b, b = _two_source_run(tmp_path, 30, swap, model="cnn2", epochs=3)
+    a = tmp_path / "a" / "labels.csv"
     calibrate(res.run_dir, out=tmp_path / "cal", conventions=True, device="cpu")
     card = json.loads((tmp_path / "cal" / "model_card.json").read_text())
     fitted = card["training"]["label_transitions"][spec_b]["logit_map"]
