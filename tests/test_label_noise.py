@@ -191,7 +191,9 @@ def test_a_convention_map_learns_a_relabelling_and_the_card_carries_it():
                                apply_convention_map(clf.predict_proba(image, tta=False), w, b),
                                atol=1e-6)
     for bad in ({"weight": w[:2].tolist(), "bias": b.tolist()},
-                {"weight": w.tolist(), "bias": [float("nan")] * k}, "a string"):
+                {"weight": w.tolist(), "bias": [float("nan")] * k}, "a string",
+                {"weight": [[1.0, 2.0], [3.0]], "bias": b.tolist()},  # ragged
+                {"weight": "eye", "bias": b.tolist()}):
         with pytest.raises(ModelError, match="convention map"):
             with_map(bad).with_convention("gz1")
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -147,7 +148,7 @@ class Classifier:
             raise ModelError(f"no labelling convention '{name}' in this model (it has: {listed})",
                              self.source)
         entry = known[spec]
-        t = np.asarray(entry.get("matrix") if isinstance(entry, dict) else None, dtype=np.float64)
+        t = _numbers(entry.get("matrix") if isinstance(entry, dict) else None)
         k = len(self.class_names)
         if (not isinstance(entry, dict) or list(entry.get("classes") or []) != list(self.class_names)
                 or t.shape != (k, k) or not np.isfinite(t).all() or (t < 0).any()
@@ -157,8 +158,8 @@ class Classifier:
         fitted = entry.get("logit_map")
         if fitted is None:
             return replace(self, transition=t / t.sum(axis=1, keepdims=True))
-        w = np.asarray(fitted.get("weight") if isinstance(fitted, dict) else None, dtype=np.float64)
-        b = np.asarray(fitted.get("bias") if isinstance(fitted, dict) else None, dtype=np.float64)
+        w = _numbers(fitted.get("weight") if isinstance(fitted, dict) else None)
+        b = _numbers(fitted.get("bias") if isinstance(fitted, dict) else None)
         if w.shape != (k, k) or b.shape != (k,) or not (np.isfinite(w).all() and np.isfinite(b).all()):
             raise ModelError(f"the model card's convention map for '{spec}' is not a {k}x{k} "
                              f"weight and {k} biases", self.source)
@@ -211,6 +212,15 @@ class Classifier:
             self._net.to(self.device)
         self._engine = None
         return self
+
+
+def _numbers(value: Any) -> np.ndarray:
+    """A card field as a float array; a scalar NaN for anything that is not a rectangular array
+    of numbers (ragged lists, strings), so the shape check that follows refuses it by name."""
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        return np.asarray(np.nan)
 
 
 def load_classifier(ref: str | Path = "default", device: str = "cpu", engine: str = "auto") -> Classifier:
