@@ -30,6 +30,16 @@ def train_cmd(
                                            help="A --data/--weak-data source (same spec) whose labels "
                                                 "follow another convention or are noisy: it gets a "
                                                 "learned class-transition matrix; repeatable."),
+    unlabelled: list[str] = typer.Option(None, "--unlabelled",
+                                         help="Unlabelled images (a .txt list, or a dataset spec whose "
+                                              "labels are ignored) for consistency training "
+                                              "(FixMatch); repeatable. Validation/test files are "
+                                              "left out."),
+    consistency_weight: float = typer.Option(None, "--consistency-weight",
+                                             help="Weight of the unlabelled loss (1)."),
+    consistency_threshold: float = typer.Option(None, "--consistency-threshold",
+                                                help="Confidence a weak view's answer needs to be "
+                                                     "a target (0.95)."),
     out: Path = typer.Option(..., "--out", help="Run folder to create (or resume)."),
     label_map: str = typer.Option(None, "--label-map", help="Built-in name (gz1-4) or YAML/JSON file."),
     model: str = typer.Option(None, "--model", help="Registry name (see `galaxymorph models`)."),
@@ -94,6 +104,8 @@ def train_cmd(
     extra = survey_augment_overrides() if survey_augment else {}
     result = train(out=out, config_file=config, resume=resume, data=data or None,
                    weak_data=weak_data or None, noisy_label_sources=noisy_labels or None,
+                   unlabelled=unlabelled or None, consistency_weight=consistency_weight,
+                   consistency_threshold=consistency_threshold,
                    label_map=label_map, model=model, pretrained=pretrained, transfer=transfer, weights_path=weights_path,
                    init_from=init_from,
                    epochs=epochs, image_size=image_size, crop=crop, framing=framing,

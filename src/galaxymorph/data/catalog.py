@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from galaxymorph.data.imageio import is_image_path
+from galaxymorph.data.listing import resolve_listed
 from galaxymorph.data.sources import FileSource
 from galaxymorph.errors import DataError
 
@@ -62,18 +63,6 @@ def _integer_labels(column: pd.Series, csv_path: Path) -> np.ndarray:
         raise DataError(f"column 'label' must hold integers (class indices); line {first + 2} has "
                         f"'{column.iloc[first]}'", csv_path)
     return values.to_numpy().astype(np.int64)
-
-
-def resolve_listed(root: Path, name: str) -> Path:
-    """Resolve relative to the CSV's folder, then its ``images/`` subfolder."""
-    p = Path(name)
-    if p.is_absolute():
-        return p
-    direct = root / p
-    if direct.exists():
-        return direct
-    under_images = root / "images" / p
-    return under_images if under_images.exists() else direct
 
 
 def folder_source(root: str | Path, spec: str) -> FileSource:

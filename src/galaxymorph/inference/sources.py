@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from galaxymorph.data.imageio import is_image_path, read_image
+from galaxymorph.data.listing import listed_paths
 from galaxymorph.errors import DataError, ImageReadError
 
 _GLOB_CHARS = ("*", "?", "[")
@@ -52,19 +53,6 @@ def _is_catalog(text: str) -> bool:
 
 def _is_list(text: str) -> bool:
     return text.lower().endswith(".txt") and Path(text).is_file()
-
-
-def listed_paths(list_file: Path) -> Iterator[str]:
-    """The image paths a ``.txt`` list names, one per line (blank lines and ``#`` comments
-    skipped), resolved like a catalog's file names: against the list's folder, then its
-    ``images/`` subfolder. Read line by line: a survey's list may hold millions."""
-    from galaxymorph.data.catalog import resolve_listed
-
-    with open(list_file, encoding="utf-8", errors="replace") as fh:
-        for line in fh:
-            name = line.strip()
-            if name and not name.startswith("#"):
-                yield str(resolve_listed(list_file.parent, name))
 
 
 class InputPlan:

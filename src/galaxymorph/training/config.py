@@ -53,6 +53,14 @@ class TrainConfig:
     aug_stretch: float = 0.0
     aug_jpeg: int = 0
     aug_p: float = 0.5
+    # Unlabelled images (a .txt list or any dataset spec, labels ignored) for consistency
+    # training (FixMatch, Sohn et al. 2020): the network's confident answer on a mildly
+    # augmented view becomes the target of a strongly augmented one (the survey
+    # augmentations at probability 0.8), so the unlabelled survey's look is learned online.
+    unlabelled: list[str] = field(default_factory=list)
+    consistency_weight: float = 1.0  # weight of the unlabelled loss beside the labelled one
+    consistency_threshold: float = 0.95  # top probability a weak view's answer needs to count
+    unlabelled_ratio: int = 1  # unlabelled images per labelled image in each step
     synthetic: list[str] = field(default_factory=list)  # catalog specs of generated images
     synthetic_ratio: float = 0.0  # per class: add up to ratio x (real train count of the largest class)
     # model
@@ -161,6 +169,16 @@ class TrainConfig:
             self.synthetic = [self.synthetic]
         if isinstance(self.weak_data, str):
             self.weak_data = [self.weak_data]
+        if isinstance(self.unlabelled, str):
+            self.unlabelled = [self.unlabelled]
+        self.unlabelled = [str(u) for u in self.unlabelled]
+        if not 0 <= self.consistency_weight <= 100:
+            raise ConfigError(f"consistency_weight must be within 0..100, got {self.consistency_weight}")
+        if not 0 < self.consistency_threshold <= 1:
+            raise ConfigError(f"consistency_threshold must be in (0, 1], got {self.consistency_threshold}")
+        if not (isinstance(self.unlabelled_ratio, int) and 1 <= self.unlabelled_ratio <= 16):
+            raise ConfigError(f"unlabelled_ratio must be a whole number within 1..16, got "
+                              f"{self.unlabelled_ratio}")
         if isinstance(self.noisy_label_sources, str):
             self.noisy_label_sources = [self.noisy_label_sources]
         if isinstance(self.data, (list, tuple)):
@@ -201,6 +219,17 @@ class TrainConfig:
             raise ConfigError(f"aug_scale must be [min, max], got {list(self.aug_scale)}")
         return SurveyAugment(tuple(self.aug_scale), self.aug_blur, self.aug_noise, self.aug_colour,
                              self.aug_stretch, int(self.aug_jpeg), self.aug_p)
+
+    @property
+    def strong_augment(self) -> SurveyAugment:
+        """The strong view of consistency training: the run's survey augmentations (the
+        built-in ones when it has none), each applied with probability 0.8."""
+        from dataclasses import replace
+
+        from galaxymorph.data.transforms import SURVEY_AUGMENT
+
+        base = self.survey_augment if self.survey_augment.active else SURVEY_AUGMENT
+        return replace(base, p=max(base.p, 0.8))
 
     @property
     def preprocessing(self) -> Preprocessing:

@@ -22,6 +22,7 @@ from galaxymorph.data.cache import DecodedImages, ImageTensorDataset, decode_all
 from galaxymorph.data.dataset import GalaxyDataset, open_dataset
 from galaxymorph.data.splits import Split, make_split, split_by_source
 from galaxymorph.data.transforms import TrainAugment
+from galaxymorph.data.unlabelled import open_unlabelled
 from galaxymorph.errors import ConfigError, DataError
 from galaxymorph.runtime import default_workers
 from galaxymorph.training.config import TrainConfig
@@ -39,6 +40,11 @@ class Folds:
     positions: dict[str, np.ndarray]  # dataset positions of the readable images of each fold
     synthetic: list[tuple[DecodedImages, np.ndarray, np.ndarray]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: Unlabelled images of consistency training: per ``config.unlabelled`` source, its decoded
+    #: images and the positions used (readable, and not a file of the validation or test fold).
+    unlabelled: list[tuple[DecodedImages, np.ndarray]] = field(default_factory=list)
+    #: Per unlabelled source: images read, unreadable, and left out as val/test files.
+    unlabelled_counts: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def skipped(self) -> int:
@@ -47,6 +53,10 @@ class Folds:
     @property
     def counts(self) -> dict[str, int]:
         return {f: len(self.positions[f]) for f in ("train", "val", "test")}
+
+    @property
+    def unlabelled_count(self) -> int:
+        return int(sum(len(p) for _, p in self.unlabelled))
 
     @property
     def synthetic_count(self) -> int:
@@ -89,6 +99,8 @@ def open_training_data(config: TrainConfig) -> GalaxyDataset:
     check_data(config, dataset)
     for spec in config.synthetic if config.synthetic_ratio > 0 else []:
         open_source(spec)
+    for spec in config.unlabelled:
+        open_unlabelled(spec)
     return dataset
 
 
@@ -144,7 +156,38 @@ class GalaxyDataModule(L.LightningDataModule):
         self.folds = Folds(ds, split, decoded, positions)
         if cfg.synthetic and cfg.synthetic_ratio > 0:
             self._add_synthetic(self.folds)
+        for spec in cfg.unlabelled:
+            self._add_unlabelled(self.folds, spec)
         return self.folds
+
+    def _add_unlabelled(self, folds: Folds, spec: str) -> None:
+        """Decode an unlabelled source; leave out unreadable images (reported) and files of the
+        validation or test fold: the network must not adapt to the images it is scored on."""
+        from galaxymorph.data.duplicates import alias_groups
+
+        cfg, ds = self.config, self.dataset
+        unl = open_unlabelled(spec)
+        decoded = decode_all(unl, self.pre, cache=cfg.cache, progress=cfg.progress)
+        held_out = np.concatenate([folds.positions["val"], folds.positions["test"]])
+        held_paths = [ds.location(int(i)) for i in held_out]
+        unl_paths = [unl.location(i) for i in range(len(unl))]
+        keys = alias_groups(held_paths + unl_paths)
+        held_keys = set(keys[:len(held_paths)])
+        scored = np.array([k in held_keys for k in keys[len(held_paths):]], dtype=bool)
+        pos = np.flatnonzero(decoded.ok & ~scored)
+        if decoded.errors:
+            log.warning("%s: %d unreadable unlabelled image(s) skipped, e.g. %s", spec,
+                        len(decoded.errors), next(iter(decoded.errors.values())))
+        if scored.any():
+            log.warning("%s: %d unlabelled image(s) are files of the validation or test fold and "
+                        "were left out", spec, int(scored.sum()))
+        if len(pos) == 0:
+            raise DataError("no readable unlabelled image outside the validation and test folds",
+                            spec)
+        folds.unlabelled.append((decoded, pos))
+        folds.unlabelled_counts[spec] = {"used": len(pos), "unreadable": len(decoded.errors),
+                                         "held_out_files": int(scored.sum())}
+        log.info("%d unlabelled images from %s", len(pos), spec)
 
     def _make_or_load_split(self) -> Split:
         cfg, ds = self.config, self.dataset
@@ -294,8 +337,38 @@ class GalaxyDataModule(L.LightningDataModule):
             return None
         return weights
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", train=True)
+    def train_dataloader(self):
+        labelled = self._loader("train", train=True)
+        if not self.config.unlabelled:
+            return labelled
+        from lightning.pytorch.utilities import CombinedLoader
+
+        # One unlabelled batch (ratio x the batch size) beside each labelled one: the epoch
+        # stays the labelled fold's, and the unlabelled images are drawn with replacement.
+        return CombinedLoader({"labelled": labelled, "unlabelled": self._unlabelled_loader(
+            len(labelled.sampler) if labelled.sampler is not None else len(labelled.dataset))},
+            mode="min_size")
+
+    def unlabelled_dataset(self) -> UnlabelledViews:
+        """Pairs of (weak, strong) views of every usable unlabelled image."""
+        cfg, folds = self.config, self.setup()
+        weak = TrainAugment(1, zoom=cfg.zoom, shift=cfg.shift)
+        # Rotations only: the strong view is made from the weak one, so a mirror flip (which
+        # swaps chiral classes) is the weak view's, and the pseudo-label is that view's answer.
+        strong = TrainAugment(1, chirality="no-flip", zoom=cfg.zoom, shift=cfg.shift,
+                              survey=cfg.strong_augment)
+        return UnlabelledViews([(d.images, pos) for d, pos in folds.unlabelled], weak, strong)
+
+    def _unlabelled_loader(self, labelled_draws: int) -> DataLoader:
+        cfg = self.config
+        ds = self.unlabelled_dataset()
+        workers = default_workers("train") if cfg.num_workers is None else cfg.num_workers
+        gen = torch.Generator().manual_seed(cfg.seed + 1)
+        sampler = torch.utils.data.RandomSampler(ds, replacement=True, generator=gen,
+                                                 num_samples=labelled_draws * cfg.unlabelled_ratio)
+        return DataLoader(ds, batch_size=cfg.batch_size * cfg.unlabelled_ratio, sampler=sampler,
+                          num_workers=workers, drop_last=False, persistent_workers=workers > 0,
+                          pin_memory=torch.cuda.is_available())
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", train=False)
@@ -313,3 +386,23 @@ def encode_noise_group(labels: np.ndarray, groups: np.ndarray, num_classes: int)
 def decode_noise_group(y: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``(label, group)`` of encoded training labels (group 0: clean)."""
     return y % num_classes, torch.div(y, num_classes, rounding_mode="floor")
+
+
+class UnlabelledViews(torch.utils.data.Dataset):
+    """``(weak view, strong view)`` uint8 pairs of unlabelled images, the strong view made from
+    the weak one (FixMatch): the weak view's confident answer is the strong view's target."""
+
+    def __init__(self, parts: list[tuple[np.ndarray, np.ndarray]], weak: TrainAugment,
+                 strong: TrainAugment):
+        self.parts, self.weak, self.strong = parts, weak, strong
+        self.index = [(k, int(i)) for k, (_, pos) in enumerate(parts) for i in pos]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, j: int) -> tuple[torch.Tensor, torch.Tensor]:
+        k, i = self.index[j]
+        x = torch.from_numpy(np.array(self.parts[k][0][i]))
+        x_weak, _ = self.weak(x, 0)
+        x_strong, _ = self.strong(x_weak, 0)
+        return x_weak, x_strong

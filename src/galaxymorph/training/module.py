@@ -20,7 +20,8 @@ class ClassifierModule(L.LightningModule):
                  backbone_lr_mult: float = 0.1, scheduler: str = "cosine",
                  warmup_epochs: int = 0, logit_adjustment: torch.Tensor | None = None,
                  channels_last: bool = True, noise_groups: int = 0,
-                 noise_lr_mult: float = 10.0):
+                 noise_lr_mult: float = 10.0, consistency_weight: float = 1.0,
+                 consistency_threshold: float = 0.95):
         super().__init__()
         # Channels-last: oneDNN's convolutions run about twice as fast on CPU in this layout
         # (benchmarks/bench_training.py); the numbers are the same to float rounding.
@@ -45,6 +46,7 @@ class ClassifierModule(L.LightningModule):
         diag = math.log(0.9 * (num_classes - 1) / 0.1) if num_classes > 1 else 0.0
         self.transition_logits = torch.nn.Parameter(
             torch.eye(num_classes).repeat(noise_groups, 1, 1) * diag) if noise_groups else None
+        self.consistency_weight, self.consistency_threshold = consistency_weight, consistency_threshold
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_f1 = MulticlassF1Score(num_classes, average="macro")
@@ -75,9 +77,31 @@ class ClassifierModule(L.LightningModule):
         per_image = torch.where(group > 0, noisy, clean)
         return per_image.sum() / self.class_weights[y].sum()
 
+    def _consistency_loss(self, x_weak: torch.Tensor, strong_logits: torch.Tensor) -> torch.Tensor:
+        """FixMatch's unlabelled loss: cross-entropy of the strong views' logits against the weak
+        views' answers, counting only answers at least ``consistency_threshold`` confident
+        (averaged over the whole unlabelled batch, so few confident answers weigh little)."""
+        with torch.no_grad():
+            p = torch.softmax(self(x_weak), dim=1)
+            confidence, target = p.max(dim=1)
+            mask = (confidence >= self.consistency_threshold).float()
+        loss = (F.cross_entropy(strong_logits, target, reduction="none") * mask).mean()
+        self.log("unlabelled_used", mask.mean(), on_step=False, on_epoch=True)
+        self.log("unlabelled_loss", loss, on_step=False, on_epoch=True)
+        return loss
+
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        unlabelled = None
+        if isinstance(batch, dict):  # consistency training: {"labelled": ..., "unlabelled": ...}
+            batch, unlabelled = batch["labelled"], batch["unlabelled"]
         x, y = batch
-        logits = self(x)
+        if unlabelled is None:
+            logits = self(x)
+        else:
+            x_weak, x_strong = unlabelled
+            # One forward pass for both batches that need gradients.
+            both = self(torch.cat([x, x_strong]))
+            logits, strong_logits = both[:len(x)], both[len(x):]
         if self.noise_groups:
             from galaxymorph.training.datamodule import decode_noise_group
 
@@ -85,6 +109,8 @@ class ClassifierModule(L.LightningModule):
             loss = self._noisy_loss(logits, y, group)
         else:
             loss = self._loss(logits, y)
+        if unlabelled is not None:
+            loss = loss + self.consistency_weight * self._consistency_loss(x_weak, strong_logits)
         # Batch accuracy on the progress bar (the seed logged it per batch), epoch mean in logs.
         batch_acc = (logits.argmax(1) == y).float().mean()
         self.log("batch_acc", batch_acc, on_step=True, on_epoch=False, prog_bar=True)

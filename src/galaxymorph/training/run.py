@@ -119,7 +119,9 @@ def train(config: TrainConfig | None = None, out: str | Path = "runs/run", *,
                               logit_adjustment=folds.logit_adjustment(cfg.logit_tau)
                               if cfg.imbalance == "logit-adjusted" else None,
                               noise_groups=len(cfg.noisy_label_sources),
-                              noise_lr_mult=cfg.noise_lr_mult)
+                              noise_lr_mult=cfg.noise_lr_mult,
+                              consistency_weight=cfg.consistency_weight,
+                              consistency_threshold=cfg.consistency_threshold)
 
     mode = MONITORS[cfg.monitor]
     # Lightning's save_last only writes when `best` improved; the resume point must be every epoch.
@@ -300,6 +302,7 @@ def finalize(run_dir: Path, cfg: TrainConfig, dm, module, best_path: str, train_
         "train_images": len(folds.train_labels),
         "synthetic_images": folds.synthetic_count,
         "synthetic_warnings": folds.warnings,
+        "unlabelled": folds.unlabelled_counts,
         # Learned per noisy source: T[true][observed], how its labels relate to the clean ones.
         "label_transitions": {spec: {"classes": ds.class_names,
                                      "matrix": [[round(float(v), 4) for v in row] for row in t]}
@@ -318,7 +321,8 @@ def finalize(run_dir: Path, cfg: TrainConfig, dm, module, best_path: str, train_
         | {"Run": "\n".join(f"- {k}: {v}" for k, v in summary.items())})
     write_json(run_dir / "summary.json", summary)
     training_data = {"spec": cfg.data, "label_map": cfg.label_map, "split": "split.json",
-                     "counts": folds.counts} | ({"weak": cfg.weak_data} if cfg.weak_data else {})
+                     "counts": folds.counts} | ({"weak": cfg.weak_data} if cfg.weak_data else {}) \
+        | ({"unlabelled": folds.unlabelled_counts} if cfg.unlabelled else {})
     if lineage:
         lineage = lineage | {"finetune_data": training_data}
     card = ModelCard(
