@@ -137,3 +137,30 @@ def test_a_run_with_unlabelled_images_logs_and_records_them(data, tmp_path):
     assert result.exit_code == 0, result.output
     assert json.loads((out / "summary.json").read_text())["epochs"] == 2
     assert Path(out / "model.safetensors").exists()
+
+
+def test_unlabelled_views_do_not_move_the_normalisation_statistics():
+    """Only labelled images set the BatchNorm running statistics the model is evaluated with:
+    the strongly degraded views (and the weak ones) would shift them."""
+    import copy
+
+    from galaxymorph.training.module import ClassifierModule
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4),
+                              torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    reference = copy.deepcopy(net).train()
+    module = ClassifierModule(net, 3, channels_last=False, consistency_threshold=0.0)
+    module.log = lambda *a, **k: None
+    module.train()
+    x = torch.randint(0, 255, (4, 3, 8, 8), dtype=torch.uint8)
+    y = torch.tensor([0, 1, 2, 0])
+    noisy = torch.randint(0, 255, (6, 3, 8, 8), dtype=torch.uint8)
+    loss = module.training_step({"labelled": (x, y), "unlabelled": (noisy, noisy.flip(-1))}, 0)
+    assert loss.requires_grad
+    with torch.no_grad():
+        reference(x.float() / 255)
+    bn, ref = net[1], reference[1]
+    assert torch.allclose(bn.running_mean, ref.running_mean, atol=1e-6)
+    assert torch.allclose(bn.running_var, ref.running_var, atol=1e-6)
+    assert int(bn.num_batches_tracked) == 1
