@@ -46,7 +46,7 @@ def test_a_list_opens_as_one_unlabelled_class_with_missing_files_kept_for_report
 
 def test_a_missing_list_fails_before_any_run_folder(data, tmp_path):
     cfg = _config(data, unlabelled=[str(tmp_path / "nope.txt")])
-    with pytest.raises(DataError, match="nope.txt"):
+    with pytest.raises(DataError, match=r"nope\.txt"):
         open_training_data(cfg)
 
 
