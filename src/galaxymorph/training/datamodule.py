@@ -55,10 +55,6 @@ class Folds:
         return {f: len(self.positions[f]) for f in ("train", "val", "test")}
 
     @property
-    def unlabelled_count(self) -> int:
-        return int(sum(len(p) for _, p in self.unlabelled))
-
-    @property
     def synthetic_count(self) -> int:
         return int(sum(len(p) for _, _, p in self.synthetic))
 
@@ -306,16 +302,21 @@ class GalaxyDataModule(L.LightningDataModule):
     def _loader(self, fold: str, train: bool) -> DataLoader:
         cfg = self.config
         ds = self.fold_dataset(fold, augment=train and cfg.augment)
-        workers = default_workers("train") if cfg.num_workers is None else cfg.num_workers
         weights = self.sampling_weights() if train else None
         sampler = None
         if weights is not None:
             gen = torch.Generator().manual_seed(cfg.seed)
             sampler = WeightedRandomSampler(torch.as_tensor(weights, dtype=torch.double),
                                             num_samples=len(weights), replacement=True, generator=gen)
-        return DataLoader(ds, batch_size=cfg.batch_size, shuffle=train and sampler is None,
-                          sampler=sampler, num_workers=workers, drop_last=False,
-                          persistent_workers=workers > 0, pin_memory=torch.cuda.is_available())
+        return self._data_loader(ds, cfg.batch_size, sampler, shuffle=train and sampler is None)
+
+    def _data_loader(self, ds, batch_size: int, sampler=None, shuffle: bool = False) -> DataLoader:
+        """The one place loader settings (workers, pinning) are chosen, for every fold."""
+        cfg = self.config
+        workers = default_workers("train") if cfg.num_workers is None else cfg.num_workers
+        return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, sampler=sampler,
+                          num_workers=workers, drop_last=False, persistent_workers=workers > 0,
+                          pin_memory=torch.cuda.is_available())
 
     def sampling_weights(self) -> np.ndarray | None:
         """Per-image draw weights of the training fold (real images, then synthetic ones, as
@@ -345,9 +346,9 @@ class GalaxyDataModule(L.LightningDataModule):
 
         # One unlabelled batch (ratio x the batch size) beside each labelled one: the epoch
         # stays the labelled fold's, and the unlabelled images are drawn with replacement.
-        return CombinedLoader({"labelled": labelled, "unlabelled": self._unlabelled_loader(
-            len(labelled.sampler) if labelled.sampler is not None else len(labelled.dataset))},
-            mode="min_size")
+        return CombinedLoader({"labelled": labelled,
+                               "unlabelled": self._unlabelled_loader(len(labelled.sampler))},
+                              mode="min_size")
 
     def unlabelled_dataset(self) -> UnlabelledViews:
         """Pairs of (weak, strong) views of every usable unlabelled image."""
@@ -362,13 +363,10 @@ class GalaxyDataModule(L.LightningDataModule):
     def _unlabelled_loader(self, labelled_draws: int) -> DataLoader:
         cfg = self.config
         ds = self.unlabelled_dataset()
-        workers = default_workers("train") if cfg.num_workers is None else cfg.num_workers
         gen = torch.Generator().manual_seed(cfg.seed + 1)
         sampler = torch.utils.data.RandomSampler(ds, replacement=True, generator=gen,
                                                  num_samples=labelled_draws * cfg.unlabelled_ratio)
-        return DataLoader(ds, batch_size=cfg.batch_size * cfg.unlabelled_ratio, sampler=sampler,
-                          num_workers=workers, drop_last=False, persistent_workers=workers > 0,
-                          pin_memory=torch.cuda.is_available())
+        return self._data_loader(ds, cfg.batch_size * cfg.unlabelled_ratio, sampler)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", train=False)
