@@ -26,7 +26,8 @@ def data(tmp_path_factory):
     names = [row.split(",")[0] for row in other.read_text().splitlines()[1:]]
     listing = root / "unl" / "list.txt"
     listing.write_text("# unlabelled cutouts\n" + "\n".join(names) + "\n\nmissing.png\n")
-    return {"labelled": f"catalog:{labelled}", "list": str(listing), "n_list": len(names)}
+    return {"labelled": f"catalog:{labelled}", "list": str(listing), "n_list": len(names),
+            "other": f"catalog:{other}", "other_names": names}
 
 
 def _config(data, **kw) -> TrainConfig:
@@ -137,6 +138,31 @@ def test_a_run_with_unlabelled_images_logs_and_records_them(data, tmp_path):
     assert result.exit_code == 0, result.output
     assert json.loads((out / "summary.json").read_text())["epochs"] == 2
     assert Path(out / "model.safetensors").exists()
+
+
+def test_evaluate_leaves_out_the_images_a_model_adapted_to_without_labels(data, tmp_path):
+    """The run saves the unlabelled files it used; scoring a catalog that holds some of them
+    leaves those out (counted, with a note) unless include_seen."""
+    from galaxymorph import evaluate, train
+    from galaxymorph.data.unlabelled import UNLABELLED_USED_FILE, read_used_list
+
+    listed = open_unlabelled(data["list"])
+    used = [listed.location(i) for i in range(3)]
+    listing = tmp_path / "some.txt"
+    listing.write_text("".join(f"{p}\n" for p in used))
+    run = tmp_path / "run"
+    train(_config(data, unlabelled=[str(listing)]), out=run)
+    saved = read_used_list(run / UNLABELLED_USED_FILE)
+    assert sorted(saved) == sorted(str(Path(p).resolve()) for p in used)
+    card = json.loads((run / "model_card.json").read_text())
+    assert card["training_data"]["unlabelled_files"] == UNLABELLED_USED_FILE
+
+    n_other = len(data["other_names"])
+    m = evaluate(model=run, data=data["other"], out=tmp_path / "ev")
+    assert m["n"] == n_other - len(used) and m["excluded_seen"] == len(used)
+    assert any("unlabelled training images" in note for note in m["notes"])
+    m = evaluate(model=run, data=data["other"], out=tmp_path / "ev_all", include_seen=True)
+    assert m["n"] == n_other and m["excluded_seen"] == 0
 
 
 def test_unlabelled_views_do_not_move_the_normalisation_statistics():

@@ -122,6 +122,30 @@ def test_evaluate_other_catalog_matches_classes_by_name_and_scores_all(tiny_mode
     assert "optimistic" in everything["notes"][0]
 
 
+def test_another_catalog_reusing_the_file_names_is_not_mistaken_for_training_data(
+        inference_catalog, tiny_model, tmp_path):
+    """Another survey's catalog may name its own galaxies images/0001.png too: with the
+    model's data here, a name counts as seen only for the same file (or identical content)."""
+    from PIL import Image
+
+    import galaxymorph
+
+    folder = tmp_path / "survey_b"
+    shutil.copytree(inference_catalog.parent / "images", folder / "images")
+    for f in (folder / "images").iterdir():  # same names, other pixels
+        Image.open(f).convert("RGB").transpose(Image.Transpose.FLIP_TOP_BOTTOM).rotate(90).save(f)
+    shutil.copy(inference_catalog, folder / "labels.csv")
+    copied = next(iter(sorted((folder / "images").iterdir())))
+    shutil.copy(inference_catalog.parent / "images" / copied.name, copied)  # one true copy
+    frame = pd.read_csv(folder / "labels.csv")
+    metrics = galaxymorph.evaluate(model=tiny_model, data=f"catalog:{folder / 'labels.csv'}",
+                                   out=tmp_path / "ev", device="cpu")
+    split = json.loads((tiny_model / "split.json").read_text())
+    seen_copy = f"images/{copied.name}" in {*split["train"], *split["val"]}
+    assert metrics["excluded_seen"] == int(seen_copy)
+    assert metrics["n"] == len(frame) - int(seen_copy)
+
+
 def test_evaluate_on_own_data_defaults_to_the_test_fold(tiny_model, tmp_path):
     import galaxymorph
 

@@ -172,7 +172,8 @@ def evaluate_cmd(
     split_file: str = typer.Option(None, "--split-file"),
     tta: bool = typer.Option(False, "--tta", help="Average over the 8 rotations/flips."),
     include_seen: bool = typer.Option(False, "--include-seen", help="Also score images of the "
-                                      "model's own training/validation folds (optimistic)."),
+                                      "model's own training/validation folds and its unlabelled "
+                                      "training images (optimistic)."),
     out: Path = typer.Option(..., "--out"),
     crop: float = typer.Option(None, "--crop",
                                help="Fixed centre crop (fraction of the shorter side) instead of the "

@@ -13,6 +13,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 
 def _digest(path: str) -> str | None:
     h = hashlib.sha256()
@@ -46,6 +48,16 @@ def alias_groups(paths: Sequence[str | Path]) -> list[str]:
             if d is not None:
                 key[r] = first_of.setdefault(d, r)
     return [key[r] for r in real]
+
+
+def files_among(paths: Sequence[str | Path], among: Sequence[str | Path]) -> np.ndarray:
+    """Which of ``paths`` are files of ``among``: the same file under another spelling or a
+    link, or a file of identical content (as :func:`alias_groups` keys them)."""
+    if not len(paths) or not len(among):
+        return np.zeros(len(paths), dtype=bool)
+    keys = alias_groups([*among, *paths])
+    wanted = set(keys[:len(among)])
+    return np.array([k in wanted for k in keys[len(among):]], dtype=bool)
 
 
 def merge_groups(*keyings: Sequence[str]) -> list[str]:

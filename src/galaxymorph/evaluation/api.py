@@ -31,7 +31,8 @@ def evaluate(model: str | Path = "default", data: str | None = None, label_map: 
     or ``split_file``); ``"all"`` every image. Classes are matched by name when the data
     already uses the model's class names; otherwise ``label_map`` (default: the model's own)
     maps them. Images of the model's own training or validation folds are left out of a
-    whole-dataset score (and counted) unless ``include_seen``. ``crop``: a fixed centre crop
+    whole-dataset score (and counted) unless ``include_seen``; so are, in any fold, the
+    unlabelled images it was trained on (``unlabelled_used.txt``). ``crop``: a fixed centre crop
     instead of the model's own framing. ``engine``: ``auto`` (ONNX Runtime on CPU, PyTorch on
     a GPU), ``torch`` or ``onnx``.
     """
@@ -47,7 +48,7 @@ def evaluate(model: str | Path = "default", data: str | None = None, label_map: 
     notes: list[str] = []
     excluded = 0
     if split is None:
-        split = "test" if saved is not None and _contains(ds.ids, saved.test) else "all"
+        split = "test" if saved is not None and _is_training_data(ds, saved) else "all"
     if split != "all":
         if saved is None:
             raise DataError(f"--split {split} needs the model's split.json (a run folder or "
@@ -70,6 +71,10 @@ def evaluate(model: str | Path = "default", data: str | None = None, label_map: 
                              f"{int((~seen).sum())} (--include-seen scores them all)")
                 excluded = int(seen.sum())
                 ds = ds.subset(np.flatnonzero(~seen))
+    adapted = _leave_out_unlabelled(ds, model, include_seen, notes)
+    if adapted is not None:
+        excluded += int(adapted.sum())
+        ds = ds.subset(np.flatnonzero(~adapted))
     if not len(ds):
         raise DataError("no images left to score", data)
     for note in notes:
@@ -118,9 +123,53 @@ def local_ids(ds, split_ids) -> list[str]:
 
 def seen_in_training(ds, saved) -> np.ndarray:
     """Which images of ``ds`` are in the training or validation folds of split ``saved``
-    (matched as :func:`local_ids` does)."""
+    (matched as :func:`local_ids` does). Two catalogs can name different galaxies alike
+    (``images/0001.png``): when the split's own data is here, in another folder, a name
+    counts only if it is the same file (or one of identical content)."""
+    from galaxymorph.data.duplicates import files_among
+
     seen = set(local_ids(ds, [*saved.train, *saved.val]))
-    return np.array([i in seen for i in ds.ids], dtype=bool)
+    mask = np.array([i in seen for i in ds.ids], dtype=bool)
+    if mask.any():
+        files = _split_files(saved, ds, [*saved.train, *saved.val])
+        if files is not None:
+            candidates = np.flatnonzero(mask)
+            mask[candidates] = files_among([ds.location(int(i)) for i in candidates], files)
+    return mask
+
+
+def _is_training_data(ds, saved) -> bool:
+    """Whether ``ds`` holds the model's own test fold: every test id, and (when the split's
+    data is here, in another folder) as the same files, not other images named alike."""
+    from galaxymorph.data.duplicates import files_among
+
+    if not _contains(ds.ids, saved.test):
+        return False
+    files = _split_files(saved, ds, saved.test)
+    if files is None:
+        return True
+    position = {k: i for i, k in enumerate(ds.ids)}
+    return bool(files_among([ds.location(position[k]) for k in saved.test], files).all())
+
+
+def _split_files(saved, ds, ids: list[str]) -> list[str] | None:
+    """Where the images ``ids`` of a single-source split live, when its data opens here from
+    another folder than ``ds``'s; None when ids alone must decide (a multi-source split, the
+    same folder, or the split's data is not on this machine)."""
+    from galaxymorph.data.sources import source_root
+    from galaxymorph.data.specs import open_source
+
+    if saved.sources is not None or not saved.spec:
+        return None
+    try:
+        src = open_source(saved.spec)
+    except (DataError, OSError, ValueError):
+        return None
+    root, here = source_root(src), source_root(ds.source)
+    if root is None or here is None or root == here:
+        return None
+    index = {k: i for i, k in enumerate(src.ids)}
+    return [src.location(index[k]) for k in ids if k in index]
 
 
 def _contains(ids: list[str], wanted: list[str]) -> bool:
@@ -158,14 +207,43 @@ def open_for_model(data: str | None, label_map: str | None, class_names: list[st
     return open_dataset(data, label_map).with_classes(class_names)
 
 
-def model_split_path(model: str | Path) -> Path | None:
+def model_folder(model: str | Path) -> Path:
+    """The run folder of ``model`` (a folder, a checkpoint or weights file in it, or "default")."""
     from galaxymorph.models.loading import default_model_dir
 
     folder = default_model_dir() if str(model) == "default" else Path(model)
     if folder.is_file():
         folder = folder.parent.parent if folder.parent.name == "checkpoints" else folder.parent
-    path = folder / "split.json"
+    return folder
+
+
+def model_split_path(model: str | Path) -> Path | None:
+    path = model_folder(model) / "split.json"
     return path if path.exists() else None
+
+
+def _leave_out_unlabelled(ds, model: str | Path, include_seen: bool,
+                          notes: list[str]) -> np.ndarray | None:
+    """Which images of ``ds`` the model was trained on without labels (consistency training's
+    ``unlabelled_used.txt``), with a note; None when they are to be scored (none, or
+    ``include_seen``). A network adapted to an image scores it optimistically."""
+    from galaxymorph.data.duplicates import files_among
+    from galaxymorph.data.unlabelled import UNLABELLED_USED_FILE, read_used_list
+
+    used = read_used_list(model_folder(model) / UNLABELLED_USED_FILE)
+    if not used:
+        return None
+    adapted = files_among([ds.location(i) for i in range(len(ds))], used)
+    if not adapted.any():
+        return None
+    n = int(adapted.sum())
+    if include_seen:
+        notes.append(f"{n} of {len(ds)} images are among the model's unlabelled training images; "
+                     "scored anyway (include_seen), so the figures are optimistic")
+        return None
+    notes.append(f"{n} of {len(ds)} images are among the model's unlabelled training images "
+                 f"({UNLABELLED_USED_FILE}) and were left out (--include-seen scores them all)")
+    return adapted
 
 
 @dataclass

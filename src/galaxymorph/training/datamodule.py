@@ -45,6 +45,9 @@ class Folds:
     unlabelled: list[tuple[DecodedImages, np.ndarray]] = field(default_factory=list)
     #: Per unlabelled source: images read, unreadable, and left out as val/test files.
     unlabelled_counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: The unlabelled image files used, every source's in order (saved with the run, so that
+    #: ``evaluate`` can leave out the images the network adapted to).
+    unlabelled_files: list[str] = field(default_factory=list)
 
     @property
     def skipped(self) -> int:
@@ -159,17 +162,14 @@ class GalaxyDataModule(L.LightningDataModule):
     def _add_unlabelled(self, folds: Folds, spec: str) -> None:
         """Decode an unlabelled source; leave out unreadable images (reported) and files of the
         validation or test fold: the network must not adapt to the images it is scored on."""
-        from galaxymorph.data.duplicates import alias_groups
+        from galaxymorph.data.duplicates import files_among
 
         cfg, ds = self.config, self.dataset
         unl = open_unlabelled(spec)
         decoded = decode_all(unl, self.pre, cache=cfg.cache, progress=cfg.progress)
         held_out = np.concatenate([folds.positions["val"], folds.positions["test"]])
-        held_paths = [ds.location(int(i)) for i in held_out]
         unl_paths = [unl.location(i) for i in range(len(unl))]
-        keys = alias_groups(held_paths + unl_paths)
-        held_keys = set(keys[:len(held_paths)])
-        scored = np.array([k in held_keys for k in keys[len(held_paths):]], dtype=bool)
+        scored = files_among(unl_paths, [ds.location(int(i)) for i in held_out])
         pos = np.flatnonzero(decoded.ok & ~scored)
         if decoded.errors:
             log.warning("%s: %d unreadable unlabelled image(s) skipped, e.g. %s", spec,
@@ -181,6 +181,7 @@ class GalaxyDataModule(L.LightningDataModule):
             raise DataError("no readable unlabelled image outside the validation and test folds",
                             spec)
         folds.unlabelled.append((decoded, pos))
+        folds.unlabelled_files.extend(unl_paths[int(i)] for i in pos)
         folds.unlabelled_counts[spec] = {"used": len(pos), "unreadable": len(decoded.errors),
                                          "held_out_files": int(scored.sum())}
         log.info("%d unlabelled images from %s", len(pos), spec)

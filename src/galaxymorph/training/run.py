@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from galaxymorph.data.unlabelled import UNLABELLED_USED_FILE, write_used_list
 from galaxymorph.errors import ConfigError, Interrupted
 from galaxymorph.io_utils import write_json
 from galaxymorph.training.config import MONITORS, TrainConfig, resolve_config
@@ -158,6 +159,8 @@ def train(config: TrainConfig | None = None, out: str | Path = "runs/run", *,
             shutil.copyfile(config_file, run_dir / "input_config.yaml")
         cfg.save(run_dir / "config.yaml")
     folds.split.save(run_dir / "split.json")
+    if folds.unlabelled_files:
+        write_used_list(run_dir / UNLABELLED_USED_FILE, folds.unlabelled_files)
     with _interruptible(run_dir):
         trainer.fit(module, datamodule=dm,
                     ckpt_path=str(last_ckpt) if resume and last_ckpt.exists() else None,
@@ -322,7 +325,8 @@ def finalize(run_dir: Path, cfg: TrainConfig, dm, module, best_path: str, train_
     write_json(run_dir / "summary.json", summary)
     training_data = {"spec": cfg.data, "label_map": cfg.label_map, "split": "split.json",
                      "counts": folds.counts} | ({"weak": cfg.weak_data} if cfg.weak_data else {}) \
-        | ({"unlabelled": folds.unlabelled_counts} if cfg.unlabelled else {})
+        | ({"unlabelled": folds.unlabelled_counts, "unlabelled_files": UNLABELLED_USED_FILE}
+           if cfg.unlabelled else {})
     if lineage:
         lineage = lineage | {"finetune_data": training_data}
     card = ModelCard(
