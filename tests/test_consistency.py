@@ -165,6 +165,27 @@ def test_evaluate_leaves_out_the_images_a_model_adapted_to_without_labels(data, 
     assert m["n"] == n_other and m["excluded_seen"] == 0
 
 
+def test_finetune_takes_unlabelled_images_from_the_command_line(data, tmp_path):
+    from typer.testing import CliRunner
+
+    from galaxymorph import train
+    from galaxymorph.cli.main import app
+    from galaxymorph.data.unlabelled import UNLABELLED_USED_FILE, read_used_list
+
+    parent = tmp_path / "parent"
+    train(_config(data, unlabelled=[]), out=parent)
+    out = tmp_path / "child"
+    result = CliRunner().invoke(app, ["finetune", "--from", str(parent), "--data", data["labelled"],
+                                      "--unlabelled", data["list"], "--consistency-threshold", "0.3",
+                                      "--epochs", "1", "--threads", "2", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "consistency_threshold: 0.3" in (out / "config.yaml").read_text()
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["training_data"]["unlabelled"][data["list"]]["used"] == data["n_list"]
+    assert len(read_used_list(out / UNLABELLED_USED_FILE)) == data["n_list"]
+    assert not (parent / UNLABELLED_USED_FILE).exists()
+
+
 def test_unlabelled_views_do_not_move_the_normalisation_statistics():
     """Only labelled images set the BatchNorm running statistics the model is evaluated with:
     the strongly degraded views (and the weak ones) would shift them."""

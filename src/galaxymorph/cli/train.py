@@ -9,6 +9,15 @@ from rich.console import Console
 
 console = Console()
 
+# Consistency training's options, one declaration for `train` and `finetune`.
+UNLABELLED_OPTION = typer.Option(
+    None, "--unlabelled", help="Unlabelled images (a .txt list, or a dataset spec whose labels are "
+    "ignored) for consistency training (FixMatch); repeatable. Validation/test files are left out.")
+CONSISTENCY_WEIGHT_OPTION = typer.Option(None, "--consistency-weight",
+                                         help="Weight of the unlabelled loss (1).")
+CONSISTENCY_THRESHOLD_OPTION = typer.Option(
+    None, "--consistency-threshold", help="Confidence a weak view's answer needs to be a target (0.95).")
+
 
 def register(app: typer.Typer) -> None:
     app.command("train")(train_cmd)
@@ -30,16 +39,9 @@ def train_cmd(
                                            help="A --data/--weak-data source (same spec) whose labels "
                                                 "follow another convention or are noisy: it gets a "
                                                 "learned class-transition matrix; repeatable."),
-    unlabelled: list[str] = typer.Option(None, "--unlabelled",
-                                         help="Unlabelled images (a .txt list, or a dataset spec whose "
-                                              "labels are ignored) for consistency training "
-                                              "(FixMatch); repeatable. Validation/test files are "
-                                              "left out."),
-    consistency_weight: float = typer.Option(None, "--consistency-weight",
-                                             help="Weight of the unlabelled loss (1)."),
-    consistency_threshold: float = typer.Option(None, "--consistency-threshold",
-                                                help="Confidence a weak view's answer needs to be "
-                                                     "a target (0.95)."),
+    unlabelled: list[str] = UNLABELLED_OPTION,
+    consistency_weight: float = CONSISTENCY_WEIGHT_OPTION,
+    consistency_threshold: float = CONSISTENCY_THRESHOLD_OPTION,
     out: Path = typer.Option(..., "--out", help="Run folder to create (or resume)."),
     label_map: str = typer.Option(None, "--label-map", help="Built-in name (gz1-4) or YAML/JSON file."),
     model: str = typer.Option(None, "--model", help="Registry name (see `galaxymorph models`)."),
@@ -146,6 +148,9 @@ def finetune_cmd(
     accelerator: str = typer.Option(None, "--accelerator", help="auto | cpu | gpu | mps"),
     threads: int = typer.Option(None, "--threads", help="CPU threads for torch."),
     max_minutes: float = typer.Option(None, "--max-minutes", help="Stop training after this long."),
+    unlabelled: list[str] = UNLABELLED_OPTION,
+    consistency_weight: float = CONSISTENCY_WEIGHT_OPTION,
+    consistency_threshold: float = CONSISTENCY_THRESHOLD_OPTION,
 ) -> None:
     """Fine-tune a galaxymorph model on your own labelled galaxies (its backbone and
     preprocessing; its head when your classes are its classes, else a new one)."""
@@ -156,7 +161,9 @@ def finetune_cmd(
                       epochs=epochs, batch_size=batch_size, lr=lr, imbalance=imbalance,
                       label_smoothing=label_smoothing, early_stopping_patience=patience,
                       monitor=monitor, seed=seed, split_seed=split_seed, split_file=split_file,
-                      tta=tta, accelerator=accelerator, threads=threads, max_time_minutes=max_minutes)
+                      tta=tta, accelerator=accelerator, threads=threads, max_time_minutes=max_minutes,
+                      unlabelled=unlabelled or None, consistency_weight=consistency_weight,
+                      consistency_threshold=consistency_threshold)
     _print_metrics(result.metrics, f"test fold of {result.run_dir}")
     head = "kept" if result.summary.get("head") == "kept" else "new"
     console.print(f"run folder: [bold]{result.run_dir}[/] ({head} head; report.md, metrics.json, "
