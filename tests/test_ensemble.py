@@ -121,3 +121,23 @@ def test_members_may_differ_in_their_training_folds(members, tmp_path):
     assert merged["val"] == first["val"] and merged["test"] == first["test"]
     assert set(merged["train"]) == set(first["train"]) | {"extra/pseudo_0001.png"}
     assert dropped in merged["train"]  # still the first member's
+
+
+def test_the_ensemble_lists_every_unlabelled_image_a_member_adapted_to(members, tmp_path):
+    """Members trained with --unlabelled: the ensemble keeps the union of their lists, so that
+    evaluate leaves those images out of the ensemble's scores too."""
+    from galaxymorph.data.unlabelled import UNLABELLED_USED_FILE, read_used_list, write_used_list
+
+    _, runs, _ = members
+    copies = []
+    for n, run in enumerate(runs):
+        copy = tmp_path / f"m{n}"
+        shutil.copytree(run, copy)
+        write_used_list(copy / UNLABELLED_USED_FILE, [str(tmp_path / f"u{n}.png"), str(tmp_path / "shared.png")])
+        copies.append(copy)
+    out = tmp_path / "ens"
+    galaxymorph.ensemble(copies, out)
+    assert sorted(read_used_list(out / UNLABELLED_USED_FILE)) == sorted(
+        str((tmp_path / name).resolve()) for name in ("u0.png", "u1.png", "shared.png"))
+    galaxymorph.ensemble(runs, tmp_path / "plain")
+    assert not (tmp_path / "plain" / UNLABELLED_USED_FILE).exists()

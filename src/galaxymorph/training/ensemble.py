@@ -8,6 +8,7 @@ scored exactly as a run's is.
 OUT/
   model.safetensors, model_card.json   the ensemble (``--model OUT`` everywhere)
   split.json                           the members' common folds (training: their union)
+  unlabelled_used.txt                  the members' unlabelled training images (if any)
   metrics.json, report.md, confusion_matrix.png   test-fold evaluation
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from galaxymorph.data.unlabelled import UNLABELLED_USED_FILE, read_used_list, write_used_list
 from galaxymorph.errors import ModelError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -91,6 +93,12 @@ def ensemble(runs: list[str | Path], out: str | Path, *, tta: bool | None = None
     card.metrics = {k: metrics[k] for k in ("n", "accuracy", "f1_macro", "f1_weighted", "ece")}
     save_artifact(out, clf.net, card)
     split.save(out / "split.json")
+    # Every unlabelled image any member adapted to, so that evaluate leaves those out too.
+    used = dict.fromkeys(p for f in folders for p in read_used_list(f / UNLABELLED_USED_FILE))
+    if used:
+        write_used_list(out / UNLABELLED_USED_FILE, used)
+    else:  # an ensemble rebuilt in the same folder must not keep an earlier list
+        (out / UNLABELLED_USED_FILE).unlink(missing_ok=True)
     return metrics
 
 
