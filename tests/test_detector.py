@@ -242,6 +242,34 @@ def test_threshold_keeps_its_false_alarm_rate_on_new_real_images():
     assert false_alarm_rank(199, 0.01) == 1
 
 
+def test_ties_at_the_threshold_never_flag_more_than_the_rate_allows(trained):
+    """Saturated probabilities tie at 1.0: flagging every one of them would break the rate, so
+    the rule then flags nothing by p (a value no probability reaches, accepted on load)."""
+    from galaxymorph.detection.detector import read_detector_info
+    from galaxymorph.detection.scoring import NEVER_FLAGS, false_alarm_rank
+
+    p = np.r_[np.linspace(0, 0.9, 190), np.full(10, 0.95)]  # k = 1 of 200 allowed; ties at 0.95
+    t = threshold_at_false_alarm(p, 0.01)
+    assert false_alarm_rank(200, 0.01) == 1 and (p >= t).sum() == 0 < t <= 1
+    saturated = np.r_[np.linspace(0, 0.9, 190), np.ones(10)]
+    t = threshold_at_false_alarm(saturated, 0.01)
+    assert t == NEVER_FLAGS and not (saturated >= t).any()
+    info = json.loads((trained.run_dir / "detector.json").read_text())
+    (trained.run_dir / "detector.json").write_text(json.dumps(info | {"threshold": NEVER_FLAGS}))
+    try:
+        assert read_detector_info(trained.run_dir)["threshold"] == NEVER_FLAGS
+    finally:
+        (trained.run_dir / "detector.json").write_text(json.dumps(info))
+
+
+def test_detector_probabilities_are_not_temperature_scaled(trained):
+    """A nearly separable validation fold drives a fitted temperature to its lower bound and
+    saturates p(synthetic) at 1.0 for real and generated images alike."""
+    card = json.loads((trained.run_dir / "model_card.json").read_text())
+    config = (trained.run_dir / "config.yaml").read_text()
+    assert card["temperature"] == 1.0 and "calibrate: false" in config
+
+
 def test_detector_train_warns_when_real_images_are_too_few(trained, capsys):
     from galaxymorph.cli.detector import _warn_few_real
 

@@ -39,6 +39,7 @@ from galaxymorph.detection.augment import Compression, Degradation
 from galaxymorph.detection.detector import DETECTOR_FILE, Detector, read_detector_info
 from galaxymorph.detection.generators import choose_families, family_specs
 from galaxymorph.detection.scoring import (
+    NEVER_FLAGS,
     VERDICTS,
     detector_metrics,
     expected_false_alarm,
@@ -185,8 +186,12 @@ def train_detector(real: Sequence[str] | str, fake: Sequence[str] | str, out: st
         "counts": assembly["counts"], "augment": assembly.get("augment"), "view": view,
         "backbone": backbone, "threshold": 0.5})
     # The assembled images are already at the input size and balanced: no crop, no weights.
+    # No temperature scaling: the validation fold is nearly separable, so the fitted temperature
+    # runs to its lower bound (0.08-0.1 in docs/detector.md's runs) and p(synthetic) saturates at
+    # 1.0 for real and generated images alike, erasing the ranking the real-image threshold
+    # is set on. Thresholds, not a temperature, turn the scores into decisions.
     options: dict[str, Any] = dict(group_by="group", crop=1.0, imbalance="none", split_seed=seed,
-                                   model=model, pretrained=pretrained)
+                                   model=model, pretrained=pretrained, calibrate=False)
     options.update(frozen)
     options.update(train_options)
     result = train(data=f"catalog:{csv.resolve()}", out=run_dir, image_size=image_size,
@@ -345,7 +350,12 @@ def _calibrate(run_dir: Path, info: dict[str, Any], df: pd.DataFrame, folder: Pa
             rule["verdict"] = ("synthetic when p_synthetic >= threshold or atypicality >= "
                                "atypicality_threshold, each at half the target rate")
             a_thr = threshold_at_false_alarm(a_val, each)
-    info = {**info, "threshold": 0.5 if far is None else threshold_at_false_alarm(p_val, each),
+    p_thr = 0.5 if far is None else threshold_at_false_alarm(p_val, each)
+    if p_thr == NEVER_FLAGS:
+        log.warning("p(synthetic) is 1.0 for more real calibration images than a %.2g%% "
+                    "false-alarm rate allows: it flags nothing; %s", 100 * each,
+                    "the atypicality still does" if a_thr is not None else "no rule flags images")
+    info = {**info, "threshold": p_thr,
             "atypicality_threshold": a_thr, "threshold_rule": rule, "typicality": TYPICALITY_FILE,
             "typicality_statistics": STATISTICS_FILE if by_statistics is not None else None,
             "statistics_reference": None if by_statistics is None else len(s_train),

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from galaxymorph.detection.assembly import Resampling
-from galaxymorph.detection.scoring import synthetic_column, verdict
+from galaxymorph.detection.scoring import NEVER_FLAGS, synthetic_column, verdict
 from galaxymorph.detection.statistics import KNOWN_WIDTHS, STATISTICS_FILE, noise_statistics
 from galaxymorph.detection.statistics_head import STATISTICS_HEAD_FILE, StatisticsHead, p_either
 from galaxymorph.detection.typicality import TYPICALITY_FILE, Typicality
@@ -55,7 +55,7 @@ def read_detector_info(run_dir: str | Path) -> dict[str, Any]:
         raise DataError(f"'statistics_head' must be {STATISTICS_HEAD_FILE!r} or null, got {head!r}", path)
     for key in ("threshold", "atypicality_threshold"):
         value = info.get(key)
-        if value is not None and not (_is_number(value) and 0 <= float(value) <= 1):
+        if value is not None and not (_is_number(value) and 0 <= float(value) <= NEVER_FLAGS):
             raise DataError(f"'{key}' must be a number in [0, 1], got {value!r}", path)
     return info
 

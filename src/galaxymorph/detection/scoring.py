@@ -28,6 +28,10 @@ def synthetic_column(clf) -> int:
     return names.index("synthetic")
 
 
+#: A threshold no probability reaches: the rule flags nothing (see threshold_at_false_alarm).
+NEVER_FLAGS = float(np.nextafter(1.0, 2.0))
+
+
 def false_alarm_rank(n: int, false_alarm: float) -> int:
     """How many of ``n`` real validation images the threshold may flag so that a *new* real
     image is flagged with probability at most ``false_alarm``: a new image's score is equally
@@ -52,7 +56,9 @@ def threshold_at_false_alarm(p_real: np.ndarray, false_alarm: float) -> float:
     k = false_alarm_rank(len(s), false_alarm)  # false alarms allowed among these images
     if k >= len(s):
         return float(s[-1])
-    return float(min(np.nextafter(s[k], np.inf), 1.0))
+    # Just above the (k+1)-th highest: with ties there, fewer than k are flagged, never more.
+    # Ties at 1.0 (saturated probabilities) leave no such value in [0, 1]: NEVER_FLAGS then.
+    return float(np.nextafter(s[k], np.inf)) if s[k] < 1.0 else NEVER_FLAGS
 
 
 def _ranking(y: np.ndarray, score: np.ndarray) -> tuple[float | None, float | None]:
