@@ -146,6 +146,23 @@ def test_another_catalog_reusing_the_file_names_is_not_mistaken_for_training_dat
     assert metrics["n"] == len(frame) - int(seen_copy)
 
 
+def test_another_hdf5_file_in_the_same_folder_is_other_galaxies(tmp_path):
+    """HDF5 ids are row numbers: row 3 of Galaxy10 SDSS is not row 3 of Galaxy10 DECaLS, even
+    when both files sit in one folder, so a model of one scores the other whole."""
+    import galaxymorph
+    from galaxymorph.data.synthetic import write_synthetic_h5
+
+    a = write_synthetic_h5(tmp_path / "survey_a.h5", 6, size=32, seed=0)
+    b = write_synthetic_h5(tmp_path / "survey_b.h5", 3, size=32, seed=1)
+    run = tmp_path / "run"
+    galaxymorph.train(data=f"galaxy10-decals:{a}", model="cnn2", epochs=1, image_size=32, out=run,
+                      progress=False, cache=False, threads=2)
+    m = galaxymorph.evaluate(model=run, data=f"galaxy10-decals:{b}", out=tmp_path / "ev", device="cpu")
+    assert m["split"] == "all" and m["excluded_seen"] == 0 and m["n"] == 12
+    own = galaxymorph.evaluate(model=run, data=f"galaxy10-decals:{a}", out=tmp_path / "own", device="cpu")
+    assert own["split"] == "test"
+
+
 def test_evaluate_on_own_data_defaults_to_the_test_fold(tiny_model, tmp_path):
     import galaxymorph
 

@@ -156,7 +156,6 @@ def _split_files(saved, ds, ids: list[str]) -> list[str] | None:
     """Where the images ``ids`` of a single-source split live, when its data opens here from
     another folder than ``ds``'s; None when ids alone must decide (a multi-source split, the
     same folder, or the split's data is not on this machine)."""
-    from galaxymorph.data.sources import source_root
     from galaxymorph.data.specs import open_source
 
     if saved.sources is not None or not saved.spec:
@@ -165,11 +164,19 @@ def _split_files(saved, ds, ids: list[str]) -> list[str] | None:
         src = open_source(saved.spec)
     except (DataError, OSError, ValueError):
         return None
-    root, here = source_root(src), source_root(ds.source)
+    root, here = _where(src), _where(ds.source)
     if root is None or here is None or root == here:
         return None
     index = {k: i for i, k in enumerate(src.ids)}
     return [src.location(index[k]) for k in ids if k in index]
+
+
+def _where(source) -> Path | None:
+    """What makes two sources' ids name the same images: an HDF5 file (its ids are row
+    numbers), or the folder a catalog's file names are relative to."""
+    from galaxymorph.data.sources import H5Source, source_root
+
+    return source.path.resolve() if isinstance(source, H5Source) else source_root(source)
 
 
 def _contains(ids: list[str], wanted: list[str]) -> bool:
