@@ -144,7 +144,7 @@ def test_evaluate_leaves_out_the_images_a_model_adapted_to_without_labels(data, 
     """The run saves the unlabelled files it used; scoring a catalog that holds some of them
     leaves those out (counted, with a note) unless include_seen."""
     from galaxymorph import evaluate, train
-    from galaxymorph.data.unlabelled import UNLABELLED_USED_FILE, read_used_list
+    from galaxymorph.data.unlabelled import UNLABELLED_USED_FILE, read_used
 
     listed = open_unlabelled(data["list"])
     used = [listed.location(i) for i in range(3)]
@@ -152,8 +152,9 @@ def test_evaluate_leaves_out_the_images_a_model_adapted_to_without_labels(data, 
     listing.write_text("".join(f"{p}\n" for p in used))
     run = tmp_path / "run"
     train(_config(data, unlabelled=[str(listing)]), out=run)
-    saved = read_used_list(run / UNLABELLED_USED_FILE)
-    assert sorted(saved) == sorted(str(Path(p).resolve()) for p in used)
+    saved = read_used(run)
+    assert sorted(r.path for r in saved) == sorted(str(Path(p).resolve()) for p in used)
+    assert all(r.size == Path(r.path).stat().st_size and len(r.sha256) == 64 for r in saved)
     card = json.loads((run / "model_card.json").read_text())
     assert card["training_data"]["unlabelled_files"] == UNLABELLED_USED_FILE
 
@@ -170,7 +171,7 @@ def test_finetune_takes_unlabelled_images_from_the_command_line(data, tmp_path):
 
     from galaxymorph import train
     from galaxymorph.cli.main import app
-    from galaxymorph.data.unlabelled import UNLABELLED_USED_FILE, read_used_list
+    from galaxymorph.data.unlabelled import UNLABELLED_USED_FILE, read_used
 
     parent = tmp_path / "parent"
     train(_config(data, unlabelled=[]), out=parent)
@@ -182,7 +183,7 @@ def test_finetune_takes_unlabelled_images_from_the_command_line(data, tmp_path):
     assert "consistency_threshold: 0.3" in (out / "config.yaml").read_text()
     card = json.loads((out / "model_card.json").read_text())
     assert card["training_data"]["unlabelled"][data["list"]]["used"] == data["n_list"]
-    assert len(read_used_list(out / UNLABELLED_USED_FILE)) == data["n_list"]
+    assert len(read_used(out)) == data["n_list"]
     assert not (parent / UNLABELLED_USED_FILE).exists()
 
 
@@ -211,3 +212,48 @@ def test_unlabelled_views_do_not_move_the_normalisation_statistics():
     assert torch.allclose(bn.running_mean, ref.running_mean, atol=1e-6)
     assert torch.allclose(bn.running_var, ref.running_var, atol=1e-6)
     assert int(bn.num_batches_tracked) == 1
+
+
+def test_evaluate_still_knows_the_unlabelled_images_after_the_data_moves(data, tmp_path):
+    """The record keeps each file's size and SHA-256: with the data moved to another folder
+    (another disk, another machine), evaluate still leaves out the images trained on."""
+    import shutil
+
+    from galaxymorph import evaluate, train
+
+    catalog = Path(data["other"].removeprefix("catalog:"))
+    before = tmp_path / "before"
+    shutil.copytree(catalog.parent, before)
+    listing = before / "some.txt"
+    listing.write_text("".join(f"{n}\n" for n in data["other_names"][:2]))
+    run = tmp_path / "run"
+    train(_config(data, unlabelled=[str(listing)]), out=run)
+    after = tmp_path / "after"
+    before.rename(after)  # the recorded paths are gone; the same bytes are elsewhere
+    m = evaluate(model=run, data=f"catalog:{after / catalog.name}", out=tmp_path / "ev")
+    assert m["excluded_seen"] == 2 and m["n"] == len(data["other_names"]) - 2
+
+
+def test_a_damaged_record_of_unlabelled_images_is_named(tmp_path):
+    from galaxymorph.data.unlabelled import (
+        LEGACY_USED_LIST,
+        UNLABELLED_USED_FILE,
+        read_used,
+        record_used,
+        used_among,
+    )
+
+    image = tmp_path / "a.png"
+    image.write_bytes(b"pixels")
+    record_used(tmp_path, [str(image)])
+    assert used_among(tmp_path, [str(image), str(tmp_path / "other.png")]).tolist() == [True, False]
+    record = tmp_path / UNLABELLED_USED_FILE
+    good = json.loads(record.read_text())
+    for entry in ({"path": 3}, {"path": "x", "size": -1}, {"path": "x", "sha256": "zz"}, "x"):
+        record.write_text(json.dumps(good | {"files": [entry]}))
+        with pytest.raises(DataError, match=UNLABELLED_USED_FILE):
+            read_used(tmp_path)
+    record.unlink()  # a run of the first release: a plain list of paths, matched by path
+    (tmp_path / LEGACY_USED_LIST).write_text(f"# old\n{image}\n")
+    assert [r.path for r in read_used(tmp_path)] == [str(image)]
+    assert used_among(tmp_path, [str(image)]).tolist() == [True]

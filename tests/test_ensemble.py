@@ -126,18 +126,20 @@ def test_members_may_differ_in_their_training_folds(members, tmp_path):
 def test_the_ensemble_lists_every_unlabelled_image_a_member_adapted_to(members, tmp_path):
     """Members trained with --unlabelled: the ensemble keeps the union of their lists, so that
     evaluate leaves those images out of the ensemble's scores too."""
-    from galaxymorph.data.unlabelled import UNLABELLED_USED_FILE, read_used_list, write_used_list
+    from galaxymorph.data.unlabelled import UNLABELLED_USED_FILE, read_used, record_used
 
     _, runs, _ = members
     copies = []
     for n, run in enumerate(runs):
         copy = tmp_path / f"m{n}"
         shutil.copytree(run, copy)
-        write_used_list(copy / UNLABELLED_USED_FILE, [str(tmp_path / f"u{n}.png"), str(tmp_path / "shared.png")])
+        record_used(copy, [str(tmp_path / f"u{n}.png"), str(tmp_path / "shared.png")])
         copies.append(copy)
     out = tmp_path / "ens"
     galaxymorph.ensemble(copies, out)
-    assert sorted(read_used_list(out / UNLABELLED_USED_FILE)) == sorted(
+    assert sorted(r.path for r in read_used(out)) == sorted(
         str((tmp_path / name).resolve()) for name in ("u0.png", "u1.png", "shared.png"))
+    galaxymorph.ensemble(runs, out)  # rebuilt from members without: no stale record left
+    assert not (out / UNLABELLED_USED_FILE).exists()
     galaxymorph.ensemble(runs, tmp_path / "plain")
     assert not (tmp_path / "plain" / UNLABELLED_USED_FILE).exists()

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 
-def _digest(path: str) -> str | None:
+def file_digest(path: str | Path) -> str | None:
+    """SHA-256 of a file's bytes (None when it cannot be read)."""
     h = hashlib.sha256()
     try:
         with open(path, "rb") as f:
@@ -44,7 +45,7 @@ def alias_groups(paths: Sequence[str | Path]) -> list[str]:
             continue
         first_of: dict[str, str] = {}
         for r in same_size:
-            d = _digest(r)
+            d = file_digest(r)
             if d is not None:
                 key[r] = first_of.setdefault(d, r)
     return [key[r] for r in real]

@@ -32,7 +32,7 @@ def evaluate(model: str | Path = "default", data: str | None = None, label_map: 
     already uses the model's class names; otherwise ``label_map`` (default: the model's own)
     maps them. Images of the model's own training or validation folds are left out of a
     whole-dataset score (and counted) unless ``include_seen``; so are, in any fold, the
-    unlabelled images it was trained on (``unlabelled_used.txt``). ``crop``: a fixed centre crop
+    unlabelled images it was trained on (``unlabelled_used.json``). ``crop``: a fixed centre crop
     instead of the model's own framing. ``engine``: ``auto`` (ONNX Runtime on CPU, PyTorch on
     a GPU), ``torch`` or ``onnx``.
     """
@@ -232,15 +232,11 @@ def model_split_path(model: str | Path) -> Path | None:
 def _leave_out_unlabelled(ds, model: str | Path, include_seen: bool,
                           notes: list[str]) -> np.ndarray | None:
     """Which images of ``ds`` the model was trained on without labels (consistency training's
-    ``unlabelled_used.txt``), with a note; None when they are to be scored (none, or
+    ``unlabelled_used.json``), with a note; None when they are to be scored (none, or
     ``include_seen``). A network adapted to an image scores it optimistically."""
-    from galaxymorph.data.duplicates import files_among
-    from galaxymorph.data.unlabelled import UNLABELLED_USED_FILE, read_used_list
+    from galaxymorph.data.unlabelled import UNLABELLED_USED_FILE, used_among
 
-    used = read_used_list(model_folder(model) / UNLABELLED_USED_FILE)
-    if not used:
-        return None
-    adapted = files_among([ds.location(i) for i in range(len(ds))], used)
+    adapted = used_among(model_folder(model), [ds.location(i) for i in range(len(ds))])
     if not adapted.any():
         return None
     n = int(adapted.sum())

@@ -8,7 +8,7 @@ scored exactly as a run's is.
 OUT/
   model.safetensors, model_card.json   the ensemble (``--model OUT`` everywhere)
   split.json                           the members' common folds (training: their union)
-  unlabelled_used.txt                  the members' unlabelled training images (if any)
+  unlabelled_used.json                 the members' unlabelled training images (if any)
   metrics.json, report.md, confusion_matrix.png   test-fold evaluation
 """
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from galaxymorph.data.unlabelled import UNLABELLED_USED_FILE, read_used_list, write_used_list
+from galaxymorph.data.unlabelled import read_used, write_used
 from galaxymorph.errors import ModelError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -94,11 +94,8 @@ def ensemble(runs: list[str | Path], out: str | Path, *, tta: bool | None = None
     save_artifact(out, clf.net, card)
     split.save(out / "split.json")
     # Every unlabelled image any member adapted to, so that evaluate leaves those out too.
-    used = dict.fromkeys(p for f in folders for p in read_used_list(f / UNLABELLED_USED_FILE))
-    if used:
-        write_used_list(out / UNLABELLED_USED_FILE, used)
-    else:  # an ensemble rebuilt in the same folder must not keep an earlier list
-        (out / UNLABELLED_USED_FILE).unlink(missing_ok=True)
+    # (none: any earlier record in the folder is removed, not kept stale)
+    write_used(out, (r for f in folders for r in read_used(f)))
     return metrics
 
 

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from galaxymorph.data.unlabelled import UNLABELLED_USED_FILE, write_used_list
+from galaxymorph.data.unlabelled import UNLABELLED_USED_FILE, record_used
 from galaxymorph.errors import ConfigError, Interrupted
 from galaxymorph.io_utils import write_json
 from galaxymorph.training.config import MONITORS, TrainConfig, resolve_config
@@ -160,7 +160,7 @@ def train(config: TrainConfig | None = None, out: str | Path = "runs/run", *,
         cfg.save(run_dir / "config.yaml")
     folds.split.save(run_dir / "split.json")
     if folds.unlabelled_files:
-        write_used_list(run_dir / UNLABELLED_USED_FILE, folds.unlabelled_files)
+        record_used(run_dir, folds.unlabelled_files)
     with _interruptible(run_dir):
         trainer.fit(module, datamodule=dm,
                     ckpt_path=str(last_ckpt) if resume and last_ckpt.exists() else None,
