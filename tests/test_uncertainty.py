@@ -123,12 +123,19 @@ def test_evaluate_other_catalog_matches_classes_by_name_and_scores_all(tiny_mode
 
 
 def test_another_catalog_reusing_the_file_names_is_not_mistaken_for_training_data(
-        inference_catalog, tiny_model, tmp_path):
+        inference_catalog, tiny_model, tmp_path, monkeypatch):
     """Another survey's catalog may name its own galaxies images/0001.png too: with the
-    model's data here, a name counts as seen only for the same file (or identical content)."""
+    model's data here, a name counts as seen only for the same file (or identical content).
+    The model's own data is opened once for both checks (test fold? seen images?)."""
     from PIL import Image
 
     import galaxymorph
+    from galaxymorph.data import specs
+
+    opened = []
+    real_open = specs.open_source
+    monkeypatch.setattr(specs, "open_source", lambda spec, *a, **k: opened.append(spec)
+                        or real_open(spec, *a, **k))
 
     folder = tmp_path / "survey_b"
     shutil.copytree(inference_catalog.parent / "images", folder / "images")
@@ -144,6 +151,7 @@ def test_another_catalog_reusing_the_file_names_is_not_mistaken_for_training_dat
     seen_copy = f"images/{copied.name}" in {*split["train"], *split["val"]}
     assert metrics["excluded_seen"] == int(seen_copy)
     assert metrics["n"] == len(frame) - int(seen_copy)
+    assert opened.count(split["spec"]) == 1
 
 
 def test_another_hdf5_file_in_the_same_folder_is_other_galaxies(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,8 +48,9 @@ def evaluate(model: str | Path = "default", data: str | None = None, label_map: 
     ds = open_for_model(data, label_map, clf.class_names, card.training_data.get("label_map"))
     notes: list[str] = []
     excluded = 0
+    home = SplitHome(saved, ds) if saved is not None else None  # opened once, when needed
     if split is None:
-        split = "test" if saved is not None and _is_training_data(ds, saved) else "all"
+        split = "test" if saved is not None and _is_training_data(ds, saved, home) else "all"
     if split != "all":
         if saved is None:
             raise DataError(f"--split {split} needs the model's split.json (a run folder or "
@@ -59,7 +61,7 @@ def evaluate(model: str | Path = "default", data: str | None = None, label_map: 
         notes.append("the model has no split.json: could not check whether any of these images "
                      "were used to train it")
     else:
-        seen = seen_in_training(ds, saved)
+        seen = seen_in_training(ds, saved, home)
         if seen.any():
             if include_seen:
                 notes.append(f"{int(seen.sum())} of {len(ds)} images are in the model's own training "
@@ -121,7 +123,7 @@ def local_ids(ds, split_ids) -> list[str]:
     return out
 
 
-def seen_in_training(ds, saved) -> np.ndarray:
+def seen_in_training(ds, saved, home: SplitHome | None = None) -> np.ndarray:
     """Which images of ``ds`` are in the training or validation folds of split ``saved``
     (matched as :func:`local_ids` does). Two catalogs can name different galaxies alike
     (``images/0001.png``): when the split's own data is here, in another folder, a name
@@ -131,44 +133,58 @@ def seen_in_training(ds, saved) -> np.ndarray:
     seen = set(local_ids(ds, [*saved.train, *saved.val]))
     mask = np.array([i in seen for i in ds.ids], dtype=bool)
     if mask.any():
-        files = _split_files(saved, ds, [*saved.train, *saved.val])
+        files = (home or SplitHome(saved, ds)).files([*saved.train, *saved.val])
         if files is not None:
             candidates = np.flatnonzero(mask)
             mask[candidates] = files_among([ds.location(int(i)) for i in candidates], files)
     return mask
 
 
-def _is_training_data(ds, saved) -> bool:
+def _is_training_data(ds, saved, home: SplitHome) -> bool:
     """Whether ``ds`` holds the model's own test fold: every test id, and (when the split's
     data is here, in another folder) as the same files, not other images named alike."""
     from galaxymorph.data.duplicates import files_among
 
     if not _contains(ds.ids, saved.test):
         return False
-    files = _split_files(saved, ds, saved.test)
+    files = home.files(saved.test)
     if files is None:
         return True
     position = {k: i for i, k in enumerate(ds.ids)}
     return bool(files_among([ds.location(position[k]) for k in saved.test], files).all())
 
 
-def _split_files(saved, ds, ids: list[str]) -> list[str] | None:
-    """Where the images ``ids`` of a single-source split live, when its data opens here from
-    another folder than ``ds``'s; None when ids alone must decide (a multi-source split, the
-    same folder, or the split's data is not on this machine)."""
-    from galaxymorph.data.specs import open_source
+class SplitHome:
+    """Where a single-source split's images live, when its data opens here from another
+    folder than ``ds``'s (opened at most once, and only if asked)."""
 
-    if saved.sources is not None or not saved.spec:
-        return None
-    try:
-        src = open_source(saved.spec)
-    except (DataError, OSError, ValueError):
-        return None
-    root, here = _where(src), _where(ds.source)
-    if root is None or here is None or root == here:
-        return None
-    index = {k: i for i, k in enumerate(src.ids)}
-    return [src.location(index[k]) for k in ids if k in index]
+    def __init__(self, saved, ds) -> None:
+        self.saved, self.ds = saved, ds
+
+    @cached_property
+    def source(self):
+        """The split's own data; None when ids alone must decide (a multi-source split, the
+        same folder, or the split's data is not on this machine)."""
+        from galaxymorph.data.specs import open_source
+
+        if self.saved.sources is not None or not self.saved.spec:
+            return None
+        try:
+            src = open_source(self.saved.spec)
+        except (DataError, OSError, ValueError):
+            return None
+        root, here = _where(src), _where(self.ds.source)
+        return None if root is None or here is None or root == here else src
+
+    def files(self, ids: list[str]) -> list[str] | None:
+        """The files of the split's images ``ids`` (None: ids decide)."""
+        if self.source is None:
+            return None
+        return [self.source.location(self._index[k]) for k in ids if k in self._index]
+
+    @cached_property
+    def _index(self) -> dict[str, int]:
+        return {k: i for i, k in enumerate(self.source.ids)}
 
 
 def _where(source) -> Path | None:
