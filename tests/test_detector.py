@@ -4,6 +4,7 @@ the metrics evaluate writes, and unreadable inputs reported rather than crashing
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
+from galaxymorph import progress
 from galaxymorph.cli.main import main
 from galaxymorph.data.splits import make_split
 from galaxymorph.data.synthetic import make_synthetic_arrays, write_synthetic_catalog
@@ -388,7 +390,18 @@ def _with_bad_real_images(folder: Path) -> tuple[str, set[str]]:
     return f"catalog:{csv}", {str(folder / name) for name in bad}
 
 
-def test_real_images_that_are_no_galaxies_are_screened_out(tmp_path, toy, trained):
+class _CountingBar(progress.Bar):
+    """A bar that keeps its total and counts its advances (and draws nothing)."""
+
+    def __init__(self, total):
+        super().__init__()
+        self.total, self.advanced = total, 0
+
+    def advance(self, n=1):
+        self.advanced += n
+
+
+def test_real_images_that_are_no_galaxies_are_screened_out(tmp_path, toy, trained, monkeypatch):
     """screen_real (the default of detector train): a blank frame or a field with nothing at
     the centre is left out of the real side, replaced by another image and listed; off, it is
     used. evaluate_detector screens as the detector was trained."""
@@ -397,6 +410,17 @@ def test_real_images_that_are_no_galaxies_are_screened_out(tmp_path, toy, traine
     csv = assemble([real], [toy["fake"]], tmp_path / "on", screen_real=True, **kw)
     origins = set(pd.read_csv(csv)["origin"])
     assert not origins & bad
+    bars = []  # the progress bar counts the images written, not the screened ones it replaced
+
+    @contextmanager
+    def counting(description, total=None, **kw):
+        bars.append(_CountingBar(total))
+        yield bars[-1]
+
+    monkeypatch.setattr(progress, "progress_bar", counting)
+    counted = assemble([real], [toy["fake"]], tmp_path / "counted", screen_real=True,
+                       balance=False, **kw)
+    assert bars[0].advanced == len(pd.read_csv(counted)) <= bars[0].total
     info = json.loads((tmp_path / "on" / "assembly.json").read_text())
     assert info["screened_real"] == 2
     assert {e.split(": ")[-1] for e in info["screened_real_examples"]} == {"blank", "no central source"}

@@ -351,22 +351,22 @@ def _materialise(out_dir: Path, sides: list[list[_Pool]], quotas: list[list[int]
     """Read, resample and write each chosen image; an unreadable one (or, with ``screened``
     given, a real image that is no galaxy cutout: appended to it) is replaced by the next
     candidate of its pool, so a few bad files do not unbalance the set."""
-    from galaxymorph.progress import track
+    from galaxymorph.progress import progress_bar
 
     rows: list[list[Any]] = []
     errors: list[str] = []
     jobs = [(s, k, pool, quotas[s][k]) for s in (0, 1) for k, pool in enumerate(sides[s])]
     total = sum(q for *_, q in jobs)
-    for kind, item in track(_produce(out_dir, jobs, resampling, augment, seed, compress_fakes,
-                                     screened is not None),
-                            total=total, description="assembling detector data",
-                            enabled=progress, unit="images"):
-        if kind == "row":
-            rows.append(item)
-        elif kind == "error":
-            errors.append(item)
-        elif screened is not None:
-            screened.append(item)
+    with progress_bar("assembling detector data", total, unit="images", enabled=progress) as bar:
+        for kind, item in _produce(out_dir, jobs, resampling, augment, seed, compress_fakes,
+                                   screened is not None):
+            if kind == "row":  # the bar counts images written, never the ones replaced
+                rows.append(item)
+                bar.advance()
+            elif kind == "error":
+                errors.append(item)
+            elif screened is not None:
+                screened.append(item)
     return rows, errors
 
 
