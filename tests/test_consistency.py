@@ -247,6 +247,10 @@ def test_a_damaged_record_of_unlabelled_images_is_named(tmp_path):
     image.write_bytes(b"pixels")
     record_used(tmp_path, [str(image)])
     assert used_among(tmp_path, [str(image), str(tmp_path / "other.png")]).tolist() == [True, False]
+    row = f"{tmp_path / 'survey.h5'}#3"  # an HDF5 row: no file of its own, known by its name
+    record_used(tmp_path, [row])
+    assert used_among(tmp_path, [row, f"{tmp_path / 'survey.h5'}#4"]).tolist() == [True, False]
+    record_used(tmp_path, [str(image)])
     record = tmp_path / UNLABELLED_USED_FILE
     good = json.loads(record.read_text())
     for entry in ({"path": 3}, {"path": "x", "size": -1}, {"path": "x", "sha256": "zz"}, "x"):

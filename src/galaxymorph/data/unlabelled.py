@@ -115,13 +115,14 @@ def read_used(folder: Path) -> list[UsedImage]:
 
 def used_among(folder: Path, locations: Sequence[str]) -> np.ndarray:
     """Which of ``locations`` are unlabelled images run folder ``folder`` trained on: the same
-    file, a copy of one still on this machine, or (for recorded files no longer where they
-    were: a model or its data moved) a file of the same size and SHA-256."""
+    file or HDF5 row, a copy of a file still on this machine, or (for recorded files no longer
+    where they were: the data moved) a file of the same size and SHA-256. An HDF5 row is
+    known by its file and row number only."""
     records = read_used(folder)
     if not records or not len(locations):
         return np.zeros(len(locations), dtype=bool)
-    present = [r.path for r in records if os.path.exists(r.path)]
-    mask = files_among(locations, present)
+    # By path first, for every record: an HDF5 row (``file.h5#3``) has no file of its own.
+    mask = files_among(locations, [r.path for r in records])
     gone = [r for r in records if r.sha256 is not None and not os.path.exists(r.path)]
     if not gone:
         return mask
