@@ -26,7 +26,7 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 UNLABELLED = "unlabelled"
 #: The run folder's record of the unlabelled images a network adapted to: each file's path,
-#: size and SHA-256, so that a copied or moved model still knows them by content.
+#: size and SHA-256, so that evaluate still knows them by content after the data has moved.
 UNLABELLED_USED_FILE = "unlabelled_used.json"
 #: What runs of the first consistency-training release wrote instead (paths only).
 LEGACY_USED_LIST = "unlabelled_used.txt"
