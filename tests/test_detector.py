@@ -20,7 +20,7 @@ from galaxymorph.data.synthetic import make_synthetic_arrays, write_synthetic_ca
 from galaxymorph.detection import assemble, detector_metrics, evaluate_detector, predict_detector
 from galaxymorph.detection.assembly import water_fill
 from galaxymorph.detection.scoring import METRIC_KEYS, threshold_at_false_alarm
-from galaxymorph.errors import ConfigError
+from galaxymorph.errors import ConfigError, DataError
 
 FAST = dict(image_size=32, epochs=3, patience=0, batch_size=16, lr=1e-3, progress=False,
             threads=2, cache=False,
@@ -260,6 +260,9 @@ def test_ties_at_the_threshold_never_flag_more_than_the_rate_allows(trained):
     (trained.run_dir / "detector.json").write_text(json.dumps(info | {"threshold": NEVER_FLAGS}))
     try:
         assert read_detector_info(trained.run_dir)["threshold"] == NEVER_FLAGS
+        (trained.run_dir / "detector.json").write_text(json.dumps(info | {"threshold": 1.5}))
+        with pytest.raises(DataError, match=r"detector\.json.*'threshold' must be a number"):
+            read_detector_info(trained.run_dir)
     finally:
         (trained.run_dir / "detector.json").write_text(json.dumps(info))
 

@@ -56,7 +56,8 @@ def read_detector_info(run_dir: str | Path) -> dict[str, Any]:
     for key in ("threshold", "atypicality_threshold"):
         value = info.get(key)
         if value is not None and not (_is_number(value) and 0 <= float(value) <= NEVER_FLAGS):
-            raise DataError(f"'{key}' must be a number in [0, 1], got {value!r}", path)
+            raise DataError(f"'{key}' must be a number in [0, 1] (or {NEVER_FLAGS!r}: flags "
+                            f"nothing), got {value!r}", path)
     return info
 
 
