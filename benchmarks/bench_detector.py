@@ -93,7 +93,7 @@ def p_alone_threshold(run_dir: Path, false_alarm: float) -> float | None:
     ``--verdict p_synthetic`` rule), from the same detector's real validation images: both
     rules compared on one trained network."""
     from galaxymorph.detection import load_detector
-    from galaxymorph.detection.api import calibration_files
+    from galaxymorph.detection.run_folder import calibration_files
     from galaxymorph.detection.scoring import threshold_at_false_alarm
 
     info = json.loads((run_dir / "detector.json").read_text())

@@ -504,7 +504,7 @@ def test_evaluate_notes_real_images_unlike_the_detectors_own(trained, toy, tmp_p
     """Real images the detector flags far beyond its false-alarm target (here: noise images
     passed as the real side, as images of another survey would be) get a note naming the
     source; the notes rule itself needs a real source flagged >= 10% and >= 10x the target."""
-    from galaxymorph.detection.api import unlike_real_notes
+    from galaxymorph.detection.evaluate import unlike_real_notes
 
     noise = str(_noise_folder(tmp_path / "noise", 30))
     # Noise stands for another survey's cutouts here: kept, though it has no central source.
@@ -595,7 +595,7 @@ def test_thresholds_are_set_on_a_reserve_of_real_images_never_trained_on(tmp_pat
     with the validation fold's real images to set both thresholds, and never reused by evaluate
     as 'fresh' real images."""
     from galaxymorph.detection import load_detector, train_detector
-    from galaxymorph.detection.api import calibration_files, reference_files, training_groups
+    from galaxymorph.detection.run_folder import calibration_files, reference_files, training_groups
 
     extra = f"catalog:{write_synthetic_catalog(tmp_path / 'more_real', 20, size=32, seed=5)}"
     run = train_detector([toy["real"], extra], toy["fake"], tmp_path / "run",

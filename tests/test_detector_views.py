@@ -137,7 +137,7 @@ def test_predict_writes_atypicality_beside_p_synthetic(both_run):
 
 
 def test_backbone_options_freeze_a_pretrained_network():
-    from galaxymorph.detection.api import backbone_options
+    from galaxymorph.detection.train import backbone_options
 
     assert backbone_options(None, "seed-detector") == {}
     assert backbone_options("imagenet", "seed-detector") == {

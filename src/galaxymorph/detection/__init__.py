@@ -16,27 +16,24 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
-    from galaxymorph.detection.api import (
-        DetectorRun,
-        evaluate_detector,
-        predict_detector,
-        train_detector,
-        training_groups,
-    )
     from galaxymorph.detection.assembly import Resampling, assemble
     from galaxymorph.detection.detector import Detector, load_detector
+    from galaxymorph.detection.evaluate import evaluate_detector
+    from galaxymorph.detection.predict import predict_detector
+    from galaxymorph.detection.run_folder import training_groups
     from galaxymorph.detection.scoring import detector_metrics
+    from galaxymorph.detection.train import DetectorRun, train_detector
 
 _LAZY = {
     "assemble": "galaxymorph.detection.assembly",
     "Resampling": "galaxymorph.detection.assembly",
     "Detector": "galaxymorph.detection.detector",
     "load_detector": "galaxymorph.detection.detector",
-    "train_detector": "galaxymorph.detection.api",
-    "evaluate_detector": "galaxymorph.detection.api",
-    "predict_detector": "galaxymorph.detection.api",
-    "training_groups": "galaxymorph.detection.api",
-    "DetectorRun": "galaxymorph.detection.api",
+    "train_detector": "galaxymorph.detection.train",
+    "evaluate_detector": "galaxymorph.detection.evaluate",
+    "predict_detector": "galaxymorph.detection.predict",
+    "training_groups": "galaxymorph.detection.run_folder",
+    "DetectorRun": "galaxymorph.detection.train",
     "detector_metrics": "galaxymorph.detection.scoring",
 }
 
