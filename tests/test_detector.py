@@ -155,12 +155,12 @@ def test_evaluate_writes_metric_keys_and_excludes_training_images(trained, toy, 
 def test_metrics_positive_class_is_synthetic():
     y = np.array([0, 0, 0, 1, 1, 1])
     p = np.array([0.1, 0.2, 0.7, 0.6, 0.9, 0.4])
-    m = detector_metrics(y, p, ["r"] * 3 + ["f"] * 3)
+    m = detector_metrics(y, p, p >= 0.5, ["r"] * 3 + ["f"] * 3)
     assert m["confusion_matrix"] == [[2, 1], [1, 2]]
     assert m["precision"] == pytest.approx(2 / 3) and m["recall"] == pytest.approx(2 / 3)
     assert m["roc_auc"] == pytest.approx(7 / 9)
     assert m["per_source"]["f"]["accuracy"] == pytest.approx(2 / 3)
-    assert detector_metrics(np.zeros(3), np.full(3, 0.2))["roc_auc"] is None
+    assert detector_metrics(np.zeros(3), np.full(3, 0.2), np.zeros(3))["roc_auc"] is None
 
 
 def test_threshold_is_set_on_real_images_only(trained):
@@ -172,8 +172,11 @@ def test_threshold_is_set_on_real_images_only(trained):
     assert (p_real >= t).sum() == 9
     assert (p_real >= np.sort(p_real)[-10]).sum() == 10
     assert threshold_at_false_alarm(p_real, 0.0) > p_real.max()
-    # The trained detector's threshold: from its real validation images, at its target rate.
+    # The trained detector's threshold: on its one score over its real validation images, at
+    # its target rate. The toy's few real validation images cannot promise 1%: the card says
+    # what it will be.
     from galaxymorph.detection import load_detector
+    from galaxymorph.detection.verdict import Verdict
 
     run = trained.run_dir
     info = json.loads((run / "detector.json").read_text())
@@ -182,50 +185,112 @@ def test_threshold_is_set_on_real_images_only(trained):
     val = set(json.loads((run / "split.json").read_text())["val"])
     real_val = df[df["filename"].isin(val) & (df["label"] == 0)]
     det = load_detector(run)
-    p, a = det.score_prepared_files([run / "data" / f for f in real_val["filename"]])
-    assert info["threshold_rule"]["n_real"] == len(real_val)
-    # The default verdict is "either": p(synthetic) or atypicality, each at half the 1% target,
-    # both set on the real validation images. The toy's few real validation images cannot
-    # promise 1%: the card says what it will be (the two rules' rates add up).
+    assert isinstance(det.rule, Verdict)
+    files = [run / "data" / f for f in real_val["filename"]]
+    parts = {k: np.concatenate([det.parts(b)[k] for _, b in det.prepared_batches(files)])
+             for k in ("p_network", "p_statistics", "atypicality_distance")}
     n = len(real_val)
-    assert info["threshold_rule"]["expected_false_alarm"] == pytest.approx(min(1, 2 / (n + 1)))
-    assert info["threshold_rule"]["real_needed"] == 199
-    assert det.threshold == pytest.approx(threshold_at_false_alarm(p, 0.005))
-    assert det.atypicality_threshold == pytest.approx(threshold_at_false_alarm(a, 0.005))
+    assert info["threshold_rule"]["n_real"] == n
+    assert info["threshold_rule"]["expected_false_alarm"] == pytest.approx(1 / (n + 1))
+    assert info["threshold_rule"]["real_needed"] == 99
+    assert det.rule.cut == pytest.approx(threshold_at_false_alarm(det.rule.logits(parts), 0.01))
+    assert not det.rule.flagged(parts).any()  # n < 99: the cut is above every real image
     m = json.loads((run / "detector_metrics.json").read_text())
     assert m["threshold"] == pytest.approx(det.threshold)
-    assert m["atypicality_threshold"] == pytest.approx(det.atypicality_threshold)
 
 
-def test_verdict_flags_either_score_and_never_a_missing_atypicality():
-    from galaxymorph.detection.scoring import verdict
+def test_earlier_rules_flag_either_score_and_never_a_missing_atypicality():
+    """Detectors calibrated before the one verdict decide as they did: p(synthetic) (the larger
+    of the network's and the head's) or atypicality, each at its own threshold."""
+    from galaxymorph.detection.verdict import ThresholdRule
 
-    p = np.array([0.9, 0.1, 0.1, 0.1])
-    a = np.array([0.1, 0.999, np.nan, 0.5])
-    assert verdict(p, 0.5).tolist() == [1, 0, 0, 0]
-    assert verdict(p, 0.5, a, 0.99).tolist() == [1, 1, 0, 0]
-    y = np.array([1, 1, 0, 0])
-    m = detector_metrics(y, p, ["f", "f", "r", "r"], threshold=0.5,
-                         atypicality=np.nan_to_num(a, nan=0.3), atypicality_threshold=0.99)
+    parts = {"p_network": np.array([0.9, 0.1, 0.1, 0.1]),
+             "p_statistics": np.array([0.2, 0.1, np.nan, 0.6]),
+             "atypicality": np.array([0.1, 0.999, np.nan, 0.5])}
+    assert ThresholdRule(0.5).flagged(parts).tolist() == [True, False, False, True]
+    either = ThresholdRule(0.5, 0.99)
+    assert either.flagged(parts).tolist() == [True, True, False, True]
+    assert either.explain(parts) == [["p_network"], ["atypicality"], [], ["p_statistics"]]
+    y = np.array([1, 1, 0, 1])
+    m = detector_metrics(y, either.score(parts), either.flagged(parts), ["f", "f", "r", "f"],
+                         threshold=0.5, parts=parts,
+                         flagged_by=[",".join(w) for w in either.explain(parts)])
     assert m["accuracy"] == 1.0 and m["false_alarm_rate"] == 0.0
-    assert m["per_source"]["f"]["caught_by_atypicality_only"] == pytest.approx(0.5)
-    both = detector_metrics(y, p, ["f", "f", "r", "r"], threshold=0.5,
-                            atypicality=np.nan_to_num(a, nan=0.3), atypicality_threshold=0.99,
-                            combined=np.array([0.9, 0.99, 0.3, 0.5]))
-    assert both["combined"]["roc_auc"] == 1.0 and both["per_source"]["f"]["combined_roc_auc"] == 1.0
-    assert detector_metrics(y, p, threshold=0.5)["accuracy"] == 0.75  # p alone misses one
+    assert m["per_source"]["f"]["caught_by_atypicality_only"] == pytest.approx(1 / 3)
+    assert m["per_source"]["f"]["flagged_by"]["p_statistics"] == pytest.approx(1 / 3)
+    # Their score: p(synthetic)'s percentile among real calibration images, or the atypicality.
+    ranked = ThresholdRule(0.5, 0.99, p_real=np.array([0.05, 0.1, 0.2, 0.3]))
+    np.testing.assert_allclose(ranked.score(parts), [1.0, 0.999, 0.25, 1.0])
 
 
-def test_detector_label_uses_the_atypicality_rule(trained):
+def test_the_trained_detector_flags_an_image_only_the_atypicality_catches(trained):
+    """Parts that read "real" to the network and the head but an image far from every real
+    one: the verdict calls it synthetic, flagged by the atypicality; at the real images'
+    typical distance it stays real."""
     from galaxymorph.detection import load_detector
 
     det = load_detector(trained.run_dir)
-    assert det.atypicality_threshold is not None
-    low = det.threshold / 2
-    assert det.label(low) == det.label(low, 0.0) == "real"
-    assert det.label(low, 1.0) == "synthetic"  # farther from the real set than every val image
-    det.atypicality_threshold = None  # a --verdict p_synthetic detector
-    assert det.label(low, 1.0) == "real"
+    worst = float(det.by_statistics.calibration.max())
+    for distance, verdict, why in ((20 * worst, "synthetic", "atypicality"),
+                                   (float(np.median(det.by_statistics.calibration)), "real", "")):
+        parts = {"p_network": np.array([1e-4]), "p_statistics": np.array([1e-4]),
+                 "atypicality": np.array([1.0]), "atypicality_distance": np.array([distance])}
+        decided = det.decide(parts)
+        assert decided["verdict"].tolist() == [verdict] and decided["flagged_by"].tolist() == [why]
+
+
+def test_detector_folders_from_before_the_verdict_still_load(trained, toy, tmp_path):
+    """A folder calibrated before the one verdict (p(synthetic) or atypicality, each with its
+    own threshold in detector.json; the oldest: p(synthetic) alone) loads, scores and decides
+    by its own rule in predict and evaluate."""
+    import shutil
+
+    from galaxymorph.detection import load_detector
+    from galaxymorph.detection.typicality import TYPICALITY_FILE, Typicality
+    from galaxymorph.detection.verdict import ThresholdRule
+
+    old = tmp_path / "old"
+    shutil.copytree(trained.run_dir, old)
+    info = json.loads((old / "detector.json").read_text())
+    for key in ("verdict_model", "verdict_fit"):
+        info.pop(key)
+    info["settings"]["verdict"] = "either"
+    info |= {"threshold": 0.6, "atypicality_threshold": 0.95,
+             "threshold_rule": {"false_alarm_target": 0.01, "n_real": 12,
+                                "verdict": "synthetic when p_synthetic >= threshold or "
+                                           "atypicality >= atypicality_threshold"}}
+    (old / "detector.json").write_text(json.dumps(info))
+    typ = Typicality.load(old / TYPICALITY_FILE)
+    typ.p_real = np.linspace(0.01, 0.5, 12)
+    typ.save(old / TYPICALITY_FILE)
+    det = load_detector(old)
+    assert isinstance(det.rule, ThresholdRule) and det.threshold == 0.6
+    files = sorted(Path(toy["fake_eval"]).glob("*.png"))[:6] + sorted(
+        Path(toy["real_eval"][8:]).parent.rglob("*.png"))[:6]
+    for r in predict_detector(old, files):
+        p_syn = max(r["p_network"], r["p_statistics"])
+        assert r["verdict"] == ("synthetic" if p_syn >= 0.6 or r["atypicality"] >= 0.95 else "real")
+        assert r["synthetic_score"] == pytest.approx(max(np.searchsorted(typ.p_real, p_syn) / 12,
+                                                         r["atypicality"]))
+    m = evaluate_detector(old, toy["real_eval"], toy["fake_eval"], tmp_path / "ev", progress=False)
+    assert m["threshold"] == 0.6 and m["n"] == 120
+    # The oldest folders: no verdict setting, no atypicality threshold: p(synthetic) alone.
+    for key in ("atypicality_threshold",):
+        info.pop(key)
+    info["settings"].pop("verdict")
+    (old / "detector.json").write_text(json.dumps(info))
+    det = load_detector(old)
+    assert det.rule.atypicality_threshold is None
+    r = predict_detector(old, files[:1])[0]
+    assert r["synthetic_score"] == pytest.approx(max(r["p_network"], r["p_statistics"]))
+    # Such a folder gets the one verdict without a new network.
+    from galaxymorph.detection import recalibrate_detector
+    from galaxymorph.detection.verdict import Verdict
+
+    recalibrate_detector(old, verdict="combined")
+    assert isinstance(load_detector(old).rule, Verdict)
+    with pytest.raises(ConfigError, match="verdict"):
+        recalibrate_detector(old, verdict="nope")
 
 
 def test_threshold_keeps_its_false_alarm_rate_on_new_real_images():
@@ -476,7 +541,7 @@ def test_typicality_ranks_generated_above_real(trained, toy, tmp_path):
 
     m = evaluate_detector(trained.run_dir, toy["real_eval"], toy["fake_eval"], tmp_path / "ev",
                           progress=False)
-    assert m["atypicality"]["roc_auc"] > 0.6, m["atypicality"]
+    assert m["parts"]["atypicality"]["roc_auc"] > 0.6, m["parts"]
     # (the toy's 12 real calibration images make percentiles coarse: ties at 1.0 cost AUC)
     assert roc_auc_score([0] * len(a_real) + [1] * len(a_odd), [*a_real, *a_odd]) > 0.9
     assert det.typicality is not None and det.by_statistics is not None
@@ -531,8 +596,9 @@ def test_predict_reports_corrupt_file(trained, toy, tmp_path):
     bad.write_bytes(b"\x89PNG\r\n\x1a\n not really")
     good = next(Path(toy["fake_eval"]).glob("*.png"))
     results = predict_detector(trained.run_dir, [bad, good])
-    assert results[0]["p_synthetic"] is None and "broken.png" in results[0]["error"]
-    assert 0.0 <= results[1]["p_synthetic"] <= 1.0 and results[1]["error"] is None
+    assert results[0]["synthetic_score"] is None and "broken.png" in results[0]["error"]
+    assert 0.0 <= results[1]["synthetic_score"] <= 1.0 and results[1]["error"] is None
+    assert results[1]["verdict"] in ("real", "synthetic") and results[0]["verdict"] is None
 
 
 def _cli(capsys, *args: str) -> tuple[int, str]:
@@ -625,18 +691,11 @@ def test_thresholds_are_set_on_a_reserve_of_real_images_never_trained_on(tmp_pat
     assert load_detector(run).by_statistics.reference.shape[0] == len(real_train) + 25
     assert info["threshold_rule"]["n_real"] == len(real_val) + 25
     det = load_detector(run)
-    p, a = det.score_prepared_files([data / f for f in real_val["filename"]] + calibrating)
-    assert det.threshold == pytest.approx(threshold_at_false_alarm(p, 0.005))
-    assert det.atypicality_threshold == pytest.approx(threshold_at_false_alarm(a, 0.005))
+    files = [data / f for f in real_val["filename"]] + calibrating
+    parts = {k: np.concatenate([det.parts(b)[k] for _, b in det.prepared_batches(files)])
+             for k in ("p_network", "p_statistics", "atypicality_distance")}
+    assert det.rule.cut == pytest.approx(threshold_at_false_alarm(det.rule.logits(parts), 0.01))
     assert set(cal["group"].astype(str)) <= training_groups(run)
-    # The combined score ranks by the larger of the two real-image percentiles: a real
-    # calibration image's p percentile is below 1, an image past every real one on either
-    # score is at 1.
-    q = det.typicality.p_percentile(p)
-    assert q is not None and q.max() < 1
-    score = det.synthetic_score(np.array([p.max() + 1e-6, 0.0]), np.array([0.0, 1.0]))
-    assert score.tolist() == [1.0, 1.0]
-    assert det.synthetic_score(np.array([0.0]), np.array([np.nan]))[0] == 0.0
 
 
 def test_noise_statistics_tell_a_noiseless_image_from_a_noisy_one():
@@ -708,7 +767,7 @@ def test_detectors_fitted_on_the_first_five_statistics_still_load(trained, toy, 
                 load_detector(run)
             continue
         det = load_detector(run)
-        _, atyp = det.score_prepared_files(files)
+        atyp = det.score_prepared_files(files)["atypicality"]
         # (scoring with all sixteen columns against a five-column reference would fail)
         assert np.isfinite(atyp).all() and ((atyp >= 0) & (atyp <= 1)).all()
 
@@ -730,10 +789,8 @@ def test_atypicality_can_leave_the_noise_statistics_out(tmp_path, toy):
 
 def test_atypicality_can_be_the_noise_statistics_alone(tmp_path, toy):
     """``atypicality="statistics"``: the fake-free score is the statistics' percentile alone
-    (the features' reference is still written, for p(synthetic)'s percentile), and its
-    threshold is set on that score over the real calibration images."""
+    (the features' reference is still written), and the verdict has it as a part."""
     from galaxymorph.detection import load_detector, train_detector
-    from galaxymorph.detection.scoring import threshold_at_false_alarm
     from galaxymorph.detection.statistics import noise_statistics
 
     run = train_detector(toy["real"], toy["fake"], tmp_path / "run", atypicality="statistics",
@@ -748,9 +805,7 @@ def test_atypicality_can_be_the_noise_statistics_alone(tmp_path, toy):
                                           for _, b in batches]))
     np.testing.assert_allclose(got, alone)
     assert (both > alone).any()  # the features would have changed it
-    cal = det.by_statistics.calibration  # real calibration distances, sorted
-    assert det.atypicality_threshold == pytest.approx(threshold_at_false_alarm(
-        np.searchsorted(cal, cal, side="left") / len(cal), 0.005))
+    assert "atypicality" in det.rule.parts  # the verdict's fake-free part
 
 
 def test_resynth_keeps_the_galaxy_and_changes_its_pixel_statistics(tmp_path, toy):
@@ -823,16 +878,16 @@ def test_statistics_head_learns_a_family_from_its_statistics_and_loads_only_sane
         StatisticsHead.load(tmp_path / "pickle.npz")
 
 
-def test_detector_p_synthetic_is_the_network_or_the_statistics_head(trained, tmp_path):
+def test_the_statistics_head_is_a_part_of_the_verdict(trained, tmp_path):
     """A detector trains a statistics head by default (on its training fold's real and
-    generated images): p(synthetic) is the larger of the network's and the head's, the
-    threshold is set on that combined p, and a head file detector.json does not name is not
-    used (a detector trained with ``--no-statistics-head`` or before heads existed)."""
+    generated images): its p(synthetic) is a part of the verdict beside the network's, and a
+    head file detector.json does not name is not used (a detector trained with
+    ``--no-statistics-head`` or before heads existed)."""
     import shutil
 
     from galaxymorph.detection import load_detector
     from galaxymorph.detection.statistics import noise_statistics
-    from galaxymorph.detection.statistics_head import STATISTICS_HEAD_FILE, p_either
+    from galaxymorph.detection.statistics_head import STATISTICS_HEAD_FILE
 
     run = trained.run_dir
     info = json.loads((run / "detector.json").read_text())
@@ -844,24 +899,26 @@ def test_detector_p_synthetic_is_the_network_or_the_statistics_head(trained, tmp
     assert info["statistics_head_fit"]["n_synthetic"] == n_fake
     assert info["statistics_head_fit"]["n_real"] == info["statistics_reference"]
     det = load_detector(run)
+    assert det.rule.parts == ("p_network", "p_statistics", "atypicality")
     files = sorted((run / "data" / "images").rglob("*.png"))[:12]
     (_, batch), = det.prepared_batches(files)
     p_net, p_head = det.p_network(batch), det.head.p(noise_statistics(batch))
-    np.testing.assert_allclose(det.p_synthetic(batch), p_either(p_net, p_head))
-    np.testing.assert_allclose(det.scores(batch)["p_synthetic"], p_either(p_net, p_head))
+    scores = det.scores(batch)
+    np.testing.assert_allclose(scores["p_network"], p_net)
+    np.testing.assert_allclose(scores["p_statistics"], p_head)
     assert not np.allclose(p_head, 0)  # the head has a say on the toy's images
     import pickle  # the Ray engine ships the detector to its workers
 
-    np.testing.assert_allclose(pickle.loads(pickle.dumps(det)).p_synthetic(batch),
-                               p_either(p_net, p_head))
+    again = pickle.loads(pickle.dumps(det)).scores(batch)
+    np.testing.assert_allclose(again["synthetic_score"], scores["synthetic_score"])
+    assert again["verdict"].tolist() == scores["verdict"].tolist()
     old = tmp_path / "old"
     shutil.copytree(run, old)
     info["statistics_head"] = None
     (old / "detector.json").write_text(json.dumps(info))
     assert (old / STATISTICS_HEAD_FILE).exists()
     stale = load_detector(old)
-    assert stale.head is None
-    np.testing.assert_allclose(stale.p_synthetic(batch), p_net)
+    assert stale.head is None and np.isnan(stale.scores(batch)["p_statistics"]).all()
 
 
 def test_detector_train_can_leave_the_statistics_head_out(tmp_path, toy, capsys, monkeypatch):

@@ -109,7 +109,7 @@ def test_card_round_trips_the_view(both_run):
     det = load_detector(run.run_dir)
     assert det.input_view == "both" and det.classifier.net.view == "both"
     first = sorted(Path(toy["fake_eval"]).glob("*.png"))[0]
-    assert predict_detector(run.run_dir, [first])[0]["p_synthetic"] is not None
+    assert predict_detector(run.run_dir, [first])[0]["synthetic_score"] is not None
     # detector.json and the card must agree on what the network sees.
     (run.run_dir / "detector.json").write_text(json.dumps({**info, "view": "pixels"}))
     try:
@@ -119,9 +119,9 @@ def test_card_round_trips_the_view(both_run):
         (run.run_dir / "detector.json").write_text(json.dumps(info))
 
 
-def test_predict_writes_atypicality_beside_p_synthetic(both_run):
-    """galaxymorph predict --detector: the fake-free score as a column, the same value
-    detector predict gives for the same file."""
+def test_predict_writes_the_verdict_and_its_parts_as_detector_predict_does(both_run):
+    """galaxymorph predict --detector: the one score, the verdict, what flagged it and the
+    parts as columns, the same values detector predict gives for the same file."""
     import galaxymorph
     from galaxymorph.detection import load_detector, predict_detector
 
@@ -129,10 +129,14 @@ def test_predict_writes_atypicality_beside_p_synthetic(both_run):
     files = sorted(str(f) for f in Path(toy["fake_eval"]).glob("*.png"))[:4]
     df = galaxymorph.predict(files, model="default", detector=load_detector(run.run_dir),
                              progress=False)
-    assert list(df.columns)[-3:] == ["p_synthetic", "atypicality", "error"]
+    from galaxymorph.inference.writers import DETECTOR_COLUMNS
+
+    assert list(df.columns)[-7:] == [*DETECTOR_COLUMNS, "error"]
     direct = predict_detector(run.run_dir, files)
-    np.testing.assert_allclose(df["atypicality"], [r["atypicality"] for r in direct], atol=1e-6)
-    np.testing.assert_allclose(df["p_synthetic"], [r["p_synthetic"] for r in direct], atol=1e-6)
+    for column in ("synthetic_score", "p_network", "p_statistics", "atypicality"):
+        np.testing.assert_allclose(df[column], [r[column] for r in direct], atol=1e-6)
+    assert df["verdict"].tolist() == [r["verdict"] for r in direct]
+    assert df["flagged_by"].fillna("").tolist() == [r["flagged_by"] for r in direct]
     assert df["atypicality"].between(0, 1).all()
 
 

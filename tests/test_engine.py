@@ -310,7 +310,7 @@ def test_detector_runs_on_the_engine_asked_for(model, inference_catalog, tmp_hom
         df = galaxymorph.predict(f"catalog:{inference_catalog}", model=model, engine=kind,
                                  detector=det, batch_size=8, progress=False, device="cpu")
         assert det.classifier.engine_name == kind
-        out[kind] = df["p_synthetic"].to_numpy(float)
+        out[kind] = df["synthetic_score"].to_numpy(float)
     np.testing.assert_allclose(out["onnx"], out["torch"], atol=1e-4)
     assert _graphs(det_dir), "the detector's graph is cached beside it"
 

@@ -260,7 +260,7 @@ def test_dataset_spec_inputs(tiny_model, inference_catalog, tmp_path):
     assert np.allclose(rows[_prob_cols(rows)].sum(axis=1), 1.0)
 
 
-def test_detector_adds_p_synthetic(tiny_model, image_folder, tmp_path):
+def test_detector_adds_its_score_verdict_and_parts(tiny_model, image_folder, tmp_path):
     from galaxymorph.models.artifact import ModelCard, save_artifact
     from galaxymorph.models.network import build_network
 
@@ -269,9 +269,15 @@ def test_detector_adds_p_synthetic(tiny_model, image_folder, tmp_path):
     save_artifact(det_dir, build_network("cnn2", 2), card)
     df = galaxymorph.predict(image_folder, model=tiny_model, batch_size=4, progress=False,
                              detector=galaxymorph.load_detector(det_dir))
-    assert list(df.columns)[-3:] == ["p_synthetic", "atypicality", "error"]
-    ok = _ok(df)
-    assert ok["p_synthetic"].between(0, 1).all() and df.loc[df["error"] != "", "p_synthetic"].isna().all()
+    assert list(df.columns)[-7:] == ["synthetic_score", "verdict", "flagged_by", "p_network",
+                                     "p_statistics", "atypicality", "error"]
+    ok, bad = _ok(df), df[df["error"] != ""]
+    assert ok["synthetic_score"].between(0, 1).all() and bad["synthetic_score"].isna().all()
+    assert set(ok["verdict"]) <= {"real", "synthetic"} and bad["verdict"].isna().all()
+    # A bare classifier decides on its own p(synthetic) at 0.5: the network alone flags.
+    np.testing.assert_allclose(ok["synthetic_score"], ok["p_network"])
+    assert (ok["verdict"] == np.where(ok["p_network"] >= 0.5, "synthetic", "real")).all()
+    assert set(ok["flagged_by"].fillna("")) <= {"", "p_network"}
     assert df["atypicality"].isna().all()  # a bare classifier has no typicality reference
     with pytest.raises(ModelError, match="synthetic"):
         galaxymorph.load_detector(tiny_model)
@@ -279,7 +285,7 @@ def test_detector_adds_p_synthetic(tiny_model, image_folder, tmp_path):
         galaxymorph.predict(image_folder, model=tiny_model, detector=det_dir, progress=False)
 
 
-def test_one_p_synthetic_per_image_whichever_command_asks(tiny_model, image_folder, tmp_path):
+def test_one_score_per_image_whichever_command_asks(tiny_model, image_folder, tmp_path):
     """predict --detector, detector predict and the app frame an input the same way: the
     chain and real-image crop of detector.json."""
     from galaxymorph.app.core import analyse
@@ -299,8 +305,8 @@ def test_one_p_synthetic_per_image_whichever_command_asks(tiny_model, image_fold
     df = galaxymorph.predict(files, model=tiny_model, detector=det, progress=False)
     x = torch.stack([Resampling(24, 16).apply(read_image(f), 0.8) for f in files])
     expected = load_classifier(det_dir).predict_proba(x)[:, 1]
-    np.testing.assert_allclose(df["p_synthetic"], expected, atol=1e-6)
-    direct = [r["p_synthetic"] for r in predict_detector(det_dir, files)]
+    np.testing.assert_allclose(df["synthetic_score"], expected, atol=1e-6)
+    direct = [r["synthetic_score"] for r in predict_detector(det_dir, files)]
     np.testing.assert_allclose(direct, expected, atol=1e-6)
     from galaxymorph.cli.main import main
 
@@ -310,9 +316,9 @@ def test_one_p_synthetic_per_image_whichever_command_asks(tiny_model, image_fold
               "--out", str(out), "--no-progress"])
         raise SystemExit(0)
     assert not exc.value.code
-    np.testing.assert_allclose(pd.read_csv(out)["p_synthetic"], expected, atol=1e-6)
+    np.testing.assert_allclose(pd.read_csv(out)["synthetic_score"], expected, atol=1e-6)
     clf = load_classifier(tiny_model)
-    app = [analyse(clf, read_image(f), f, with_cam=False, detector=det).p_synthetic for f in files]
+    app = [analyse(clf, read_image(f), f, with_cam=False, detector=det).synthetic_score for f in files]
     np.testing.assert_allclose(app, expected, atol=1e-6)
     # A bad field in detector.json is one clear error naming the file.
     (det_dir / "detector.json").write_text(json.dumps({"real_crop": 3}))

@@ -106,9 +106,14 @@ class Analysis:
     label: int
     cam: object | None = None  # gradcam.CamResult
     cam_error: str | None = None
-    p_synthetic: float | None = None
-    atypicality: float | None = None  # detector's fake-free score: 0.5 ordinary, ~1 unlike real
-    verdict: str | None = None  # "real" / "synthetic" at the detector's own threshold
+    #: The detector's one calibrated score, its verdict ("real" / "synthetic" at its own
+    #: threshold), the parts that flagged the image, and the parts themselves (``p_network``,
+    #: ``p_statistics``, ``atypicality``: 0.5 ordinary, ~1 unlike every real image).
+    synthetic_score: float | None = None
+    verdict: str | None = None
+    flagged_by: list[str] = field(default_factory=list)
+    detector_parts: dict[str, float | None] = field(default_factory=dict)
+    detector_threshold: float | None = None
     notes: list[str] = field(default_factory=list)
     #: The model's abstention threshold (None: its card has none, so it never abstains).
     threshold: float | None = None
@@ -125,6 +130,31 @@ class Analysis:
     @property
     def probability(self) -> float:
         return float(self.probs[self.label])
+
+    def detector_explanation(self) -> list[str]:
+        """Why the detector said what it said, in plain lines: which part flagged the image
+        (or that none did), then what each part read."""
+        from galaxymorph.detection.verdict import PART_NAMES
+
+        if self.verdict is None or self.synthetic_score is None:
+            return []
+        thr = self.detector_threshold
+        cmp = f" (threshold {thr:.2f})" if thr is not None else ""
+        if self.verdict == "synthetic":
+            who = " and ".join(PART_NAMES.get(p, p) for p in self.flagged_by) or "the combined score"
+            lines = [f"Synthetic: score {self.synthetic_score:.3f}{cmp}, flagged by {who}."]
+        else:
+            lines = [f"Real: score {self.synthetic_score:.3f}{cmp}; no part flags it."]
+        for part, value in self.detector_parts.items():
+            if value is None:
+                continue
+            mark = " (flagged)" if part in self.flagged_by else ""
+            if part == "atypicality":
+                lines.append(f"{PART_NAMES[part]}: {value:.3f}, less typical of real galaxies "
+                             f"than {value:.1%} of them{mark}")
+            else:
+                lines.append(f"{PART_NAMES.get(part, part)}: p(synthetic) {value:.3f}{mark}")
+        return lines
 
     def table(self):
         """Probabilities per class, highest first (for the bar chart and the table)."""
@@ -150,7 +180,7 @@ def decode_upload(data: bytes, name: str, max_upload_mb: int = DEFAULT_MAX_UPLOA
 
 def analyse(clf, image: np.ndarray, name: str, tta: bool = False, with_cam: bool = True,
             detector=None) -> Analysis:
-    """Classify one decoded image, with Grad-CAM and the detector's p(synthetic) if asked."""
+    """Classify one decoded image, with Grad-CAM and the detector's verdict if asked."""
     from galaxymorph.inference.gradcam import LOCK, gradcam
 
     with LOCK:  # the cached model is shared between sessions; hooks must not interleave
@@ -166,10 +196,13 @@ def analyse(clf, image: np.ndarray, name: str, tta: bool = False, with_cam: bool
         x = detector.view(image).unsqueeze(0)
         with LOCK:
             scores = detector.scores(x)
-        result.p_synthetic = float(scores["p_synthetic"][0])
-        atyp = float(scores["atypicality"][0])
-        result.atypicality = None if np.isnan(atyp) else atyp
-        result.verdict = detector.label(result.p_synthetic, result.atypicality)
+        result.synthetic_score = float(scores["synthetic_score"][0])
+        result.verdict = str(scores["verdict"][0])
+        result.flagged_by = [p for p in str(scores["flagged_by"][0]).split(",") if p]
+        result.detector_threshold = float(detector.threshold)
+        for part in ("p_network", "p_statistics", "atypicality"):
+            value = float(scores[part][0])
+            result.detector_parts[part] = None if np.isnan(value) else value
     return result
 
 

@@ -131,10 +131,10 @@ def show_analysis(a: core.Analysis) -> None:
                         height=70 + 30 * len(table), x_label="", y_label="probability")
         shown = table.assign(probability=table["probability"].map(lambda p: f"{p:.1%}"))
         right.table(shown.set_index("class"))
-        if a.p_synthetic is not None:
-            typical = "" if a.atypicality is None else f", atypicality {a.atypicality:.2f}"
-            right.caption(f"Real-vs-synthetic detector: p(synthetic) = {a.p_synthetic:.2f} "
-                          f"({a.verdict} at its threshold){typical}")
+        explanation = a.detector_explanation()
+        if explanation:  # the detector's verdict, and which part flagged the image
+            right.markdown(f"Real-vs-synthetic detector: **{a.verdict}**")
+            right.caption("  \n".join(core.plain(line) for line in explanation))
 
 
 def show_failure(name: str, exc: Exception) -> None:

@@ -101,10 +101,12 @@ def train_cmd(
                                          "statistics, fitted on the training images: "
                                          "p(synthetic) is the network's or the head's, so every "
                                          "generator trained on is caught."),
-    verdict: str = typer.Option("either", "--verdict",
-                                help="either: synthetic when p(synthetic) or the fake-free "
-                                "atypicality passes its threshold (each at half the "
-                                "--false-alarm rate); p_synthetic: p(synthetic) alone."),
+    verdict: str = typer.Option("combined", "--verdict",
+                                help="combined: one calibrated score over the network, the "
+                                "statistics head and the atypicality, thresholded at "
+                                "--false-alarm on real images; either (the earlier default): "
+                                "p(synthetic) or atypicality, each at half the rate; "
+                                "p_synthetic: p(synthetic) alone."),
     view: str = typer.Option("pixels", "--view", help="What the network sees: pixels, "
                              "frequency (whitened log-amplitude spectrum, where upsampling "
                              "artefacts show) or both (6 channels)."),
@@ -195,20 +197,22 @@ def predict_cmd(
                                "as predict --detector and the app)."),
     device: str = typer.Option("cpu", "--device"),
 ) -> None:
-    """Probability that each image is synthetic (generated)."""
+    """The detector's verdict per image: its one score, what flagged it, and the parts."""
     from rich.markup import escape
     from rich.table import Table
 
     from galaxymorph.detection import predict_detector
 
     results = predict_detector(run_dir, images, crop=crop, device=device)
-    table = Table("image", "p(synthetic)", "verdict", "atypicality")
+    table = Table("image", "synthetic score", "verdict", "flagged by", "p(network)",
+                  "p(statistics)", "atypicality")
     for r in results:
         if r["error"]:
-            table.add_row(escape(r["path"]), "-", "[red]unreadable[/]", "-")
+            table.add_row(escape(r["path"]), "-", "[red]unreadable[/]", "-", "-", "-", "-")
         else:
-            atyp = "-" if r["atypicality"] is None else f"{r['atypicality']:.3f}"
-            table.add_row(escape(r["path"]), f"{r['p_synthetic']:.4f}", r["label"], atyp)
+            table.add_row(escape(r["path"]), _fmt(r["synthetic_score"]), r["verdict"],
+                          (r["flagged_by"] or "-").replace(",", ", "), _fmt(r["p_network"]),
+                          _fmt(r["p_statistics"]), _fmt(r["atypicality"], 3))
     console.print(table)
     failed = [r for r in results if r["error"]]
     for r in failed:
@@ -228,29 +232,29 @@ def _print_metrics(m: dict, title: str) -> None:
     from rich.table import Table
 
     table = Table(title=escape(title))
+    parts = m.get("parts") or {}
     for col in ("n", "threshold", "accuracy", "ROC AUC", "AP", "false alarms (real)", "recall",
-                "atypicality AUC"):
+                *(f"{name} AUC" for name in parts)):
         table.add_column(col, justify="right")
-    thresholds = _fmt(m["threshold"])
-    if m.get("atypicality_threshold") is not None:
-        thresholds += f" (atypicality {m['atypicality_threshold']:.4f})"
-    table.add_row(str(m["n"]), thresholds, _fmt(m["accuracy"]), _fmt(m.get("roc_auc")),
+    table.add_row(str(m["n"]), _fmt(m["threshold"]), _fmt(m["accuracy"]), _fmt(m.get("roc_auc")),
                   _fmt(m.get("average_precision")), _fmt(m.get("false_alarm_rate")),
-                  _fmt(m["recall"]), _fmt((m.get("atypicality") or {}).get("roc_auc")))
+                  _fmt(m["recall"]), *(_fmt(v.get("roc_auc")) for v in parts.values()))
     console.print(table)
     per = m.get("per_source", {})
     if per:
-        src = Table(title="per source (a generated source against all real images)")
+        src = Table(title="per source (a generated source against all real images; the score's "
+                    "AUC, and which part flagged its images)")
         src.add_column("source", overflow="fold")
         for col in ("class", "n", "accuracy", "ROC AUC", "AP", "caught / false alarms",
-                    "mean p(synthetic)", "atypicality AUC", "seen in training"):
+                    "mean score", "flagged by", "seen in training"):
             src.add_column(col)
         for name, s in per.items():
             seen = s.get("seen_in_training")
             rate = s.get("recall", s.get("false_alarm_rate"))
+            by = ", ".join(f"{k} {v:.0%}" for k, v in (s.get("flagged_by") or {}).items() if v)
             src.add_row(escape(name), s["label"], str(s["n"]), _fmt(s["accuracy"]),
                         _fmt(s.get("roc_auc")), _fmt(s.get("average_precision")), _fmt(rate),
-                        _fmt(s["mean_p_synthetic"], 3), _fmt(s.get("atypicality_roc_auc")),
+                        _fmt(s["mean_synthetic_score"], 3), by or "-",
                         "-" if seen is None else str(seen).lower())
         console.print(src)
     for note in m.get("notes") or []:

@@ -36,7 +36,9 @@ def predict_cmd(
                                     "('local': the old name of auto)."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | mps"),
     detector: str = typer.Option(None, "--detector",
-                                 help="Real-vs-synthetic detector run folder: adds p_synthetic and atypicality."),
+                                 help="Real-vs-synthetic detector run folder: adds its "
+                                 "synthetic_score, verdict, flagged_by and parts (p_network, "
+                                 "p_statistics, atypicality)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on a terminal."),
     crop: float = typer.Option(None, "--crop",
                                help="Fixed centre crop (fraction of the shorter side) instead of the "

@@ -5,7 +5,7 @@
                          real_crop=0.5)
     evaluate_detector(run.run_dir, real="../shared/data/gz1", fake="other_gan/labels.csv",
                       out="runs/det/eval-unseen")
-    predict_detector("runs/det", ["galaxy.png"])  # [{"path", "p_synthetic", "label", "error"}]
+    predict_detector("runs/det", ["galaxy.png"])  # [{"path", "synthetic_score", "verdict", ...}]
     det = load_detector("runs/det")  # the one Detector every command uses (predict, app)
 
 Everything heavy is imported lazily, so ``import galaxymorph.detection`` stays cheap.
@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from galaxymorph.detection.predict import predict_detector
     from galaxymorph.detection.run_folder import training_groups
     from galaxymorph.detection.scoring import detector_metrics
-    from galaxymorph.detection.train import DetectorRun, train_detector
+    from galaxymorph.detection.train import DetectorRun, recalibrate_detector, train_detector
 
 _LAZY = {
     "assemble": "galaxymorph.detection.assembly",
@@ -34,6 +34,7 @@ _LAZY = {
     "predict_detector": "galaxymorph.detection.predict",
     "training_groups": "galaxymorph.detection.run_folder",
     "DetectorRun": "galaxymorph.detection.train",
+    "recalibrate_detector": "galaxymorph.detection.train",
     "detector_metrics": "galaxymorph.detection.scoring",
 }
 
@@ -46,6 +47,7 @@ __all__ = [
     "evaluate_detector",
     "load_detector",
     "predict_detector",
+    "recalibrate_detector",
     "train_detector",
     "training_groups",
 ]

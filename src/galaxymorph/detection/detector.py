@@ -1,14 +1,14 @@
-"""One loaded real-vs-synthetic detector: a classifier plus the input chain it was trained with.
+"""One loaded real-vs-synthetic detector: a classifier, the input chain it was trained with,
+and the rule that turns its parts into one score and verdict.
 
 Every command that asks "is this image synthetic?" (``detector predict``, ``detector
 evaluate``, ``predict --detector``, the app) goes through :class:`Detector`, so one image gets
-one p(synthetic) whichever asks. ``detector.json`` (written by ``detector train``) is read here
-and nowhere else; a two-class classifier without it (classes ``real``/``synthetic``) is used
-with its own preprocessing.
+one ``synthetic_score``, one verdict and the same parts whichever asks. ``detector.json``
+(written by ``detector train``) is read here and nowhere else; a two-class classifier without
+it (classes ``real``/``synthetic``) is used with its own preprocessing and p(synthetic) >= 0.5.
 
 Inference (``galaxymorph.predict``) never imports this module: it takes a loaded detector as
-an argument (anything with ``view`` and ``p_synthetic``), so detection -> inference stays
-one-way.
+an argument (anything with ``view`` and ``scores``), so detection -> inference stays one-way.
 """
 
 from __future__ import annotations
@@ -23,11 +23,13 @@ import numpy as np
 import torch
 
 from galaxymorph.detection.assembly import Resampling
-from galaxymorph.detection.scoring import NEVER_FLAGS, synthetic_column, verdict
+from galaxymorph.detection.scoring import NEVER_FLAGS, synthetic_column
 from galaxymorph.detection.statistics import KNOWN_WIDTHS, STATISTICS_FILE, noise_statistics
-from galaxymorph.detection.statistics_head import STATISTICS_HEAD_FILE, StatisticsHead, p_either
+from galaxymorph.detection.statistics_head import STATISTICS_HEAD_FILE, StatisticsHead
 from galaxymorph.detection.typicality import TYPICALITY_FILE, Typicality
+from galaxymorph.detection.verdict import ThresholdRule, Verdict
 from galaxymorph.errors import DataError, ImageReadError
+from galaxymorph.inference.writers import DETECTOR_COLUMNS
 from galaxymorph.io_utils import read_json_object
 from galaxymorph.models.views import VIEWS
 
@@ -73,19 +75,19 @@ def _check_int(value: Any, name: str, path: Path, low: int) -> None:
 
 @dataclass
 class Detector:
-    """A real-vs-synthetic classifier and the chain every input goes through before it."""
+    """A real-vs-synthetic classifier, the chain every input goes through before it, and the
+    rule that turns its parts into one score and verdict."""
 
     classifier: Any  # galaxymorph.models.loading.Classifier
     view: Resampling  # decoded (H, W, 3) uint8 -> (3, S, S) uint8, picklable for workers
-    threshold: float = 0.5  # p(synthetic) at or above it reads "synthetic"
+    #: The decision: the one calibrated :class:`~.verdict.Verdict` (detectors calibrated since
+    #: it exists), or the thresholds of earlier ones (:class:`~.verdict.ThresholdRule`).
+    rule: Verdict | ThresholdRule = field(default_factory=lambda: ThresholdRule(0.5))
     info: dict[str, Any] = field(default_factory=dict)  # detector.json, as read
     typicality: Typicality | None = None  # the fake-free score, when the run has one
-    #: Atypicality at or above it also reads "synthetic" (None: p(synthetic) alone decides).
-    atypicality_threshold: float | None = None
     #: The second fake-free reference, in the images' noise statistics (``statistics``).
     by_statistics: Typicality | None = None
-    #: The supervised head on the noise statistics (:mod:`.statistics_head`), when fitted:
-    #: p(synthetic) is then the larger of the network's and the head's.
+    #: The supervised head on the noise statistics (:mod:`.statistics_head`), when fitted.
     head: StatisticsHead | None = None
 
     @classmethod
@@ -114,12 +116,11 @@ class Detector:
         if by_statistics is not None and by_statistics.reference.shape[1] not in KNOWN_WIDTHS:
             raise DataError(f"typicality statistics have {by_statistics.reference.shape[1]} "
                             f"columns; known sets have {KNOWN_WIDTHS}", stats)
-        a_thr = info.get("atypicality_threshold") if typicality is not None else None
         # Only the file detector.json names: a head left by an earlier calibration is not used.
         head = (StatisticsHead.load(Path(ref) / STATISTICS_HEAD_FILE)
                 if info.get("statistics_head") else None)
-        return cls(clf, view, float(info.get("threshold", 0.5)), info, typicality,
-                   None if a_thr is None else float(a_thr), by_statistics, head)
+        return cls(clf, view, decision_rule(info, typicality, Path(ref) / DETECTOR_FILE), info,
+                   typicality, by_statistics, head)
 
     @property
     def source(self) -> str:
@@ -134,21 +135,18 @@ class Detector:
         """What the network sees of each input: pixels, frequency or both (``models.views``)."""
         return str(self.classifier.card.model_kwargs.get("view", "pixels"))
 
+    @property
+    def threshold(self) -> float:
+        """``synthetic_score`` at or above which an image reads synthetic (for display; the
+        legacy rule's is on p(synthetic))."""
+        return self.rule.threshold
+
     def p_network(self, batch: torch.Tensor) -> np.ndarray:
-        """The network's calibrated p(synthetic) of a batch already through :attr:`view`
-        (N, 3, S, S) uint8."""
+        """The network's p(synthetic) of a batch already through :attr:`view` (N, 3, S, S)
+        uint8."""
         with torch.inference_mode():
             probs = self.classifier.predict_proba(batch, tta=False)
         return probs[:, synthetic_column(self.classifier)].astype(np.float64)
-
-    def p_synthetic(self, batch: torch.Tensor, stats: np.ndarray | None = None) -> np.ndarray:
-        """p(synthetic) of a batch already through :attr:`view`: the network's, or, with a
-        statistics head, synthetic by the network or by the head (``stats``: the batch's
-        :func:`noise_statistics`, when already computed)."""
-        p = self.p_network(batch)
-        if self.head is None:
-            return p
-        return p_either(p, self.head.p(_columns(batch, stats, self.head.width)))
 
     def _statistics(self, batch: torch.Tensor) -> np.ndarray | None:
         """The batch's noise statistics, once for the head and the reference (None: neither)."""
@@ -167,45 +165,63 @@ class Detector:
         with torch.inference_mode():
             return features(clf.net, to_float(batch.to(clf.device))).float().cpu().numpy()
 
+    def _distance(self, batch: torch.Tensor, stats: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """The fake-free distance to the real training images and its percentile among the
+        real calibration images (``atypicality``): in the noise statistics (runs since they
+        exist; with ``features+statistics`` the percentile is the larger of the two), else in
+        the network's features; NaN without a reference."""
+        n = len(batch)
+        if self.typicality is None:
+            return np.full(n, np.nan), np.full(n, np.nan)
+        if self.by_statistics is None:
+            d = self.typicality.distance(self.features(batch))
+            return d, self.typicality.percentile(d)
+        width = self.by_statistics.reference.shape[1]  # 5 for detectors fitted before 16
+        d = self.by_statistics.distance(_columns(batch, stats, width))
+        a = self.by_statistics.percentile(d)
+        if self.info.get("settings", {}).get("atypicality") != "statistics":
+            a = np.fmax(self.typicality.atypicality(self.features(batch)), a)
+        return d, a
+
     def atypicality(self, batch: torch.Tensor, stats: np.ndarray | None = None) -> np.ndarray:
         """How untypical of real galaxies (0..1, no fakes involved): the percentile of the
-        distance to the real training images among real calibration images, in the network's
-        features and (runs since the noise statistics) in the images' noise statistics, the
-        larger of the two, or the statistics' alone (``--atypicality statistics``); NaN
-        without a reference. ``stats``: the batch's noise statistics, when already computed."""
-        if self.typicality is None:
-            return np.full(len(batch), np.nan)
-        if self.by_statistics is None:
-            return self.typicality.atypicality(self.features(batch))
-        width = self.by_statistics.reference.shape[1]  # 5 for detectors fitted before 16
-        a = self.by_statistics.atypicality(_columns(batch, stats, width))
-        if self.info.get("settings", {}).get("atypicality") == "statistics":
-            return a
-        return np.fmax(self.typicality.atypicality(self.features(batch)), a)
+        distance to the real training images among real calibration images (see
+        :meth:`_distance`); NaN without a reference."""
+        return self._distance(batch, stats)[1]
 
-    def synthetic_score(self, p: np.ndarray, atypicality: np.ndarray) -> np.ndarray:
-        """One score to rank images by under the "either" verdict: the larger of p(synthetic)'s
-        percentile among the real calibration images and the atypicality (itself a percentile
-        of the same images), so 0.999 means "less typical of real galaxies, by one rule or the
-        other, than 99.9% of them". p(synthetic) itself when the detector decides on p alone."""
-        p = np.asarray(p, dtype=np.float64)
-        q = self.typicality.p_percentile(p) if self.typicality is not None else None
-        if q is None or self.atypicality_threshold is None:
-            return p
-        return np.fmax(q, np.asarray(atypicality, dtype=np.float64))  # a NaN atypicality: q
+    def parts(self, batch: torch.Tensor) -> dict[str, np.ndarray]:
+        """What the verdict is made of, for a batch already through :attr:`view`:
+        ``p_network``, ``p_statistics`` (the head's; NaN without one), ``atypicality`` and the
+        distance behind it (``atypicality_distance``)."""
+        stats = self._statistics(batch)
+        head = (self.head.p(_columns(batch, stats, self.head.width)) if self.head is not None
+                else np.full(len(batch), np.nan))
+        distance, atyp = self._distance(batch, stats)
+        return {"p_network": self.p_network(batch), "p_statistics": head, "atypicality": atyp,
+                "atypicality_distance": distance}
+
+    def decide(self, parts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """``synthetic_score``, ``verdict`` ("real"/"synthetic") and ``flagged_by`` (the parts
+        that flagged each image, comma-separated; "" when real) from :meth:`parts`."""
+        flagged = self.rule.flagged(parts)
+        why = [",".join(names) if hit else "" for names, hit
+               in zip(self.rule.explain(parts), flagged, strict=True)]
+        return {"synthetic_score": self.rule.score(parts),
+                "verdict": np.where(flagged, "synthetic", "real"),
+                "flagged_by": np.array(why, dtype=object)}
 
     def scores(self, batch: torch.Tensor) -> dict[str, np.ndarray]:
-        """``p_synthetic`` and ``atypicality`` of a batch already through :attr:`view` (the
-        columns ``galaxymorph predict --detector`` writes)."""
-        stats = self._statistics(batch)
-        return {"p_synthetic": self.p_synthetic(batch, stats),
-                "atypicality": self.atypicality(batch, stats)}
+        """The score, the verdict and its parts for a batch already through :attr:`view`: the
+        columns ``galaxymorph predict --detector`` writes (:data:`SCORE_COLUMNS`)."""
+        parts = self.parts(batch)
+        out = {**self.decide(parts), **parts}
+        return {c: out[c] for c in SCORE_COLUMNS}
 
     def score_images(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        """p(synthetic) of decoded images (each framed and resampled by :attr:`view`)."""
+        """``synthetic_score`` of decoded images (each framed and resampled by :attr:`view`)."""
         if not len(images):
             return np.zeros(0)
-        return self.p_synthetic(torch.stack([self.view(im) for im in images]))
+        return self.scores(torch.stack([self.view(im) for im in images]))["synthetic_score"]
 
     def prepared_batches(self, paths: Sequence[str | Path], batch_size: int = 128):
         """``(indices, batch)`` of image files already at the input size (an assembled
@@ -225,22 +241,18 @@ class Detector:
                 yield where, torch.stack(tensors)
 
     def score_prepared_files(self, paths: Sequence[str | Path],
-                             batch_size: int = 128) -> tuple[np.ndarray, np.ndarray]:
-        """p(synthetic) and atypicality of assembled image files; unreadable ones give NaN."""
-        p = np.full(len(paths), np.nan)
-        a = np.full(len(paths), np.nan)
+                             batch_size: int = 128) -> dict[str, np.ndarray]:
+        """:meth:`scores` of assembled image files (and ``readable``); an unreadable one gets
+        NaN scores and an empty verdict."""
+        n = len(paths)
+        out: dict[str, np.ndarray] = {c: np.full(n, np.nan) for c in SCORE_COLUMNS}
+        out.update(verdict=np.full(n, "", dtype=object), flagged_by=np.full(n, "", dtype=object),
+                   readable=np.zeros(n, dtype=bool))
         for where, batch in self.prepared_batches(paths, batch_size):
-            scores = self.scores(batch)
-            p[where], a[where] = scores["p_synthetic"], scores["atypicality"]
-        return p, a
-
-    def label(self, p: float, atypicality: float | None = None) -> str:
-        """The verdict: p(synthetic) at or above :attr:`threshold`, or an atypicality at or
-        above :attr:`atypicality_threshold` (the rule ``detector train`` fitted on real images)."""
-        flagged = verdict(np.array([p]), self.threshold,
-                          None if atypicality is None else np.array([atypicality]),
-                          self.atypicality_threshold)
-        return "synthetic" if flagged[0] else "real"
+            for c, values in self.scores(batch).items():
+                out[c][where] = values
+            out["readable"][where] = True
+        return out
 
     def to(self, device: str | torch.device) -> Detector:
         self.classifier.to(device)
@@ -250,6 +262,21 @@ class Detector:
         """Run p(synthetic) on engine ``kind`` from the next batch on (``predict --engine``)."""
         self.classifier.use_engine(kind)
         return self
+
+
+#: What :meth:`Detector.scores` returns, in order: the one score, its verdict and the parts
+#: that flagged the image, then the parts themselves (the columns of ``predict --detector``).
+SCORE_COLUMNS = DETECTOR_COLUMNS
+
+
+def decision_rule(info: dict[str, Any], typicality: Typicality | None,
+                  path: Path) -> Verdict | ThresholdRule:
+    """The rule ``detector.json`` records: the one verdict, or an earlier detector's thresholds."""
+    if info.get("verdict_model") is not None:
+        return Verdict.from_dict(info["verdict_model"], path)
+    a_thr = info.get("atypicality_threshold") if typicality is not None else None
+    return ThresholdRule(float(info.get("threshold", 0.5)), None if a_thr is None else float(a_thr),
+                         None if typicality is None else typicality.p_real)
 
 
 def _columns(batch: torch.Tensor, stats: np.ndarray | None, width: int) -> np.ndarray:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from galaxymorph.detection.assembly import ASSEMBLY, CLASS_NAMES, assemble, read_catalog
-from galaxymorph.detection.detector import Detector
+from galaxymorph.detection.detector import SCORE_COLUMNS, Detector
 from galaxymorph.detection.run_folder import DATA_DIR, training_groups
 from galaxymorph.detection.scoring import detector_metrics, plot_roc
 from galaxymorph.io_utils import read_json_object, write_json
@@ -55,11 +55,8 @@ def evaluate_detector(run_dir: str | Path, real: Sequence[str] | str, fake: Sequ
                    if screen_real is None else screen_real)
     assembly = read_json_object(data_dir / ASSEMBLY)
     df = read_catalog(csv)
-    p, atyp = det.score_prepared_files([data_dir / f for f in df["filename"]])
-    ok = ~np.isnan(p)
-    y = df["label"].to_numpy()
-    metrics = detector_metrics(y[ok], p[ok], df["source"].to_numpy()[ok],
-                               **rule_scores(det, p[ok], atyp[ok]))
+    scores, metrics = score_catalog(det, [data_dir / f for f in df["filename"]], df)
+    ok = scores["readable"]
     trained_keys = {s["key"] for s in info.get("sources", [])}
     excluded = sum(s["excluded_seen_groups"] for s in assembly["sources"])
     for s in assembly["sources"]:
@@ -80,24 +77,27 @@ def evaluate_detector(run_dir: str | Path, real: Sequence[str] | str, fake: Sequ
     })
     write_json(out / "metrics.json", metrics)
     pd.DataFrame({"filename": df["filename"], "origin": df["origin"], "source": df["source"],
-                  "label": df["label_name"], "p_synthetic": p,
-                  "predicted": [det.label(q, a) if q == q else "" for q, a in zip(p, atyp, strict=True)],
-                  "atypicality": atyp, "synthetic_score": det.synthetic_score(p, atyp)}
+                  "label": df["label_name"], **{c: scores[c] for c in SCORE_COLUMNS}}
                  ).to_csv(out / "predictions.csv", index=False)
     plot_confusion_matrix(metrics["confusion_matrix"], CLASS_NAMES, out / "confusion_matrix.png",
                           title=f"accuracy {metrics['accuracy']:.4f}, n {metrics['n']}")
-    plot_roc(y[ok], p[ok], out / "roc.png", title=f"{run_dir.name}: real vs synthetic")
+    plot_roc(df["label"].to_numpy()[ok], scores["synthetic_score"][ok], out / "roc.png",
+             title=f"{run_dir.name}: real vs synthetic")
     return metrics
 
 
-
-def rule_scores(det: Detector, p: np.ndarray, atyp: np.ndarray) -> dict[str, Any]:
-    """``detector_metrics``'s keywords for ``det``'s decision rule and its ranking score."""
-    if det.typicality is None:
-        return {"threshold": det.threshold}
-    combined = det.synthetic_score(p, atyp) if det.atypicality_threshold is not None else None
-    return {"threshold": det.threshold, "atypicality": atyp,
-            "atypicality_threshold": det.atypicality_threshold, "combined": combined}
+def score_catalog(det: Detector, files: list[Path], df: pd.DataFrame
+                  ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Score an assembled catalog's images (``df``'s rows, ``files`` their paths) and its
+    metrics at the detector's own verdict (the unreadable images left out)."""
+    scores = det.score_prepared_files(files)
+    ok = scores["readable"]
+    metrics = detector_metrics(
+        df["label"].to_numpy()[ok], scores["synthetic_score"][ok],
+        scores["verdict"][ok] == "synthetic", df["source"].to_numpy()[ok], det.threshold,
+        parts={k: scores[k][ok] for k in ("p_network", "p_statistics", "atypicality")},
+        flagged_by=scores["flagged_by"][ok])
+    return scores, metrics
 
 
 def unlike_real_notes(metrics: dict[str, Any], false_alarm: float | None) -> list[str]:

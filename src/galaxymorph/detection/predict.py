@@ -6,19 +6,21 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from galaxymorph.detection.detector import Detector
+from galaxymorph.detection.detector import SCORE_COLUMNS, Detector
 from galaxymorph.errors import ImageReadError
 
 
 def predict_detector(run_dir: str | Path, images: Sequence[str | Path], *,
                      crop: float | None = None, device: str = "cpu",
                      batch_size: int = 64) -> list[dict[str, Any]]:
-    """p(synthetic) per image file (folders are expanded to their image files).
+    """The detector's verdict per image file (folders are expanded to their image files):
+    ``synthetic_score``, ``verdict``, ``flagged_by`` and the parts (``p_network``,
+    ``p_statistics``, ``atypicality``; :data:`~.detector.SCORE_COLUMNS`).
 
-    A file that cannot be read gives ``{"path", "p_synthetic": None, "error": message}``
-    instead of stopping the others. Inputs are framed like the detector's real training
-    images (``real_crop`` of ``detector.json``, as ``predict --detector`` and the app do);
-    ``crop`` overrides that framing.
+    A file that cannot be read gives those keys as None and ``error`` (a message) instead of
+    stopping the others. Inputs are framed like the detector's real training images
+    (``real_crop`` of ``detector.json``, as ``predict --detector`` and the app do); ``crop``
+    overrides that framing.
     """
     from dataclasses import replace
 
@@ -42,17 +44,13 @@ def predict_detector(run_dir: str | Path, images: Sequence[str | Path], *,
 
     def flush() -> None:
         if pending:
-            batch = torch.stack([t for _, t in pending])
-            scores = det.scores(batch)
-            for (k, _), q, a in zip(pending, scores["p_synthetic"], scores["atypicality"],
-                                    strict=True):
-                a = None if a != a else float(a)
-                results[k].update(p_synthetic=float(q), label=det.label(float(q), a), atypicality=a)
+            scores = det.scores(torch.stack([t for _, t in pending]))
+            for i, (k, _) in enumerate(pending):
+                results[k].update({c: _plain(scores[c][i]) for c in SCORE_COLUMNS})
             pending.clear()
 
     for path in paths:
-        results.append({"path": str(path), "p_synthetic": None, "label": None,
-                        "atypicality": None, "error": None})
+        results.append({"path": str(path), **dict.fromkeys(SCORE_COLUMNS), "error": None})
         try:
             if path.is_dir():
                 raise ImageReadError("folder holds no image files", path)
@@ -63,3 +61,11 @@ def predict_detector(run_dir: str | Path, images: Sequence[str | Path], *,
             flush()
     flush()
     return results
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as a plain Python value; NaN (a part the detector lacks) as None."""
+    if isinstance(value, str):
+        return str(value)
+    value = float(value)
+    return None if value != value else value

@@ -6,7 +6,7 @@ generated that were generated, recall the share of generated images that were ca
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +47,10 @@ def expected_false_alarm(n: int, false_alarm: float) -> float:
 
 
 def threshold_at_false_alarm(p_real: np.ndarray, false_alarm: float) -> float:
-    """The lowest p(synthetic) threshold whose false-alarm rate on *new* real images is at most
-    ``false_alarm`` (:func:`false_alarm_rank`; ``p >= threshold`` reads synthetic). Generated
-    images play no part: a threshold set on them would move with every new generator."""
+    """The lowest threshold on a score (a probability, or any real-valued score such as the
+    verdict's log-odds) whose false-alarm rate on *new* real images is at most ``false_alarm``
+    (:func:`false_alarm_rank`; ``score >= threshold`` reads synthetic). Generated images play
+    no part: a threshold set on them would move with every new generator."""
     s = np.sort(np.asarray(p_real, dtype=np.float64))[::-1]
     if not len(s):
         raise ValueError("no real images to set the threshold on")
@@ -58,7 +59,7 @@ def threshold_at_false_alarm(p_real: np.ndarray, false_alarm: float) -> float:
         return float(s[-1])
     # Just above the (k+1)-th highest: with ties there, fewer than k are flagged, never more.
     # Ties at 1.0 (saturated probabilities) leave no such value in [0, 1]: NEVER_FLAGS then.
-    return float(np.nextafter(s[k], np.inf)) if s[k] < 1.0 else NEVER_FLAGS
+    return float(np.nextafter(s[k], np.inf))
 
 
 def _ranking(y: np.ndarray, score: np.ndarray) -> tuple[float | None, float | None]:
@@ -70,41 +71,31 @@ def _ranking(y: np.ndarray, score: np.ndarray) -> tuple[float | None, float | No
     return float(roc_auc_score(y, score)), float(average_precision_score(y, score))
 
 
-#: Decision rules of ``detector train --verdict``: p(synthetic) or atypicality, or p alone.
-VERDICTS = ("either", "p_synthetic")
+#: Decision rules of ``detector train --verdict``: one combined score (:mod:`.verdict`), or
+#: the earlier ones: p(synthetic) or atypicality at half the rate each, p(synthetic) alone.
+VERDICTS = ("combined", "either", "p_synthetic")
 
 
-def verdict(p: np.ndarray, threshold: float, atypicality: np.ndarray | None = None,
-            atypicality_threshold: float | None = None) -> np.ndarray:
-    """1 (synthetic) where ``p >= threshold``, or, with ``atypicality_threshold``, where the
-    image is at least that untypical of real galaxies (a NaN atypicality never flags)."""
-    pred = np.asarray(p, dtype=np.float64) >= threshold
-    if atypicality is not None and atypicality_threshold is not None:
-        a = np.nan_to_num(np.asarray(atypicality, dtype=np.float64), nan=-np.inf)
-        pred = pred | (a >= atypicality_threshold)
-    return pred.astype(np.int64)
-
-
-def detector_metrics(y_true: np.ndarray, p: np.ndarray, sources: Sequence[str] | None = None,
-                     threshold: float = 0.5, atypicality: np.ndarray | None = None,
-                     atypicality_threshold: float | None = None,
-                     combined: np.ndarray | None = None) -> dict[str, Any]:
-    """Accuracy at the detector's verdict (:func:`verdict`: ``threshold`` on p(synthetic), and
-    ``atypicality_threshold`` on the fake-free score when given), ROC AUC, average precision,
-    the false-alarm rate on real images, precision/recall/F1 (synthetic = positive), confusion
-    matrix (rows true real/synthetic, columns predicted), and per source: a generated source is
-    scored against *all* the real images (its own AUC, AP and share caught), a real one by its
-    false alarms. ``atypicality`` gets its own AUC/AP beside p(synthetic)'s, and ``combined``
-    (``Detector.synthetic_score``, the ranking of the "either" verdict) its own too."""
+def detector_metrics(y_true: np.ndarray, score: np.ndarray, flagged: np.ndarray,
+                     sources: Sequence[str] | None = None, threshold: float = 0.5,
+                     parts: Mapping[str, np.ndarray] | None = None,
+                     flagged_by: Sequence[str] | None = None) -> dict[str, Any]:
+    """Accuracy at the detector's verdict (``flagged``), ROC AUC and average precision of its
+    score (``synthetic_score``), the false-alarm rate on real images, precision/recall/F1
+    (synthetic = positive), confusion matrix (rows true real/synthetic, columns predicted), and
+    per source: a generated source is scored against *all* the real images (its own AUC, AP,
+    share caught, and which parts flagged it), a real one by its false alarms. Each of
+    ``parts`` (``p_network``, ``p_statistics``, ``atypicality``) gets its own AUC and AP beside
+    the score's; ``flagged_by`` holds each image's flagging parts, comma-separated."""
     from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
     y = np.asarray(y_true, dtype=np.int64)
-    p = np.asarray(p, dtype=np.float64)
-    pred = verdict(p, threshold, atypicality, atypicality_threshold)
+    score = np.asarray(score, dtype=np.float64)
+    pred = np.asarray(flagged).astype(np.int64)
     prec, rec, f1, _ = precision_recall_fscore_support(y, pred, average="binary", pos_label=1,
                                                        zero_division=0)
     real = y == 0
-    auc, ap = _ranking(y, p)
+    auc, ap = _ranking(y, score)
     out: dict[str, Any] = {
         "n": len(y),
         "n_real": int(real.sum()),
@@ -118,22 +109,18 @@ def detector_metrics(y_true: np.ndarray, p: np.ndarray, sources: Sequence[str] |
         "recall": float(rec),
         "f1": float(f1),
         "threshold": float(threshold),
-        "atypicality_threshold": (None if atypicality_threshold is None or atypicality is None
-                                  else float(atypicality_threshold)),
         "positive_class": "synthetic",
         "class_names": ["real", "synthetic"],
         "confusion_matrix": confusion_matrix(y, pred, labels=[0, 1]).tolist(),
     }
-    atyp = None if atypicality is None else np.asarray(atypicality, dtype=np.float64)
-    if atyp is not None:
-        a_auc, a_ap = _ranking(y, atyp)
-        out["atypicality"] = {"roc_auc": a_auc, "average_precision": a_ap,
-                              "mean_real": float(atyp[real].mean()) if real.any() else None,
-                              "mean_synthetic": float(atyp[~real].mean()) if (~real).any() else None}
-    comb = None if combined is None else np.asarray(combined, dtype=np.float64)
-    if comb is not None:
-        c_auc, c_ap = _ranking(y, comb)
-        out["combined"] = {"roc_auc": c_auc, "average_precision": c_ap}
+    given = {k: np.asarray(v, dtype=np.float64) for k, v in (parts or {}).items()
+             if np.isfinite(np.asarray(v, dtype=np.float64)).any()}
+    out["parts"] = {}
+    for name, v in given.items():
+        ok = np.isfinite(v)
+        a_auc, a_ap = _ranking(y[ok], v[ok])
+        out["parts"][name] = {"roc_auc": a_auc, "average_precision": a_ap}
+    why = None if flagged_by is None else [set(filter(None, str(w).split(","))) for w in flagged_by]
     if sources is not None:
         src = np.asarray(list(sources), dtype=object)
         out["per_source"] = {}
@@ -142,22 +129,20 @@ def detector_metrics(y_true: np.ndarray, p: np.ndarray, sources: Sequence[str] |
             fake = bool(y[m].mean() > 0.5)
             row: dict[str, Any] = {"n": int(m.sum()), "label": "synthetic" if fake else "real",
                                    "accuracy": float((pred[m] == y[m]).mean()),
-                                   "mean_p_synthetic": float(p[m].mean())}
+                                   "mean_synthetic_score": float(np.nanmean(score[m]))}
             if fake:  # this source against every real image of the evaluation
                 both = m | real
-                row["roc_auc"], row["average_precision"] = _ranking(y[both], p[both])
+                row["roc_auc"], row["average_precision"] = _ranking(y[both], score[both])
                 row["recall"] = float(pred[m].mean())
-                if atyp is not None:
-                    row["atypicality_roc_auc"] = _ranking(y[both], atyp[both])[0]
-                    if comb is not None:
-                        row["combined_roc_auc"] = _ranking(y[both], comb[both])[0]
-                    if atypicality_threshold is not None:  # what the fake-free rule added
-                        by_p = p[m] >= threshold
-                        row["caught_by_atypicality_only"] = float((pred[m].astype(bool) & ~by_p).mean())
+                row["parts_roc_auc"] = {k: _ranking(y[both & np.isfinite(v)],
+                                                    v[both & np.isfinite(v)])[0]
+                                        for k, v in given.items()}
+                if why is not None:  # which parts flagged this source's images
+                    mine = [w for w, here in zip(why, m, strict=True) if here]
+                    row["flagged_by"] = {k: sum(k in w for w in mine) / len(mine) for k in given}
+                    row["caught_by_atypicality_only"] = sum(w == {"atypicality"} for w in mine) / len(mine)
             else:
                 row["false_alarm_rate"] = float(pred[m].mean())
-            if atyp is not None:
-                row["mean_atypicality"] = float(atyp[m].mean())
             out["per_source"][str(name)] = row
     return out
 

@@ -18,8 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from galaxymorph.detection.assembly import (
     ASSEMBLY,
     CATALOG,
@@ -31,10 +29,10 @@ from galaxymorph.detection.assembly import (
 from galaxymorph.detection.augment import Compression, Degradation
 from galaxymorph.detection.calibration import calibrate, clean_column
 from galaxymorph.detection.detector import DETECTOR_FILE, Detector, read_detector_info
-from galaxymorph.detection.evaluate import rule_scores
+from galaxymorph.detection.evaluate import score_catalog
 from galaxymorph.detection.generators import choose_families, family_specs
 from galaxymorph.detection.run_folder import DATA_DIR
-from galaxymorph.detection.scoring import VERDICTS, detector_metrics
+from galaxymorph.detection.scoring import VERDICTS
 from galaxymorph.errors import ConfigError
 from galaxymorph.io_utils import read_json_object, write_json
 from galaxymorph.models.views import check_view
@@ -62,7 +60,7 @@ def train_detector(real: Sequence[str] | str, fake: Sequence[str] | str, out: st
                    auto_fakes: Sequence[str] | str = "auto", augment: bool = False,
                    compress_fakes: float = 0.0, screen_real: bool = True,
                    false_alarm: float | None = 0.01,
-                   verdict: str = "either",
+                   verdict: str = "combined",
                    calibration_real: int = 4000, atypicality: str = "statistics",
                    statistics_head: bool = True, view: str = "pixels",
                    backbone: str | None = None, progress: bool = True, resume: bool = False,
@@ -81,11 +79,13 @@ def train_detector(real: Sequence[str] | str, fake: Sequence[str] | str, out: st
     galaxy cutouts (blank, nothing at the centre: a cutout service's error page) out of the
     real side, in training and in :func:`evaluate_detector` alike; the decision threshold is set on the *real* validation
     images at a ``false_alarm`` rate (``None``: the plain 0.5), and a fake-free typicality reference is built
-    from the real training images (``typicality.npz``). ``verdict``: ``"either"`` (default)
-    calls an image synthetic when p(synthetic) *or* its atypicality passes its threshold, each
-    set on the real validation images at half the ``false_alarm`` rate (so the two together
-    keep it), so that a generator the network never learnt but that looks unlike real
-    galaxies is still flagged; ``"p_synthetic"``: p(synthetic) alone at the whole rate. The
+    from the real training images (``typicality.npz``). ``verdict``: ``"combined"`` (default)
+    decides on one calibrated ``synthetic_score``, a monotone logistic combination of the
+    network's p(synthetic), the statistics head's and the atypicality (:mod:`.verdict`; fitted
+    on the real calibration images and the generated images, also held out family by family),
+    thresholded at the ``false_alarm`` rate on real images only; the earlier rules stay
+    available: ``"either"`` (p(synthetic) *or* atypicality, each at half the rate) and
+    ``"p_synthetic"`` (p(synthetic) alone at the whole rate). The
     thresholds are set on the real validation images plus up to ``calibration_real`` other real
     images kept out of training (``assemble``'s calibration reserve; 0: the validation fold
     alone; with the noise statistics, every other reserve image joins the statistics'
@@ -94,9 +94,8 @@ def train_detector(real: Sequence[str] | str, fake: Sequence[str] | str, out: st
     noise statistics of the images, :mod:`.statistics`; the larger of the two percentiles) or
     ``"statistics"`` (the noise statistics' percentile alone: one tail on real images, not two).
     ``statistics_head``: also fit a logistic regression on the noise statistics of the training
-    fold's real and generated images (:mod:`.statistics_head`); p(synthetic) is then the
-    larger of the network's and the head's, so a generator the detector saw is caught even when the
-    network learnt only another one.
+    fold's real and generated images (:mod:`.statistics_head`), one part of the verdict, so a
+    generator the detector saw is caught even when the network learnt only another one.
     ``view`` is what the network sees:
     ``pixels``, ``frequency`` (whitened log spectrum, where upsampling artefacts show as
     peaks) or ``both`` (:mod:`galaxymorph.models.views`; inside the network, so every
@@ -222,6 +221,30 @@ def backbone_options(backbone: str | None, model: str, view: str = "pixels",
     return {"model": card.architecture, "init_from": backbone, "transfer": "linear-probe"}
 
 
+def recalibrate_detector(run_dir: str | Path, *, verdict: str | None = None,
+                         false_alarm: float | None = None) -> DetectorRun:
+    """Fit a trained detector's references, statistics head and decision rule again, without
+    training its network: with ``verdict`` (e.g. ``"combined"``, to give a detector trained
+    before the one verdict that verdict) or ``false_alarm`` changed, or as they were. The
+    test fold's ``detector_metrics.json`` is written afresh."""
+    run_dir = Path(run_dir)
+    info = read_detector_info(run_dir)
+    if not info or not (run_dir / "split.json").is_file():
+        raise ConfigError("not a trained detector run folder (detector.json and split.json)",
+                          run_dir)
+    settings = dict(info.get("settings", {}))
+    if verdict is not None:
+        if verdict not in VERDICTS:
+            raise ConfigError(f"unknown verdict '{verdict}'; use one of {', '.join(VERDICTS)}")
+        settings["verdict"] = verdict
+    if false_alarm is not None:
+        if not 0 <= false_alarm < 1:
+            raise ConfigError(f"false_alarm must be in [0, 1), got {false_alarm}")
+        settings["false_alarm"] = false_alarm
+    write_json(run_dir / DETECTOR_FILE, {**info, "settings": settings})
+    return _finish(run_dir, {})
+
+
 def _finish(run_dir: Path, summary: dict[str, Any]) -> DetectorRun:
     """Batch-accuracy figure, detector metrics of the test fold, notes on the model card."""
     from galaxymorph.evaluation.plots import plot_series
@@ -237,11 +260,8 @@ def _finish(run_dir: Path, summary: dict[str, Any]) -> DetectorRun:
     split = read_json_object(run_dir / "split.json")
     info = calibrate(run_dir, info, df, csv.parent, split)
     rows = df[df["filename"].isin(set(split.get("test", [])))]
-    det = Detector.load(run_dir)
-    p, atyp = det.score_prepared_files([csv.parent / f for f in rows[clean_column(rows)]])
-    ok = ~np.isnan(p)
-    metrics = detector_metrics(rows["label"].to_numpy()[ok], p[ok], rows["source"].to_numpy()[ok],
-                               **rule_scores(det, p[ok], atyp[ok]))
+    _, metrics = score_catalog(Detector.load(run_dir),
+                               [csv.parent / f for f in rows[clean_column(rows)]], rows)
     metrics.update({"split": "test", "held_out": "test fold of the run's own split (by group), "
                     "undegraded images"})
     write_json(run_dir / "detector_metrics.json", metrics)

@@ -60,7 +60,11 @@ class Typicality:
 
     def atypicality(self, feats: np.ndarray) -> np.ndarray:
         """Share of real validation images closer to the real set than each image (0..1)."""
-        d = self.distance(feats)
+        return self.percentile(self.distance(feats))
+
+    def percentile(self, distance: np.ndarray) -> np.ndarray:
+        """Share of real calibration images with a smaller :meth:`distance` (0..1)."""
+        d = np.asarray(distance, dtype=np.float64)
         if not len(self.calibration):
             return np.full(len(d), np.nan)
         return np.searchsorted(self.calibration, d, side="left") / len(self.calibration)

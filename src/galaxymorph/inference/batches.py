@@ -17,7 +17,7 @@ import torch
 from galaxymorph.data.transforms import DEFAULT_FRAME_RADII
 from galaxymorph.errors import ImageReadError
 from galaxymorph.inference.sources import InputPlan, Item
-from galaxymorph.inference.writers import DETECTOR_COLUMNS, prob_column
+from galaxymorph.inference.writers import DETECTOR_COLUMNS, missing_detector_values, prob_column
 
 
 @runtime_checkable
@@ -122,14 +122,15 @@ def make_rows(keys: list[str], errors: list[str], probs: np.ndarray | None, clas
                                    "probability": math.nan, "uncertain": None,
                                    **dict.fromkeys(cols, math.nan)}
             if detector:
-                row.update(dict.fromkeys(DETECTOR_COLUMNS, math.nan))
+                row.update(missing_detector_values())
             row["error"] = err
         else:
             p, lab = ok_probs[j], labels[j]
             row = {"path": key, "label": lab, "label_name": class_names[lab],
                    "probability": p[lab], "uncertain": unsure[j], **dict(zip(cols, p, strict=True))}
             if detector:
-                row.update({c: scores[c][j] if scores else math.nan for c in DETECTOR_COLUMNS})
+                row.update({c: scores[c][j] for c in DETECTOR_COLUMNS} if scores
+                           else missing_detector_values())
             row["error"] = ""
             j += 1
         rows.append(row)

@@ -126,8 +126,8 @@ def predict(inputs: str | Path | Iterable[str | Path], model: str | Path = "defa
     ``engine="ray"``. ``engine``: ``auto`` (ONNX Runtime on CPU, PyTorch on a GPU), ``torch``,
     ``onnx`` or ``ray`` (Ray actors, each running ``auto``); ``local`` is the old name of
     ``auto``. ``detector``: a loaded real-vs-synthetic detector
-    (``galaxymorph.load_detector(RUN_DIR)``), run on the same engine; adds ``p_synthetic`` and
-    ``atypicality``.
+    (``galaxymorph.load_detector(RUN_DIR)``), run on the same engine; adds its columns
+    (``writers.DETECTOR_COLUMNS``: the score, the verdict, the parts that flagged it, the parts).
     ``crop``: a fixed centre crop (fraction of the shorter side) instead of the model's own
     framing (e.g. automatic framing), for cutouts whose galaxy framing you know better.
     ``convention``: answer in the labelling convention of one of the model's noisy training

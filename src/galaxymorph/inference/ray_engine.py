@@ -24,7 +24,7 @@ import numpy as np
 
 from galaxymorph.errors import ConfigError, GalaxymorphError
 from galaxymorph.inference.sources import InputPlan, Item
-from galaxymorph.inference.writers import DETECTOR_COLUMNS
+from galaxymorph.inference.writers import DETECTOR_COLUMNS, missing_detector_values
 
 if TYPE_CHECKING:  # pragma: no cover
     from galaxymorph.inference.source_columns import SourceColumns
@@ -211,7 +211,8 @@ class _Predictor:
         ok = np.array([not e for e in errors], dtype=bool)
         n, c = len(errors), len(self.clf.class_names)
         probs = np.full((n, c), np.nan)
-        scores = {c: np.full(n, np.nan) for c in DETECTOR_COLUMNS}
+        scores = {c: np.array([v] * n, dtype=object if v is None else np.float64)
+                  for c, v in missing_detector_values().items()}
         if ok.any():
             with torch.inference_mode():
                 x = torch.from_numpy(np.ascontiguousarray(batch["image0"][ok]))

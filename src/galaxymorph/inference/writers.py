@@ -33,9 +33,20 @@ def output_format(path: str | Path) -> str:
     return FORMATS[suffix]
 
 
-#: a detector's columns (``--detector``): p(synthetic), and the fake-free atypicality (0.5 an
-#: ordinary real galaxy, near 1 unlike every real training image; NaN without a reference)
-DETECTOR_COLUMNS = ("p_synthetic", "atypicality")
+#: a detector's columns (``--detector``): its one calibrated score, the verdict at its
+#: threshold ("real"/"synthetic") and the parts that flagged the image (comma-separated), then
+#: the parts: the network's p(synthetic), the statistics head's, and the fake-free atypicality
+#: (0.5 an ordinary real galaxy, near 1 unlike every real training image; NaN when the
+#: detector has no such part)
+DETECTOR_COLUMNS = ("synthetic_score", "verdict", "flagged_by", "p_network", "p_statistics",
+                    "atypicality")
+#: the detector's columns that hold text (None where an image could not be read)
+DETECTOR_TEXT_COLUMNS = ("verdict", "flagged_by")
+
+
+def missing_detector_values() -> dict[str, Any]:
+    """A detector's columns for an image that could not be scored."""
+    return {c: None if c in DETECTOR_TEXT_COLUMNS else math.nan for c in DETECTOR_COLUMNS}
 
 
 def columns_for(class_names: list[str], detector: bool = False) -> list[str]:
