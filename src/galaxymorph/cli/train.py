@@ -44,6 +44,10 @@ def train_cmd(
     consistency_threshold: float = CONSISTENCY_THRESHOLD_OPTION,
     out: Path = typer.Option(..., "--out", help="Run folder to create (or resume)."),
     label_map: str = typer.Option(None, "--label-map", help="Built-in name (gz1-4) or YAML/JSON file."),
+    questions: str = typer.Option(None, "--questions",
+                                  help="Train a decision-tree model on Galaxy Zoo's questions "
+                                       "(schema gz2): vote fractions and the answers labels imply; "
+                                       "classes come from taxonomies (gz1-4, gz2-8, galaxy10)."),
     model: str = typer.Option(None, "--model", help="Registry name (see `galaxymorph models`)."),
     pretrained: bool = typer.Option(None, "--pretrained/--scratch", help="Start from ImageNet weights."),
     transfer: str = typer.Option(None, "--transfer", help="full | last-block | linear-probe"),
@@ -108,7 +112,8 @@ def train_cmd(
                    weak_data=weak_data or None, noisy_label_sources=noisy_labels or None,
                    unlabelled=unlabelled or None, consistency_weight=consistency_weight,
                    consistency_threshold=consistency_threshold,
-                   label_map=label_map, model=model, pretrained=pretrained, transfer=transfer, weights_path=weights_path,
+                   label_map=label_map, questions=questions, model=model, pretrained=pretrained,
+                   transfer=transfer, weights_path=weights_path,
                    init_from=init_from,
                    epochs=epochs, image_size=image_size, crop=crop, framing=framing,
                    frame_radii=frame_radii, batch_size=batch_size, lr=lr,

@@ -246,7 +246,8 @@ def clear_caches(root: Path | None = None, keys: list[str] | None = None,
 
 
 class ImageTensorDataset(Dataset):
-    """Training/eval view over decoded images: returns ``(uint8 (3,S,S), label)``."""
+    """Training/eval view over decoded images: returns ``(uint8 (3,S,S), label)``; with 2-D
+    ``labels`` (decision-tree targets) the label is that row, as a float tensor."""
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, positions: np.ndarray,
                  augment=None):
@@ -258,7 +259,8 @@ class ImageTensorDataset(Dataset):
     def __getitem__(self, j: int):
         i = int(self.positions[j])
         x = torch.from_numpy(np.array(self.images[i]))
-        y = int(self.labels[i])
+        # A class index, or a row of decision-tree targets (fractions + question weights).
+        y = int(self.labels[i]) if self.labels.ndim == 1 else torch.from_numpy(self.labels[i])
         if self.augment is not None:
             x, y = self.augment(x, y)
         return x, y

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+#: The one class of a catalog that holds vote fractions and no ``label`` column.
+VOTES_ONLY = "(vote fractions only)"
+
 #: Galaxy10 DECaLS (Leung & Bovy; Walmsley et al. 2022 volunteer votes), index = ``ans``.
 GALAXY10_DECALS = [
     "Disturbed",

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from galaxymorph.data.classes import chiral_pairs, match_classes
+from galaxymorph.data.classes import VOTES_ONLY, chiral_pairs, match_classes
 from galaxymorph.data.label_maps import LabelMap, load_label_map
 from galaxymorph.data.sources import ConcatSource, ImageSource
 from galaxymorph.errors import DataError
@@ -42,6 +42,9 @@ class GalaxyDataset:
     #: ``origin[i]``: which of ``parts`` image ``i`` comes from.
     origin: np.ndarray | None = None
     parts: list[SourcePart] = field(default_factory=list)
+    #: Decision-tree targets ``(N, A + Q)`` (see :mod:`galaxymorph.data.questions`), for a
+    #: dataset opened with :func:`galaxymorph.data.vote_dataset.open_question_dataset`.
+    targets: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.origin is None:
@@ -78,7 +81,8 @@ class GalaxyDataset:
     def subset(self, positions: np.ndarray | list[int]) -> GalaxyDataset:
         pos = np.asarray(positions, dtype=np.int64)
         return GalaxyDataset(self.source, self.indices[pos], self.labels[pos], self.class_names,
-                             self.spec, self.label_map, origin=self.origin[pos], parts=self.parts)
+                             self.spec, self.label_map, origin=self.origin[pos], parts=self.parts,
+                             targets=None if self.targets is None else self.targets[pos])
 
     def select_ids(self, ids: list[str]) -> GalaxyDataset:
         """The images with these ids, in this order (for re-creating a saved split)."""
@@ -144,6 +148,10 @@ def _conform(source: ImageSource, lmap: LabelMap | None, classes: list[str]) -> 
     raw = source.labels
     used = np.unique(raw)
     names = [source.class_names[int(i)] for i in used]
+    if names == [VOTES_ONLY]:
+        raise DataError("this catalog holds vote fractions, not class labels: train a "
+                        "decision-tree model on it (--questions gz2), or evaluate one",
+                        source.spec)
     if all(n in classes for n in names):
         table = np.full(len(source.class_names), -1, dtype=np.int64)
         for i, n in zip(used, names, strict=True):

@@ -26,9 +26,10 @@ def dataset_logits(engine: Engine, dataset: Dataset, batch_size: int = 128, tta:
     logits, ys = [], []
     for x, y in loader:
         logits.append(engine.logits(x, tta, swap))
-        ys.extend(y.tolist())
+        ys.append(y.numpy())
     out = np.concatenate(logits) if logits else np.zeros((0, 0), dtype=np.float32)
-    return out, np.asarray(ys, dtype=np.int64)
+    # Class indices (int64), or decision-tree target rows as the dataset gives them.
+    return out, np.concatenate(ys) if ys else np.zeros(0, dtype=np.int64)
 
 
 def write_evaluation(out_dir: str | Path, y_true: np.ndarray, logits: np.ndarray,

@@ -53,6 +53,7 @@ class TrainConfig:
     aug_stretch: float = 0.0
     aug_jpeg: int = 0
     aug_p: float = 0.5
+    aug_grey: float = 0.0  # probability of a greyscale view
     # Unlabelled images (a .txt list or any dataset spec, labels ignored) for consistency
     # training (FixMatch, Sohn et al. 2020): the network's confident answer on a mildly
     # augmented view becomes the target of a strongly augmented one (the survey
@@ -63,6 +64,10 @@ class TrainConfig:
     unlabelled_ratio: int = 1  # unlabelled images per labelled image in each step
     synthetic: list[str] = field(default_factory=list)  # catalog specs of generated images
     synthetic_ratio: float = 0.0  # per class: add up to ratio x (real train count of the largest class)
+    # A decision-tree model (Galaxy Zoo's questions, schema "gz2"): one softmax per question,
+    # trained on vote fractions and on the answers hard labels imply; its classes come from
+    # taxonomies cut from the answers (galaxymorph.data.taxonomies). None: a classifier.
+    questions: str | None = None
     # model
     model: str = "cnn4-wide"
     pretrained: bool = False
@@ -186,6 +191,22 @@ class TrainConfig:
             if len(self.data) == 1:
                 self.data = self.data[0]
         self.noise_groups()  # validates noisy_label_sources against the sources
+        if self.questions is not None:
+            self._check_questions()
+
+    def _check_questions(self) -> None:
+        from galaxymorph.data.questions import get_schema
+
+        get_schema(self.questions)
+        if self.unlabelled:
+            raise ConfigError("consistency training (unlabelled) is for class models; a "
+                              "decision-tree model (questions) learns from votes and labels")
+        if self.synthetic and self.synthetic_ratio > 0:
+            raise ConfigError("synthetic images carry class labels only; they are not used by a "
+                              "decision-tree model (questions)")
+        if self.monitor in ("val_acc", "val_f1_macro"):
+            raise ConfigError(f"a decision-tree model has no {self.monitor}; monitor val_loss "
+                              "(its vote loss) or last")
 
     def noise_groups(self) -> list[int]:
         """Per source (``data_specs`` then ``weak_data``): 0 for clean labels, k >= 1 for the
@@ -218,7 +239,7 @@ class TrainConfig:
         if len(self.aug_scale) != 2:
             raise ConfigError(f"aug_scale must be [min, max], got {list(self.aug_scale)}")
         return SurveyAugment(tuple(self.aug_scale), self.aug_blur, self.aug_noise, self.aug_colour,
-                             self.aug_stretch, int(self.aug_jpeg), self.aug_p)
+                             self.aug_stretch, int(self.aug_jpeg), self.aug_p, self.aug_grey)
 
     @property
     def strong_augment(self) -> SurveyAugment:

@@ -94,7 +94,14 @@ def open_training_data(config: TrainConfig) -> GalaxyDataset:
 
     if not config.data_specs:
         raise ConfigError("no dataset given (--data SPEC)")
-    dataset = open_dataset(config.data_specs, config.label_map, weak=config.weak_data)
+    if config.questions:
+        from galaxymorph.data.questions import get_schema
+        from galaxymorph.data.vote_dataset import open_question_dataset
+
+        dataset = open_question_dataset(config.data_specs, get_schema(config.questions),
+                                        config.label_map, weak=config.weak_data)
+    else:
+        dataset = open_dataset(config.data_specs, config.label_map, weak=config.weak_data)
     check_data(config, dataset)
     for spec in config.synthetic if config.synthetic_ratio > 0 else []:
         open_source(spec)
@@ -272,11 +279,13 @@ class GalaxyDataModule(L.LightningDataModule):
     def fold_dataset(self, fold: str, augment: bool = False) -> torch.utils.data.Dataset:
         folds = self.setup()
         aug = None
+        tree = self.dataset.targets is not None
         if augment:
-            aug = TrainAugment(self.dataset.num_classes, self.dataset.chiral_pairs,
+            # No question of the tree has a handedness: mirrors leave its targets as they are.
+            aug = TrainAugment(self.dataset.num_classes, [] if tree else self.dataset.chiral_pairs,
                                self.config.chirality, zoom=self.config.zoom, shift=self.config.shift,
                                survey=self.config.survey_augment)
-        labels = self.dataset.labels
+        labels = self.dataset.targets if tree else self.dataset.labels
         if fold == "train" and self.noisy:
             labels = encode_noise_group(labels, self.noise_group_of_images(), self.dataset.num_classes)
         real = ImageTensorDataset(folds.decoded.images, labels, folds.positions[fold], aug)
@@ -288,8 +297,9 @@ class GalaxyDataModule(L.LightningDataModule):
 
     @property
     def noisy(self) -> bool:
-        """Does any source's label go through a transition matrix (``noisy_label_sources``)?"""
-        return bool(self.config.noisy_label_sources)
+        """Does any source's label go through a transition matrix (``noisy_label_sources``)?
+        Not in a decision-tree model: there a noisy source only gets its own convention."""
+        return bool(self.config.noisy_label_sources) and not self.config.questions
 
     def noise_group_of_images(self) -> np.ndarray:
         """Per image of the dataset: 0 (clean labels) or its source's transition matrix, 1-based."""

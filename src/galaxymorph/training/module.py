@@ -194,3 +194,39 @@ def schedule_factor(epoch: int, epochs: int, warmup_epochs: int = 0) -> float:
         return 0.1 + 0.9 * epoch / warmup_epochs
     span = max(1, epochs - warmup_epochs)
     return 0.5 * (1.0 + math.cos(math.pi * min(epoch - warmup_epochs, span) / span))
+
+
+class QuestionModule(ClassifierModule):
+    """A decision-tree model: one softmax per question of ``schema`` over the network's
+    answer outputs, trained on vote fractions (:func:`galaxymorph.models.tree.question_loss`).
+    Optimiser, schedule and transfer policy are the classifier's."""
+
+    def __init__(self, net: GalaxyNet, schema, **kwargs):
+        kwargs.pop("class_weights", None)
+        kwargs.pop("logit_adjustment", None)
+        super().__init__(net, schema.n_answers, **kwargs)
+        self.schema = schema
+
+    def _tree_loss(self, logits: torch.Tensor, targets: torch.Tensor, smoothing: float) -> torch.Tensor:
+        from galaxymorph.models.tree import question_loss
+
+        return question_loss(logits, targets, self.schema, label_smoothing=smoothing)
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        x, targets = batch
+        loss = self._tree_loss(self(x), targets, self.label_smoothing)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=False)
+        self.log("batch_loss", loss, on_step=True, on_epoch=False, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        x, targets = batch
+        logits = self(x)
+        self.log("val_loss", self._tree_loss(logits, targets, 0.0), on_epoch=True, prog_bar=True)
+        # How far the predicted fractions are from the volunteers', where they answered.
+        a = self.schema.n_answers
+        probs = torch.cat([torch.softmax(logits[:, sl], dim=1) for sl in self.schema.slices], dim=1)
+        answered = (targets[:, a:] > 0)[:, torch.as_tensor(self.schema.question_of_answer())]
+        err = ((probs - targets[:, :a]) ** 2)[answered]
+        if err.numel():
+            self.log("val_vote_rmse", err.mean().sqrt(), on_epoch=True, prog_bar=True)

@@ -101,28 +101,43 @@ def train(config: TrainConfig | None = None, out: str | Path = "runs/run", *,
     dm = GalaxyDataModule(cfg, dataset)
     folds = dm.setup()
     class_names = dataset.class_names
+    schema = None
+    if cfg.questions:
+        from galaxymorph.data.questions import get_schema
+
+        schema = get_schema(cfg.questions)
+    outputs = schema.answer_names if schema is not None else class_names
     lineage: dict[str, Any] = {}
     if cfg.init_from:
         from galaxymorph.training.lineage import parent_network
 
-        net, model_kwargs, lineage = parent_network(cfg, run_dir, class_names, resume)
+        net, model_kwargs, lineage = parent_network(cfg, run_dir, outputs, resume)
     else:
-        net, model_kwargs = _new_network(cfg, len(class_names))
+        net, model_kwargs = _new_network(cfg, len(outputs))
     transferred = cfg.pretrained or bool(cfg.init_from)
-    weights = {"weighted-loss": folds.class_weights(1.0), "both": folds.class_weights(1.0),
-               "sqrt-weighted-loss": folds.class_weights(0.5)}.get(cfg.imbalance)
-    module = ClassifierModule(net, len(class_names), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                              class_weights=weights, label_smoothing=cfg.label_smoothing,
-                              transfer=cfg.transfer if transferred else "full",
-                              # a lower backbone rate only makes sense for pretrained weights
-                              backbone_lr_mult=cfg.backbone_lr_mult if transferred else 1.0, scheduler=cfg.scheduler,
-                              warmup_epochs=cfg.warmup_epochs,
-                              logit_adjustment=folds.logit_adjustment(cfg.logit_tau)
-                              if cfg.imbalance == "logit-adjusted" else None,
-                              noise_groups=len(cfg.noisy_label_sources),
-                              noise_lr_mult=cfg.noise_lr_mult,
-                              consistency_weight=cfg.consistency_weight,
-                              consistency_threshold=cfg.consistency_threshold)
+    common = dict(lr=cfg.lr, weight_decay=cfg.weight_decay, label_smoothing=cfg.label_smoothing,
+                  transfer=cfg.transfer if transferred else "full",
+                  # a lower backbone rate only makes sense for pretrained weights
+                  backbone_lr_mult=cfg.backbone_lr_mult if transferred else 1.0,
+                  scheduler=cfg.scheduler, warmup_epochs=cfg.warmup_epochs)
+    if schema is not None:
+        from galaxymorph.training.module import QuestionModule
+
+        if cfg.imbalance not in ("none", "balanced-sampler"):
+            log.info("a decision-tree model learns vote fractions: imbalance '%s' (a class-weighted "
+                     "loss) does not apply; balanced-sampler would draw rare classes more often",
+                     cfg.imbalance)
+        module = QuestionModule(net, schema, **common)
+    else:
+        weights = {"weighted-loss": folds.class_weights(1.0), "both": folds.class_weights(1.0),
+                   "sqrt-weighted-loss": folds.class_weights(0.5)}.get(cfg.imbalance)
+        module = ClassifierModule(net, len(class_names), class_weights=weights, **common,
+                                  logit_adjustment=folds.logit_adjustment(cfg.logit_tau)
+                                  if cfg.imbalance == "logit-adjusted" else None,
+                                  noise_groups=len(cfg.noisy_label_sources),
+                                  noise_lr_mult=cfg.noise_lr_mult,
+                                  consistency_weight=cfg.consistency_weight,
+                                  consistency_threshold=cfg.consistency_threshold)
 
     mode = MONITORS[cfg.monitor]
     # Lightning's save_last only writes when `best` improved; the resume point must be every epoch.
@@ -135,7 +150,8 @@ def train(config: TrainConfig | None = None, out: str | Path = "runs/run", *,
     clock = WallClock()
     callbacks = [*([best_cb] if best_cb else []), last_cb, timer, clock,
                  RunInfo({"config": cfg.to_dict(), "class_names": class_names,
-                          "model_kwargs": model_kwargs})]
+                          "model_kwargs": model_kwargs}
+                         | ({"questions": schema.to_dict()} if schema is not None else {}))]
     if cfg.early_stopping_patience > 0 and mode:
         callbacks.append(EarlyStopping(monitor=cfg.monitor, mode=mode,
                                        patience=cfg.early_stopping_patience))
@@ -170,6 +186,13 @@ def train(config: TrainConfig | None = None, out: str | Path = "runs/run", *,
     if not trainer.is_global_zero:
         return RunResult(run_dir, {}, {})
     best_path = best_cb.best_model_path if best_cb else ""
+    if schema is not None:
+        from galaxymorph.training.tree_finalize import finalize_tree
+
+        return finalize_tree(run_dir, cfg, dm, module, best_path or str(last_ckpt),
+                             train_seconds=timer.time_elapsed("train"), model_kwargs=model_kwargs,
+                             epochs_run=trainer.current_epoch, wall_seconds=clock.total(),
+                             lineage=lineage)
     return finalize(run_dir, cfg, dm, module, best_path or str(last_ckpt),
                     train_seconds=timer.time_elapsed("train"), model_kwargs=model_kwargs,
                     epochs_run=trainer.current_epoch, wall_seconds=clock.total(),
@@ -257,41 +280,31 @@ def _devices(devices: str | int) -> str | int:
     return int(s) if s.isdigit() else s
 
 
-def finalize(run_dir: Path, cfg: TrainConfig, dm, module, best_path: str, train_seconds: float,
-             model_kwargs: dict[str, Any], epochs_run: int, wall_seconds: float,
-             lineage: dict[str, Any] | None = None) -> RunResult:
-    """Best weights -> temperature on val -> test metrics, figures, report, model artifact."""
-    from galaxymorph.data.transforms import swap_table
-    from galaxymorph.evaluation.evaluate import dataset_logits, write_evaluation
-    from galaxymorph.evaluation.plots import plot_curves
-    from galaxymorph.models.artifact import ModelCard, save_artifact
-    from galaxymorph.models.calibration import (
-        abstention_rule,
-        fit_temperature,
-        softmax,
-        source_balance,
-    )
-    from galaxymorph.models.engine import TorchEngine
-    from galaxymorph.training.history import read_history
-
+def best_network(module, best_path: str):
+    """The module's network with the run's kept weights, in eval mode."""
     state = torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"]
     module.load_state_dict(state)
-    net = module.net.eval()
-    folds = dm.setup()
-    ds = folds.dataset
-    swap = swap_table(ds.num_classes, ds.chiral_pairs)
-    # PyTorch, not an exported graph: these weights are scored once, where they were trained.
-    engine = TorchEngine(net, cfg.accelerator if cfg.accelerator != "gpu" else "cuda")
-    val_logits, val_y = dataset_logits(engine, dm.fold_dataset("val"), tta=cfg.tta, swap=swap)
-    temperature = (fit_temperature(val_logits, val_y, weights=source_balance(folds.origin("val")))
-                   if cfg.calibrate and len(val_y) else 1.0)
-    abstention = abstention_rule(softmax(val_logits, temperature), val_y) if len(val_y) else {}
-    test_logits, test_y = dataset_logits(engine, dm.fold_dataset("test"), tta=cfg.tta, swap=swap)
+    return module.net.eval()
+
+
+def scoring_engine(net, cfg: TrainConfig):
+    """PyTorch, not an exported graph: these weights are scored once, where they were trained."""
+    from galaxymorph.models.engine import TorchEngine
+
+    return TorchEngine(net, cfg.accelerator if cfg.accelerator != "gpu" else "cuda")
+
+
+def run_summary(run_dir: Path, cfg: TrainConfig, folds, net, best_path: str, train_seconds: float,
+                epochs_run: int, wall_seconds: float, temperature: float,
+                lineage: dict[str, Any] | None) -> dict[str, Any]:
+    """``summary.json``'s common part (training time, epochs, sizes), and ``curves.png``."""
+    from galaxymorph.evaluation.plots import plot_curves
+    from galaxymorph.training.history import read_history
+
     history = read_history(run_dir / "logs" / "metrics.csv")
     plot_curves(history, run_dir / "curves.png")
-    n_params = sum(p.numel() for p in net.parameters())
     epochs_done = len(history.get("val_loss", [])) or epochs_run + 1
-    summary = {
+    return {
         "model": cfg.model, "pretrained": cfg.pretrained, "init_from": cfg.init_from,
         "head": (lineage or {}).get("head"), "transfer": cfg.transfer,
         "data": cfg.data, "weak_data": cfg.weak_data, "label_map": cfg.label_map, "image_size": cfg.image_size, "crop": cfg.crop,
@@ -299,13 +312,50 @@ def finalize(run_dir: Path, cfg: TrainConfig, dm, module, best_path: str, train_
         "epochs": epochs_done, "max_epochs": cfg.epochs,
         # Both summed over every call of a resumed run (Lightning's Timer and WallClock).
         "train_seconds": round(train_seconds, 1),
-        "wall_seconds": round(wall_seconds, 1), "parameters": int(n_params),
+        "wall_seconds": round(wall_seconds, 1), "parameters": int(sum(p.numel() for p in net.parameters())),
         "best_checkpoint": Path(best_path).name, "temperature": temperature,
         "best_val_loss": min(history.get("val_loss", [float("nan")])),
         "train_images": len(folds.train_labels),
         "synthetic_images": folds.synthetic_count,
         "synthetic_warnings": folds.warnings,
         "unlabelled": folds.unlabelled_counts,
+    }
+
+
+def training_data_record(cfg: TrainConfig, folds) -> dict[str, Any]:
+    """The card's ``training_data``: sources, label map, split file and fold sizes."""
+    return {"spec": cfg.data, "label_map": cfg.label_map, "split": "split.json",
+            "counts": folds.counts} | ({"weak": cfg.weak_data} if cfg.weak_data else {}) \
+        | ({"unlabelled": folds.unlabelled_counts, "unlabelled_files": UNLABELLED_USED_FILE}
+           if cfg.unlabelled else {})
+
+
+def finalize(run_dir: Path, cfg: TrainConfig, dm, module, best_path: str, train_seconds: float,
+             model_kwargs: dict[str, Any], epochs_run: int, wall_seconds: float,
+             lineage: dict[str, Any] | None = None) -> RunResult:
+    """Best weights -> temperature on val -> test metrics, figures, report, model artifact."""
+    from galaxymorph.data.transforms import swap_table
+    from galaxymorph.evaluation.evaluate import dataset_logits, write_evaluation
+    from galaxymorph.models.artifact import ModelCard, save_artifact
+    from galaxymorph.models.calibration import (
+        abstention_rule,
+        fit_temperature,
+        softmax,
+        source_balance,
+    )
+
+    net = best_network(module, best_path)
+    folds = dm.setup()
+    ds = folds.dataset
+    swap = swap_table(ds.num_classes, ds.chiral_pairs)
+    engine = scoring_engine(net, cfg)
+    val_logits, val_y = dataset_logits(engine, dm.fold_dataset("val"), tta=cfg.tta, swap=swap)
+    temperature = (fit_temperature(val_logits, val_y, weights=source_balance(folds.origin("val")))
+                   if cfg.calibrate and len(val_y) else 1.0)
+    abstention = abstention_rule(softmax(val_logits, temperature), val_y) if len(val_y) else {}
+    test_logits, test_y = dataset_logits(engine, dm.fold_dataset("test"), tta=cfg.tta, swap=swap)
+    summary = run_summary(run_dir, cfg, folds, net, best_path, train_seconds, epochs_run,
+                          wall_seconds, temperature, lineage) | {
         # Learned per noisy source: T[true][observed], how its labels relate to the clean ones.
         "label_transitions": {spec: {"classes": ds.class_names,
                                      "matrix": [[round(float(v), 4) for v in row] for row in t]}
@@ -313,6 +363,7 @@ def finalize(run_dir: Path, cfg: TrainConfig, dm, module, best_path: str, train_
                                                  module.transitions().detach().cpu().numpy(), strict=True)},
         "skipped_unreadable": folds.skipped,
     }
+    epochs_done = summary["epochs"]
     per_source = source_metrics(folds, test_y, test_logits, temperature)
     metrics = write_evaluation(
         run_dir, test_y, test_logits, ds.class_names, temperature,
@@ -323,10 +374,7 @@ def finalize(run_dir: Path, cfg: TrainConfig, dm, module, best_path: str, train_
         sections=({"Per source (test fold)": source_table(per_source)} if per_source else {})
         | {"Run": "\n".join(f"- {k}: {v}" for k, v in summary.items())})
     write_json(run_dir / "summary.json", summary)
-    training_data = {"spec": cfg.data, "label_map": cfg.label_map, "split": "split.json",
-                     "counts": folds.counts} | ({"weak": cfg.weak_data} if cfg.weak_data else {}) \
-        | ({"unlabelled": folds.unlabelled_counts, "unlabelled_files": UNLABELLED_USED_FILE}
-           if cfg.unlabelled else {})
+    training_data = training_data_record(cfg, folds)
     if lineage:
         lineage = lineage | {"finetune_data": training_data}
     card = ModelCard(

@@ -1,0 +1,61 @@
+"""The decision-tree loss, and the temperature of a tree model's answers.
+
+A network with a schema outputs one logit per answer; each question's answers get their own
+softmax. The loss of an image is, summed over questions, the KL divergence from its target
+fractions to the predicted ones, weighted by the share of volunteers who reached the question
+(0 where its source does not answer it, so such a head learns nothing from that image). This
+is the multinomial likelihood of the votes, per vote cast; Zoobot's Dirichlet-multinomial adds
+a spread term that needs vote *counts*, which none of the tables here publish (the Kaggle and
+GZ2 tables give fractions).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from galaxymorph.data.questions import Schema
+
+
+def question_loss(logits: torch.Tensor, packed: torch.Tensor, schema: Schema,
+                  label_smoothing: float = 0.0, reduction: str = "mean") -> torch.Tensor:
+    """Weighted KL(target || predicted), summed over questions; ``packed`` = fractions (A) +
+    question weights (Q) per image (:meth:`galaxymorph.data.questions.Targets.packed`)."""
+    a = schema.n_answers
+    fractions, weights = packed[:, :a].float(), packed[:, a:].float()
+    per_image = logits.new_zeros(len(logits), dtype=torch.float32)
+    for qi, sl in enumerate(schema.slices):
+        t = fractions[:, sl]
+        if label_smoothing:
+            t = t * (1 - label_smoothing) + label_smoothing / t.shape[1]
+        log_p = F.log_softmax(logits[:, sl].float(), dim=1)
+        kl = (t * (torch.log(t.clamp_min(1e-8)) - log_p)).sum(dim=1)
+        per_image = per_image + weights[:, qi] * kl
+    if reduction == "none":
+        return per_image
+    return per_image.mean()
+
+
+def fit_answer_temperature(logits: np.ndarray, packed: np.ndarray, schema: Schema,
+                           weights: np.ndarray | None = None, max_iter: int = 200) -> float:
+    """One T > 0 for every question, minimising the (image-weighted) :func:`question_loss` of
+    ``logits / T`` on validation images: temperature scaling (Guo et al. 2017) for vote
+    fractions. The answers' ranking is unchanged."""
+    z = torch.as_tensor(logits, dtype=torch.float64)
+    y = torch.as_tensor(packed, dtype=torch.float64)
+    w = torch.ones(len(z), dtype=torch.float64) if weights is None else torch.as_tensor(
+        weights, dtype=torch.float64)
+    log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([log_t], lr=0.1, max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = (question_loss(z / log_t.exp(), y, schema, reduction="none").double() * w).sum() / w.sum()
+        loss.backward()
+        return loss
+
+    if len(z):
+        opt.step(closure)
+    t = float(log_t.detach().exp())
+    return t if np.isfinite(t) and 0.05 < t < 20 else 1.0

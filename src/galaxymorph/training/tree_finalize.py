@@ -1,0 +1,274 @@
+"""The end of a decision-tree run: calibration, taxonomies, per-source scores and the model card.
+
+1. The answers' temperature, fitted on the validation fold (every source weighted equally).
+2. Per taxonomy (:data:`galaxymorph.data.taxonomies.TAXONOMIES`), an adapter: a multinomial
+   logistic regression on the log class scores, fitted on the validation images that have a
+   class in it, and kept only when 5-fold cross-validation on those images says it beats the
+   scores as they are. Sources marked noisy (``noisy_label_sources``, e.g. GZ1) are left out of
+   it and get their own adapter, their *convention* (``predict --convention gz1``).
+3. On the test fold, per source: vote-fraction RMSE where the source has vote columns (in its
+   own weighting), and accuracy, macro F1 and ECE in the taxonomy its classes belong to.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from galaxymorph.data.questions import (
+    Schema,
+    answer_probabilities,
+    find_vote_columns,
+    in_table_weighting,
+)
+from galaxymorph.data.taxonomies import TAXONOMIES, Taxonomy, find_taxonomy, labels_in
+from galaxymorph.io_utils import write_json
+from galaxymorph.training.config import TrainConfig
+from galaxymorph.training.run import (
+    RunResult,
+    best_network,
+    run_summary,
+    scoring_engine,
+    source_table,
+    training_data_record,
+)
+
+#: The taxonomy a tree model's ``class_names`` (and ``predict`` without ``--taxonomy``) use.
+DEFAULT_TAXONOMY = "gz1-4"
+
+
+def finalize_tree(run_dir: Path, cfg: TrainConfig, dm, module, best_path: str,
+                  train_seconds: float, model_kwargs: dict[str, Any], epochs_run: int,
+                  wall_seconds: float, lineage: dict[str, Any] | None = None) -> RunResult:
+    from galaxymorph.evaluation.evaluate import dataset_logits, write_evaluation
+    from galaxymorph.models.artifact import ModelCard, save_artifact
+    from galaxymorph.models.calibration import source_balance
+    from galaxymorph.models.tree import fit_answer_temperature
+
+    schema: Schema = module.schema
+    net = best_network(module, best_path)
+    folds = dm.setup()
+    ds = folds.dataset
+    engine = scoring_engine(net, cfg)
+    val_logits, val_targets = dataset_logits(engine, dm.fold_dataset("val"), tta=cfg.tta)
+    val_origin = folds.origin("val")
+    temperature = (fit_answer_temperature(val_logits, val_targets, schema,
+                                          weights=source_balance(val_origin))
+                   if cfg.calibrate and len(val_logits) else 1.0)
+    val_answers = answer_probabilities(val_logits, schema, temperature)
+    noisy = {k for k, p in enumerate(ds.parts) if p.spec in cfg.noisy_label_sources}
+    val_labels = ds.labels[folds.positions["val"]]
+    taxonomies = {name: fit_taxonomy(tax, schema, val_answers, ds.class_names, val_labels,
+                                     val_origin, [p.spec for p in ds.parts], noisy)
+                  for name, tax in TAXONOMIES.items()}
+
+    test_logits, _ = dataset_logits(engine, dm.fold_dataset("test"), tta=cfg.tta)
+    test_answers = answer_probabilities(test_logits, schema, temperature)
+    test_pos = folds.positions["test"]
+    per_source = tree_source_metrics(ds, test_pos, folds.origin("test"), test_answers, schema,
+                                     taxonomies)
+    summary = run_summary(run_dir, cfg, folds, net, best_path, train_seconds, epochs_run,
+                          wall_seconds, temperature, lineage) | {
+        "questions": schema.name, "skipped_unreadable": folds.skipped}
+
+    default = taxonomies[DEFAULT_TAXONOMY]
+    tax = Taxonomy.from_dict(default)
+    y = labels_in(tax, ds.class_names, ds.labels[test_pos])
+    scored = y >= 0
+    probs = taxonomy_probabilities(default, schema, test_answers[scored])
+    if not scored.any():  # only vote tables: the per-source vote RMSE is the whole score
+        from galaxymorph.io_utils import write_text
+
+        metrics = {"n": 0, "accuracy": None, "f1_macro": None, "f1_weighted": None, "ece": None,
+                   "split": "test", "taxonomy": tax.name, "per_source": per_source}
+        write_json(run_dir / "metrics.json", metrics)
+        write_text(run_dir / "report.md",
+                   f"# {cfg.model} (decision tree) on {cfg.data_label}\n\n## Per source (test "
+                   f"fold)\n\n{tree_source_table(per_source)}\n\n![curves.png](curves.png)\n")
+    else:
+        metrics = write_evaluation(
+            run_dir, y[scored], np.log(np.clip(probs, 1e-12, 1.0)), list(tax.classes), 1.0,
+            title=f"{cfg.model} (decision tree, {schema.name}) on {cfg.data_label}: test fold, "
+                  f"{tax.name} classes",
+            extra={"split": "test", "tta": cfg.tta, "taxonomy": tax.name,
+                   "training_time_seconds": summary["train_seconds"], "epochs": summary["epochs"],
+                   "per_source": per_source},
+            threshold=(default.get("abstention") or {}).get("threshold"),
+            ids=[ds.ids[int(i)] for i in test_pos[scored]],
+            sections={"Per source (test fold)": tree_source_table(per_source),
+                      "Run": "\n".join(f"- {k}: {v}" for k, v in summary.items())})
+    write_json(run_dir / "summary.json", summary)
+    training_data = training_data_record(cfg, folds)
+    if lineage:
+        lineage = lineage | {"finetune_data": training_data}
+    card = ModelCard(
+        architecture=cfg.model, class_names=list(tax.classes), image_size=cfg.image_size,
+        crop=cfg.crop, framing=cfg.framing, frame_radii=cfg.frame_radii,
+        temperature=temperature, model_kwargs=model_kwargs, tta_default=cfg.tta,
+        name=run_dir.name,
+        description=(f"fine-tuned from {lineage['parent']['name'] or cfg.init_from}; " if lineage
+                     else "") + f"answers the {schema.name} decision-tree questions",
+        training_data=training_data,
+        training={k: summary[k] for k in ("epochs", "train_seconds", "parameters")} | {
+            "pretrained": cfg.pretrained, "init_from": cfg.init_from, "transfer": cfg.transfer,
+            "seed": cfg.seed},
+        metrics={k: metrics[k] for k in ("n", "accuracy", "f1_macro", "f1_weighted", "ece")}
+        | {"taxonomy": tax.name, "per_source": compact(per_source)},
+        abstention=default.get("abstention") or {},
+        lineage=lineage or {},
+        questions=schema.to_dict(), taxonomies=taxonomies, default_taxonomy=DEFAULT_TAXONOMY,
+    )
+    save_artifact(run_dir, net, card)
+    return RunResult(run_dir, metrics, summary)
+
+
+def taxonomy_probabilities(entry: dict[str, Any], schema: Schema, answers: np.ndarray,
+                           adapter: dict | str | None = "own") -> np.ndarray:
+    """Class probabilities in a card's taxonomy ``entry``, through its own adapter (or the
+    ``adapter`` given; None: the scores as they are)."""
+    from galaxymorph.models.calibration import apply_convention_map
+
+    scores = Taxonomy.from_dict(entry).scores(answers, schema)
+    adapter = entry.get("adapter") if adapter == "own" else adapter
+    if not adapter:
+        return scores
+    return apply_convention_map(scores, np.asarray(adapter["weight"]), np.asarray(adapter["bias"]))
+
+
+def fit_taxonomy(tax: Taxonomy, schema: Schema, answers: np.ndarray, class_names: list[str],
+                 labels: np.ndarray, origin: np.ndarray, specs: list[str],
+                 noisy: set[int]) -> dict[str, Any]:
+    """A card's taxonomy entry: its definition, adapter, conventions and abstention rule,
+    fitted on validation images (``answers``, their data ``labels`` and source ``origin``)."""
+    from galaxymorph.models.calibration import abstention_rule, fit_convention_map, source_balance
+
+    k = len(tax.classes)
+    entry = tax.to_dict()
+    y = labels_in(tax, class_names, labels)
+    scores = tax.scores(answers, schema)
+    clean = (y >= 0) & ~np.isin(origin, sorted(noisy))
+    adapter, fitted = choose_adapter(scores[clean], y[clean], k, source_balance(origin[clean]))
+    entry["adapter"] = adapter
+    entry["fitted_on"] = fitted
+    probs = taxonomy_probabilities(entry, schema, answers[clean])
+    entry["abstention"] = abstention_rule(probs, y[clean]) if clean.sum() >= 20 else {}
+    direct = labels_in(tax, class_names, labels, derived=False)
+    conventions = {}
+    for g in sorted(noisy):
+        sel = (origin == g) & (direct >= 0)
+        if sel.any() and len(set(direct[sel].tolist())) == k:
+            conventions[specs[g]] = fit_convention_map(scores[sel], direct[sel], k) | {
+                "fitted_on": f"validation fold of {specs[g]}"}
+    entry["conventions"] = conventions
+    return entry
+
+
+def choose_adapter(scores: np.ndarray, y: np.ndarray, k: int,
+                   weights: np.ndarray | None = None) -> tuple[dict | None, dict[str, Any]]:
+    """The adapter fitted on these images when 5-fold cross-validation gives it a lower
+    (weighted) log-loss than the scores as they are; else None. Needs 5 images of each class."""
+    from sklearn.model_selection import StratifiedKFold
+
+    from galaxymorph.models.calibration import apply_convention_map, fit_convention_map
+
+    counts = np.bincount(y, minlength=k) if len(y) else np.zeros(k, dtype=int)
+    record: dict[str, Any] = {"images": len(y), "per_class": counts.tolist()}
+    if len(y) == 0 or counts.min() < 5:
+        return None, record | {"adapter": "none: fewer than 5 validation images of some class"}
+    w = np.ones(len(y)) if weights is None else np.asarray(weights, dtype=np.float64)
+
+    def nll(p: np.ndarray, idx: np.ndarray) -> float:
+        return float(-(w[idx] * np.log(np.clip(p[np.arange(len(idx)), y[idx]], 1e-12, 1))).sum())
+
+    plain = fitted = 0.0
+    for train, test in StratifiedKFold(5, shuffle=True, random_state=0).split(scores, y):
+        m = fit_convention_map(scores[train], y[train], k, weights=w[train])
+        fitted += nll(apply_convention_map(scores[test], np.asarray(m["weight"]),
+                                           np.asarray(m["bias"])), test)
+        plain += nll(scores[test], test)
+    record |= {"cv_log_loss_scores": plain / w.sum(), "cv_log_loss_adapter": fitted / w.sum()}
+    if fitted >= plain:
+        return None, record | {"adapter": "none: cross-validation prefers the scores as they are"}
+    m = fit_convention_map(scores, y, k, weights=w)
+    return {"weight": m["weight"], "bias": m["bias"]}, record | {"adapter": "fitted"}
+
+
+def tree_source_metrics(ds, positions: np.ndarray, origin: np.ndarray, answers: np.ndarray,
+                        schema: Schema, taxonomies: dict[str, dict]) -> dict[str, Any]:
+    """Per labelled source on these images: ``vote_rmse`` (its vote columns, its weighting)
+    and the classification metrics in the taxonomy its classes belong to (base convention, and
+    its own convention when the card has one)."""
+    from galaxymorph.data.sources import ConcatSource
+    from galaxymorph.evaluation.metrics import classification_metrics, vote_rmse
+
+    out: dict[str, Any] = {}
+    known = [Taxonomy.from_dict(e) for e in taxonomies.values()]
+    for k, part in enumerate(ds.parts):
+        sel = origin == k
+        if part.weak or not sel.any():
+            continue
+        entry: dict[str, Any] = {"n": int(sel.sum())}
+        src, offset = ds.source, 0
+        if isinstance(src, ConcatSource):
+            src, offset = src.parts[k], int(src.offsets[k])
+        found = find_vote_columns(src.metadata.columns) if src.metadata is not None else None
+        if found:
+            rows = ds.indices[positions[sel]] - offset
+            entry["vote_rmse"] = vote_rmse(in_table_weighting(answers[sel], found, schema),
+                                           src.metadata.iloc[rows].reset_index(drop=True))
+            entry["vote_columns"] = found.convention
+        labels = ds.labels[positions[sel]]
+        fit = find_taxonomy(ds.class_names, sorted(set(labels.tolist())), known)
+        if fit is not None:
+            tax, table = fit
+            y = np.asarray(table)[labels]
+            e = taxonomies[tax.name]
+            entry["taxonomy"] = tax.name
+            entry["classes"] = _scores(classification_metrics(
+                y, taxonomy_probabilities(e, schema, answers[sel]), list(tax.classes)))
+            own = (e.get("conventions") or {}).get(part.spec)
+            if own:
+                entry["in_own_convention"] = _scores(classification_metrics(
+                    y, taxonomy_probabilities(e, schema, answers[sel], own), list(tax.classes)))
+        out[part.spec] = entry
+    return out
+
+
+def _scores(m: dict[str, Any]) -> dict[str, Any]:
+    return {key: m[key] for key in ("n", "accuracy", "f1_macro", "ece", "ci95") if key in m} | {
+        "per_class_recall": {c: v["recall"] for c, v in m["per_class"].items()}}
+
+
+def compact(per_source: dict[str, Any]) -> dict[str, Any]:
+    """The model card's short form of :func:`tree_source_metrics`."""
+    out = {}
+    for spec, e in per_source.items():
+        row: dict[str, Any] = {"n": e["n"]}
+        if "vote_rmse" in e:
+            row["vote_rmse"] = e["vote_rmse"]["rmse"]
+            row["vote_rmse_ci95"] = e["vote_rmse"].get("ci95")
+        if "classes" in e:
+            row |= {"taxonomy": e["taxonomy"], "accuracy": e["classes"]["accuracy"],
+                    "accuracy_ci95": (e["classes"].get("ci95") or {}).get("accuracy"),
+                    "f1_macro": e["classes"]["f1_macro"], "ece": e["classes"]["ece"]}
+        if "in_own_convention" in e:
+            row["accuracy_own_convention"] = e["in_own_convention"]["accuracy"]
+        out[spec] = row
+    return out
+
+
+def tree_source_table(per_source: dict[str, Any]) -> str:
+    """Markdown: the classification rows as :func:`source_table` prints them, then vote RMSE."""
+    classes = {spec: e["classes"] for spec, e in per_source.items() if "classes" in e}
+    parts = [source_table(classes)] if classes else []
+    votes = [(spec, e["vote_rmse"]) for spec, e in per_source.items() if "vote_rmse" in e]
+    if votes:
+        rows = ["| source | images | vote RMSE | 95% interval | columns |", "| --- | --- | --- | --- | --- |"]
+        for spec, v in votes:
+            ci = v.get("ci95") or ["", ""]
+            interval = f"{ci[0]:.4f} to {ci[1]:.4f}" if ci[0] != "" else ""
+            rows.append(f"| {spec} | {v['n_images']} | {v['rmse']:.4f} | {interval} | {len(v['columns'])} |")
+        parts.append("\n".join(rows))
+    return "\n\n".join(parts)
