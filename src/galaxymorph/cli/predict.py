@@ -7,6 +7,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from galaxymorph.cli.options import CONVENTION_OPTION, TAXONOMY_OPTION
+
 err_console = Console(stderr=True)
 
 
@@ -41,9 +43,8 @@ def predict_cmd(
     crop: float = typer.Option(None, "--crop",
                                help="Fixed centre crop (fraction of the shorter side) instead of the "
                                     "model's own framing (default: the model card's, e.g. auto)."),
-    convention: str = typer.Option(None, "--convention",
-                                   help="Answer in the labelling convention of one of the model's "
-                                        "noisy training sources (gz1 for the built-in model)."),
+    convention: str = CONVENTION_OPTION,
+    taxonomy: str = TAXONOMY_OPTION,
 ) -> None:
     """Predict the morphology of every image; one row per image, errors included."""
     from galaxymorph.inference.predict import predict
@@ -57,7 +58,7 @@ def predict_cmd(
         result = predict(inputs, model=model, tta=tta, batch_size=batch_size, out=out or "-",
                          resume=resume, overwrite=overwrite, workers=workers, engine=engine,
                          device=device, detector=det, progress=progress, crop=crop,
-                         convention=convention)
+                         convention=convention, taxonomy=taxonomy)
     except BrokenPipeError:
         # Standard output closed early (`galaxymorph predict ... | head`): stop quietly.
         import os

@@ -7,6 +7,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from galaxymorph.cli.options import CONVENTION_OPTION, TAXONOMY_OPTION
+
 console = Console()
 
 # Consistency training's options, one declaration for `train` and `finetune`.
@@ -192,6 +194,8 @@ def evaluate_cmd(
                                     "model's own framing."),
     engine: str = typer.Option("auto", "--engine",
                                help="auto (ONNX Runtime on CPU, PyTorch on GPU) | torch | onnx"),
+    convention: str = CONVENTION_OPTION,
+    taxonomy: str = TAXONOMY_OPTION,
 ) -> None:
     """Score a model on a dataset: metrics.json, report.md, predictions.csv, errors.png, plots."""
     from rich.markup import escape
@@ -199,7 +203,8 @@ def evaluate_cmd(
     from galaxymorph.evaluation.api import evaluate
 
     metrics = evaluate(model=model, data=data, label_map=label_map, split=split, tta=tta, out=out,
-                       split_file=split_file, include_seen=include_seen, crop=crop, engine=engine)
+                       split_file=split_file, include_seen=include_seen, crop=crop, engine=engine,
+                       convention=convention, taxonomy=taxonomy)
     for note in metrics.get("notes", []):
         console.print(f"[yellow]note:[/] {escape(note)}")
     _print_metrics(metrics, f"{metrics['split']} of {data or 'the training data'}")
@@ -274,7 +279,16 @@ def _print_metrics(metrics: dict, title: str) -> None:
         ap = m.get("average_precision")
         table.add_row(name, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}",
                       "-" if ap is None else f"{ap:.3f}", str(m["support"]))
-    console.print(table)
+    votes = metrics.get("vote_rmse")
+    if votes:
+        ci95 = votes.get("ci95")
+        console.print(f"vote fractions: RMSE {votes['rmse']:.4f}"
+                      + (f" ({ci95[0]:.4f}-{ci95[1]:.4f})" if ci95 else "")
+                      + f" over {len(votes['columns'])} columns, {votes['n_images']} images")
+    if metrics.get("accuracy") is None:  # a table of votes alone: no classes to score
+        return
+    if metrics.get("per_class"):
+        console.print(table)
     ci = metrics.get("ci95") or {}
 
     def show(key: str) -> str:

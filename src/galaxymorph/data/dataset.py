@@ -148,7 +148,7 @@ def _conform(source: ImageSource, lmap: LabelMap | None, classes: list[str]) -> 
     raw = source.labels
     used = np.unique(raw)
     names = [source.class_names[int(i)] for i in used]
-    if names == [VOTES_ONLY]:
+    if names == [VOTES_ONLY] and classes != [VOTES_ONLY]:
         raise DataError("this catalog holds vote fractions, not class labels: train a "
                         "decision-tree model on it (--questions gz2), or evaluate one",
                         source.spec)

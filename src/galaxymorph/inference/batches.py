@@ -102,18 +102,31 @@ def error_text(exc: ImageReadError) -> str:
     return text.replace("\n", " ").strip() or "unreadable image"
 
 
+def vote_columns(clf) -> list[str]:
+    """A decision-tree model's ``vote_<question>_<answer>`` output columns (none for a classifier)."""
+    from galaxymorph.data.questions import VOTE_PREFIX
+
+    return [VOTE_PREFIX + a for a in clf.schema.answer_names] if clf.is_tree else []
+
+
 def make_rows(keys: list[str], errors: list[str], probs: np.ndarray | None, class_names: list[str],
               detector_scores: dict[str, np.ndarray] | None = None, detector: bool = False,
-              threshold: float | None = None) -> list[dict[str, Any]]:
-    """Output rows for one batch; ``probs`` (and each array of ``detector_scores``) has a row
-    per readable image (errors are ``""``). ``threshold``: the model's abstention threshold
-    (``uncertain`` below it)."""
+              threshold: float | None = None, answers: np.ndarray | None = None,
+              vote_columns: list[str] | tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """Output rows for one batch; ``probs`` (and each array of ``detector_scores``, and a tree
+    model's ``answers``, one per ``vote_columns``) has a row per readable image (errors are
+    ``""``). ``threshold``: the model's abstention threshold (``uncertain`` below it)."""
     from galaxymorph.models.calibration import uncertain
 
-    cols = [prob_column(c) for c in class_names]
+    cols = [prob_column(c) for c in class_names] + list(vote_columns)
+    if answers is not None and probs is not None:
+        probs = np.concatenate([probs, answers], axis=1)  # one row of numbers per image
+        unsure_probs = probs[:, :len(class_names)]
+    else:
+        unsure_probs = probs
     ok_probs = probs.tolist() if probs is not None else []
-    labels = probs.argmax(axis=1).tolist() if probs is not None else []
-    unsure = uncertain(probs, threshold).tolist() if probs is not None else []
+    labels = unsure_probs.argmax(axis=1).tolist() if probs is not None else []
+    unsure = uncertain(unsure_probs, threshold).tolist() if probs is not None else []
     scores = {c: detector_scores[c].tolist() for c in DETECTOR_COLUMNS} if detector_scores else {}
     rows, j = [], 0
     for key, err in zip(keys, errors, strict=True):

@@ -40,6 +40,7 @@ from galaxymorph.inference.batches import (  # noqa: F401  (re-exported: predict
     decode_batch,
     error_text,
     make_rows,
+    vote_columns,
 )
 from galaxymorph.inference.source_columns import SourceColumns
 from galaxymorph.inference.sources import InputPlan, Item
@@ -114,7 +115,8 @@ def predict(inputs: str | Path | Iterable[str | Path], model: str | Path = "defa
             resume: bool = False, overwrite: bool = False, workers: int | None = None,
             engine: str = "auto", device: str = "auto", detector: DetectorLike | None = None,
             progress: bool = True, threads: int | None = None,
-            crop: float | None = None, convention: str | None = None) -> pd.DataFrame | PredictSummary:
+            crop: float | None = None, convention: str | None = None,
+            taxonomy: str | None = None) -> pd.DataFrame | PredictSummary:
     """Predict the class of every image in ``inputs``.
 
     ``inputs``: image files, folders (recursive), globs, dataset specs (``catalog:CSV``,
@@ -134,6 +136,9 @@ def predict(inputs: str | Path | Iterable[str | Path], model: str | Path = "defa
     sources (``"gz1"`` for the built-in model: the classes Galaxy Zoo 1's raw majority would
     give): the map ``calibrate --conventions`` re-fitted on that source's validation images,
     else ``p @ T`` with its learned transition matrix.
+    A decision-tree model adds its vote fractions, one ``vote_<question>_<answer>`` column per
+    answer (conditional: each question's answers sum to 1), and answers in ``taxonomy``
+    (``gz1-4``, its default; ``gz2-8``; ``galaxy10``).
     Rows of a labelled input also carry its ``true_label``, ``true_label_name`` and metadata
     columns (:mod:`~galaxymorph.inference.source_columns`).
     """
@@ -163,11 +168,12 @@ def predict(inputs: str | Path | Iterable[str | Path], model: str | Path = "defa
     from galaxymorph.models.loading import load_classifier
 
     local = "auto" if engine == "ray" else engine
-    clf = load_classifier(model, device=device, engine=local).with_crop(crop).with_convention(convention)
+    clf = load_classifier(model, device=device, engine=local).with_crop(crop) \
+        .with_taxonomy(taxonomy).with_convention(convention)
     det = detector.to(clf.device) if detector is not None else None
     if det is not None and local != "auto":
         det.use_engine(local)  # an engine asked for by name runs both networks
-    columns = columns_for(clf.class_names, detector=det is not None)
+    columns = columns_for(clf.class_names, detector=det is not None, votes=vote_columns(clf))
     # A labelled source's true label and metadata follow the prediction's columns.
     known = SourceColumns.of(plan, columns)
     columns = [*columns, *known.names]
@@ -264,11 +270,12 @@ def _local_loop(plan: InputPlan, clf, det, writer: Writer, summary: PredictSumma
         for keys, errors, *arrays in batches:
             tensors = [torch.from_numpy(a) for a in arrays]
             t0 = time.perf_counter()
-            probs = clf.predict_proba(tensors[0], tta) if len(tensors[0]) else None
+            probs, answers = clf.predict_outputs(tensors[0], tta) if len(tensors[0]) else (None, None)
             scores = det.scores(tensors[-1]) if det is not None and len(tensors[-1]) else None
             summary.forward_seconds += time.perf_counter() - t0
             rows = make_rows(keys, errors, probs, clf.class_names, scores, det is not None,
-                             threshold=clf.abstain_threshold)
+                             threshold=clf.abstain_threshold, answers=answers,
+                             vote_columns=vote_columns(clf))
             writer.write(known.fill(rows, taken.popleft()))
             for key, err in zip(keys, errors, strict=True):
                 if err:

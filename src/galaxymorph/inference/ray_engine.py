@@ -71,7 +71,12 @@ def run_ray(plan: InputPlan, clf, model: str | Path, writer, summary, *, skip: s
     """Predict every item of ``plan`` on Ray and write rows through ``writer``; ``known``: the
     source columns (true label, metadata) each row carries."""
     ray = _import_ray()
-    from galaxymorph.inference.batches import classifier_view, counted_progress, make_rows
+    from galaxymorph.inference.batches import (
+        classifier_view,
+        counted_progress,
+        make_rows,
+        vote_columns,
+    )
 
     watchdog = None
     local = not ray.is_initialized() and not os.environ.get("RAY_ADDRESS")
@@ -107,7 +112,8 @@ def run_ray(plan: InputPlan, clf, model: str | Path, writer, summary, *, skip: s
             _Predictor, batch_size=batch_size, batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=n_actors),
             fn_constructor_kwargs={"model": _absolute(model), "tta": tta,
-                                   "detector": detector.to("cpu") if detector else None},
+                                   "detector": detector.to("cpu") if detector else None,
+                                   "settings": clf.settings()},
             num_cpus=1 if not has_gpu else 0, num_gpus=1 if has_gpu else 0,
             udf_modifying_row_count=False)
         class_names = clf.class_names
@@ -117,10 +123,12 @@ def run_ray(plan: InputPlan, clf, model: str | Path, writer, summary, *, skip: s
                 errors = [str(e) for e in batch["error"]]
                 ok = np.array([not e for e in errors], dtype=bool)
                 probs = batch["probs"][ok] if ok.any() else None
+                answers = batch["answers"][ok] if ok.any() and "answers" in batch else None
                 scores = ({c: batch[c][ok] for c in DETECTOR_COLUMNS}
                           if detector is not None and ok.any() else None)
                 rows = make_rows(keys, errors, probs, class_names, scores, detector is not None,
-                                 threshold=clf.abstain_threshold)
+                                 threshold=clf.abstain_threshold, answers=answers,
+                                 vote_columns=vote_columns(clf))
                 if known is not None:
                     known.fill(rows, _items(batch))
                 writer.write(rows)
@@ -193,7 +201,8 @@ def _decode(batch: dict[str, np.ndarray], plan: InputPlan, views: list, cwd: str
 class _Predictor:
     """Ray actor: loads the model once and scores decoded batches."""
 
-    def __init__(self, model: str, tta: bool | None, detector: Any | None):
+    def __init__(self, model: str, tta: bool | None, detector: Any | None,
+                 settings: dict[str, Any] | None = None):
         import torch
 
         from galaxymorph.models.loading import load_classifier
@@ -201,6 +210,8 @@ class _Predictor:
         # CPU threads: Ray sets OMP_NUM_THREADS to the actor's num_cpus, which torch follows.
         device = "cuda" if torch.cuda.is_available() else "cpu"
         self.clf = load_classifier(model, device=device)
+        if settings is not None:  # the driver's crop, taxonomy and convention
+            self.clf = self.clf.with_settings(settings)
         self.det = detector.to(device) if detector is not None else None  # pickled by Ray
         self.tta = tta
 
@@ -211,15 +222,19 @@ class _Predictor:
         ok = np.array([not e for e in errors], dtype=bool)
         n, c = len(errors), len(self.clf.class_names)
         probs = np.full((n, c), np.nan)
+        answers = np.full((n, self.clf.schema.n_answers), np.nan) if self.clf.is_tree else None
         scores = {c: np.full(n, np.nan) for c in DETECTOR_COLUMNS}
         if ok.any():
             with torch.inference_mode():
                 x = torch.from_numpy(np.ascontiguousarray(batch["image0"][ok]))
-                probs[ok] = self.clf.predict_proba(x, self.tta)
+                probs[ok], got = self.clf.predict_outputs(x, self.tta)
+                if answers is not None:
+                    answers[ok] = got
                 if self.det is not None:
                     xd = batch["image1"] if "image1" in batch else batch["image0"]
                     xd = torch.from_numpy(np.ascontiguousarray(xd[ok]))
                     for c, values in self.det.scores(xd).items():
                         scores[c][ok] = values
         return {"key": batch["key"], "error": errors, "probs": probs, **scores,
-                "source": batch["source"], "index": batch["index"]}
+                "source": batch["source"], "index": batch["index"]} | (
+            {"answers": answers} if answers is not None else {})

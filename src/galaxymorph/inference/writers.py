@@ -38,11 +38,13 @@ def output_format(path: str | Path) -> str:
 DETECTOR_COLUMNS = ("p_synthetic", "atypicality")
 
 
-def columns_for(class_names: list[str], detector: bool = False) -> list[str]:
-    """The output columns, in order (one ``prob_<class>`` per class). ``uncertain``: the top
-    probability is below the model's abstention threshold (``label`` is still the argmax)."""
+def columns_for(class_names: list[str], detector: bool = False,
+                votes: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """The output columns, in order (one ``prob_<class>`` per class, then a decision-tree
+    model's ``votes`` columns). ``uncertain``: the top probability is below the model's
+    abstention threshold (``label`` is still the argmax)."""
     cols = ["path", "label", "label_name", "probability", "uncertain",
-            *[prob_column(c) for c in class_names]]
+            *[prob_column(c) for c in class_names], *votes]
     if detector:
         cols += DETECTOR_COLUMNS
     return [*cols, "error"]

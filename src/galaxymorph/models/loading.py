@@ -269,6 +269,21 @@ class Classifier:
         adapter = self.convention_map or _adapter(self.taxonomy_entry.get("adapter"))
         return scores if adapter is None else apply_convention_map(scores, *adapter)
 
+    def settings(self) -> dict[str, Any]:
+        """What ``with_crop``, ``with_taxonomy`` and ``with_convention`` changed, as plain data,
+        for another process that loads the same model (a Ray actor): :meth:`with_settings`."""
+        return {"card": self.card.to_dict(), "taxonomy_name": self.taxonomy_name,
+                "convention_map": None if self.convention_map is None
+                else [a.tolist() for a in self.convention_map],
+                "transition": None if self.transition is None else self.transition.tolist()}
+
+    def with_settings(self, settings: dict[str, Any]) -> Classifier:
+        cmap, t = settings.get("convention_map"), settings.get("transition")
+        return replace(self, card=ModelCard.from_dict(settings["card"], self.source),
+                       taxonomy_name=settings.get("taxonomy_name"),
+                       convention_map=None if cmap is None else tuple(np.asarray(a) for a in cmap),
+                       transition=None if t is None else np.asarray(t))
+
     def in_convention(self, probs: np.ndarray) -> np.ndarray:
         """Calibrated probabilities in the labelling convention chosen with ``with_convention``
         (unchanged without one)."""
