@@ -143,7 +143,7 @@ def test_gradcam_library_and_fallback_agree(tiny_model, galaxy_png):
     lib = gc.gradcam(clf, img)
     x = clf.prepare(img).float().div(255).unsqueeze(0)
     layer = gradcam_target_layer(clf.net.backbone, image_size=x.shape[-1])
-    hooks = gc._hook_cam(clf.net, layer, x, lib.target)
+    hooks = gc._hook_cam(clf.net, layer, x, gc._class_score(clf, lib.target))
     assert lib.method == "pytorch-grad-cam"
     np.testing.assert_allclose(hooks, lib.heatmap, atol=1e-4)
 

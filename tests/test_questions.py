@@ -270,6 +270,20 @@ def test_predict_writes_vote_fractions_and_the_class_of_the_taxonomy(tree_run, t
     assert isinstance(r.exception, ModelError) and "no taxonomy 'hubble'" in str(r.exception)
 
 
+def test_the_app_shows_the_trees_answers_and_explains_the_class(tree_run):
+    from galaxymorph.app import core
+    from galaxymorph.models.loading import load_classifier
+
+    clf = load_classifier(tree_run["run"]).with_taxonomy("galaxy10")
+    image = np.asarray(__import__("PIL.Image").Image.open(
+        next((tree_run["labelled"].parent / "images").iterdir())).convert("RGB"))
+    a = core.analyse(clf, image, "g.png")
+    assert [q.question for q in a.tree] == [q.name for q in GZ2.questions]
+    assert a.tree[0].reach == 1 and 0 <= a.tree[1].reach <= 1  # edge-on: reached via featured
+    assert a.label_name in GALAXY10.classes and a.cam is not None and a.cam.target == a.label
+    assert "questions" in core.card_summary(clf.card)
+
+
 def test_evaluate_answers_in_the_datas_taxonomy_and_scores_vote_fractions(tree_run, tmp_path):
     import galaxymorph
 

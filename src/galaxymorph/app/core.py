@@ -96,6 +96,31 @@ def model_choices(settings: AppSettings) -> list[str]:
 
 
 @dataclass
+class QuestionAnswer:
+    """One Galaxy Zoo question as the model answers it."""
+
+    question: str
+    #: the predicted share of volunteers who would reach it (the product along its path)
+    reach: float
+    answers: list[tuple[str, float]]  # (answer, conditional vote fraction)
+
+    @property
+    def top(self) -> tuple[str, float]:
+        return max(self.answers, key=lambda a: a[1])
+
+
+def tree_answers(clf, answers: np.ndarray) -> list[QuestionAnswer]:
+    """A tree model's answers for one image (``(A,)`` conditional fractions), in the tree's order."""
+    from galaxymorph.data.questions import reach
+
+    schema = clf.schema
+    reached = reach(answers[None, :], schema)[0]
+    return [QuestionAnswer(q.name, float(reached[i]),
+                           [(a, float(answers[sl][j])) for j, a in enumerate(q.answers)])
+            for i, (q, sl) in enumerate(zip(schema.questions, schema.slices, strict=True))]
+
+
+@dataclass
 class Analysis:
     """Everything the page shows for one image."""
 
@@ -112,6 +137,8 @@ class Analysis:
     notes: list[str] = field(default_factory=list)
     #: The model's abstention threshold (None: its card has none, so it never abstains).
     threshold: float | None = None
+    #: A decision-tree model's answers (:func:`tree_answers`); None for a classifier.
+    tree: list[QuestionAnswer] | None = None
 
     @property
     def uncertain(self) -> bool:
@@ -154,9 +181,11 @@ def analyse(clf, image: np.ndarray, name: str, tta: bool = False, with_cam: bool
     from galaxymorph.inference.gradcam import LOCK, gradcam
 
     with LOCK:  # the cached model is shared between sessions; hooks must not interleave
-        probs = clf.predict_proba([image], tta=tta)[0]
+        probs, answers = clf.predict_outputs([image], tta=tta)
+    probs = probs[0]
     result = Analysis(name, image, probs, list(clf.class_names), int(np.argmax(probs)),
-                      threshold=clf.abstain_threshold)
+                      threshold=clf.abstain_threshold,
+                      tree=tree_answers(clf, answers[0]) if answers is not None else None)
     if with_cam:
         try:
             result.cam = gradcam(clf, image, target=result.label)
@@ -233,6 +262,12 @@ def card_summary(card) -> dict[str, str]:
         "name": card.name or "-",
         "architecture": card.architecture,
         "classes": ", ".join(card.class_names),
+    }
+    if card.questions:
+        rows["questions"] = (f"Galaxy Zoo's decision tree ({card.questions.get('name', '')}: "
+                             + ", ".join(q["name"] for q in card.questions["questions"]) + ")")
+        rows["taxonomies"] = ", ".join(card.taxonomies)
+    rows |= {
         "input": card.preprocessing.describe(),
         "training data": str(data.get("spec", "-")) + (f" (label map {data['label_map']})"
                                                       if data.get("label_map") else ""),

@@ -19,13 +19,14 @@ THUMB = 224
 
 
 @st.cache_resource(show_spinner="Loading the model…")
-def get_classifier(ref: str, device: str, convention: str | None = None):
+def get_classifier(ref: str, device: str, convention: str | None = None,
+                   taxonomy: str | None = None):
     """Loaded once per server process and shared by every session (one per labelling
-    convention asked for: each keeps its own engine)."""
+    convention and taxonomy asked for: each keeps its own engine)."""
     from galaxymorph.models.loading import load_classifier
 
-    if convention is not None:
-        return get_classifier(ref, device).with_convention(convention)
+    if convention is not None or taxonomy is not None:
+        return get_classifier(ref, device).with_taxonomy(taxonomy).with_convention(convention)
     clf = load_classifier(ref, device=device)
     # Every upload gets a Grad-CAM map, which runs the PyTorch network: build it here, behind
     # the loading spinner, not on the first upload (a model whose ONNX graph is cached is
@@ -78,6 +79,17 @@ def sidebar(settings: core.AppSettings):
                     "(`galaxymorph train --data ... --out runs/x`) and start the app with "
                     "`galaxymorph app --model runs/x`.")
         return None, False, False, None
+    taxonomy = None
+    if clf.is_tree:
+        taxonomy = st.sidebar.selectbox(
+            "Classes (taxonomy)", clf.taxonomies(), index=0, key="taxonomy",
+            help="The model answers Galaxy Zoo's questions; each taxonomy is a set of cuts on "
+                 "its answers (`predict --taxonomy`).")
+        clf = get_classifier(ref, settings.device, None, taxonomy)
+        merges = clf.taxonomy.merges
+        if merges:
+            st.sidebar.caption(core.plain("Merged (the questions cannot tell them apart): " + "; ".join(
+                f"{k} = {' + '.join(v)}" for k, v in merges.items())))
     conventions = list(clf.conventions())
     if conventions:
         choice = st.sidebar.selectbox(
@@ -87,7 +99,7 @@ def sidebar(settings: core.AppSettings):
                  "have given (a map re-fitted on that source's validation images, or p @ T with "
                  "the class-transition matrix the model learned for it; `predict --convention`).")
         if choice != OWN_CONVENTION:
-            clf = get_classifier(ref, settings.device, choice)
+            clf = get_classifier(ref, settings.device, choice, taxonomy)
             st.sidebar.caption(core.plain(f"Probabilities in the convention of {choice}."))
     tta = st.sidebar.checkbox("Test-time augmentation (8 rotations/flips)", value=clf.card.tta_default,
                               key="tta")
@@ -131,10 +143,24 @@ def show_analysis(a: core.Analysis) -> None:
                         height=70 + 30 * len(table), x_label="", y_label="probability")
         shown = table.assign(probability=table["probability"].map(lambda p: f"{p:.1%}"))
         right.table(shown.set_index("class"))
+        if a.tree is not None:
+            show_tree(right, a.tree)
         if a.p_synthetic is not None:
             typical = "" if a.atypicality is None else f", atypicality {a.atypicality:.2f}"
             right.caption(f"Real-vs-synthetic detector: p(synthetic) = {a.p_synthetic:.2f} "
                           f"({a.verdict} at its threshold){typical}")
+
+
+def show_tree(box, tree: list[core.QuestionAnswer]) -> None:
+    """The decision tree's answers: each question, how many volunteers would reach it, and the
+    predicted vote fractions of its answers (the class above is a cut on these)."""
+    import pandas as pd
+
+    box.markdown("**Galaxy Zoo's questions** (predicted vote fractions)")
+    rows = [{"question": q.question, "reached by": f"{q.reach:.0%}",
+             "answer": f"{q.top[0]} ({q.top[1]:.0%})",
+             "all answers": ", ".join(f"{a} {p:.0%}" for a, p in q.answers)} for q in tree]
+    box.table(pd.DataFrame(rows).set_index("question"))
 
 
 def show_failure(name: str, exc: Exception) -> None:

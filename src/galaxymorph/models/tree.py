@@ -59,3 +59,25 @@ def fit_answer_temperature(logits: np.ndarray, packed: np.ndarray, schema: Schem
         opt.step(closure)
     t = float(log_t.detach().exp())
     return t if np.isfinite(t) and 0.05 < t < 20 else 1.0
+
+
+def class_log_score(logits: torch.Tensor, schema: Schema, taxonomy, k: int) -> torch.Tensor:
+    """``(N,)`` log of class ``k``'s score in ``taxonomy`` (before normalisation and adapter),
+    differentiable in the logits: what Grad-CAM explains for a tree model's class."""
+    probs = {}
+    for q, sl in zip(schema.questions, schema.slices, strict=True):
+        p = torch.softmax(logits[:, sl], dim=1)
+        for j, a in enumerate(q.answers):
+            probs[(q.name, a)] = p[:, j]
+
+    def path_score(c: int) -> torch.Tensor:
+        s = logits.new_ones(len(logits))
+        for qa in taxonomy.paths[c]:
+            s = s * probs[tuple(qa)]
+        return s
+
+    score = path_score(k)
+    if taxonomy.classes[k] not in taxonomy.overrides and taxonomy.overrides:
+        rest = 1 - sum(path_score(taxonomy.classes.index(o)) for o in taxonomy.overrides)
+        score = score * rest.clamp_min(0)
+    return torch.log(score.clamp_min(1e-12))
