@@ -309,6 +309,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="8-fold rotation/flip averaging (default: what each card says)")
     ap.add_argument("--limit", type=int, default=None, help="at most N images per set (smoke runs)")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--json", type=Path, default=None,
+                    help="also write the new model's figures here (for its model card)")
     args = ap.parse_args(argv)
     sets = [s.strip() for s in args.sets.split(",") if s.strip()]
     unknown = sorted(set(sets) - set(SETS))
@@ -331,6 +333,14 @@ def main(argv: list[str] | None = None) -> int:
         for label, ref in models:
             run_model(label, ref, root, sets, args.tta, args.limit, results, predicted, notes)
     print_tables(results, predicted, models, notes)
+    if args.json:
+        from galaxymorph.io_utils import write_json
+
+        command = f"python benchmarks/{Path(__file__).name} {' '.join(argv or sys.argv[1:])}"
+        write_json(args.json, {"command": command, "old_model": f"built-in model of {OLD_COMMIT}"
+                               if not args.old else args.old,
+                               "sets": {name: r for (name, label), r in results.items() if label == "new"},
+                               "old": {name: r for (name, label), r in results.items() if label == "old"}})
     return 0
 
 

@@ -302,6 +302,22 @@ def test_evaluate_answers_in_the_datas_taxonomy_and_scores_vote_fractions(tree_r
     assert m["convention"] == "labelled" and m["taxonomy"] == "gz1-4"
 
 
+def test_calibrate_refits_every_taxonomy_on_the_validation_fold(tree_run, tmp_path):
+    import galaxymorph
+    from galaxymorph.models.loading import load_classifier
+
+    galaxymorph.calibrate(model=tree_run["run"], out=tmp_path / "cal", coverage=0.5,
+                          refit_temperature=True)
+    before = json.loads((tree_run["run"] / "model_card.json").read_text())
+    after = json.loads((tmp_path / "cal" / "model_card.json").read_text())
+    assert set(after["taxonomies"]) == set(before["taxonomies"])
+    assert after["taxonomies"]["gz1-4"]["fitted_on"]["images"] == \
+        before["taxonomies"]["gz1-4"]["fitted_on"]["images"]  # the same validation images
+    assert load_classifier(tmp_path / "cal").is_tree
+    with pytest.raises(ModelError, match="decision-tree"):
+        galaxymorph.ensemble([tree_run["run"], tmp_path / "cal"], out=tmp_path / "ens")
+
+
 def test_a_tree_run_refuses_options_it_cannot_use(tmp_path):
     from galaxymorph.errors import ConfigError
     from galaxymorph.training.config import TrainConfig

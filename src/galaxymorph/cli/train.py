@@ -230,6 +230,9 @@ def calibrate_cmd(
 
     rule = calibrate(model=model, coverage=coverage, out=out, refit_temperature=refit_temperature,
                      conventions=conventions)
+    if not rule.get("threshold") and rule.get("threshold") != 0:
+        console.print("no abstention rule: too few labelled validation images (20 needed)")
+        return
     console.print(f"uncertain below confidence {rule['threshold']:.3f}: answers "
                   f"{rule['val_coverage']:.1%} of {rule['val_images']} validation images")
 

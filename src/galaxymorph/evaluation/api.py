@@ -386,11 +386,9 @@ def calibrate(model: str | Path = "default", coverage: float = 0.9, out: str | P
     For models trained before abstention existed; ``galaxymorph train`` and ``ensemble`` fit it
     themselves. Returns the card's new ``abstention`` entry.
     """
-    import shutil
 
     from galaxymorph.data.splits import Split
     from galaxymorph.errors import ModelError
-    from galaxymorph.io_utils import write_json
     from galaxymorph.models.artifact import CARD_FILE
     from galaxymorph.models.calibration import (
         abstention_rule,
@@ -412,6 +410,10 @@ def calibrate(model: str | Path = "default", coverage: float = 0.9, out: str | P
     split = Path(split_file) if split_file else model_split_path(model)
     if split is None or not split.exists():
         raise DataError("calibration needs the model's split.json (its validation fold)", folder)
+    if clf.is_tree:
+        calibrate_tree(clf, Split.load(split), data, label_map, coverage, refit_temperature,
+                       batch_size, device)
+        return _save_card(card, folder, out)
     logits, y, _, origin = fold_logits(clf, data or card.training_data.get("spec"), label_map,
                                        "val", split, tta=card.tta_default, batch_size=batch_size,
                                        device=device)
@@ -442,6 +444,16 @@ def calibrate(model: str | Path = "default", coverage: float = 0.9, out: str | P
                 entry["logit_map"] = fit_convention_map(probs[own], y[own], len(clf.class_names))
             except ValueError as exc:
                 raise DataError(f"convention '{spec}': {exc}", split) from exc
+    return _save_card(card, folder, out)
+
+
+def _save_card(card, folder: Path, out: str | Path | None) -> dict[str, Any]:
+    """Write ``card`` in place, or into a copy of the model folder at ``out``; its abstention."""
+    import shutil
+
+    from galaxymorph.io_utils import write_json
+    from galaxymorph.models.artifact import CARD_FILE
+
     dest = Path(out) if out else folder
     if dest.resolve() != folder.resolve():
         dest.mkdir(parents=True, exist_ok=True)
@@ -450,3 +462,43 @@ def calibrate(model: str | Path = "default", coverage: float = 0.9, out: str | P
                 shutil.copyfile(folder / name, dest / name)
     write_json(dest / CARD_FILE, card.to_dict())
     return card.abstention
+
+
+def calibrate_tree(clf, split, data, label_map: str | None, coverage: float,
+                   refit_temperature: bool, batch_size: int, device: str) -> None:
+    """A decision-tree card re-fitted on its validation fold: the answers' temperature (if
+    asked), then every taxonomy's adapter, conventions and abstention rule, as training does."""
+    from galaxymorph.data.cache import ImageTensorDataset, decode_all
+    from galaxymorph.data.questions import answer_probabilities
+    from galaxymorph.data.taxonomies import Taxonomy
+    from galaxymorph.data.vote_dataset import open_question_dataset
+    from galaxymorph.evaluation.evaluate import dataset_logits
+    from galaxymorph.models.calibration import source_balance
+    from galaxymorph.models.taxonomy_fit import fit_taxonomy
+    from galaxymorph.models.tree import fit_answer_temperature
+
+    card, schema = clf.card, clf.schema
+    given = card.training_data
+    specs = data or given.get("spec") or []
+    specs = [specs] if isinstance(specs, str) else list(specs)
+    ds = open_question_dataset(specs, schema, label_map or given.get("label_map"),
+                               weak=[] if data else given.get("weak") or [])
+    ds = ds.select_ids(local_ids(ds, split.val))
+    decoded = decode_all(ds, clf.preprocessing)
+    pos = decoded.require_readable(np.arange(len(ds)), "the validation fold", ds.spec)
+    logits, targets = dataset_logits(clf.to(device).engine,
+                                     ImageTensorDataset(decoded.images, ds.targets, pos),
+                                     batch_size=batch_size, tta=card.tta_default)
+    origin = ds.origin[pos]
+    if refit_temperature:
+        card.temperature = fit_answer_temperature(logits, targets, schema,
+                                                  weights=source_balance(origin))
+    answers = answer_probabilities(logits, schema, card.temperature)
+    specs_all = [p.spec for p in ds.parts]
+    noisy = {k for k, spec in enumerate(specs_all)
+             if any(spec in e.get("conventions", {}) for e in card.taxonomies.values())}
+    for name, entry in list(card.taxonomies.items()):
+        card.taxonomies[name] = fit_taxonomy(Taxonomy.from_dict(entry), schema, answers,
+                                             ds.class_names, ds.labels[pos], origin, specs_all,
+                                             noisy, coverage)
+    card.abstention = card.taxonomies[card.default_taxonomy].get("abstention") or {}
