@@ -24,6 +24,7 @@ from galaxymorph.data.splits import Split, make_split, split_by_source
 from galaxymorph.data.transforms import TrainAugment
 from galaxymorph.data.unlabelled import open_unlabelled
 from galaxymorph.errors import ConfigError, DataError
+from galaxymorph.processes import loader_worker_init
 from galaxymorph.runtime import default_workers
 from galaxymorph.training.config import TrainConfig
 
@@ -327,7 +328,8 @@ class GalaxyDataModule(L.LightningDataModule):
         workers = default_workers("train") if cfg.num_workers is None else cfg.num_workers
         return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, sampler=sampler,
                           num_workers=workers, drop_last=False, persistent_workers=workers > 0,
-                          pin_memory=torch.cuda.is_available())
+                          pin_memory=torch.cuda.is_available(),
+                          worker_init_fn=loader_worker_init if workers else None)
 
     def sampling_weights(self) -> np.ndarray | None:
         """Per-image draw weights of the training fold (real images, then synthetic ones, as
