@@ -19,6 +19,7 @@ from galaxymorph.data.questions import (
     cumulative,
     find_vote_columns,
     label_targets,
+    unpack,
     vote_targets,
 )
 from galaxymorph.data.taxonomies import GALAXY10, GZ1_4, GZ2_8, labels_in
@@ -300,6 +301,24 @@ def test_evaluate_answers_in_the_datas_taxonomy_and_scores_vote_fractions(tree_r
                              split="all", include_seen=True, convention="labelled",
                              out=tmp_path / "conv")
     assert m["convention"] == "labelled" and m["taxonomy"] == "gz1-4"
+
+
+def test_soft_pseudo_labels_are_a_vote_catalog_training_reads(tree_run, tiny_model, tmp_path):
+    from galaxymorph.data.vote_dataset import open_question_dataset
+    from galaxymorph.errors import ConfigError
+    from galaxymorph.inference.pseudo_labels import pseudo_label
+
+    images = tree_run["labelled"].parent / "images"
+    info = pseudo_label([str(images)], tmp_path / "soft.csv", model=tree_run["run"],
+                        min_confidence=0.0, votes=True, progress=False)
+    assert info["targets"] == "vote fractions" and info["kept"] == len(list(images.iterdir()))
+    ds = open_question_dataset(f"catalog:{tmp_path / 'soft.csv'}", GZ2)
+    t = unpack(ds.targets, GZ2)
+    assert (t.weights[:, Q["smooth-or-featured"]] == 1).all()  # every question answered
+    assert (t.weights[:, Q["odd-feature"]] > 0).all() and (t.weights[:, Q["odd-feature"]] < 1).all()
+    with pytest.raises(ConfigError, match="decision-tree"):
+        pseudo_label([str(images)], tmp_path / "x.csv", model=tiny_model, votes=True,
+                     progress=False)
 
 
 def test_calibrate_refits_every_taxonomy_on_the_validation_fold(tree_run, tmp_path):

@@ -102,6 +102,8 @@ def pseudo_label_cmd(
     workers: int = typer.Option(None, "--workers", help="Decoding processes; default: auto."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | mps"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on a terminal."),
+    votes: bool = typer.Option(False, "--votes", help="A decision-tree model: write its vote "
+                               "fractions (soft targets for train --questions), not classes."),
 ) -> None:
     """Write a model's confident answers on unlabelled images as a weak-label catalog for
     self-training (`train --weak-data catalog:OUT`)."""
@@ -109,7 +111,7 @@ def pseudo_label_cmd(
 
     info = pseudo_label(inputs, out, model=model, min_confidence=min_confidence,
                         max_per_class=max_per_class, tta=tta, workers=workers, device=device,
-                        progress=progress)
+                        progress=progress, votes=votes)
     counts = ", ".join(f"{k} {v}" for k, v in info["per_class"].items())
     err_console.print(f"kept {info['kept']} of {info['images_read']} readable images "
                       f"(confidence >= {min_confidence}): {counts}; wrote {out}", highlight=False)
