@@ -120,13 +120,7 @@ def open_dataset(spec: str | Path | Sequence[str | Path],
     ``Elliptical``/``Spiral``/...) is matched by name; the label map applies to the others. The
     class list is the label map's, or else the first source's.
     """
-    from galaxymorph.data.specs import open_source
-
-    specs = [str(spec)] if isinstance(spec, (str, Path)) else [str(s) for s in spec]
-    parts = [SourcePart(s) for s in specs] + [SourcePart(str(s), weak=True) for s in weak]
-    if not parts:
-        raise DataError("no dataset given (--data SPEC)")
-    sources = [open_source(p.spec) for p in parts]
+    parts, sources = open_parts(spec, weak)
     lmap = load_label_map(label_map)
     classes = list(lmap.classes) if lmap is not None else list(sources[0].class_names)
     keep, labels, origin = [], [], []
@@ -141,6 +135,19 @@ def open_dataset(spec: str | Path | Sequence[str | Path],
     source = sources[0] if len(sources) == 1 else ConcatSource(sources)
     return GalaxyDataset(source, np.concatenate(keep), np.concatenate(labels), classes,
                          source.spec, lmap, origin=np.concatenate(origin), parts=parts)
+
+
+def open_parts(spec: str | Path | Sequence[str | Path],
+               weak: Sequence[str | Path] = ()) -> tuple[list[SourcePart], list[ImageSource]]:
+    """The parts of a dataset (``spec`` one or several, then the ``weak`` ones) and each one's
+    opened source."""
+    from galaxymorph.data.specs import open_source
+
+    specs = [str(spec)] if isinstance(spec, (str, Path)) else [str(s) for s in spec]
+    parts = [SourcePart(s) for s in specs] + [SourcePart(str(s), weak=True) for s in weak]
+    if not parts:
+        raise DataError("no dataset given (--data SPEC)")
+    return parts, [open_source(p.spec) for p in parts]
 
 
 def _conform(source: ImageSource, lmap: LabelMap | None, classes: list[str]) -> np.ndarray:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from galaxymorph.data.classes import VOTES_ONLY
-from galaxymorph.data.dataset import GalaxyDataset, SourcePart
+from galaxymorph.data.dataset import GalaxyDataset, open_parts
 from galaxymorph.data.label_maps import LabelMap, load_label_map
 from galaxymorph.data.questions import (
     Schema,
@@ -39,13 +39,7 @@ def open_question_dataset(spec: str | Path | Sequence[str | Path], schema: Schem
     a label's implied answers question by question. An image with nothing to learn (no vote,
     no implied answer) is an error naming its source.
     """
-    from galaxymorph.data.specs import open_source
-
-    specs = [str(spec)] if isinstance(spec, (str, Path)) else [str(s) for s in spec]
-    parts = [SourcePart(s) for s in specs] + [SourcePart(str(s), weak=True) for s in weak]
-    if not parts:
-        raise DataError("no dataset given (--data SPEC)")
-    sources = [open_source(p.spec) for p in parts]
+    parts, sources = open_parts(spec, weak)
     lmap = load_label_map(label_map)
     classes: list[str] = []
     keep, labels, origin, targets = [], [], [], []

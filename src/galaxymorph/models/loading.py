@@ -264,10 +264,12 @@ class Classifier:
         when one was chosen); in the convention chosen with ``with_convention``."""
         if not self.is_tree:
             return self.in_convention(softmax(logits, self.temperature))
-        scores = self.taxonomy.scores(self.answers(logits) if answers is None else answers,
-                                      self.schema)
-        adapter = self.convention_map or _adapter(self.taxonomy_entry.get("adapter"))
-        return scores if adapter is None else apply_convention_map(scores, *adapter)
+        from galaxymorph.models.taxonomy_fit import taxonomy_probabilities
+
+        answers = self.answers(logits) if answers is None else answers
+        chosen = "own" if self.convention_map is None else dict(
+            zip(("weight", "bias"), self.convention_map, strict=True))
+        return taxonomy_probabilities(self.taxonomy_entry, self.schema, answers, chosen)
 
     def settings(self) -> dict[str, Any]:
         """What ``with_crop``, ``with_taxonomy`` and ``with_convention`` changed, as plain data,
