@@ -18,14 +18,16 @@ For each model, every figure with its 95% bootstrap interval:
    the others, and the share of rings (disc galaxies) called featured. Recipes are chosen with
    this and validation figures, never with 2-3.
 
-Sets a model cannot answer (a 4-class model has no vote fractions) print "-". ``--sets`` picks
-some; ``--sets rings`` is what a recipe may be chosen by.
+Sets a model cannot answer (a 4-class model has no vote fractions) are left out. ``--sets``
+picks some; a recipe is chosen with ``--fold val`` (the models' validation folds in place of
+their test folds, and no dev or decals) and ``rings``.
 
 The old model is the built-in one of commit d3e94e6 (the four-class v10), extracted from git
 (or ``--old DIR``); the new one is the installed built-in model (or ``--new DIR``).
 
     python benchmarks/bench_generalisation.py                      # old (git) vs built-in, card TTA
-    python benchmarks/bench_generalisation.py --new runs/x --sets rings --no-tta   # choosing a recipe
+    python benchmarks/bench_generalisation.py --old runs/a --new runs/b --fold val \
+        --sets gz1-test,votes,hart8,rings                          # choosing a recipe
 """
 
 from __future__ import annotations
@@ -181,7 +183,7 @@ def gz1_convention(clf):
 
 
 def run_model(label: str, ref: str, root: Path, sets: list[str], tta_arg, limit: int | None,
-              results: dict, predicted: dict, notes: list[str]) -> None:
+              results: dict, predicted: dict, notes: list[str], fold: str = "test") -> None:
     from galaxymorph.data.dataset import open_dataset
     from galaxymorph.data.questions import find_vote_columns, in_table_weighting
     from galaxymorph.evaluation.api import open_for_model
@@ -204,16 +206,16 @@ def run_model(label: str, ref: str, root: Path, sets: list[str], tta_arg, limit:
 
     if "gz1-test" in sets:
         gz1 = open_for_model(f"catalog:{root}/gz1/labels.csv", "gz1-4", clf.class_names)
-        own = test_fold(gz1, ref)
+        own = test_fold(gz1, ref, fold)
         if own is None:
             notes.append(f"{label}: no split.json, so its own GZ1 test fold is unknown")
         else:
             s = timed("GZ1 test fold", lambda: Scored(clf, cut(own), tta))
-            results[("GZ1 own test fold", label)] = score(clf, s.probs, s.labels)
+            results[(f"GZ1 own {fold} fold", label)] = score(clf, s.probs, s.labels)
             conv = gz1_convention(clf)
             if conv is not None:
                 p = conv.probabilities(None, s.answers) if clf.is_tree else conv.in_convention(s.probs)
-                results[("GZ1 own test fold, GZ1 convention", label)] = score(conv, p, s.labels)
+                results[(f"GZ1 own {fold} fold, GZ1 convention", label)] = score(conv, p, s.labels)
     if "dev" in sets:
         dev = cut(open_for_model(f"catalog:{root}/gz2_clean/dev.csv", None, clf.class_names))
         for name, factor in (("gz2_clean/dev", 1.0), ("dev shrunk 0.7x (sky pad)", 0.7),
@@ -243,7 +245,7 @@ def run_model(label: str, ref: str, root: Path, sets: list[str], tta_arg, limit:
         src = open_source(spec)
         found = find_vote_columns(src.metadata.columns)
         every = GalaxyDataset(src, np.arange(len(src)), src.labels, src.class_names, spec)
-        held = test_fold(every, ref)
+        held = test_fold(every, ref, fold)
         train = test_fold(every, ref, "train")
         if held is None or not len(held):
             notes.append(f"{label}: no gz2_votes images in its test fold")
@@ -254,16 +256,16 @@ def run_model(label: str, ref: str, root: Path, sets: list[str], tta_arg, limit:
             r = vote_rmse(in_table_weighting(s.answers, found, clf.schema), table)
             mean = src.metadata.iloc[train.indices][list(found.columns)].mean()
             base = vote_rmse({c: np.full(len(table), mean[c]) for c in found.columns}, table)
-            results[("gz2_votes test fold: vote RMSE", label)] = {
+            results[(f"gz2_votes {fold} fold: vote RMSE", label)] = {
                 "n": r["n_images"], "rmse": r["rmse"], "rmse_ci": r.get("ci95"),
                 "columns": len(r["columns"]), "mean_rmse": base["rmse"]}
     if "hart8" in sets and clf.is_tree:
         t8 = clf.with_taxonomy("gz2-8")
         hart = test_fold(open_dataset(f"catalog:{root}/gz2_hart8/labels.csv").with_classes(
-            t8.class_names), ref)
+            t8.class_names), ref, fold)
         if hart is not None and len(hart):
             s = timed("gz2_hart8 test fold", lambda: Scored(t8, cut(hart), tta))
-            results[("gz2_hart8 test fold, gz2-8", label)] = score(t8, s.probs, s.labels)
+            results[(f"gz2_hart8 {fold} fold, gz2-8", label)] = score(t8, s.probs, s.labels)
     if "rings" in sets:
         rings = cut(open_dataset(f"catalog:{root}/gzdecals_ring/labels.csv"))
         s = timed("gzdecals_ring (proxy)", lambda: Scored(clf, rings, tta))
@@ -308,6 +310,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
                     help="8-fold rotation/flip averaging (default: what each card says)")
     ap.add_argument("--limit", type=int, default=None, help="at most N images per set (smoke runs)")
+    ap.add_argument("--fold", choices=("test", "val"), default="test",
+                    help="the models' own fold for gz1-test, votes and hart8: val to choose a "
+                         "recipe (then dev and decals, test sets, are refused)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--json", type=Path, default=None,
                     help="also write the new model's figures here (for its model card)")
@@ -316,6 +321,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(sets) - set(SETS))
     if unknown:
         ap.error(f"unknown set(s) {unknown}; choose from {', '.join(SETS)}")
+    if args.fold == "val" and {"dev", "decals"} & set(sets):
+        ap.error("--fold val chooses a recipe: leave out the test sets dev and decals")
 
     import torch
 
@@ -331,7 +338,8 @@ def main(argv: list[str] | None = None) -> int:
         old = args.old or str(extract_old(OLD_COMMIT, Path(tmp) / "old_default"))
         models = [("old", old), ("new", args.new)]
         for label, ref in models:
-            run_model(label, ref, root, sets, args.tta, args.limit, results, predicted, notes)
+            run_model(label, ref, root, sets, args.tta, args.limit, results, predicted, notes,
+                      args.fold)
     print_tables(results, predicted, models, notes)
     if args.json:
         from galaxymorph.io_utils import write_json

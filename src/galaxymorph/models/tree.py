@@ -19,17 +19,25 @@ from galaxymorph.data.questions import Schema
 
 
 def question_loss(logits: torch.Tensor, packed: torch.Tensor, schema: Schema,
-                  label_smoothing: float = 0.0, reduction: str = "mean") -> torch.Tensor:
+                  label_smoothing: float = 0.0, reduction: str = "mean",
+                  transitions: list[torch.Tensor] | None = None) -> torch.Tensor:
     """Weighted KL(target || predicted), summed over questions; ``packed`` = fractions (A) +
-    question weights (Q) per image (:meth:`galaxymorph.data.questions.Targets.packed`)."""
+    question weights (Q) per image (:meth:`galaxymorph.data.questions.Targets.packed`).
+    ``transitions``: per question, a ``(N, K, K)`` row-stochastic matrix per image: the
+    target is then compared with ``p @ T`` (a noisy source's labelling convention, learned;
+    the identity for the others)."""
     a = schema.n_answers
-    fractions, weights = packed[:, :a].float(), packed[:, a:].float()
+    fractions, weights = packed[:, :a].float(), packed[:, a:a + schema.n_questions].float()
     per_image = logits.new_zeros(len(logits), dtype=torch.float32)
     for qi, sl in enumerate(schema.slices):
         t = fractions[:, sl]
         if label_smoothing:
             t = t * (1 - label_smoothing) + label_smoothing / t.shape[1]
-        log_p = F.log_softmax(logits[:, sl].float(), dim=1)
+        if transitions is None:
+            log_p = F.log_softmax(logits[:, sl].float(), dim=1)
+        else:
+            p = torch.softmax(logits[:, sl].float(), dim=1).unsqueeze(1)
+            log_p = torch.bmm(p, transitions[qi]).squeeze(1).clamp_min(1e-8).log()
         kl = (t * (torch.log(t.clamp_min(1e-8)) - log_p)).sum(dim=1)
         per_image = per_image + weights[:, qi] * kl
     if reduction == "none":

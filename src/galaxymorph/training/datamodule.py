@@ -287,6 +287,10 @@ class GalaxyDataModule(L.LightningDataModule):
                                self.config.chirality, zoom=self.config.zoom, shift=self.config.shift,
                                survey=self.config.survey_augment)
         labels = self.dataset.targets if tree else self.dataset.labels
+        if tree and fold == "train" and self.config.noisy_label_sources:
+            # One more column: the source's transition group (0: clean), read by the loss.
+            labels = np.concatenate([labels, self.noise_group_of_images()[:, None]], axis=1
+                                    ).astype(np.float32)
         if fold == "train" and self.noisy:
             labels = encode_noise_group(labels, self.noise_group_of_images(), self.dataset.num_classes)
         real = ImageTensorDataset(folds.decoded.images, labels, folds.positions[fold], aug)

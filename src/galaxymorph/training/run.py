@@ -127,7 +127,8 @@ def train(config: TrainConfig | None = None, out: str | Path = "runs/run", *,
             log.info("a decision-tree model learns vote fractions: imbalance '%s' (a class-weighted "
                      "loss) does not apply; balanced-sampler would draw rare classes more often",
                      cfg.imbalance)
-        module = QuestionModule(net, schema, **common)
+        module = QuestionModule(net, schema, noise_groups=len(cfg.noisy_label_sources),
+                                noise_lr_mult=cfg.noise_lr_mult, **common)
     else:
         weights = {"weighted-loss": folds.class_weights(1.0), "both": folds.class_weights(1.0),
                    "sqrt-weighted-loss": folds.class_weights(0.5)}.get(cfg.imbalance)

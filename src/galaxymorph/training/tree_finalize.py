@@ -69,7 +69,13 @@ def finalize_tree(run_dir: Path, cfg: TrainConfig, dm, module, best_path: str,
                                      taxonomies)
     summary = run_summary(run_dir, cfg, folds, net, best_path, train_seconds, epochs_run,
                           wall_seconds, temperature, lineage) | {
-        "questions": schema.name, "skipped_unreadable": folds.skipped}
+        "questions": schema.name, "skipped_unreadable": folds.skipped,
+        # Learned per noisy source and question: T[true answer][its label], its convention.
+        "answer_transitions": {spec: {q.name: [[round(float(v), 4) for v in row] for row in t[g]]
+                                      for q, t in zip(schema.questions,
+                                                      module.question_transitions(), strict=True)}
+                               for g, spec in enumerate(cfg.noisy_label_sources)}
+        if module.noise_groups else {}}
 
     default = taxonomies[DEFAULT_TAXONOMY]
     tax = Taxonomy.from_dict(default)
