@@ -179,6 +179,27 @@ def test_a_card_without_questions_loads_and_answers_as_before():
     assert not clf.is_tree and clf.class_names == old["class_names"]
 
 
+@pytest.mark.parametrize("damage, message", [
+    (lambda c: c["questions"]["questions"][1].update(parent=["nowhere", "yes"]), "parent question"),
+    (lambda c: c["taxonomies"]["gz1-4"].update(adapter={"weight": [[1, 2]], "bias": [0]}), "adapter"),
+    (lambda c: c["taxonomies"]["gz2-8"]["conventions"].update(x={"weight": "eye"}), "conventions.x"),
+    (lambda c: c["taxonomies"]["galaxy10"]["paths"]["Edge-on"].append(["bar", "maybe"]), "no answer"),
+    (lambda c: c.update(class_names=["A", "B", "C", "D"]), "default taxonomy"),
+    (lambda c: c.update(default_taxonomy="hubble"), "default_taxonomy"),
+])
+def test_a_damaged_tree_card_is_refused_by_name(tree_run, tmp_path, damage, message):
+    from galaxymorph.models.loading import load_classifier
+
+    folder = tmp_path / "bad"
+    shutil.copytree(tree_run["run"], folder)
+    card = json.loads((folder / "model_card.json").read_text())
+    damage(card)
+    (folder / "model_card.json").write_text(json.dumps(card))
+    with pytest.raises(ModelError, match=message) as err:
+        load_classifier(folder)
+    assert "model_card.json" in str(err.value)
+
+
 def test_old_four_class_cards_still_load(tiny_model, tmp_path):
     from galaxymorph.models.loading import load_classifier
 
