@@ -16,6 +16,7 @@ import torch
 from galaxymorph.data.questions import (
     GZ2,
     Targets,
+    answer_probabilities,
     cumulative,
     find_vote_columns,
     label_targets,
@@ -118,6 +119,26 @@ def test_the_loss_is_the_reach_weighted_kl_divergence():
     logits[0, sl.start] = math.log(0.5 / 0.5)  # predicted 0.5 / 0.5
     expected = 0.7 * (0.2 * math.log(0.2 / 0.5) + 0.8 * math.log(0.8 / 0.5))
     assert float(question_loss(logits, torch.from_numpy(t.packed()), GZ2)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_question_temperatures_follow_the_vote_fractions_not_the_hard_labels():
+    from galaxymorph.models.tree import fit_question_temperatures
+
+    rng = np.random.default_rng(0)
+    n = 400
+    logits = np.zeros((n, GZ2.n_answers))
+    sl = GZ2.slices[Q["smooth-or-featured"]]
+    logits[:, sl.start] = rng.normal(0, 4, n)  # confident either way
+    p = answer_probabilities(logits, GZ2)[:, sl]
+    t = Targets.empty(n, GZ2)
+    soft = np.arange(n) < n // 2
+    # vote rows: the volunteers' fractions are the network's at temperature 2 (softer)
+    t.fractions[soft, sl] = answer_probabilities(logits[soft] / 2, GZ2)[:, sl]
+    t.fractions[~soft, sl] = np.eye(3)[p[~soft].argmax(axis=1)]  # hard labels agree, certain
+    t.weights[:, Q["smooth-or-featured"]] = 1
+    temps = fit_question_temperatures(logits, t.packed(), GZ2)
+    assert temps[Q["smooth-or-featured"]] == pytest.approx(2.0, rel=0.05)
+    assert temps[Q["bar"]] == 1.0  # nobody answers it: left alone
 
 
 # -- taxonomies -------------------------------------------------------------------------------

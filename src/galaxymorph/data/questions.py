@@ -13,7 +13,7 @@ answers they imply, with weight 1, and nothing more.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -435,12 +435,16 @@ def combine(labelled: Targets, votes: Targets, schema: Schema) -> Targets:
 
 # -- predictions ------------------------------------------------------------------------------
 
-def answer_probabilities(logits: np.ndarray, schema: Schema, temperature: float = 1.0) -> np.ndarray:
-    """Conditional answer probabilities: a softmax per question over the network's outputs."""
-    z = np.asarray(logits, dtype=np.float64) / temperature
+def answer_probabilities(logits: np.ndarray, schema: Schema,
+                         temperature: float | Sequence[float] = 1.0) -> np.ndarray:
+    """Conditional answer probabilities: a softmax per question over the network's outputs,
+    over one temperature or one per question."""
+    z = np.asarray(logits, dtype=np.float64)
+    temps = [float(temperature)] * schema.n_questions if np.isscalar(temperature) else list(temperature)
     out = np.empty_like(z)
-    for sl in schema.slices:
-        part = z[:, sl] - z[:, sl].max(axis=1, keepdims=True)
+    for sl, t in zip(schema.slices, temps, strict=True):
+        part = z[:, sl] / t
+        part = part - part.max(axis=1, keepdims=True)
         e = np.exp(part)
         out[:, sl] = e / e.sum(axis=1, keepdims=True)
     return out

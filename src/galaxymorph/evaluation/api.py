@@ -475,7 +475,7 @@ def calibrate_tree(clf, split, data, label_map: str | None, coverage: float,
     from galaxymorph.evaluation.evaluate import dataset_logits
     from galaxymorph.models.calibration import source_balance
     from galaxymorph.models.taxonomy_fit import fit_taxonomy
-    from galaxymorph.models.tree import fit_answer_temperature
+    from galaxymorph.models.tree import fit_answer_temperature, fit_question_temperatures
 
     card, schema = clf.card, clf.schema
     given = card.training_data
@@ -493,7 +493,8 @@ def calibrate_tree(clf, split, data, label_map: str | None, coverage: float,
     if refit_temperature:
         card.temperature = fit_answer_temperature(logits, targets, schema,
                                                   weights=source_balance(origin))
-    answers = answer_probabilities(logits, schema, card.temperature)
+        card.question_temperatures = fit_question_temperatures(logits, targets, schema)
+    answers = answer_probabilities(logits, schema, card.question_temperatures or card.temperature)
     specs_all = [p.spec for p in ds.parts]
     noisy = {k for k, spec in enumerate(specs_all)
              if any(spec in e.get("conventions", {}) for e in card.taxonomies.values())}

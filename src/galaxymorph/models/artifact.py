@@ -55,6 +55,8 @@ class ModelCard:
     #: and ``abstention``.
     taxonomies: dict[str, Any] = field(default_factory=dict)
     default_taxonomy: str = ""
+    #: A tree model's temperature per question (empty: ``temperature`` for every question).
+    question_temperatures: list[float] = field(default_factory=list)
     format_version: int = 1
 
     def to_dict(self) -> dict[str, Any]:
@@ -201,8 +203,8 @@ def _check_tree(card: dict[str, Any]) -> str | None:
     questions, taxonomies = card.get("questions", {}), card.get("taxonomies", {})
     default = card.get("default_taxonomy", "")
     if not questions:
-        if taxonomies or default:
-            return "taxonomies need questions"
+        if taxonomies or default or card.get("question_temperatures"):
+            return "taxonomies and question temperatures need questions"
         return None
     from galaxymorph.data.questions import Schema
     from galaxymorph.data.taxonomies import Taxonomy
@@ -213,6 +215,11 @@ def _check_tree(card: dict[str, Any]) -> str | None:
         return f"questions: {exc}"
     if not isinstance(taxonomies, dict) or not taxonomies:
         return "a decision-tree card needs at least one taxonomy"
+    temps = card.get("question_temperatures", [])
+    if not isinstance(temps, list) or (temps and (len(temps) != schema.n_questions or not all(
+            _is_number(t) and t > 0 for t in temps))):
+        return (f"question_temperatures must be {schema.n_questions} positive numbers (one per "
+                f"question) or empty, got {temps!r}")
     for name, entry in taxonomies.items():
         try:
             tax = Taxonomy.from_dict(entry)

@@ -256,7 +256,8 @@ class Classifier:
     def answers(self, logits: np.ndarray) -> np.ndarray:
         """A tree model's conditional answer probabilities: a softmax per question of its
         logits over the card's temperature."""
-        return answer_probabilities(logits, self.schema, self.temperature)
+        return answer_probabilities(logits, self.schema,
+                                    self.card.question_temperatures or self.temperature)
 
     def probabilities(self, logits: np.ndarray, answers: np.ndarray | None = None) -> np.ndarray:
         """Calibrated class probabilities from the engine's logits: the softmax over the

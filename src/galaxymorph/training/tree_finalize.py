@@ -1,6 +1,8 @@
 """The end of a decision-tree run: calibration, taxonomies, per-source scores and the model card.
 
-1. The answers' temperature, fitted on the validation fold (every source weighted equally).
+1. The answers' temperatures, one per question, fitted on the validation fold's vote fractions
+   (:func:`galaxymorph.models.tree.fit_question_temperatures`); and one for all questions
+   (every source weighted equally), the card's ``temperature``.
 2. Per taxonomy, an adapter fitted on validation images, and each noisy source's convention
    (:mod:`galaxymorph.models.taxonomy_fit`).
 3. On the test fold, per source: vote-fraction RMSE where the source has vote columns (in its
@@ -43,7 +45,7 @@ def finalize_tree(run_dir: Path, cfg: TrainConfig, dm, module, best_path: str,
     from galaxymorph.evaluation.evaluate import dataset_logits, write_evaluation
     from galaxymorph.models.artifact import ModelCard, save_artifact
     from galaxymorph.models.calibration import source_balance
-    from galaxymorph.models.tree import fit_answer_temperature
+    from galaxymorph.models.tree import fit_answer_temperature, fit_question_temperatures
 
     schema: Schema = module.schema
     net = best_network(module, best_path)
@@ -52,10 +54,12 @@ def finalize_tree(run_dir: Path, cfg: TrainConfig, dm, module, best_path: str,
     engine = scoring_engine(net, cfg)
     val_logits, val_targets = dataset_logits(engine, dm.fold_dataset("val"), tta=cfg.tta)
     val_origin = folds.origin("val")
-    temperature = (fit_answer_temperature(val_logits, val_targets, schema,
-                                          weights=source_balance(val_origin))
+    balance = source_balance(val_origin)
+    temperature = (fit_answer_temperature(val_logits, val_targets, schema, weights=balance)
                    if cfg.calibrate and len(val_logits) else 1.0)
-    val_answers = answer_probabilities(val_logits, schema, temperature)
+    temperatures = (fit_question_temperatures(val_logits, val_targets, schema)
+                    if cfg.calibrate and len(val_logits) else [])
+    val_answers = answer_probabilities(val_logits, schema, temperatures or temperature)
     noisy = {k for k, p in enumerate(ds.parts) if p.spec in cfg.noisy_label_sources}
     val_labels = ds.labels[folds.positions["val"]]
     taxonomies = {name: fit_taxonomy(tax, schema, val_answers, ds.class_names, val_labels,
@@ -63,13 +67,15 @@ def finalize_tree(run_dir: Path, cfg: TrainConfig, dm, module, best_path: str,
                   for name, tax in TAXONOMIES.items()}
 
     test_logits, _ = dataset_logits(engine, dm.fold_dataset("test"), tta=cfg.tta)
-    test_answers = answer_probabilities(test_logits, schema, temperature)
+    test_answers = answer_probabilities(test_logits, schema, temperatures or temperature)
     test_pos = folds.positions["test"]
     per_source = tree_source_metrics(ds, test_pos, folds.origin("test"), test_answers, schema,
                                      taxonomies)
     summary = run_summary(run_dir, cfg, folds, net, best_path, train_seconds, epochs_run,
                           wall_seconds, temperature, lineage) | {
         "questions": schema.name, "skipped_unreadable": folds.skipped,
+        "question_temperatures": dict(zip([q.name for q in schema.questions], temperatures,
+                                          strict=False)),
         # Learned per noisy source and question: T[true answer][its label], its convention.
         "answer_transitions": {spec: {q.name: [[round(float(v), 4) for v in row] for row in t[g]]
                                       for q, t in zip(schema.questions,
@@ -123,6 +129,7 @@ def finalize_tree(run_dir: Path, cfg: TrainConfig, dm, module, best_path: str,
         abstention=default.get("abstention") or {},
         lineage=lineage or {},
         questions=schema.to_dict(), taxonomies=taxonomies, default_taxonomy=DEFAULT_TAXONOMY,
+        question_temperatures=temperatures,
     )
     save_artifact(run_dir, net, card)
     return RunResult(run_dir, metrics, summary)
