@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -188,17 +187,6 @@ def test_vote_rmse_equals_a_hand_computation():
 
 
 # -- cards ------------------------------------------------------------------------------------
-
-def test_a_card_without_questions_loads_and_answers_as_before():
-    from galaxymorph.models.loading import load_classifier
-
-    clf = load_classifier("default")
-    old = json.loads((Path(__file__).parents[1] / "src/galaxymorph/default_model/model_card.json")
-                     .read_text())
-    if old.get("questions"):  # the shipped model is a tree: take a four-class card from a fixture
-        pytest.skip("covered by test_old_four_class_cards_still_load")
-    assert not clf.is_tree and clf.class_names == old["class_names"]
-
 
 @pytest.mark.parametrize("damage, message", [
     (lambda c: c["questions"]["questions"][1].update(parent=["nowhere", "yes"]), "parent question"),
