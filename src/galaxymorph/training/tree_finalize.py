@@ -26,7 +26,7 @@ from galaxymorph.data.taxonomies import TAXONOMIES, Taxonomy, find_taxonomy, lab
 from galaxymorph.io_utils import write_json
 from galaxymorph.models.taxonomy_fit import fit_taxonomy, taxonomy_probabilities
 from galaxymorph.training.config import TrainConfig
-from galaxymorph.training.run import (
+from galaxymorph.training.finalize import (
     RunResult,
     best_network,
     run_summary,
