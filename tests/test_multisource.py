@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -80,6 +81,21 @@ def test_ids_of_images_outside_the_catalogs_folder_do_not_name_the_machine(tmp_p
 def test_one_file_in_two_sources_is_refused(sources):
     with pytest.raises(DataError, match="in both"):
         open_dataset([sources["a"], sources["a"]])
+
+
+def test_a_source_spelling_the_classes_otherwise_is_matched_as_a_model_matches_them(sources):
+    """One rule for class names (data.classes.match_classes): a source joins the dataset's
+    classes, without a label map, exactly when a model of those classes would take it."""
+    path = Path(sources["b"].removeprefix("catalog:")).with_name("spelt.csv")
+    spelt = {"Elliptical": "elliptical", "Spiral": "SPIRAL", "Edge-on": "edge_on", "Merger": "Merger"}
+    lines = Path(sources["b"].removeprefix("catalog:")).read_text().splitlines()
+    path.write_text("\n".join([lines[0]] + [ln.rsplit(",", 1)[0] + "," + spelt[ln.rsplit(",", 1)[1]]
+                                            for ln in lines[1:]]) + "\n")
+    alone = open_dataset(f"catalog:{path}")
+    ds = open_dataset([sources["a"], f"catalog:{path}"])
+    assert ds.class_names == ["Elliptical", "Spiral", "Edge-on", "Merger"]
+    assert ds.labels[ds.origin == 1].tolist() == alone.with_classes(ds.class_names).labels.tolist()
+    assert np.bincount(ds.labels[ds.origin == 1], minlength=4).tolist() == [6, 6, 6, 6]
 
 
 def test_classes_that_do_not_match_need_a_label_map(sources):
