@@ -139,6 +139,11 @@ def test_training_on_several_sources_reports_each(sources, tmp_path):
     assert "Per source" in (out / "report.md").read_text()
     card = json.loads((out / "model_card.json").read_text())
     assert card["training_data"]["weak"] == [sources["weak"]]
+    # Each source named as its data set, with its images (what the app's model card shows).
+    recorded = card["training_data"]["sources"]
+    assert [(s["name"], s["weak"]) for s in recorded] == [("a", False), ("b", False), ("weak", True)]
+    assert [s["images"] for s in recorded] == [31, 24, 10]
+    assert [s["counts"] for s in recorded] == [s["counts"] for s in split["sources"]]
     # One source alone, scored on its own test images of the model's multi-source split.
     a_test = [k for k in split["test"] if split["source_of"][k] == 0]
     alone = galaxymorph.evaluate(model=out, data=sources["a"], split="test", out=tmp_path / "ev")
