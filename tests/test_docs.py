@@ -42,3 +42,13 @@ def test_every_docs_page_is_in_the_nav():
     in_nav = set(pages(config["nav"]))
     on_disk = {p.relative_to(ROOT / "docs").as_posix() for p in (ROOT / "docs").rglob("*.md")}
     assert on_disk == in_nav, "every docs/ page is in mkdocs.yml's nav, and only those"
+
+
+def test_the_readme_is_short_and_its_links_exist():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    links = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", readme)
+    local = [link for link in links if "://" not in link]
+    assert any(link.startswith("docs/") for link in local)
+    missing = [link for link in local if not (ROOT / link).exists()]
+    assert not missing, f"README links to files that do not exist: {missing}"
+    assert len(readme.split()) <= 1300, "the README is the short way in; details go to docs/"
