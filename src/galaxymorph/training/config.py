@@ -48,7 +48,7 @@ class TrainConfig:
     # Survey-difference augmentations: zoom range, PSF blur, noise, colour, stretch, JPEG
     # quality, greyscale views (off by default; `--survey-augment` sets the built-in model's).
     # In config.yaml a mapping of SurveyAugment's fields; old files' flat aug_* keys are read
-    # into it (see LEGACY_SURVEY_KEYS).
+    # into it (galaxymorph.training.legacy_config).
     survey_augment: SurveyAugment = field(default_factory=SurveyAugment)
     # Unlabelled images (a .txt list or any dataset spec, labels ignored) for consistency
     # training (FixMatch, Sohn et al. 2020): the network's confident answer on a mildly
