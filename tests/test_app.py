@@ -176,6 +176,36 @@ def test_card_summary_shows_test_metrics_with_intervals(tiny_model):
     assert rows["test images"] == "50"
 
 
+def test_card_summary_names_each_training_source_with_its_images(tiny_model):
+    """The data sets a model learned from, by name and image count, never the paths of the
+    machine that trained it; counts from the card, or else from the model's split.json."""
+    from galaxymorph.models.artifact import read_card
+    from galaxymorph.models.loading import default_model_dir
+
+    shipped = read_card(default_model_dir())
+    assert shipped.training_data["spec"][0] == "catalog:../shared/data/gz1/labels.csv"
+    rows = core.card_summary(shipped, core.split_sources("default"))
+    assert rows["training data"] == (
+        "gz1 (5,617 images), gz2_clean/train.csv (235), gz2_kaggle/spirals.csv (1,539, weak "
+        "labels), default_model/pseudo_v3.csv (2,217, weak labels); label map gz1-4")
+    # Without its split, the same names, no counts.
+    assert core.card_summary(shipped)["training data"].startswith("gz1, gz2_clean/train.csv, ")
+    # A card written by training records each source and its images itself.
+    card = load_classifier(tiny_model).card
+    source = card.training_data["sources"][0]
+    assert core.card_summary(card)["training data"] == f"{source['name']} ({source['images']} images)"
+    assert source["images"] == sum(card.training_data["counts"].values()) > 0
+
+
+@pytest.mark.parametrize("training_data", [
+    {}, None, {"spec": 5}, {"spec": "catalog:/a/b/labels.csv", "weak": [3, None]},
+    {"sources": "x"}, {"sources": [{"spec": "gz1", "images": "many"}, 7]}, {"spec": ["x"], "weak": {}}])
+def test_card_summary_survives_any_training_data(tiny_model, training_data):
+    card = load_classifier(tiny_model).card
+    card.training_data = training_data
+    assert isinstance(core.card_summary(card, [{"counts": "x"}, 4])["training data"], str)
+
+
 def test_app_answers_in_a_chosen_labelling_convention(galaxy_png, monkeypatch):
     """A model trained with --noisy-labels offers its sources' conventions in the sidebar; the
     answer then is p @ T, as `predict --convention` gives it."""

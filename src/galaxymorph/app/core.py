@@ -7,6 +7,7 @@ go through the same API as everything else (``load_classifier`` and
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass, field
@@ -254,9 +255,11 @@ def plain(text: object) -> str:
     return _MARKDOWN_SPECIAL.sub(lambda m: "\\" + m.group(0), str(text))
 
 
-def card_summary(card) -> dict[str, str]:
-    """The model card as short label -> text pairs for the sidebar."""
-    data = card.training_data or {}
+def card_summary(card, split_sources: list | None = None) -> dict[str, str]:
+    """The model card as short label -> text pairs for the sidebar. ``split_sources``: the
+    ``sources`` of the model's ``split.json`` (:func:`split_sources`), for the image counts
+    of a card written before it recorded them."""
+    data = card.training_data if isinstance(card.training_data, dict) else {}
     metrics = card.metrics or {}
     rows = {
         "name": card.name or "-",
@@ -269,8 +272,8 @@ def card_summary(card) -> dict[str, str]:
         rows["taxonomies"] = ", ".join(card.taxonomies)
     rows |= {
         "input": card.preprocessing.describe(),
-        "training data": str(data.get("spec", "-")) + (f" (label map {data['label_map']})"
-                                                      if data.get("label_map") else ""),
+        "training data": training_sources(data, split_sources) + (
+            f"; label map {data['label_map']}" if data.get("label_map") else ""),
     }
     counts = data.get("counts")
     if isinstance(counts, dict) and counts:
@@ -293,3 +296,63 @@ def card_summary(card) -> dict[str, str]:
     if card.description:
         rows["description"] = card.description
     return rows
+
+
+def training_sources(data: dict, split_sources: list | None = None) -> str:
+    """Each training source by its data set's name and image count, never the training
+    machine's paths: "gz1 (5,617 images), gz2_kaggle/spirals.csv (1,539, weak labels)". The
+    counts come from the card (``sources``) or else from the split's; a card without either
+    names its sources only."""
+    from galaxymorph.data.specs import source_name
+
+    recorded = [s for s in data.get("sources") or [] if isinstance(s, dict) and s.get("spec")]
+    if not recorded:
+        recorded = [{"spec": s, "weak": False} for s in _texts(data.get("spec"))] + [
+            {"spec": s, "weak": True} for s in _texts(data.get("weak"))]
+        counted = [s for s in split_sources or [] if isinstance(s, dict)]
+        if len(counted) == len(recorded):  # the split lists the sources in the card's order
+            for source, split in zip(recorded, counted, strict=True):
+                counts = split.get("counts")
+                if isinstance(counts, dict):
+                    source["images"] = sum(v for v in counts.values() if isinstance(v, int))
+    parts = []
+    for n, source in enumerate(recorded):
+        images = source.get("images")
+        notes = ([f"{images:,} image{'' if images == 1 else 's'}" if n == 0 else f"{images:,}"]
+                 if isinstance(images, int) else []) + (["weak labels"] if source.get("weak") else [])
+        name = str(source.get("name") or source_name(str(source["spec"])))
+        parts.append(name + (f" ({', '.join(notes)})" if notes else ""))
+    return ", ".join(parts) or "-"
+
+
+def _texts(value) -> list[str]:
+    """A card's spec or list of specs as a list (anything else: none)."""
+    if isinstance(value, str):
+        return [value] if value else []
+    return [v for v in value if isinstance(v, str) and v] if isinstance(value, list) else []
+
+
+def split_sources(ref: str) -> list | None:
+    """The ``sources`` of the split.json beside model ``ref`` ("default" or a folder), if any."""
+
+    from galaxymorph.models.loading import default_model_dir
+
+    folder = default_model_dir() if ref == "default" else Path(ref)
+    path = (folder.parent.parent if folder.is_file() and folder.parent.name == "checkpoints"
+            else folder.parent if folder.is_file() else folder) / "split.json"
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return _split_sources(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _split_sources(path: str, mtime_ns: int, size: int) -> list | None:
+    import json
+
+    try:
+        sources = json.loads(Path(path).read_text(encoding="utf-8")).get("sources")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return sources if isinstance(sources, list) else None

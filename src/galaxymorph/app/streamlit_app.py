@@ -106,7 +106,8 @@ def sidebar(settings: core.AppSettings):
     with_cam = st.sidebar.checkbox("Grad-CAM heat map", value=True, key="gradcam")
     st.sidebar.subheader("Model card")
     # Card values come from a file: shown as plain text, never as markdown.
-    lines = [f"- **{k}:** {core.plain(v)}" for k, v in core.card_summary(clf.card).items()]
+    summary = core.card_summary(clf.card, core.split_sources(ref))
+    lines = [f"- **{k}:** {core.plain(v)}" for k, v in summary.items()]
     st.sidebar.markdown("\n".join(lines))
     if clf.card.notes:
         st.sidebar.caption(core.plain(" · ".join(clf.card.notes)))

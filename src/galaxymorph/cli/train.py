@@ -80,7 +80,7 @@ def train_cmd(
     survey_augment: bool = typer.Option(False, "--survey-augment",
                                         help="Augment for survey differences: zoom 0.7-1.4x, PSF blur, "
                                              "noise, colour, gamma/asinh stretch, JPEG quality (values "
-                                             "in config.yaml; set aug_* keys in --config to tune)."),
+                                             "in config.yaml; tune them in --config's survey_augment)."),
     label_smoothing: float = typer.Option(None, "--label-smoothing"),
     patience: int = typer.Option(None, "--patience", help="Early-stopping patience (0: off)."),
     monitor: str = typer.Option(None, "--monitor",

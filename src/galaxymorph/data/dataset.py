@@ -117,7 +117,8 @@ def open_dataset(spec: str | Path | Sequence[str | Path],
     an optional label map (built-in name or file).
 
     A source whose labels already carry the dataset's class names (e.g. ``gz2_clean`` with
-    ``Elliptical``/``Spiral``/...) is matched by name; the label map applies to the others. The
+    ``Elliptical``/``Spiral``/...) is matched by name (:func:`~galaxymorph.data.classes.match_classes`,
+    as a model's classes are); the label map applies to the others. The
     class list is the label map's, or else the first source's.
     """
     parts, sources = open_parts(spec, weak)
@@ -159,11 +160,9 @@ def _conform(source: ImageSource, lmap: LabelMap | None, classes: list[str]) -> 
         raise DataError("this catalog holds vote fractions, not class labels: train a "
                         "decision-tree model on it (--questions gz2), or evaluate one",
                         source.spec)
-    if all(n in classes for n in names):
-        table = np.full(len(source.class_names), -1, dtype=np.int64)
-        for i, n in zip(used, names, strict=True):
-            table[int(i)] = classes.index(n)
-        return table[raw]
+    table, unmatched = match_classes(source.class_names, used.tolist(), classes)
+    if not unmatched:
+        return np.asarray(table, dtype=np.int64)[raw]
     if lmap is None:
         raise DataError(f"its classes {names} are not all among the dataset's classes {classes}; "
                         "give a --label-map that maps them", source.spec)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -71,6 +72,19 @@ class Folds:
     def origin(self, fold: str) -> np.ndarray:
         """Source index (into ``dataset.parts``) of each image of a fold, in loader order."""
         return self.dataset.origin[self.positions[fold]]
+
+    def source_counts(self) -> list[dict[str, Any]]:
+        """Per source: its name (:func:`~galaxymorph.data.specs.source_name`), spec, whether
+        its labels are weak, and its readable images in all and per fold (the model card's
+        ``training_data.sources``)."""
+        from galaxymorph.data.specs import source_name
+
+        parts = self.dataset.parts
+        per_fold = {f: np.bincount(self.origin(f), minlength=len(parts)) for f in self.positions}
+        return [{"name": source_name(p.spec), "spec": p.spec, "weak": p.weak,
+                 "images": int(sum(c[k] for c in per_fold.values())),
+                 "counts": {f: int(c[k]) for f, c in per_fold.items()}}
+                for k, p in enumerate(parts)]
 
     def logit_adjustment(self, tau: float = 1.0) -> torch.Tensor:
         """``tau * log(prior)`` of the training fold (logit-adjusted loss)."""

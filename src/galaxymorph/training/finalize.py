@@ -69,9 +69,11 @@ def run_summary(run_dir: Path, cfg: TrainConfig, folds, net, best_path: str, tra
 
 
 def training_data_record(cfg: TrainConfig, folds) -> dict[str, Any]:
-    """The card's ``training_data``: sources, label map, split file and fold sizes."""
+    """The card's ``training_data``: sources (each named, with its images), label map, split
+    file and fold sizes."""
     return {"spec": cfg.data, "label_map": cfg.label_map, "split": "split.json",
-            "counts": folds.counts} | ({"weak": cfg.weak_data} if cfg.weak_data else {}) \
+            "counts": folds.counts, "sources": folds.source_counts()} \
+        | ({"weak": cfg.weak_data} if cfg.weak_data else {}) \
         | ({"unlabelled": folds.unlabelled_counts, "unlabelled_files": UNLABELLED_USED_FILE}
            if cfg.unlabelled else {})
 
