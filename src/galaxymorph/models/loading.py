@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -29,7 +31,9 @@ from galaxymorph.models.engine import (
     check_engine,
     graph_for,
     make_engine,
+    unit_rows,
     wants_onnx,
+    weights_key,
     weights_record,
 )
 from galaxymorph.runtime import resolve_device
@@ -195,9 +199,47 @@ class Classifier:
 
     def predict_proba(self, images: list[np.ndarray] | torch.Tensor, tta: bool | None = None) -> np.ndarray:
         """Calibrated class probabilities for decoded images (H, W, 3) or a prepared batch."""
-        batch = images if isinstance(images, torch.Tensor) else torch.stack([self.prepare(i) for i in images])
-        probs = softmax(self.logits(batch, tta), self.temperature)
+        probs = softmax(self.logits(self._batch(images), tta), self.temperature)
         return self.in_convention(probs)
+
+    def embed(self, images: list[np.ndarray] | torch.Tensor,
+              tta: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The representation of decoded images or a prepared batch: the network's features
+        before its head(s), L2-normalised (float32 ``(N, D)``; cosine similarity is then a dot
+        product), and the calibrated probabilities of the same pass."""
+        tta = self.card.tta_default if tta is None else tta
+        logits, feats = self.engine.outputs(self._batch(images), tta, self.swap)
+        return unit_rows(feats), self.in_convention(softmax(logits, self.temperature))
+
+    def _batch(self, images: list[np.ndarray] | torch.Tensor) -> torch.Tensor:
+        return images if isinstance(images, torch.Tensor) else torch.stack([self.prepare(i) for i in images])
+
+    def representation_record(self, tta: bool | None = None) -> dict[str, Any]:
+        """What an embedding of this model depends on: the weights file's SHA-256, the network
+        and the preprocessing (:meth:`embed` with ``tta``). Embeddings compare only under one
+        record: an index keeps its hash (:meth:`representation_hash`) and refuses others."""
+        pre = self.preprocessing
+        return {"weights_sha256": self._weights_sha256(), "architecture": self.card.architecture,
+                "model_kwargs": self.card.model_kwargs, "layer": "head input",
+                "preprocessing": {"image_size": pre.image_size, "crop": pre.crop,
+                                  "framing": pre.framing, "frame_radii": pre.frame_radii},
+                "tta": bool(self.card.tta_default if tta is None else tta)}
+
+    def representation_hash(self, tta: bool | None = None) -> str:
+        text = json.dumps(self.representation_record(tta), sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def _weights_sha256(self) -> str:
+        """The weights file's SHA-256 (a checkpoint's, for a .ckpt model), else the weights'."""
+        if self._built_from is not None:
+            return str(self._built_from["weights_sha256"])
+        source = default_model_dir() if self.source == "default" else Path(self.source)
+        path = source / WEIGHTS_FILE if source.is_dir() else source
+        if path.is_file():
+            card = self.card
+            return weights_record(path, card.architecture, len(card.class_names), card.model_kwargs,
+                                  card.image_size)["weights_sha256"]
+        return weights_key(self.net, self.card.image_size, 0)
 
     def in_convention(self, probs: np.ndarray) -> np.ndarray:
         """Calibrated probabilities in the labelling convention chosen with ``with_convention``
