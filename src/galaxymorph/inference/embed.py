@@ -80,8 +80,10 @@ class EmbedTask(BatchTask):
 def embedding_metadata(clf, tta: bool | None, model: str | Path) -> dict[str, str]:
     """The schema metadata of an embedding file of ``clf`` (see the module's docstring)."""
     record = clf.representation_record(tta)
+    # An absolute reference: an index queried from another folder finds its model again.
+    ref = str(model) if str(model) == "default" else str(Path(model).expanduser().resolve())
     return {HASH_KEY: clf.representation_hash(tta), MODEL_KEY: json.dumps(
-        {"ref": str(model), "name": clf.card.name or "", "record": record}, default=str),
+        {"ref": ref, "name": clf.card.name or "", "record": record}, default=str),
         DIM_KEY: str(clf_dimension(clf))}
 
 
@@ -105,17 +107,33 @@ def embed(inputs: str | Path | Iterable[str | Path], model: str | Path = "defaul
     ``tta``: the mean features over the 8 rotations/flips, so that a galaxy's embedding does
     not depend on its orientation (None: the model card's default, on for the built-in model).
     """
-    from galaxymorph.inference.predict import check_run, run_task
+    from galaxymorph.inference.predict import check_run
 
-    if out is not None and Path(out).suffix.lower() not in (".parquet", ".pq"):
-        raise ConfigError("embeddings are written as Parquet (a vector per row): use a .parquet "
-                          "file", out)
     engine = check_run(batch_size, engine, workers, out, resume, overwrite)
+    check_out(out)
     plan = InputPlan(inputs)
     from galaxymorph.models.loading import load_classifier
 
     clf = load_classifier(model, device=device, engine="auto" if engine == "ray" else engine)
-    clf = clf.with_crop(crop)
+    return run_embed(plan, clf.with_crop(crop), model, tta, out=out, resume=resume,
+                     engine=engine, batch_size=batch_size, workers=workers, progress=progress,
+                     threads=threads)
+
+
+def check_out(out: str | Path | None) -> None:
+    if out is not None and Path(out).suffix.lower() not in (".parquet", ".pq"):
+        raise ConfigError("embeddings are written as Parquet (a vector per row): use a .parquet "
+                          "file", out)
+
+
+def run_embed(plan: InputPlan, clf, model: str | Path, tta: bool | None,
+              out: str | Path | None = None, resume: bool = False, engine: str = "auto",
+              batch_size: int = 64, workers: int | None = None, progress: bool = True,
+              threads: int | None = None) -> pd.DataFrame | PredictSummary:
+    """:func:`embed` with the inputs opened and the model loaded (``model``: its reference,
+    for the file's metadata and Ray's actors); arguments already checked."""
+    from galaxymorph.inference.predict import run_task
+
     tta = clf.card.tta_default if tta is None else bool(tta)
     metadata = embedding_metadata(clf, tta, model)
     result = run_task(plan, clf, EmbedTask(list(clf.class_names), tta), model=model, out=out,
