@@ -11,6 +11,7 @@ precision of rings and of mergers among ordinary galaxies, docs/similarity.md):
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,26 +36,42 @@ CHUNK = 4096
 def odd_scores(ix: SimilarityIndex, method: str = DEFAULT_METHOD, k: int = DEFAULT_K,
                seed: int = 0) -> np.ndarray:
     """One score per id of ``ix`` (higher: odder)."""
-    if method not in METHODS:
-        raise ConfigError(f"unknown oddity method '{method}'; use one of {', '.join(METHODS)}")
-    if ix.meta.count < 2:
-        raise ConfigError(f"ranking needs at least 2 images in the index, it has {ix.meta.count}")
+    _check(method, k, ix.meta.count)
     if method == "knn":
-        if not 1 <= k < ix.meta.count:
-            raise ConfigError(f"k must be within 1..{ix.meta.count - 1} for this index, got {k}")
-        return knn_scores(ix, k)
+        return knn_scores(ix.index, ix.vectors(), k, ix.meta.count)
     return gmm_scores(np.concatenate(list(ix.vectors())), seed=seed)
 
 
-def knn_scores(ix: SimilarityIndex, k: int) -> np.ndarray:
-    """Distance to the ``k``-th neighbour, each image left out of its own neighbours."""
-    out = np.empty(ix.meta.count)
+def score_vectors(vectors: np.ndarray, method: str = DEFAULT_METHOD, k: int = DEFAULT_K,
+                  seed: int = 0) -> np.ndarray:
+    """:func:`odd_scores` of unit vectors held in memory (neighbours by exact search)."""
+    _check(method, k, len(vectors))
+    if method == "gmm":
+        return gmm_scores(vectors, seed=seed)
+    index = ann.new_index("flat", vectors.shape[1])
+    index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    return knn_scores(index, [vectors], k, len(vectors))
+
+
+def _check(method: str, k: int, count: int) -> None:
+    if method not in METHODS:
+        raise ConfigError(f"unknown oddity method '{method}'; use one of {', '.join(METHODS)}")
+    if count < 2:
+        raise ConfigError(f"ranking needs at least 2 images in the index, it has {count}")
+    if method == "knn" and not 1 <= k < count:
+        raise ConfigError(f"k must be within 1..{count - 1} for this index, got {k}")
+
+
+def knn_scores(index: Any, chunks: Iterable[np.ndarray], k: int, count: int) -> np.ndarray:
+    """Distance to the ``k``-th neighbour in ``index`` of each of its own vectors (``chunks``,
+    in id order), each left out of its own neighbours."""
+    out = np.empty(count)
     start = 0
-    for vectors in ix.vectors():
+    for vectors in chunks:
         for lo in range(0, len(vectors), CHUNK):
             part = vectors[lo:lo + CHUNK]
             ids = np.arange(start, start + len(part), dtype=np.int64)
-            _, dist = ann.search(ix.index, part, k, exclude=ids)
+            _, dist = ann.search(index, part, k, exclude=ids)
             out[start:start + len(part)] = dist[:, k - 1]
             start += len(part)
     return out
