@@ -317,7 +317,7 @@ def scale(real: np.ndarray, sizes: list[int], n_queries: int = 200, chunk: int =
     queries = gen.draw(n_queries, seed=999_999)
     out = {"dim": gen.dim, "noise": gen.noise}
     for n in sizes:
-        params = ann.ivf_params(n)
+        params = ann.ivf_params(n, gen.dim)
         index = ann.new_index("ivf", gen.dim, params)
         flat = ann.new_index("flat", gen.dim) if n <= 200_000 else None
         before = rss()

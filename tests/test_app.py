@@ -28,6 +28,7 @@ def _png(image: np.ndarray) -> bytes:
 def app(tiny_model, monkeypatch):
     monkeypatch.setenv(core.ENV_MODEL, str(tiny_model))
     monkeypatch.delenv(core.ENV_EXAMPLES, raising=False)
+    monkeypatch.delenv(core.ENV_INDEX, raising=False)
     at = AppTest.from_file(SCRIPT, default_timeout=120)
     at.run()
     assert not at.exception, at.exception
@@ -94,6 +95,9 @@ def test_example_gallery_classifies_a_render(app):
     assert not app.exception
     assert any("Predicted class" in m.value for m in app.markdown)
     assert any(m.value.startswith("##### synthetic") for m in app.markdown)
+    # Started without --index: the "Similar galaxies" panel says how to build one.
+    assert any("Similar galaxies" in m.value for m in app.markdown)
+    assert any("galaxymorph index build" in i.value and "--index" in i.value for i in app.info)
 
 
 def test_missing_default_model_is_explained(tmp_path, monkeypatch):
@@ -183,6 +187,7 @@ def test_app_answers_in_a_chosen_labelling_convention(galaxy_png, monkeypatch):
 
     monkeypatch.setenv(core.ENV_MODEL, "default")
     monkeypatch.delenv(core.ENV_EXAMPLES, raising=False)
+    monkeypatch.delenv(core.ENV_INDEX, raising=False)
     at = AppTest.from_file(SCRIPT, default_timeout=180).run()
     assert not at.exception, at.exception
     box = next(b for b in at.sidebar.selectbox if b.key == "convention")

@@ -12,7 +12,6 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from galaxymorph.cli.main import main
 from galaxymorph.errors import DataError, ModelError
 from galaxymorph.inference import embed as embed_mod
 from galaxymorph.inference.embed import DIM_KEY, HASH_KEY, embed
@@ -20,6 +19,7 @@ from galaxymorph.models.loading import load_classifier
 from galaxymorph.search.build import add_to_index, build_index
 from galaxymorph.search.index import SimilarityIndex, similar
 from galaxymorph.search.odd import rank_odd, score_vectors
+from test_predict import _cli as main_exit
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def test_embeddings_are_unit_vectors_of_the_head_input_on_every_engine(tiny_mode
     x = torch.randint(0, 256, (5, 3, 32, 32), dtype=torch.uint8,
                       generator=torch.Generator().manual_seed(0))
     for tta in (False, True):
-        (a, pa), (b, pb) = onnx_clf.embed(x, tta), torch_clf.embed(x, tta)
+        (a, pa), (b, _) = onnx_clf.embed(x, tta), torch_clf.embed(x, tta)
         np.testing.assert_allclose(a, b, atol=1e-5)
         np.testing.assert_allclose(pa, onnx_clf.predict_proba(x, tta), atol=1e-6)
         np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
@@ -146,8 +146,9 @@ def test_an_index_refuses_another_models_embeddings(index_dir, tiny_model, catal
 
 
 def test_adding_images_extends_the_index(index_dir, tiny_model, tmp_path):
-    from makedata import galaxy_image
     from PIL import Image
+
+    from makedata import galaxy_image
 
     moved = tmp_path / "ix"
     shutil.copytree(index_dir, moved)
@@ -213,8 +214,9 @@ def test_a_hostile_or_corrupt_index_is_one_clear_error(index_dir, tmp_path, caps
 
 
 def test_the_odd_ranking_puts_a_planted_outlier_first(tiny_model, tmp_path):
-    from makedata import galaxy_image
     from PIL import Image
+
+    from makedata import galaxy_image
 
     images = tmp_path / "images"
     images.mkdir()
@@ -254,11 +256,3 @@ def test_cli_index_build_odd_and_map(tiny_model, catalog, tmp_path):
     assert Image.open(png).size[0] > 1000
     xy = pd.read_csv(tmp_path / "xy.csv")
     assert len(xy) == 25 and {"x", "y", "label_name"} <= set(xy.columns)
-
-
-def main_exit(args: list[str]) -> int:
-    try:
-        main(args)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0

@@ -129,16 +129,19 @@ def check_out(out: str | Path | None) -> None:
 def run_embed(plan: InputPlan, clf, model: str | Path, tta: bool | None,
               out: str | Path | None = None, resume: bool = False, engine: str = "auto",
               batch_size: int = 64, workers: int | None = None, progress: bool = True,
-              threads: int | None = None) -> pd.DataFrame | PredictSummary:
+              threads: int | None = None,
+              like: dict[str, str] | None = None) -> pd.DataFrame | PredictSummary:
     """:func:`embed` with the inputs opened and the model loaded (``model``: its reference,
-    for the file's metadata and Ray's actors); arguments already checked."""
+    for the file's metadata and Ray's actors); arguments already checked. ``like``: the
+    columns of the file appended to (:func:`~galaxymorph.inference.predict.run_task`)."""
     from galaxymorph.inference.predict import run_task
 
     tta = clf.card.tta_default if tta is None else bool(tta)
     metadata = embedding_metadata(clf, tta, model)
     result = run_task(plan, clf, EmbedTask(list(clf.class_names), tta), model=model, out=out,
                       resume=resume, engine=engine, batch_size=batch_size, workers=workers,
-                      progress=progress, threads=threads, metadata=metadata if out else None)
+                      progress=progress, threads=threads, metadata=metadata if out else None,
+                      like=like)
     if out is None:
         result.attrs.update(metadata)
     return result

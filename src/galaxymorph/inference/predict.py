@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from galaxymorph.errors import ConfigError
+from galaxymorph.errors import ConfigError, DataError
 from galaxymorph.inference.batches import (  # noqa: F401  (re-exported: predict's public pieces)
     BatchTask,
     ClassifierView,
@@ -184,14 +184,23 @@ def check_run(batch_size: int, engine: str, workers: int | None, out: str | Path
 def run_task(plan: InputPlan, clf, task: BatchTask, *, model: str | Path, out: str | Path | None,
              resume: bool, engine: str, batch_size: int, workers: int | None, progress: bool,
              threads: int | None = None,
-             metadata: dict[str, str] | None = None) -> pd.DataFrame | PredictSummary:
+             metadata: dict[str, str] | None = None,
+             like: dict[str, str] | None = None) -> pd.DataFrame | PredictSummary:
     """Run ``task`` over every input on ``engine`` (checked by :func:`check_run`) and write its
     rows to ``out`` (None: return a DataFrame), resumable, errors in rows; ``metadata``: key-value
-    pairs a Parquet output keeps (and a resumed one must match)."""
+    pairs a Parquet output keeps (and a resumed one must match). ``like``: the columns (and
+    their kinds) of the file these rows are appended to, which may have more than these inputs
+    bring (plain images added to a catalog's rows leave its columns empty)."""
     # A labelled source's label and metadata columns go where the task places them.
     known = SourceColumns.of(plan, task.columns(), label_columns=task.label_columns)
     columns = task.layout(known.names)
     kinds = {**known.kinds, **task.kinds}
+    if like is not None:
+        extra = [c for c in columns if c not in like]
+        if extra:
+            raise DataError(f"these inputs bring columns the output does not have ({', '.join(extra)}); "
+                            "rows already written cannot gain columns", out)
+        columns, kinds = list(like), {**like, **kinds}
     skip = done_paths(out) if resume and out is not None else set()
 
     collected: list[dict[str, Any]] | None = [] if out is None else None

@@ -1,13 +1,15 @@
 """Nearest neighbours of L2-normalised embeddings with FAISS: exact below a size, approximate above.
 
-Embeddings are unit vectors, so the index ranks by inner product (cosine similarity) and the
-distance reported is ``1 - cosine``. Two kinds:
+Embeddings are unit vectors, so ranking by inner product (cosine similarity) and by Euclidean
+distance agree (``|x - y|^2 = 2 - 2 cos``); the distance reported is ``1 - cosine``. Two kinds:
 
 - ``flat``: an exact scan (``IndexFlatIP``). A query reads every vector, ``4 D`` bytes each
   (5 kB at MobileNetV2's 1,280 dimensions), so its time and the memory grow with the set.
-- ``ivf``: an inverted-file index whose vectors are stored as 8-bit scalar codes
-  (``IndexIVFScalarQuantizer``, ``D`` bytes each: 1.3 GB for a million 1,280-d vectors); a
-  query scans the ``nprobe`` lists nearest to it. It needs training (k-means on a sample).
+- ``ivf``: an inverted-file index in a PCA projection (``pca`` dimensions, 8-bit codes), whose
+  ``k_factor * k`` best candidates are re-ranked on 8-bit codes of the full vectors
+  (``IndexRefine``): ``D + pca`` bytes a vector (1.4 GB for a million 1,280-d ones), a query
+  scans its ``nprobe`` nearest lists in the small projection and re-ranks a few candidates in
+  full. It needs training (PCA, k-means and code ranges on a sample).
 
 :data:`APPROX_FROM` is where the index turns approximate, from the measurements of
 ``benchmarks/bench_similarity.py`` (docs/similarity.md).
@@ -28,11 +30,15 @@ KINDS = ("flat", "ivf")
 #: docs/similarity.md), past the 5 ms budget here; an IVF index needs a few thousand vectors
 #: to train its lists anyway.
 APPROX_FROM = 20_000
-#: Training vectors per inverted list (FAISS warns below 39).
+#: Training vectors per inverted list (FAISS warns below 39), and k-means iterations.
 TRAIN_PER_LIST = 64
+KMEANS_ITERATIONS = 10
 #: Lists scanned per query, as a share of all lists (at least :data:`MIN_NPROBE`).
 NPROBE_SHARE = 1 / 32
 MIN_NPROBE = 16
+#: Dimensions of the projection the lists live in, and candidates re-ranked per neighbour.
+PCA_DIMS = 128
+K_FACTOR = 10
 
 
 def import_faiss() -> Any:
@@ -48,41 +54,46 @@ def choose_kind(n: int) -> str:
     return "flat" if n < APPROX_FROM else "ivf"
 
 
-def ivf_params(n: int) -> dict[str, int]:
-    """Lists about ``4 sqrt(n)`` (a power of two), scanning :data:`NPROBE_SHARE` of them."""
+def ivf_params(n: int, dim: int) -> dict[str, int]:
+    """Lists about ``4 sqrt(n)`` (a power of two), scanning :data:`NPROBE_SHARE` of them, in a
+    projection of :data:`PCA_DIMS`."""
     nlist = 2 ** round(math.log2(max(64.0, 4 * math.sqrt(max(n, 1)))))
     nlist = max(16, min(nlist, 65536, n // TRAIN_PER_LIST or 16))
     nprobe = max(MIN_NPROBE, round(nlist * NPROBE_SHARE))
-    return {"nlist": int(nlist), "nprobe": int(min(nprobe, nlist))}
+    return {"nlist": int(nlist), "nprobe": int(min(nprobe, nlist)), "pca": min(PCA_DIMS, dim),
+            "k_factor": K_FACTOR}
 
 
 def new_index(kind: str, dim: int, params: dict[str, int] | None = None) -> Any:
-    """An empty index of ``kind`` for ``dim``-dimensional unit vectors (inner product)."""
+    """An empty index of ``kind`` for ``dim``-dimensional unit vectors."""
     faiss = import_faiss()
     if kind == "flat":
         return faiss.IndexFlatIP(dim)
     if kind == "ivf":
         assert params is not None
-        quantizer = faiss.IndexFlatIP(dim)
-        # FAISS's Python wrapper keeps the quantizer alive as long as the index.
-        return faiss.IndexIVFScalarQuantizer(quantizer, dim, int(params["nlist"]),
-                                             faiss.ScalarQuantizer.QT_8bit,
-                                             faiss.METRIC_INNER_PRODUCT)
+        base = faiss.index_factory(dim, f"PCA{int(params['pca'])},IVF{int(params['nlist'])},SQ8",
+                                   faiss.METRIC_L2)
+        full = faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_L2)
+        # FAISS's Python wrapper keeps both parts alive as long as the index.
+        return configure(faiss.IndexRefine(base, full), params)
     raise ConfigError(f"unknown index kind '{kind}'; use one of {', '.join(KINDS)}")
 
 
 def train(index: Any, sample: np.ndarray, seed: int = 0) -> None:
-    """Train an IVF index's lists (and codes) on ``sample``; a flat index needs none."""
+    """Train an IVF index (PCA, lists, codes) on ``sample``; a flat index needs none."""
     if index.is_trained:
         return
-    index.cp.seed = seed  # k-means: one result per sample
+    ivf = import_faiss().extract_index_ivf(index)
+    ivf.cp.seed, ivf.cp.niter = seed, KMEANS_ITERATIONS  # one result per sample
     index.train(np.ascontiguousarray(sample, dtype=np.float32))
 
 
 def configure(index: Any, params: dict[str, int]) -> Any:
-    """Set query-time parameters (an IVF index's ``nprobe``)."""
-    if "nprobe" in params and hasattr(index, "nprobe"):
-        index.nprobe = int(params["nprobe"])
+    """Set query-time parameters of an IVF index (``nprobe``, ``k_factor``)."""
+    faiss = import_faiss()
+    if isinstance(index, faiss.IndexRefine):
+        index.k_factor = float(params["k_factor"])
+        faiss.extract_index_ivf(index).nprobe = int(params["nprobe"])
     return index
 
 
@@ -111,7 +122,9 @@ def search(index: Any, queries: np.ndarray, k: int,
         pad = k - ids.shape[1]
         ids = np.pad(ids, ((0, 0), (0, pad)), constant_values=-1)
         sims = np.pad(sims, ((0, 0), (0, pad)), constant_values=np.nan)
-    dist = np.where(ids >= 0, 1.0 - sims.astype(np.float64), np.nan)
+    # Inner products for a flat index; squared distances (2 - 2 cos) for an IVF one.
+    cosine_distance = sims / 2.0 if index.metric_type == import_faiss().METRIC_L2 else 1.0 - sims
+    dist = np.where(ids >= 0, cosine_distance.astype(np.float64), np.nan)
     return ids.astype(np.int64), dist
 
 

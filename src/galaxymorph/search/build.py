@@ -113,9 +113,10 @@ def add_to_index(index: str | Path, inputs: str | Path | Iterable[str | Path],
     clf = load_classifier(ref, device=device, engine="auto" if engine == "ray" else engine)
     check_model(meta, clf, folder, ref)
     current = read_faiss(folder, meta)  # a damaged index fails here, before any work
+    like = EmbeddingFile.open(folder / EMBEDDINGS_FILE).kinds()
     summary = run_embed(plan, clf, ref, bool(meta.model["record"].get("tta")),
                         out=folder / EMBEDDINGS_FILE, resume=True, engine=engine,
-                        batch_size=batch_size, workers=workers, progress=progress)
+                        batch_size=batch_size, workers=workers, progress=progress, like=like)
     (folder / META_FILE).unlink()  # unfinished until the index matches the file again
     inputs_seen = list(dict.fromkeys([*meta.inputs, *as_list(inputs)]))
     return _index(folder, summary, inputs_seen, None, current=(current, meta))
@@ -145,7 +146,7 @@ def _index(folder: Path, summary: Any, inputs: list[str], kind: str | None,
         kind = old.kind
     else:
         kind = kind or ann.choose_kind(count)
-        params = ann.ivf_params(count) if kind == "ivf" else {}
+        params = ann.ivf_params(count, source.dim) if kind == "ivf" else {}
         if kind == "ivf" and count < params["nlist"]:
             raise ConfigError(f"an ivf index needs at least {params['nlist']} embeddings, got "
                               f"{count}; use the flat kind")

@@ -15,22 +15,21 @@ one :class:`~galaxymorph.errors.DataError` naming the file.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from galaxymorph.errors import DataError, ModelError
-from galaxymorph.io_utils import atomic_path, read_json_object, write_json
+from galaxymorph.io_utils import atomic_path, file_sha256, read_json_object, write_json
 from galaxymorph.models.onnx_graph import first_line
 from galaxymorph.search import ann
 
 FORMAT = "galaxymorph-similarity-index"
 VERSION = 1
 META_FILE, INDEX_FILE, EMBEDDINGS_FILE = "index.json", "index.faiss", "embeddings.parquet"
-#: The first bytes FAISS writes for each kind (flat inner product; IVF with scalar codes).
-FOURCC = {"flat": b"IxFI", "ivf": b"IwSq"}
+#: The first bytes FAISS writes for each kind (flat inner product; a refined IVF index).
+FOURCC = {"flat": b"IxFI", "ivf": b"IxRF"}
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -87,9 +86,10 @@ class IndexMeta:
         if not isinstance(params, dict) or not all(isinstance(k, str) and _is_int(v) and v >= 1
                                                    for k, v in params.items()):
             raise bad("'params' is not a mapping of names to positive integers")
-        if kind == "ivf" and not ({"nlist", "nprobe"} <= set(params)
-                                  and params["nprobe"] <= params["nlist"] <= 1 << 20):
-            raise bad("an ivf index needs nlist >= nprobe >= 1")
+        if kind == "ivf" and not ({"nlist", "nprobe", "pca", "k_factor"} <= set(params)
+                                  and params["nprobe"] <= params["nlist"] <= 1 << 20
+                                  and params["pca"] <= raw["dim"] and params["k_factor"] <= 1000):
+            raise bad("an ivf index needs nlist >= nprobe, pca <= dim and k_factor")
         label = raw.get("label_column")
         if label is not None and not isinstance(label, str):
             raise bad("'label_column' is not a column name")
@@ -135,14 +135,6 @@ def write_index(folder: Path, index: Any, meta: IndexMeta) -> None:
     write_json(folder / META_FILE, meta.to_dict())
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def read_faiss(folder: Path, meta: IndexMeta) -> Any:
     """The FAISS index of ``folder``, after its size, SHA-256 and header match ``index.json``,
     then checked against it (dimension, count, kind, metric)."""
@@ -165,9 +157,10 @@ def read_faiss(folder: Path, meta: IndexMeta) -> Any:
         index = faiss.read_index(str(path))
     except Exception as exc:  # FAISS raises RuntimeError (or MemoryError) for a bad file
         raise DataError(f"not a readable FAISS index ({first_line(exc)})", path) from exc
-    expected = faiss.IndexFlatIP if meta.kind == "flat" else faiss.IndexIVFScalarQuantizer
+    expected, metric = ((faiss.IndexFlatIP, faiss.METRIC_INNER_PRODUCT) if meta.kind == "flat"
+                        else (faiss.IndexRefine, faiss.METRIC_L2))
     if (not isinstance(index, expected) or index.d != meta.dim or index.ntotal != meta.count
-            or index.metric_type != faiss.METRIC_INNER_PRODUCT):
+            or index.metric_type != metric):
         raise DataError(f"the index holds {type(index).__name__} of {index.ntotal} x {index.d}, "
                         f"index.json says {meta.kind} of {meta.count} x {meta.dim}", path)
     return ann.configure(index, meta.params)

@@ -68,6 +68,19 @@ class EmbeddingFile:
         except Exception as exc:  # a damaged page
             raise DataError(f"not a readable embedding file ({first_line(exc)})", self.path) from exc
 
+    def kinds(self) -> dict[str, str]:
+        """Each column's value kind, in file order (what rows appended to it must have)."""
+        import pyarrow as pa
+
+        schema = self._file.schema_arrow
+        out = {}
+        for name in self.columns:
+            t = schema.field(name).type
+            out[name] = ("int" if pa.types.is_integer(t) else "float" if pa.types.is_floating(t)
+                         else "bool" if pa.types.is_boolean(t) else "vector" if _is_float_list(t)
+                         else "str")
+        return out
+
     def count(self) -> int:
         """How many rows are readable (have an embedding): the index's size."""
         import pyarrow.compute as pc
