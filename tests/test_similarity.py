@@ -194,7 +194,7 @@ def _edit_meta(folder, **fields) -> None:
     (lambda f: (f / "index.faiss").write_bytes(b"IxFI" + bytes(range(256)) * 8), "bytes, index.json says"),
     (lambda f: _hostile_faiss(f, b"IxFI" + b"\xff" * 64), "not a readable FAISS index"),
     (lambda f: _hostile_faiss(f, b"\x80\x04pickle" + b"\x00" * 64), "not a FAISS flat index"),
-    (_other_dim_index, "index.json says flat of 26 x"),
+    (_other_dim_index, "holds IndexFlatIP of 4 x 4, index.json says flat of 25 x"),
     (lambda f: (f / "index.json").write_text("{not json"), "not readable JSON"),
     (lambda f: _edit_meta(f, dim="1280"), "'dim' is not an integer"),
     (lambda f: _edit_meta(f, model={"ref": "default"}), "'model' needs"),
