@@ -87,7 +87,7 @@ def gmm_scores(vectors: np.ndarray, seed: int = 0, dims: int = GMM_DIMS,
     n = len(vectors)
     fit = vectors[rng.choice(n, size=min(n, sample), replace=False)]
     dims = max(1, min(dims, fit.shape[1], len(fit) - 1))
-    pca = PCA(n_components=dims, random_state=seed).fit(fit)
+    pca = PCA(n_components=dims, svd_solver="randomized", random_state=seed).fit(fit)
     reduced = pca.transform(fit)
     components = max(1, min(components, len(fit) // (10 * dims) or 1))
     gmm = GaussianMixture(components, covariance_type="full", reg_covar=1e-4,
