@@ -213,6 +213,11 @@ def gz2_retrieval(ix, vectors: np.ndarray, paths: list[str], labels: list[str]) 
            "neighbour_classes": {c: {d: float((got[y == c, :K] == d).mean()) for d in CLASSES} for c in CLASSES},
            "knn_vote_accuracy": float(np.mean([pd.Series(r[:K]).mode()[0] == t for r, t in zip(got, y, strict=True)])),
            "p_at_10_centred": interval(centred_hits.mean(axis=1))}
+    if "predicted_class" in ix.table:  # how far the index's labels agree with the model itself
+        table = ix.table
+        groups = table.groupby("source") if "source" in table else [("all", table)]
+        out["model_agrees_with_labels"] = {
+            part: float((g["predicted_class"] == g["label_name"]).mean()) for part, g in groups}
     if "source" in ix.table:  # the same queries against each part of the index alone
         from galaxymorph.search import ann
 
@@ -402,6 +407,9 @@ def report_retrieval(name: str, r: dict) -> None:
     for part in ("gz2_clean/train", "gz2_hart8"):
         if f"p_at_10_{part}" in r:
             print(f"               against {part} alone: P@10 {fmt(r[f'p_at_10_{part}'])}")
+    if "model_agrees_with_labels" in r:
+        print("               its own class agrees with the index's labels: " + ", ".join(
+            f"{k} {v:.3f}" for k, v in r["model_agrees_with_labels"].items()))
     print("               neighbours' classes (rows: query class): " + "; ".join(
         f"{c}: " + " ".join(f"{d[:4]} {v:.2f}" for d, v in row.items())
         for c, row in r["neighbour_classes"].items()))

@@ -117,7 +117,8 @@ def add_to_index(index: str | Path, inputs: str | Path | Iterable[str | Path],
     summary = run_embed(plan, clf, ref, bool(meta.model["record"].get("tta")),
                         out=folder / EMBEDDINGS_FILE, resume=True, engine=engine,
                         batch_size=batch_size, workers=workers, progress=progress, like=like)
-    (folder / META_FILE).unlink()  # unfinished until the index matches the file again
+    # index.json stays until the new one replaces it: an interrupted add is finished by the
+    # same command again (the images already appended are skipped, then indexed).
     inputs_seen = list(dict.fromkeys([*meta.inputs, *as_list(inputs)]))
     return _index(folder, summary, inputs_seen, None, current=(current, meta))
 

@@ -50,8 +50,9 @@ class SimilarityIndex:
                             "names", where, hint="rebuild the index: galaxymorph index build")
         if source.rows != meta.rows:
             raise DataError(f"the embedding file has {source.rows} rows, index.json says "
-                            f"{meta.rows} (changed since the index was built?)", where,
-                            hint="finish or redo it: galaxymorph index build --resume")
+                            f"{meta.rows} (an interrupted `index add`, or changed since?)", where,
+                            hint="run the interrupted `galaxymorph index add` again, or rebuild: "
+                                 "galaxymorph index build --resume --out DIR INPUTS...")
         table = source.table()
         if len(table) != meta.count:
             raise DataError(f"the embedding file has {len(table)} readable rows, the index "
