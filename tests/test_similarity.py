@@ -110,7 +110,7 @@ def test_a_duplicate_is_the_nearest_and_a_query_is_never_its_own(index_dir, cata
     outside = tmp_path / "copy.png"
     shutil.copy(first, outside)
     assert main_exit(["similar", "--index", str(index_dir), "--k", "3", "--out", str(out),
-                      str(first), str(outside), str(images / "broken.png")]) == 0
+                      "--workers", "0", str(first), str(outside), str(images / "broken.png")]) == 0
     df = pd.read_csv(out, keep_default_na=False, na_values=[""])
     assert list(df.columns) == ["query", "rank", "neighbour", "distance", "label", "label_name",
                                 "predicted_class", "error"]
@@ -241,7 +241,7 @@ def test_the_odd_ranking_puts_a_planted_outlier_first(tiny_model, tmp_path):
 def test_cli_index_build_odd_and_map(tiny_model, catalog, tmp_path):
     out = tmp_path / "ix"
     args = ["index", "build", "--model", str(tiny_model), "--out", str(out), "--no-progress",
-            f"catalog:{catalog}"]
+            "--workers", "0", f"catalog:{catalog}"]
     assert main_exit(args) == 0
     assert main_exit(args) == 2  # an index is there: not silently replaced
     assert main_exit(["index", "odd", "--index", str(out), "--out", str(tmp_path / "odd.csv")]) == 0
