@@ -349,7 +349,6 @@ def latency(index, queries: np.ndarray, k: int = K) -> dict:
 
 def scale(real: np.ndarray, sizes: list[int], n_queries: int = 200, chunk: int = 50_000) -> dict:
     from galaxymorph.search import ann
-    from galaxymorph.search.build import MAX_TRAIN
 
     gen = Synthetic(real)
     queries = gen.draw(n_queries, seed=999_999)
@@ -360,7 +359,7 @@ def scale(real: np.ndarray, sizes: list[int], n_queries: int = 200, chunk: int =
         flat = ann.new_index("flat", gen.dim) if n <= 200_000 else None
         before = rss()
         t_train = time.perf_counter()
-        ann.train(index, gen.draw(min(n, MAX_TRAIN), seed=0))
+        ann.train(index, gen.draw(ann.train_size(n, params), seed=0))
         build = time.perf_counter() - t_train
         best = np.full((n_queries, K), -np.inf, dtype=np.float32)
         best_ids = np.zeros((n_queries, K), dtype=np.int64)
@@ -380,10 +379,11 @@ def scale(real: np.ndarray, sizes: list[int], n_queries: int = 200, chunk: int =
             top = np.argsort(-both, axis=1)[:, :K]
             best, best_ids = np.take_along_axis(both, top, 1), np.take_along_axis(ids, top, 1)
         grown = rss() - before
-        row = {"nlist": params["nlist"], "build_s": build, "bytes": ann.memory_bytes(index),
+        row = {"nlist": params["nlist"], "pca": params["pca"], "train": ann.train_size(n, params),
+               "build_s": build, "bytes": ann.memory_bytes(index),
                "rss_growth_bytes": grown, "flat_bytes": n * gen.dim * 4, "sweep": {}}
         for nprobe in sorted({8, 16, 32, 64, 128, params["nprobe"]}):
-            index.nprobe = min(nprobe, params["nlist"])
+            ann.configure(index, {**params, "nprobe": min(nprobe, params["nlist"])})
             got = index.search(queries, K)[1]
             recall = float(np.mean([len(set(g) & set(e)) / K for g, e in zip(got, best_ids, strict=True)]))
             row["sweep"][nprobe] = {"recall": recall, **latency(index, queries)}
@@ -392,8 +392,24 @@ def scale(real: np.ndarray, sizes: list[int], n_queries: int = 200, chunk: int =
         if flat is not None:
             row["flat"] = {"build_s": flat_build, **latency(flat, queries[:50])}
         out[n] = row
+        report_scale(n, row)
         del index, flat
     return out
+
+
+def report_scale(n: int, row: dict) -> None:
+    print(f"  {n:>9,d}: ivf (PCA{row['pca']}, IVF{row['nlist']}, SQ8; re-ranked on SQ8 codes of the "
+          f"full vectors) trained on {row['train']:,d} and built in {row['build_s']:.1f} s wall, "
+          f"{row['bytes'] / 2**30:.2f} GiB in memory (flat would be {row['flat_bytes'] / 2**30:.2f} GiB; "
+          f"RSS grew {row['rss_growth_bytes'] / 2**30:.2f} GiB)")
+    for nprobe, v in row["sweep"].items():
+        mark = " <- shipped" if nprobe == row["nprobe"] else ""
+        print(f"             nprobe {nprobe:4d}: recall@10 {v['recall']:.3f}, query {v['cpu_ms_median']:.2f} ms CPU "
+              f"(p95 {v['cpu_ms_p95']:.2f}), {v['wall_ms_median']:.2f} ms wall{mark}")
+    if "flat" in row:
+        f = row["flat"]
+        print(f"             flat (exact): built in {f['build_s']:.1f} s, query {f['cpu_ms_median']:.2f} ms CPU "
+              f"(p95 {f['cpu_ms_p95']:.2f}), {f['wall_ms_median']:.2f} ms wall", flush=True)
 
 
 # -- main ---------------------------------------------------------------------------------------
@@ -423,7 +439,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="cache of embeddings and indexes (reused when the model is the same)")
     ap.add_argument("--scale", default="100000,1000000", help="synthetic index sizes ('' to skip)")
     ap.add_argument("--reps", default="model,imagenet,pixels,model-no-tta",
-                    help="representations to compare (model-no-tta: the model without TTA)")
+                    help="representations to compare (model-no-tta: the model without TTA; '' "
+                         "for the scale figures alone)")
     args = ap.parse_args(argv)
     os.environ.setdefault("GALAXYMORPH_OFFLINE", "1")
     # OpenMP threads that sleep rather than spin while they wait: on a shared machine a spinning
@@ -441,7 +458,8 @@ def main(argv: list[str] | None = None) -> None:
               "imagenet": imagenet_model(args.model, args.work)}
     results: dict = {"model": args.model, "representation": tag}
     indexes: dict = {}
-    for rep in args.reps.split(","):
+    reps = [r for r in args.reps.split(",") if r]
+    for rep in reps:
         if rep == "pixels":
             pre = clf.preprocessing
             indexes[rep] = {s: PixelIndex(specs[s], pre, args.work / f"pixels_{s}.npy") for s in ("gz2", "rings")}
@@ -450,6 +468,24 @@ def main(argv: list[str] | None = None) -> None:
             tta = False if rep == "model-no-tta" else None
             indexes[rep] = {s: ensure_index(specs[s], models[rep], folder / s, tta) for s in ("gz2", "rings")}
         print(f"[{rep}] indexes ready ({time.perf_counter() - t_start:.0f} s)", flush=True)
+    if reps:
+        retrieval(args, specs, models, clf, indexes, results)
+    sizes = [int(s) for s in args.scale.split(",") if s]
+    if sizes:
+        model_ix = {s: ensure_index(specs[s], args.model, args.work / tag / s) for s in ("gz2", "rings")}
+        real = np.concatenate([stored_vectors(model_ix[s]) for s in ("gz2", "rings")])
+        print(f"\nScale: synthetic embeddings of {real.shape[1]} dimensions (a Gaussian mixture fitted to "
+              f"{len(real)} real ones); one query at a time on one thread, 200 queries; "
+              "CPU ms = a dedicated core's time", flush=True)
+        results["scale"] = scale(real, sizes)
+    out = args.work / f"results-{tag}.json"
+    earlier = json.loads(out.read_text()) if out.exists() else {}  # a scale-only run keeps the rest
+    out.write_text(json.dumps({**earlier, **results}, indent=1, default=str))
+    print(f"\n({time.perf_counter() - t_start:.0f} s; load average {os.getloadavg()[0]:.1f}; figures in {out})")
+
+
+def retrieval(args, specs: dict, models: dict, clf, indexes: dict, results: dict) -> None:
+    """The GZ2, ring and odd-ranking figures of every representation."""
     print(f"\nGZ2 retrieval: {len(pd.read_csv(args.data / 'gz2_clean' / 'dev.csv'))} gz2_clean/dev queries "
           f"against {len(indexes[next(iter(indexes))]['gz2'].table)} labelled GZ2 images "
           "(gz2_clean/train + gz2_hart8 in 4 classes); 95% bootstrap intervals over queries")
@@ -474,29 +510,6 @@ def main(argv: list[str] | None = None) -> None:
               f"gmm {fmt(r['rings_gmm'])}; chance {r['rings_chance']:.3f}")
         print(f"               mergers in gz2_hart8 ({r['mergers_n'][0]} of {r['mergers_n'][1]}): "
               f"knn {fmt(r['mergers_knn'])}, gmm {fmt(r['mergers_gmm'])}; chance {r['mergers_chance']:.3f}")
-    sizes = [int(s) for s in args.scale.split(",") if s]
-    if sizes:
-        real = np.concatenate([stored_vectors(indexes["model"][s]) for s in ("gz2", "rings")])
-        print(f"\nScale: synthetic embeddings of {real.shape[1]} dimensions (a Gaussian mixture fitted to "
-              f"{len(real)} real ones); one query at a time on one thread, 200 queries; "
-              "CPU ms = a dedicated core's time")
-        results["scale"] = s = scale(real, sizes)
-        for n in sizes:
-            row = s[n]
-            print(f"  {n:>9,d}: ivf (SQ8, nlist {row['nlist']}) built in {row['build_s']:.1f} s, "
-                  f"{row['bytes'] / 2**30:.2f} GiB in memory (flat would be {row['flat_bytes'] / 2**30:.2f} GiB; "
-                  f"RSS grew {row['rss_growth_bytes'] / 2**30:.2f} GiB)")
-            for nprobe, v in row["sweep"].items():
-                mark = " <- shipped" if nprobe == row["nprobe"] else ""
-                print(f"             nprobe {nprobe:4d}: recall@10 {v['recall']:.3f}, query {v['cpu_ms_median']:.2f} ms CPU "
-                      f"(p95 {v['cpu_ms_p95']:.2f}), {v['wall_ms_median']:.2f} ms wall{mark}")
-            if "flat" in row:
-                f = row["flat"]
-                print(f"             flat (exact): built in {f['build_s']:.1f} s, query {f['cpu_ms_median']:.2f} ms CPU "
-                      f"(p95 {f['cpu_ms_p95']:.2f}), {f['wall_ms_median']:.2f} ms wall")
-    out = args.work / f"results-{tag}.json"
-    out.write_text(json.dumps(results, indent=1, default=str))
-    print(f"\n({time.perf_counter() - t_start:.0f} s; load average {os.getloadavg()[0]:.1f}; figures in {out})")
 
 
 if __name__ == "__main__":

@@ -30,8 +30,10 @@ KINDS = ("flat", "ivf")
 #: docs/similarity.md), past the 5 ms budget here; an IVF index needs a few thousand vectors
 #: to train its lists anyway.
 APPROX_FROM = 20_000
-#: Training vectors per inverted list (FAISS warns below 39), and k-means iterations.
+#: Training vectors per inverted list (FAISS warns below 39), at most :data:`MAX_TRAIN` in all
+#: (PCA, k-means and codes are trained on one random sample), and k-means iterations.
 TRAIN_PER_LIST = 64
+MAX_TRAIN = 200_000
 KMEANS_ITERATIONS = 10
 #: Lists scanned per query, as a share of all lists (at least :data:`MIN_NPROBE`).
 NPROBE_SHARE = 1 / 32
@@ -55,13 +57,19 @@ def choose_kind(n: int) -> str:
 
 
 def ivf_params(n: int, dim: int) -> dict[str, int]:
-    """Lists about ``4 sqrt(n)`` (a power of two), scanning :data:`NPROBE_SHARE` of them, in a
-    projection of :data:`PCA_DIMS`."""
-    nlist = 2 ** round(math.log2(max(64.0, 4 * math.sqrt(max(n, 1)))))
+    """Lists about ``2 sqrt(n)`` (a power of two: 2,048 for a million; a list is scanned in the
+    small projection, so fewer, longer lists cost little), scanning :data:`NPROBE_SHARE` of
+    them, in a projection of :data:`PCA_DIMS`."""
+    nlist = 2 ** round(math.log2(max(64.0, 2 * math.sqrt(max(n, 1)))))
     nlist = max(16, min(nlist, 65536, n // TRAIN_PER_LIST or 16))
     nprobe = max(MIN_NPROBE, round(nlist * NPROBE_SHARE))
     return {"nlist": int(nlist), "nprobe": int(min(nprobe, nlist)), "pca": min(PCA_DIMS, dim),
             "k_factor": K_FACTOR}
+
+
+def train_size(n: int, params: dict[str, int]) -> int:
+    """How many of ``n`` vectors an IVF index is trained on."""
+    return min(n, TRAIN_PER_LIST * int(params["nlist"]), MAX_TRAIN)
 
 
 def new_index(kind: str, dim: int, params: dict[str, int] | None = None) -> Any:

@@ -34,10 +34,6 @@ from galaxymorph.search.store import (
 )
 from galaxymorph.search.table import EmbeddingFile
 
-#: Most vectors an IVF index is trained on (k-means over a random sample).
-MAX_TRAIN = 200_000
-
-
 @dataclass
 class BuildSummary:
     """What a build or an add did; ``str()`` is what the CLI prints."""
@@ -153,7 +149,7 @@ def _index(folder: Path, summary: Any, inputs: list[str], kind: str | None,
                               f"{count}; use the flat kind")
         index = ann.new_index(kind, source.dim, params)
         if kind == "ivf":
-            ann.train(index, _sample(source, count, min(count, MAX_TRAIN)))
+            ann.train(index, _sample(source, count, ann.train_size(count, params)))
         _add(index, source)
     ann.configure(index, params)
     model = {**source.model, "hash": source.model_hash}
