@@ -165,6 +165,48 @@ def test_adding_images_extends_the_index(index_dir, tiny_model, tmp_path):
     assert ix.meta.count == 28 and str(new / "n0.png") not in set(found["neighbour"])
 
 
+@pytest.fixture
+def one_faiss_thread():
+    """FAISS on one thread: on a busy machine its OpenMP threads spin-wait for each other (a
+    40x slower k-means on the shared CI cores); the figures do not depend on it."""
+    import faiss
+
+    faiss.omp_set_num_threads(1)
+    yield
+    import os
+
+    faiss.omp_set_num_threads(os.cpu_count() or 1)
+
+
+def test_the_approximate_index_finds_what_exact_search_finds(tmp_path, one_faiss_thread):
+    """The ivf kind (PCA, inverted lists, 8-bit codes, re-ranked in full) through its files."""
+    from galaxymorph.search import ann
+    from galaxymorph.search.store import IndexMeta, read_faiss, write_index
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(20, 64))
+    x = (centres[rng.integers(0, 20, 3000)] + rng.normal(0, 0.3, (3000, 64))).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    params = ann.ivf_params(len(x), 64)
+    index = ann.new_index("ivf", 64, params)
+    ann.train(index, x[:ann.train_size(len(x), params)])
+    index.add(x)
+    meta = IndexMeta(model={"ref": "m", "name": "m", "record": {}, "hash": "0" * 64}, dim=64,
+                     count=len(x), rows=len(x), kind="ivf", params=params)
+    write_index(tmp_path, index, meta)
+    again = read_faiss(tmp_path, IndexMeta.from_dict(json.loads((tmp_path / "index.json").read_text()),
+                                                     tmp_path / "index.json"))
+    exact = ann.new_index("flat", 64)
+    exact.add(x)
+    queries = np.arange(0, 3000, 30)
+    want_ids, want_d = ann.search(exact, x[queries], 10, exclude=queries)
+    got_ids, got_d = ann.search(again, x[queries], 10, exclude=queries)
+    assert not (got_ids == queries[:, None]).any()  # each query left out of its own neighbours
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(got_ids, want_ids, strict=True)])
+    assert recall >= 0.9
+    np.testing.assert_allclose(got_d[:, 0], want_d[:, 0], atol=0.01)  # 1 - cosine, both kinds
+
+
 def _hostile_faiss(folder, blob: bytes) -> None:
     """Replace the index file and make index.json agree with it (an attacker controls both)."""
     import hashlib
