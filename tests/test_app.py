@@ -28,6 +28,7 @@ def _png(image: np.ndarray) -> bytes:
 def app(tiny_model, monkeypatch):
     monkeypatch.setenv(core.ENV_MODEL, str(tiny_model))
     monkeypatch.delenv(core.ENV_EXAMPLES, raising=False)
+    monkeypatch.delenv(core.ENV_INDEX, raising=False)
     at = AppTest.from_file(SCRIPT, default_timeout=120)
     at.run()
     assert not at.exception, at.exception
@@ -94,6 +95,9 @@ def test_example_gallery_classifies_a_render(app):
     assert not app.exception
     assert any("Predicted class" in m.value for m in app.markdown)
     assert any(m.value.startswith("##### synthetic") for m in app.markdown)
+    # Started without --index: the "Similar galaxies" panel says how to build one.
+    assert any("Similar galaxies" in m.value for m in app.markdown)
+    assert any("galaxymorph index build" in i.value and "--index" in i.value for i in app.info)
 
 
 def test_missing_default_model_is_explained(tmp_path, monkeypatch):
@@ -186,8 +190,8 @@ def test_card_summary_names_each_training_source_with_its_images(tiny_model):
     assert shipped.training_data["spec"][0] == "catalog:../shared/data/gz1/labels.csv"
     rows = core.card_summary(shipped, core.split_sources("default"))
     assert rows["training data"] == (
-        "gz1 (5,617 images), gz2_clean/train.csv (235), gz2_kaggle/spirals.csv (1,539, weak "
-        "labels), default_model/pseudo_v3.csv (2,217, weak labels); label map gz1-4")
+        "gz1 (5,617 images), gz2_clean/train.csv (235), gz2_votes (4,388), gz2_hart8 (2,659), "
+        "gz2_kaggle/spirals.csv (1,539, weak labels); label map gz1-4")
     # Without its split, the same names, no counts.
     assert core.card_summary(shipped)["training data"].startswith("gz1, gz2_clean/train.csv, ")
     # A card written by training records each source and its images itself.
@@ -213,6 +217,7 @@ def test_app_answers_in_a_chosen_labelling_convention(galaxy_png, monkeypatch):
 
     monkeypatch.setenv(core.ENV_MODEL, "default")
     monkeypatch.delenv(core.ENV_EXAMPLES, raising=False)
+    monkeypatch.delenv(core.ENV_INDEX, raising=False)
     at = AppTest.from_file(SCRIPT, default_timeout=180).run()
     assert not at.exception, at.exception
     box = next(b for b in at.sidebar.selectbox if b.key == "convention")

@@ -32,6 +32,12 @@ ENV_DETECTOR = "GALAXYMORPH_APP_DETECTOR"
 ENV_EXAMPLES = "GALAXYMORPH_APP_EXAMPLES"
 ENV_MAX_UPLOAD_MB = "GALAXYMORPH_APP_MAX_UPLOAD_MB"
 ENV_DEVICE = "GALAXYMORPH_APP_DEVICE"
+ENV_INDEX = "GALAXYMORPH_APP_INDEX"
+#: Neighbours the "Similar galaxies" panel shows.
+SIMILAR_K = 8
+NO_INDEX_HELP = ("No similarity index is loaded. Build one from labelled galaxies with "
+                 "`galaxymorph index build --model MODEL --out DIR catalog:labels.csv` (or any "
+                 "images) and start the app with `galaxymorph app --model MODEL --index DIR`.")
 
 
 @dataclass
@@ -44,6 +50,7 @@ class AppSettings:
     examples: str | None = None
     max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB
     device: str = "cpu"
+    index: str | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> AppSettings:
@@ -54,13 +61,14 @@ class AppSettings:
             mb = DEFAULT_MAX_UPLOAD_MB
         return cls(model=env.get(ENV_MODEL) or "default", models_dir=env.get(ENV_MODELS_DIR) or None,
                    detector=env.get(ENV_DETECTOR) or None, examples=env.get(ENV_EXAMPLES) or None,
-                   max_upload_mb=mb, device=env.get(ENV_DEVICE) or "cpu")
+                   max_upload_mb=mb, device=env.get(ENV_DEVICE) or "cpu",
+                   index=env.get(ENV_INDEX) or None)
 
     def to_env(self) -> dict[str, str]:
         out = {ENV_MODEL: self.model, ENV_MAX_UPLOAD_MB: str(self.max_upload_mb),
                ENV_DEVICE: self.device}
         for key, value in ((ENV_MODELS_DIR, self.models_dir), (ENV_DETECTOR, self.detector),
-                           (ENV_EXAMPLES, self.examples)):
+                           (ENV_EXAMPLES, self.examples), (ENV_INDEX, self.index)):
             if value:
                 out[key] = value
         return out
@@ -201,6 +209,48 @@ def analyse(clf, image: np.ndarray, name: str, tta: bool = False, with_cam: bool
         result.atypicality = None if np.isnan(atyp) else atyp
         result.verdict = detector.label(result.p_synthetic, result.atypicality)
     return result
+
+
+@dataclass
+class Neighbour:
+    """One galaxy of the index shown beside an upload."""
+
+    rank: int
+    path: str
+    distance: float  # 1 - cosine similarity
+    label: str  # the catalog's class, else "predicted <class>"
+    image: np.ndarray | None  # as the model saw it; None when the file cannot be read any more
+    error: str | None = None
+
+    @property
+    def name(self) -> str:
+        return Path(self.path).name
+
+
+def similar_galaxies(index, clf, image: np.ndarray, k: int = SIMILAR_K) -> list[Neighbour]:
+    """The ``k`` galaxies of ``index`` (a :class:`~galaxymorph.search.index.SimilarityIndex`)
+    most like ``image`` in ``clf``'s representation. Raises :class:`GalaxymorphError` when the
+    index was built with another model (the message names both)."""
+    from galaxymorph.inference.gradcam import LOCK
+    from galaxymorph.search.store import check_model
+
+    check_model(index.meta, clf, index.folder, clf.source)
+    with LOCK:  # the cached model is shared between sessions
+        vectors, _ = clf.embed([image], index.tta)
+    ids, dist = index.search(vectors, k)
+    labels = index.table[index.label_column] if index.label_column else None
+    out = []
+    for rank, (i, d) in enumerate(zip(ids[0], dist[0], strict=True), 1):
+        if i < 0:
+            break
+        label = (str(labels.iat[i]) if labels is not None
+                 else f"predicted {index.table['predicted_class'].iat[i]}")
+        try:
+            thumb, error = index.thumbnail(int(i)), None
+        except ImageReadError as exc:
+            thumb, error = None, str(exc)
+        out.append(Neighbour(rank, str(index.table["path"].iat[i]), float(d), label, thumb, error))
+    return out
 
 
 def analyse_bytes(clf, data: bytes, name: str, settings: AppSettings | None = None,

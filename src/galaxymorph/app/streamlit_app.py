@@ -47,6 +47,14 @@ def get_detector(ref: str, device: str):
     return Detector.load(ref, device=device)
 
 
+@st.cache_resource(show_spinner="Loading the similarity index…")
+def get_index(folder: str):
+    """The similarity index, checked and loaded once per server process."""
+    from galaxymorph.search.index import SimilarityIndex
+
+    return SimilarityIndex.open(folder)
+
+
 @st.cache_data(show_spinner="Rendering example galaxies…")
 def get_examples(folder: str | None) -> list[tuple[str, np.ndarray]]:
     return core.folder_examples(folder) if folder else core.synthetic_examples()
@@ -122,7 +130,7 @@ def sidebar(settings: core.AppSettings):
     return clf, tta, with_cam, detector
 
 
-def show_analysis(a: core.Analysis) -> None:
+def show_analysis(a: core.Analysis, clf=None, settings: core.AppSettings | None = None) -> None:
     with st.container(border=True):
         st.markdown(f"##### {core.plain(a.name)}")  # a file name is text, never markdown
         left, middle, right = st.columns([1, 1, 2])
@@ -150,6 +158,32 @@ def show_analysis(a: core.Analysis) -> None:
             typical = "" if a.atypicality is None else f", atypicality {a.atypicality:.2f}"
             right.caption(f"Real-vs-synthetic detector: p(synthetic) = {a.p_synthetic:.2f} "
                           f"({a.verdict} at its threshold){typical}")
+        if clf is not None and settings is not None:
+            similar_panel(a, clf, settings)
+
+
+def similar_panel(a: core.Analysis, clf, settings: core.AppSettings) -> None:
+    """The uploaded galaxy's nearest neighbours in the index given with ``--index``."""
+    st.markdown("###### Similar galaxies")
+    if not settings.index:
+        st.info(core.NO_INDEX_HELP)
+        return
+    try:
+        neighbours = core.similar_galaxies(get_index(settings.index), clf, a.image)
+    except GalaxymorphError as exc:
+        st.warning(core.plain(f"Similar galaxies unavailable: {exc}"))
+        return
+    st.caption(core.plain(f"The {len(neighbours)} nearest of the index {settings.index} in this "
+                          "model's representation (distance: 1 - cosine similarity)."))
+    per_row = 4
+    for start in range(0, len(neighbours), per_row):
+        cols = st.columns(per_row)
+        for col, n in zip(cols, neighbours[start:start + per_row], strict=False):
+            caption = f"#{n.rank} {n.label} · d = {n.distance:.3f} · {n.name}"
+            if n.image is not None:
+                col.image(thumbnail(n.image, 160), caption=caption, width=160)
+            else:
+                col.caption(f"{caption} (image unreadable: {n.error})")
 
 
 def show_tree(box, tree: list[core.QuestionAnswer]) -> None:
@@ -187,7 +221,7 @@ def upload_tab(clf, settings: core.AppSettings, tta: bool, with_cam: bool, detec
         except Exception as exc:
             show_failure(up.name, exc)
             continue
-        show_analysis(a)
+        show_analysis(a, clf, settings)
 
 
 def examples_tab(clf, settings: core.AppSettings, tta: bool, with_cam: bool, detector) -> None:
@@ -213,7 +247,8 @@ def examples_tab(clf, settings: core.AppSettings, tta: bool, with_cam: bool, det
     if chosen is not None and chosen < len(examples):
         caption, img = examples[chosen]
         try:
-            show_analysis(core.analyse(clf, img, caption, tta=tta, with_cam=with_cam, detector=detector))
+            show_analysis(core.analyse(clf, img, caption, tta=tta, with_cam=with_cam, detector=detector),
+                          clf, settings)
         except Exception as exc:
             show_failure(caption, exc)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import cached_property, partial
@@ -31,7 +33,9 @@ from galaxymorph.models.engine import (
     check_engine,
     graph_for,
     make_engine,
+    unit_rows,
     wants_onnx,
+    weights_key,
     weights_record,
 )
 from galaxymorph.runtime import resolve_device
@@ -248,8 +252,7 @@ class Classifier:
         """Class probabilities and, for a tree model, its conditional answer probabilities
         (``(N, A)`` in :attr:`Schema.answer_names` order; None for a classifier), from one
         forward pass."""
-        batch = images if isinstance(images, torch.Tensor) else torch.stack([self.prepare(i) for i in images])
-        logits = self.logits(batch, tta)
+        logits = self.logits(self._batch(images), tta)
         answers = self.answers(logits) if self.is_tree else None
         return self.probabilities(logits, answers), answers
 
@@ -286,6 +289,45 @@ class Classifier:
                        taxonomy_name=settings.get("taxonomy_name"),
                        convention_map=None if cmap is None else tuple(np.asarray(a) for a in cmap),
                        transition=None if t is None else np.asarray(t))
+
+    def embed(self, images: list[np.ndarray] | torch.Tensor,
+              tta: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The representation of decoded images or a prepared batch: the network's features
+        before its head(s), L2-normalised (float32 ``(N, D)``; cosine similarity is then a dot
+        product), and the calibrated probabilities of the same pass."""
+        tta = self.card.tta_default if tta is None else tta
+        logits, feats = self.engine.outputs(self._batch(images), tta, self.swap)
+        return unit_rows(feats), self.probabilities(logits)
+
+    def _batch(self, images: list[np.ndarray] | torch.Tensor) -> torch.Tensor:
+        return images if isinstance(images, torch.Tensor) else torch.stack([self.prepare(i) for i in images])
+
+    def representation_record(self, tta: bool | None = None) -> dict[str, Any]:
+        """What an embedding of this model depends on: the weights file's SHA-256, the network
+        and the preprocessing (:meth:`embed` with ``tta``). Embeddings compare only under one
+        record: an index keeps its hash (:meth:`representation_hash`) and refuses others."""
+        pre = self.preprocessing
+        return {"weights_sha256": self._weights_sha256(), "architecture": self.card.architecture,
+                "model_kwargs": self.card.model_kwargs, "layer": "head input",
+                "preprocessing": {"image_size": pre.image_size, "crop": pre.crop,
+                                  "framing": pre.framing, "frame_radii": pre.frame_radii},
+                "tta": bool(self.card.tta_default if tta is None else tta)}
+
+    def representation_hash(self, tta: bool | None = None) -> str:
+        text = json.dumps(self.representation_record(tta), sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def _weights_sha256(self) -> str:
+        """The weights file's SHA-256 (a checkpoint's, for a .ckpt model), else the weights'."""
+        if self._built_from is not None:
+            return str(self._built_from["weights_sha256"])
+        source = default_model_dir() if self.source == "default" else Path(self.source)
+        path = source / WEIGHTS_FILE if source.is_dir() else source
+        if path.is_file():
+            card = self.card
+            return weights_record(path, card.architecture, len(card.output_names), card.model_kwargs,
+                                  card.image_size)["weights_sha256"]
+        return weights_key(self.net, self.card.image_size, 0)
 
     def in_convention(self, probs: np.ndarray) -> np.ndarray:
         """Calibrated probabilities in the labelling convention chosen with ``with_convention``
