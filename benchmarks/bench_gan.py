@@ -31,8 +31,8 @@ def main() -> None:
     from galaxymorph.generative.augment import parse_policy, random_symmetry
     from galaxymorph.generative.ema import make_ema
     from galaxymorph.generative.losses import get_losses
+    from galaxymorph.generative.module import train_step
     from galaxymorph.generative.networks import Discriminator, Generator, count_parameters
-    from galaxymorph.generative.trainer import train_step
     from galaxymorph.runtime import resolve_device
 
     if args.threads:

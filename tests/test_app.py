@@ -28,6 +28,7 @@ def _png(image: np.ndarray) -> bytes:
 def app(tiny_model, monkeypatch):
     monkeypatch.setenv(core.ENV_MODEL, str(tiny_model))
     monkeypatch.delenv(core.ENV_EXAMPLES, raising=False)
+    monkeypatch.delenv(core.ENV_INDEX, raising=False)
     at = AppTest.from_file(SCRIPT, default_timeout=120)
     at.run()
     assert not at.exception, at.exception
@@ -94,6 +95,9 @@ def test_example_gallery_classifies_a_render(app):
     assert not app.exception
     assert any("Predicted class" in m.value for m in app.markdown)
     assert any(m.value.startswith("##### synthetic") for m in app.markdown)
+    # Started without --index: the "Similar galaxies" panel says how to build one.
+    assert any("Similar galaxies" in m.value for m in app.markdown)
+    assert any("galaxymorph index build" in i.value and "--index" in i.value for i in app.info)
 
 
 def test_missing_default_model_is_explained(tmp_path, monkeypatch):
@@ -143,7 +147,7 @@ def test_gradcam_library_and_fallback_agree(tiny_model, galaxy_png):
     lib = gc.gradcam(clf, img)
     x = clf.prepare(img).float().div(255).unsqueeze(0)
     layer = gradcam_target_layer(clf.net.backbone, image_size=x.shape[-1])
-    hooks = gc._hook_cam(clf.net, layer, x, lib.target)
+    hooks = gc._hook_cam(clf.net, layer, x, gc._class_score(clf, lib.target))
     assert lib.method == "pytorch-grad-cam"
     np.testing.assert_allclose(hooks, lib.heatmap, atol=1e-4)
 
@@ -176,6 +180,36 @@ def test_card_summary_shows_test_metrics_with_intervals(tiny_model):
     assert rows["test images"] == "50"
 
 
+def test_card_summary_names_each_training_source_with_its_images(tiny_model):
+    """The data sets a model learned from, by name and image count, never the paths of the
+    machine that trained it; counts from the card, or else from the model's split.json."""
+    from galaxymorph.models.artifact import read_card
+    from galaxymorph.models.loading import default_model_dir
+
+    shipped = read_card(default_model_dir())
+    assert shipped.training_data["spec"][0] == "catalog:../shared/data/gz1/labels.csv"
+    rows = core.card_summary(shipped, core.split_sources("default"))
+    assert rows["training data"] == (
+        "gz1 (5,617 images), gz2_clean/train.csv (235), gz2_votes (4,388), gz2_hart8 (2,659), "
+        "gz2_kaggle/spirals.csv (1,539, weak labels); label map gz1-4")
+    # Without its split, the same names, no counts.
+    assert core.card_summary(shipped)["training data"].startswith("gz1, gz2_clean/train.csv, ")
+    # A card written by training records each source and its images itself.
+    card = load_classifier(tiny_model).card
+    source = card.training_data["sources"][0]
+    assert core.card_summary(card)["training data"] == f"{source['name']} ({source['images']} images)"
+    assert source["images"] == sum(card.training_data["counts"].values()) > 0
+
+
+@pytest.mark.parametrize("training_data", [
+    {}, None, {"spec": 5}, {"spec": "catalog:/a/b/labels.csv", "weak": [3, None]},
+    {"sources": "x"}, {"sources": [{"spec": "gz1", "images": "many"}, 7]}, {"spec": ["x"], "weak": {}}])
+def test_card_summary_survives_any_training_data(tiny_model, training_data):
+    card = load_classifier(tiny_model).card
+    card.training_data = training_data
+    assert isinstance(core.card_summary(card, [{"counts": "x"}, 4])["training data"], str)
+
+
 def test_app_answers_in_a_chosen_labelling_convention(galaxy_png, monkeypatch):
     """A model trained with --noisy-labels offers its sources' conventions in the sidebar; the
     answer then is p @ T, as `predict --convention` gives it."""
@@ -183,6 +217,7 @@ def test_app_answers_in_a_chosen_labelling_convention(galaxy_png, monkeypatch):
 
     monkeypatch.setenv(core.ENV_MODEL, "default")
     monkeypatch.delenv(core.ENV_EXAMPLES, raising=False)
+    monkeypatch.delenv(core.ENV_INDEX, raising=False)
     at = AppTest.from_file(SCRIPT, default_timeout=180).run()
     assert not at.exception, at.exception
     box = next(b for b in at.sidebar.selectbox if b.key == "convention")

@@ -30,14 +30,24 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tiny_model, tmp_path_factory):
+def app_index(tiny_model, inference_catalog, tmp_path_factory):
+    """A similarity index of the synthetic catalog (24 images, 4 classes) in the tiny model."""
+    from galaxymorph.search.build import build_index
+
+    out = tmp_path_factory.mktemp("app_index") / "ix"
+    build_index([f"catalog:{inference_catalog}"], model=tiny_model, out=out, progress=False, workers=0)
+    return out
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model, app_index, tmp_path_factory):
     """``galaxymorph app`` on a free loopback port; the whole process group is ended afterwards."""
     port = _free_port()
     log_path = tmp_path_factory.mktemp("app_server") / "server.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "galaxymorph.cli.main", "app", "--model", str(tiny_model),
-             "--port", str(port), "--host", "127.0.0.1"],
+             "--port", str(port), "--host", "127.0.0.1", "--index", str(app_index)],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -80,7 +90,8 @@ def browser():
             b.close()
 
 
-def test_upload_real_galaxy_and_corrupt_file(server, browser, tiny_model, shared_data, tmp_path):
+def test_upload_real_galaxy_and_corrupt_file(server, browser, tiny_model, app_index, shared_data,
+                                             tmp_path):
     galaxy = sorted((Path(shared_data) / "gz1" / "images").glob("*.jpeg"))[0]
     expected = galaxymorph.predict([galaxy], model=tiny_model, progress=False).iloc[0]
 
@@ -102,6 +113,16 @@ def test_upload_real_galaxy_and_corrupt_file(server, browser, tiny_model, shared
     shown = [float(c.rstrip("%")) for c in cells if re.fullmatch(r"[\d.]+%", c)]
     assert len(shown) == 4 and sum(shown) == pytest.approx(100, abs=0.3)
     page.get_by_text("Grad-CAM for").first.wait_for(timeout=30_000)
+    # The "Similar galaxies" panel: the 8 nearest of the index, each with its catalog class.
+    page.get_by_text("Similar galaxies").first.wait_for(timeout=60_000)
+    captions = page.get_by_text(re.compile(r"^#\d+ .+ · d = "))
+    captions.nth(7).wait_for(timeout=30_000)
+    shown = captions.all_inner_texts()
+    nearest = galaxymorph.similar(app_index, [galaxy], k=8, progress=False)
+    assert [int(re.match(r"#(\d+)", t).group(1)) for t in shown] == list(range(1, 9))
+    assert [t.split(" · ")[0].split(" ", 1)[1] for t in shown] == list(nearest["label_name"])
+    assert [t.rsplit(" · ", 1)[1] for t in shown] == [Path(n).name for n in nearest["neighbour"]]
+    assert page.locator('[data-testid="stImage"] img').count() >= 8 + 2  # upload, Grad-CAM, 8
     time.sleep(1.0)  # let the chart draw before the screenshot
     page.screenshot(path=str(tmp_path / "prediction.png"), full_page=True)
 

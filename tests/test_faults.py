@@ -152,15 +152,16 @@ def catalog(tmp_path_factory):
 
 
 def test_sigterm_during_train_is_a_failure_that_resumes(catalog, tmp_path):
-    """Pre-emption (SIGTERM) must not read as success: status 143, a message, and --resume then
-    finishes the run with every epoch exactly once."""
+    """Pre-emption (SIGTERM to the whole process group, as a batch system sends it: the data
+    loader's worker gets it too) must not read as success: status 143, a message, and --resume
+    then finishes the run with every epoch exactly once."""
     out = tmp_path / "run"
     cmd = cli("train", "--data", catalog, "--model", "cnn3", "--image-size", "32", "--epochs", "40",
-              "--patience", "0", "--threads", "1", "--out", str(out))
+              "--patience", "0", "--threads", "1", "--workers", "1", "--out", str(out))
     last = out / "checkpoints" / "last.ckpt"
     with started(cmd, child_env(tmp_path)) as proc:
         wait_for(last.exists, 180, "the first checkpoint", proc)
-        proc.send_signal(signal.SIGTERM)
+        os.killpg(proc.pid, signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, err[-2000:]
     assert "interrupted" in err and "--resume" in err and "Traceback" not in err

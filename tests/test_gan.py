@@ -15,10 +15,11 @@ from PIL import Image
 from galaxymorph.data import open_dataset
 from galaxymorph.errors import ConfigError, GalaxymorphError
 from galaxymorph.generative.augment import diff_augment, parse_policy, random_symmetry
+from galaxymorph.generative.config import GanConfig
 from galaxymorph.generative.ema import make_ema
 from galaxymorph.generative.networks import Discriminator, Generator, minibatch_std
 from galaxymorph.generative.sampling import load_generator, sample
-from galaxymorph.generative.trainer import GanConfig, train_gan
+from galaxymorph.generative.trainer import train_gan
 
 
 def write_toy(root: Path, n_per_class: int = 48, size: int = 32, seed: int = 0) -> Path:

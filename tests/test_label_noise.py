@@ -108,25 +108,47 @@ def test_cli_passes_noisy_labels_through(tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
-def test_predict_answers_in_a_learned_labelling_convention(tmp_path):
-    """`predict --convention gz1`: the built-in model's probabilities in the classes GZ1's raw
-    majority would have given: through the map its card re-fitted on GZ1's validation fold,
-    or, for a card without one, its learned transition matrix (p @ T)."""
+SPEC = "catalog:../shared/data/gz1/labels.csv"
+
+
+@pytest.fixture
+def convention_model(tiny_model, tmp_path):
+    """A copy of the tiny classifier whose card learned a GZ1 convention (matrix and map)."""
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model, folder)
+    card = json.loads((folder / "model_card.json").read_text())
+    k = len(card["class_names"])
+    rng = np.random.default_rng(1)
+    card["training"]["label_transitions"] = {SPEC: {
+        "classes": card["class_names"], "matrix": (np.eye(k) * 0.7 + 0.3 / k).round(4).tolist(),
+        "logit_map": {"weight": rng.normal(0, 1, (k, k)).tolist(), "bias": [0.1] * k}}}
+    (folder / "model_card.json").write_text(json.dumps(card))
+    return folder
+
+
+def test_predict_answers_in_a_learned_labelling_convention(convention_model, tmp_path):
+    """`predict --convention gz1`: a model's probabilities in the classes GZ1's raw majority
+    would have given: through the map its card re-fitted on GZ1's validation fold, or, for a
+    card without one, its learned transition matrix (p @ T)."""
     import dataclasses
 
     import galaxymorph
     from galaxymorph.errors import ModelError
+    from galaxymorph.models.calibration import apply_convention_map
     from galaxymorph.models.loading import load_classifier
 
-    csv = write_synthetic_catalog(tmp_path / "data", 3, size=96, seed=2)
-    plain = galaxymorph.predict(f"catalog:{csv}", progress=False, workers=0)
-    gz1 = galaxymorph.predict(f"catalog:{csv}", progress=False, workers=0, convention="gz1")
-    clf = load_classifier("default")
+    folder, spec = convention_model, SPEC
+    card = json.loads((folder / "model_card.json").read_text())
+    matrix = card["training"]["label_transitions"][spec]["matrix"]
+    csv = write_synthetic_catalog(tmp_path / "data", 3, size=48, seed=2)
+    plain = galaxymorph.predict(f"catalog:{csv}", model=folder, progress=False, workers=0)
+    gz1 = galaxymorph.predict(f"catalog:{csv}", model=folder, progress=False, workers=0,
+                              convention="gz1")
+    clf = load_classifier(folder)
     cols = [f"prob_{c}" for c in clf.class_names]
-    from galaxymorph.models.calibration import apply_convention_map
-
-    spec, entry = next((k, v) for k, v in clf.conventions().items() if "gz1" in k)
-    fitted = entry["logit_map"]
+    fitted = card["training"]["label_transitions"][spec]["logit_map"]
     np.testing.assert_allclose(gz1[cols].to_numpy(float), apply_convention_map(
         plain[cols].to_numpy(float), np.asarray(fitted["weight"]), np.asarray(fitted["bias"])),
         atol=1e-5)
@@ -134,9 +156,9 @@ def test_predict_answers_in_a_learned_labelling_convention(tmp_path):
     training = json.loads(json.dumps(clf.card.training))
     del training["label_transitions"][spec]["logit_map"]
     old = dataclasses.replace(clf, card=dataclasses.replace(clf.card, training=training))
-    t = np.asarray(entry["matrix"])
+    t = np.asarray(matrix)
     t = t / t.sum(axis=1, keepdims=True)
-    image = [(np.random.default_rng(0).random((96, 96, 3)) * 255).astype(np.uint8)]
+    image = [(np.random.default_rng(0).random((48, 48, 3)) * 255).astype(np.uint8)]
     np.testing.assert_allclose(old.with_convention("gz1").predict_proba(image, tta=False),
                                clf.predict_proba(image, tta=False) @ t, atol=1e-6)
     assert not np.allclose(gz1[cols].to_numpy(float), plain[cols].to_numpy(float))
@@ -149,7 +171,17 @@ def test_predict_answers_in_a_learned_labelling_convention(tmp_path):
     assert clf.with_convention(None) is clf
 
 
-def test_a_convention_map_learns_a_relabelling_and_the_card_carries_it():
+def test_the_built_in_model_answers_in_gz1s_convention():
+    """The shipped tree model's GZ1 convention: an adapter fitted on GZ1's validation images."""
+    from galaxymorph.models.loading import load_classifier
+
+    clf = load_classifier("default")
+    image = [(np.random.default_rng(3).random((96, 96, 3)) * 255).astype(np.uint8)]
+    own, gz1 = clf.predict_proba(image), clf.with_convention("gz1").predict_proba(image)
+    assert np.abs(own - gz1).max() > 1e-3 and gz1.sum() == pytest.approx(1.0)
+
+
+def test_a_convention_map_learns_a_relabelling_and_the_card_carries_it(convention_model):
     """fit_convention_map reads a source's convention off calibrated probabilities (here: it
     calls class 1 '2' and class 2 '1'); a card with the map answers through it in place of
     p @ T, and a malformed map is refused by name."""
@@ -174,7 +206,7 @@ def test_a_convention_map_learns_a_relabelling_and_the_card_carries_it():
     with pytest.raises(ValueError, match=r"lack class\(es\) \[3\]"):
         fit_convention_map(probs[truth != 3], said[truth != 3], 4)
 
-    clf = load_classifier("default", engine="torch")
+    clf = load_classifier(convention_model, engine="torch")
     spec = next(k for k in clf.conventions() if "gz1" in k)
 
     def with_map(entry_map):
@@ -186,7 +218,7 @@ def test_a_convention_map_learns_a_relabelling_and_the_card_carries_it():
     w, b = np.eye(k)[::-1] * 3.0, np.linspace(0, 1, k)  # any map: the answer must follow it
     conv = with_map({"weight": w.tolist(), "bias": b.tolist()}).with_convention("gz1")
     assert conv.convention_map is not None and conv.transition is None
-    image = [(rng.random((96, 96, 3)) * 255).astype(np.uint8)]
+    image = [(rng.random((48, 48, 3)) * 255).astype(np.uint8)]
     np.testing.assert_allclose(conv.predict_proba(image, tta=False),
                                apply_convention_map(clf.predict_proba(image, tta=False), w, b),
                                atol=1e-6)

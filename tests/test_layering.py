@@ -1,8 +1,8 @@
 """The package's architecture, enforced: no module imports a higher layer, no import cycles.
 
 Layers, lowest first: the top-level helpers (``errors``, ``io_utils``, ``paths``, ...); ``data``
-and ``models``; ``training``, ``evaluation`` and ``generative``; ``inference`` and
-``detection``; ``app`` and ``cli``. Every import counts, function-level and ``TYPE_CHECKING``
+and ``models``; ``training``, ``evaluation`` and ``generative``; ``inference``, ``detection``
+and ``search``; ``app`` and ``cli``. Every import counts, function-level and ``TYPE_CHECKING``
 ones included: a lazy import is still a dependency. Only ``galaxymorph/__init__.py``, the
 public facade that lazily re-exports the API, may reach every layer.
 """
@@ -17,7 +17,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = "galaxymorph"
 LAYERS = {"data": 1, "models": 1, "training": 2, "evaluation": 2, "generative": 2,
-          "inference": 3, "detection": 3, "app": 4, "cli": 4}
+          "inference": 3, "detection": 3, "search": 3, "app": 4, "cli": 4}
 FACADE = PACKAGE
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -82,6 +83,21 @@ def test_one_file_in_two_sources_is_refused(sources):
         open_dataset([sources["a"], sources["a"]])
 
 
+def test_a_source_spelling_the_classes_otherwise_is_matched_as_a_model_matches_them(sources):
+    """One rule for class names (data.classes.match_classes): a source joins the dataset's
+    classes, without a label map, exactly when a model of those classes would take it."""
+    path = Path(sources["b"].removeprefix("catalog:")).with_name("spelt.csv")
+    spelt = {"Elliptical": "elliptical", "Spiral": "SPIRAL", "Edge-on": "edge_on", "Merger": "Merger"}
+    lines = Path(sources["b"].removeprefix("catalog:")).read_text().splitlines()
+    path.write_text("\n".join([lines[0]] + [ln.rsplit(",", 1)[0] + "," + spelt[ln.rsplit(",", 1)[1]]
+                                            for ln in lines[1:]]) + "\n")
+    alone = open_dataset(f"catalog:{path}")
+    ds = open_dataset([sources["a"], f"catalog:{path}"])
+    assert ds.class_names == ["Elliptical", "Spiral", "Edge-on", "Merger"]
+    assert ds.labels[ds.origin == 1].tolist() == alone.with_classes(ds.class_names).labels.tolist()
+    assert np.bincount(ds.labels[ds.origin == 1], minlength=4).tolist() == [6, 6, 6, 6]
+
+
 def test_classes_that_do_not_match_need_a_label_map(sources):
     with pytest.raises(DataError, match="label-map"):
         open_dataset([sources["a"], sources["raw"]])
@@ -123,6 +139,11 @@ def test_training_on_several_sources_reports_each(sources, tmp_path):
     assert "Per source" in (out / "report.md").read_text()
     card = json.loads((out / "model_card.json").read_text())
     assert card["training_data"]["weak"] == [sources["weak"]]
+    # Each source named as its data set, with its images (what the app's model card shows).
+    recorded = card["training_data"]["sources"]
+    assert [(s["name"], s["weak"]) for s in recorded] == [("a", False), ("b", False), ("weak", True)]
+    assert [s["images"] for s in recorded] == [31, 24, 10]
+    assert [s["counts"] for s in recorded] == [s["counts"] for s in split["sources"]]
     # One source alone, scored on its own test images of the model's multi-source split.
     a_test = [k for k in split["test"] if split["source_of"][k] == 0]
     alone = galaxymorph.evaluate(model=out, data=sources["a"], split="test", out=tmp_path / "ev")

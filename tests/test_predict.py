@@ -218,7 +218,9 @@ def test_inputs_are_walked_once_whatever_the_worker_count(tiny_model, image_fold
 
 @pytest.mark.parametrize("suffix", [".csv", ".json", ".jsonl", ".parquet"])
 def test_failure_mid_run_leaves_a_valid_file(tiny_model, image_folder, tmp_path, monkeypatch, suffix):
-    real = predict_mod.make_rows
+    from galaxymorph.inference import batches as batches_mod
+
+    real = batches_mod.make_rows
     calls = {"n": 0}
 
     def failing(*args, **kwargs):
@@ -227,13 +229,13 @@ def test_failure_mid_run_leaves_a_valid_file(tiny_model, image_folder, tmp_path,
             raise KeyboardInterrupt  # Ctrl-C, or SIGTERM turned into one
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(predict_mod, "make_rows", failing)
+    monkeypatch.setattr(batches_mod, "make_rows", failing)  # the rows of each batch
     out = tmp_path / f"preds{suffix}"
     with pytest.raises(KeyboardInterrupt):
         galaxymorph.predict(image_folder, model=tiny_model, out=out, batch_size=2, workers=0,
                          progress=False)
     assert len(_read_paths(out)) == 4  # two batches of two, in a file that parses
-    monkeypatch.setattr(predict_mod, "make_rows", real)
+    monkeypatch.setattr(batches_mod, "make_rows", real)
     galaxymorph.predict(image_folder, model=tiny_model, out=out, resume=True, progress=False)
     assert sorted(_read_paths(out)) == sorted(set(_read_paths(out)))
     assert len(_read_paths(out)) == N_PNG + 2

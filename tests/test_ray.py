@@ -22,7 +22,21 @@ def ray_inputs(tmp_path_factory, inference_catalog):
     return root
 
 
-def test_ray_engine_matches_local(tiny_model, ray_inputs, tmp_path):
+@pytest.fixture(scope="module")
+def ray_session():
+    """One local Ray for the module's runs (a start costs 10-20 s); each run finds it started,
+    as on a cluster. Starting and stopping its own Ray is tested in test_faults.py."""
+    import ray
+
+    from galaxymorph.inference.ray_engine import start_ray
+
+    started = start_ray(2)
+    yield
+    if started:
+        ray.shutdown()
+
+
+def test_ray_engine_matches_local(tiny_model, ray_inputs, tmp_path, ray_session):
     from makedata import write_catalog
 
     # A plain folder and a catalog with ra/dec in one run: the catalog's rows carry its columns.
@@ -52,6 +66,26 @@ def test_ray_engine_matches_local(tiny_model, ray_inputs, tmp_path):
     for col in [c for c in local.columns if c.startswith("prob_")]:
         np.testing.assert_allclose(merged.loc[ok, f"{col}_ray"], merged.loc[ok, f"{col}_local"],
                                    atol=1e-5)
+
+
+def test_ray_embeddings_match_local(tiny_model, ray_inputs, tmp_path, ray_session):
+    from galaxymorph.inference.embed import embed
+
+    local = embed(ray_inputs, model=tiny_model, batch_size=4, workers=0, progress=False)
+    out = tmp_path / "ray.parquet"
+    summary = embed(ray_inputs, model=tiny_model, batch_size=4, out=out, engine="ray", workers=1,
+                    progress=False)
+    assert summary.engine == "ray" and summary.n_images == 11 and summary.n_errors == 1
+    remote = pd.read_parquet(out)
+    assert list(remote.columns) == list(local.columns) == ["path", "predicted_class", "embedding", "error"]
+    merged = local.merge(remote, on="path", suffixes=("_local", "_ray"))
+    ok = merged["error_local"] == ""
+    assert len(merged) == 11 and ok.sum() == 10
+    assert (merged["error_ray"] == merged["error_local"]).all()
+    assert merged.loc[~ok, "embedding_ray"].isna().all()
+    np.testing.assert_allclose(np.stack(merged.loc[ok, "embedding_ray"]),
+                               np.stack(merged.loc[ok, "embedding_local"]), atol=1e-5)
+    assert (merged.loc[ok, "predicted_class_ray"] == merged.loc[ok, "predicted_class_local"]).all()
 
 
 def test_missing_ray_is_a_clear_error(tiny_model, ray_inputs, monkeypatch):

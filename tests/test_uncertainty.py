@@ -65,6 +65,36 @@ def other_catalog(inference_catalog, tiny_model, tmp_path_factory):
     return path, src
 
 
+def test_evaluate_and_predict_write_one_output_contract(tiny_model, inference_catalog, tmp_path):
+    """evaluate's predictions.csv and predict's output for the same labelled images: the same
+    columns in the same order (predict adds ``error`` and the source's metadata, evaluate
+    ``correct``), ``true_label`` an integer class index and ``true_label_name`` its name in
+    both, and the same answers (docs/deployment.md, "Output columns")."""
+    import galaxymorph
+
+    spec = f"catalog:{inference_catalog}"
+    galaxymorph.evaluate(model=tiny_model, data=spec, split="all", include_seen=True,
+                         out=tmp_path / "ev", device="cpu")
+    ev = pd.read_csv(tmp_path / "ev" / "predictions.csv")
+    pr = galaxymorph.predict(spec, model=tiny_model, progress=False, device="cpu")
+    assert len(ev) == len(pr) > 0
+    head = ["path", "label", "label_name", "probability", "uncertain",
+            *(c for c in pr.columns if c.startswith("prob_"))]
+    assert list(ev.columns) == [*head, "true_label", "true_label_name", "correct"]
+    assert list(pr.columns[:len(head) + 3]) == [*head, "error", "true_label", "true_label_name"]
+    for frame in (ev, pr):
+        assert pd.api.types.is_integer_dtype(frame["true_label"])
+        assert pd.api.types.is_integer_dtype(frame["label"])
+        names = [c.removeprefix("prob_") for c in frame.columns if c.startswith("prob_")]
+        assert (frame["true_label_name"] == [names[i] for i in frame["true_label"]]).all()
+    ev, pr = (f.assign(file=[str(p).rsplit("/", 1)[-1] for p in f["path"]]).set_index("file")
+              for f in (ev, pr))
+    pr = pr.loc[ev.index]
+    for column in ("label", "label_name", "true_label", "true_label_name", "uncertain"):
+        assert (ev[column] == pr[column]).all(), column
+    np.testing.assert_allclose(ev["probability"], pr["probability"], atol=1e-4)
+
+
 @pytest.fixture
 def calibrated(tiny_model, tmp_path):
     """A copy of the tiny model whose card abstains below a given confidence."""

@@ -8,6 +8,8 @@ The Python API mirrors the command line::
     galaxymorph.evaluate(model="runs/a", out="runs/a/eval")
     galaxymorph.predict(["galaxy.jpg"], model="default")
     galaxymorph.predict(["galaxy.jpg"], detector=galaxymorph.load_detector("runs/det"))
+    galaxymorph.build_index(["catalog:labels.csv"], model="default", out="index")
+    galaxymorph.similar("index", ["galaxy.jpg"], k=10)
 """
 
 from __future__ import annotations
@@ -21,7 +23,12 @@ if TYPE_CHECKING:  # pragma: no cover
     from galaxymorph.detection.detector import load_detector
     from galaxymorph.evaluation.api import calibrate, evaluate
     from galaxymorph.evaluation.compare import compare
+    from galaxymorph.inference.embed import embed
     from galaxymorph.models.loading import load_classifier
+    from galaxymorph.search.build import add_to_index, build_index
+    from galaxymorph.search.index import similar
+    from galaxymorph.search.maps import draw_map
+    from galaxymorph.search.odd import rank_odd
     from galaxymorph.training.ensemble import ensemble
     from galaxymorph.training.finetune import finetune
     from galaxymorph.training.run import train
@@ -37,6 +44,12 @@ _LAZY = {
     "load_classifier": "galaxymorph.models.loading",
     "load_detector": "galaxymorph.detection.detector",
     "predict": "galaxymorph.inference.predict",
+    "embed": "galaxymorph.inference.embed",
+    "build_index": "galaxymorph.search.build",
+    "add_to_index": "galaxymorph.search.build",
+    "similar": "galaxymorph.search.index",
+    "rank_odd": "galaxymorph.search.odd",
+    "draw_map": "galaxymorph.search.maps",
     "create_model": "galaxymorph.models.registry",
     "list_models": "galaxymorph.models.registry",
     "train_gan": "galaxymorph.generative.trainer",
@@ -44,9 +57,10 @@ _LAZY = {
     "fid": "galaxymorph.generative.fid",
 }
 
-__all__ = ["__version__", "calibrate", "compare", "create_model", "ensemble", "evaluate", "fid",
-           "finetune", "list_models", "load_classifier", "load_detector", "open_dataset", "predict", "sample",
-           "train", "train_gan"]
+__all__ = ["__version__", "add_to_index", "build_index", "calibrate", "compare", "create_model",
+           "draw_map", "embed", "ensemble", "evaluate", "fid", "finetune", "list_models",
+           "load_classifier", "load_detector", "open_dataset", "predict", "rank_odd", "sample",
+           "similar", "train", "train_gan"]
 
 
 def __getattr__(name: str) -> Any:

@@ -30,3 +30,14 @@ def die_with_parent(sig: int = signal.SIGTERM) -> None:
         return
     if os.getppid() != parent:  # the parent is already gone (reparented to init)
         os.kill(os.getpid(), sig)
+
+
+def loader_worker_init(_: int = 0) -> None:
+    """A data-loader worker's ``worker_init_fn``: it dies with its parent (a ``kill -9`` must not
+    leave it running), and leaves SIGTERM and SIGINT to the main process. A batch system stops
+    a job by signalling its whole process group: a worker killed by that signal made the main
+    process fail with "DataLoader worker ... is killed by signal" instead of stopping cleanly
+    (status 143, resumable) and shutting its workers down itself."""
+    die_with_parent(signal.SIGKILL)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -7,6 +7,7 @@ go through the same API as everything else (``load_classifier`` and
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass, field
@@ -31,6 +32,12 @@ ENV_DETECTOR = "GALAXYMORPH_APP_DETECTOR"
 ENV_EXAMPLES = "GALAXYMORPH_APP_EXAMPLES"
 ENV_MAX_UPLOAD_MB = "GALAXYMORPH_APP_MAX_UPLOAD_MB"
 ENV_DEVICE = "GALAXYMORPH_APP_DEVICE"
+ENV_INDEX = "GALAXYMORPH_APP_INDEX"
+#: Neighbours the "Similar galaxies" panel shows.
+SIMILAR_K = 8
+NO_INDEX_HELP = ("No similarity index is loaded. Build one from labelled galaxies with "
+                 "`galaxymorph index build --model MODEL --out DIR catalog:labels.csv` (or any "
+                 "images) and start the app with `galaxymorph app --model MODEL --index DIR`.")
 
 
 @dataclass
@@ -43,6 +50,7 @@ class AppSettings:
     examples: str | None = None
     max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB
     device: str = "cpu"
+    index: str | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> AppSettings:
@@ -53,13 +61,14 @@ class AppSettings:
             mb = DEFAULT_MAX_UPLOAD_MB
         return cls(model=env.get(ENV_MODEL) or "default", models_dir=env.get(ENV_MODELS_DIR) or None,
                    detector=env.get(ENV_DETECTOR) or None, examples=env.get(ENV_EXAMPLES) or None,
-                   max_upload_mb=mb, device=env.get(ENV_DEVICE) or "cpu")
+                   max_upload_mb=mb, device=env.get(ENV_DEVICE) or "cpu",
+                   index=env.get(ENV_INDEX) or None)
 
     def to_env(self) -> dict[str, str]:
         out = {ENV_MODEL: self.model, ENV_MAX_UPLOAD_MB: str(self.max_upload_mb),
                ENV_DEVICE: self.device}
         for key, value in ((ENV_MODELS_DIR, self.models_dir), (ENV_DETECTOR, self.detector),
-                           (ENV_EXAMPLES, self.examples)):
+                           (ENV_EXAMPLES, self.examples), (ENV_INDEX, self.index)):
             if value:
                 out[key] = value
         return out
@@ -96,6 +105,31 @@ def model_choices(settings: AppSettings) -> list[str]:
 
 
 @dataclass
+class QuestionAnswer:
+    """One Galaxy Zoo question as the model answers it."""
+
+    question: str
+    #: the predicted share of volunteers who would reach it (the product along its path)
+    reach: float
+    answers: list[tuple[str, float]]  # (answer, conditional vote fraction)
+
+    @property
+    def top(self) -> tuple[str, float]:
+        return max(self.answers, key=lambda a: a[1])
+
+
+def tree_answers(clf, answers: np.ndarray) -> list[QuestionAnswer]:
+    """A tree model's answers for one image (``(A,)`` conditional fractions), in the tree's order."""
+    from galaxymorph.data.questions import reach
+
+    schema = clf.schema
+    reached = reach(answers[None, :], schema)[0]
+    return [QuestionAnswer(q.name, float(reached[i]),
+                           [(a, float(answers[sl][j])) for j, a in enumerate(q.answers)])
+            for i, (q, sl) in enumerate(zip(schema.questions, schema.slices, strict=True))]
+
+
+@dataclass
 class Analysis:
     """Everything the page shows for one image."""
 
@@ -117,6 +151,8 @@ class Analysis:
     notes: list[str] = field(default_factory=list)
     #: The model's abstention threshold (None: its card has none, so it never abstains).
     threshold: float | None = None
+    #: A decision-tree model's answers (:func:`tree_answers`); None for a classifier.
+    tree: list[QuestionAnswer] | None = None
 
     @property
     def uncertain(self) -> bool:
@@ -184,9 +220,11 @@ def analyse(clf, image: np.ndarray, name: str, tta: bool = False, with_cam: bool
     from galaxymorph.inference.gradcam import LOCK, gradcam
 
     with LOCK:  # the cached model is shared between sessions; hooks must not interleave
-        probs = clf.predict_proba([image], tta=tta)[0]
+        probs, answers = clf.predict_outputs([image], tta=tta)
+    probs = probs[0]
     result = Analysis(name, image, probs, list(clf.class_names), int(np.argmax(probs)),
-                      threshold=clf.abstain_threshold)
+                      threshold=clf.abstain_threshold,
+                      tree=tree_answers(clf, answers[0]) if answers is not None else None)
     if with_cam:
         try:
             result.cam = gradcam(clf, image, target=result.label)
@@ -204,6 +242,48 @@ def analyse(clf, image: np.ndarray, name: str, tta: bool = False, with_cam: bool
             value = float(scores[part][0])
             result.detector_parts[part] = None if np.isnan(value) else value
     return result
+
+
+@dataclass
+class Neighbour:
+    """One galaxy of the index shown beside an upload."""
+
+    rank: int
+    path: str
+    distance: float  # 1 - cosine similarity
+    label: str  # the catalog's class, else "predicted <class>"
+    image: np.ndarray | None  # as the model saw it; None when the file cannot be read any more
+    error: str | None = None
+
+    @property
+    def name(self) -> str:
+        return Path(self.path).name
+
+
+def similar_galaxies(index, clf, image: np.ndarray, k: int = SIMILAR_K) -> list[Neighbour]:
+    """The ``k`` galaxies of ``index`` (a :class:`~galaxymorph.search.index.SimilarityIndex`)
+    most like ``image`` in ``clf``'s representation. Raises :class:`GalaxymorphError` when the
+    index was built with another model (the message names both)."""
+    from galaxymorph.inference.gradcam import LOCK
+    from galaxymorph.search.store import check_model
+
+    check_model(index.meta, clf, index.folder, clf.source)
+    with LOCK:  # the cached model is shared between sessions
+        vectors, _ = clf.embed([image], index.tta)
+    ids, dist = index.search(vectors, k)
+    labels = index.table[index.label_column] if index.label_column else None
+    out = []
+    for rank, (i, d) in enumerate(zip(ids[0], dist[0], strict=True), 1):
+        if i < 0:
+            break
+        label = (str(labels.iat[i]) if labels is not None
+                 else f"predicted {index.table['predicted_class'].iat[i]}")
+        try:
+            thumb, error = index.thumbnail(int(i)), None
+        except ImageReadError as exc:
+            thumb, error = None, str(exc)
+        out.append(Neighbour(rank, str(index.table["path"].iat[i]), float(d), label, thumb, error))
+    return out
 
 
 def analyse_bytes(clf, data: bytes, name: str, settings: AppSettings | None = None,
@@ -258,17 +338,25 @@ def plain(text: object) -> str:
     return _MARKDOWN_SPECIAL.sub(lambda m: "\\" + m.group(0), str(text))
 
 
-def card_summary(card) -> dict[str, str]:
-    """The model card as short label -> text pairs for the sidebar."""
-    data = card.training_data or {}
+def card_summary(card, split_sources: list | None = None) -> dict[str, str]:
+    """The model card as short label -> text pairs for the sidebar. ``split_sources``: the
+    ``sources`` of the model's ``split.json`` (:func:`split_sources`), for the image counts
+    of a card written before it recorded them."""
+    data = card.training_data if isinstance(card.training_data, dict) else {}
     metrics = card.metrics or {}
     rows = {
         "name": card.name or "-",
         "architecture": card.architecture,
         "classes": ", ".join(card.class_names),
+    }
+    if card.questions:
+        rows["questions"] = (f"Galaxy Zoo's decision tree ({card.questions.get('name', '')}: "
+                             + ", ".join(q["name"] for q in card.questions["questions"]) + ")")
+        rows["taxonomies"] = ", ".join(card.taxonomies)
+    rows |= {
         "input": card.preprocessing.describe(),
-        "training data": str(data.get("spec", "-")) + (f" (label map {data['label_map']})"
-                                                      if data.get("label_map") else ""),
+        "training data": training_sources(data, split_sources) + (
+            f"; label map {data['label_map']}" if data.get("label_map") else ""),
     }
     counts = data.get("counts")
     if isinstance(counts, dict) and counts:
@@ -291,3 +379,63 @@ def card_summary(card) -> dict[str, str]:
     if card.description:
         rows["description"] = card.description
     return rows
+
+
+def training_sources(data: dict, split_sources: list | None = None) -> str:
+    """Each training source by its data set's name and image count, never the training
+    machine's paths: "gz1 (5,617 images), gz2_kaggle/spirals.csv (1,539, weak labels)". The
+    counts come from the card (``sources``) or else from the split's; a card without either
+    names its sources only."""
+    from galaxymorph.data.specs import source_name
+
+    recorded = [s for s in data.get("sources") or [] if isinstance(s, dict) and s.get("spec")]
+    if not recorded:
+        recorded = [{"spec": s, "weak": False} for s in _texts(data.get("spec"))] + [
+            {"spec": s, "weak": True} for s in _texts(data.get("weak"))]
+        counted = [s for s in split_sources or [] if isinstance(s, dict)]
+        if len(counted) == len(recorded):  # the split lists the sources in the card's order
+            for source, split in zip(recorded, counted, strict=True):
+                counts = split.get("counts")
+                if isinstance(counts, dict):
+                    source["images"] = sum(v for v in counts.values() if isinstance(v, int))
+    parts = []
+    for n, source in enumerate(recorded):
+        images = source.get("images")
+        notes = ([f"{images:,} image{'' if images == 1 else 's'}" if n == 0 else f"{images:,}"]
+                 if isinstance(images, int) else []) + (["weak labels"] if source.get("weak") else [])
+        name = str(source.get("name") or source_name(str(source["spec"])))
+        parts.append(name + (f" ({', '.join(notes)})" if notes else ""))
+    return ", ".join(parts) or "-"
+
+
+def _texts(value) -> list[str]:
+    """A card's spec or list of specs as a list (anything else: none)."""
+    if isinstance(value, str):
+        return [value] if value else []
+    return [v for v in value if isinstance(v, str) and v] if isinstance(value, list) else []
+
+
+def split_sources(ref: str) -> list | None:
+    """The ``sources`` of the split.json beside model ``ref`` ("default" or a folder), if any."""
+
+    from galaxymorph.models.loading import default_model_dir
+
+    folder = default_model_dir() if ref == "default" else Path(ref)
+    path = (folder.parent.parent if folder.is_file() and folder.parent.name == "checkpoints"
+            else folder.parent if folder.is_file() else folder) / "split.json"
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return _split_sources(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _split_sources(path: str, mtime_ns: int, size: int) -> list | None:
+    import json
+
+    try:
+        sources = json.loads(Path(path).read_text(encoding="utf-8")).get("sources")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return sources if isinstance(sources, list) else None

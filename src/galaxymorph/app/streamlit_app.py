@@ -19,13 +19,14 @@ THUMB = 224
 
 
 @st.cache_resource(show_spinner="Loading the model…")
-def get_classifier(ref: str, device: str, convention: str | None = None):
+def get_classifier(ref: str, device: str, convention: str | None = None,
+                   taxonomy: str | None = None):
     """Loaded once per server process and shared by every session (one per labelling
-    convention asked for: each keeps its own engine)."""
+    convention and taxonomy asked for: each keeps its own engine)."""
     from galaxymorph.models.loading import load_classifier
 
-    if convention is not None:
-        return get_classifier(ref, device).with_convention(convention)
+    if convention is not None or taxonomy is not None:
+        return get_classifier(ref, device).with_taxonomy(taxonomy).with_convention(convention)
     clf = load_classifier(ref, device=device)
     # Every upload gets a Grad-CAM map, which runs the PyTorch network: build it here, behind
     # the loading spinner, not on the first upload (a model whose ONNX graph is cached is
@@ -44,6 +45,14 @@ def get_detector(ref: str, device: str):
     from galaxymorph.detection.detector import Detector
 
     return Detector.load(ref, device=device)
+
+
+@st.cache_resource(show_spinner="Loading the similarity index…")
+def get_index(folder: str):
+    """The similarity index, checked and loaded once per server process."""
+    from galaxymorph.search.index import SimilarityIndex
+
+    return SimilarityIndex.open(folder)
 
 
 @st.cache_data(show_spinner="Rendering example galaxies…")
@@ -78,6 +87,17 @@ def sidebar(settings: core.AppSettings):
                     "(`galaxymorph train --data ... --out runs/x`) and start the app with "
                     "`galaxymorph app --model runs/x`.")
         return None, False, False, None
+    taxonomy = None
+    if clf.is_tree:
+        taxonomy = st.sidebar.selectbox(
+            "Classes (taxonomy)", clf.taxonomies(), index=0, key="taxonomy",
+            help="The model answers Galaxy Zoo's questions; each taxonomy is a set of cuts on "
+                 "its answers (`predict --taxonomy`).")
+        clf = get_classifier(ref, settings.device, None, taxonomy)
+        merges = clf.taxonomy.merges
+        if merges:
+            st.sidebar.caption(core.plain("Merged (the questions cannot tell them apart): " + "; ".join(
+                f"{k} = {' + '.join(v)}" for k, v in merges.items())))
     conventions = list(clf.conventions())
     if conventions:
         choice = st.sidebar.selectbox(
@@ -87,14 +107,15 @@ def sidebar(settings: core.AppSettings):
                  "have given (a map re-fitted on that source's validation images, or p @ T with "
                  "the class-transition matrix the model learned for it; `predict --convention`).")
         if choice != OWN_CONVENTION:
-            clf = get_classifier(ref, settings.device, choice)
+            clf = get_classifier(ref, settings.device, choice, taxonomy)
             st.sidebar.caption(core.plain(f"Probabilities in the convention of {choice}."))
     tta = st.sidebar.checkbox("Test-time augmentation (8 rotations/flips)", value=clf.card.tta_default,
                               key="tta")
     with_cam = st.sidebar.checkbox("Grad-CAM heat map", value=True, key="gradcam")
     st.sidebar.subheader("Model card")
     # Card values come from a file: shown as plain text, never as markdown.
-    lines = [f"- **{k}:** {core.plain(v)}" for k, v in core.card_summary(clf.card).items()]
+    summary = core.card_summary(clf.card, core.split_sources(ref))
+    lines = [f"- **{k}:** {core.plain(v)}" for k, v in summary.items()]
     st.sidebar.markdown("\n".join(lines))
     if clf.card.notes:
         st.sidebar.caption(core.plain(" · ".join(clf.card.notes)))
@@ -109,7 +130,7 @@ def sidebar(settings: core.AppSettings):
     return clf, tta, with_cam, detector
 
 
-def show_analysis(a: core.Analysis) -> None:
+def show_analysis(a: core.Analysis, clf=None, settings: core.AppSettings | None = None) -> None:
     with st.container(border=True):
         st.markdown(f"##### {core.plain(a.name)}")  # a file name is text, never markdown
         left, middle, right = st.columns([1, 1, 2])
@@ -131,10 +152,50 @@ def show_analysis(a: core.Analysis) -> None:
                         height=70 + 30 * len(table), x_label="", y_label="probability")
         shown = table.assign(probability=table["probability"].map(lambda p: f"{p:.1%}"))
         right.table(shown.set_index("class"))
+        if a.tree is not None:
+            show_tree(right, a.tree)
         explanation = a.detector_explanation()
         if explanation:  # the detector's verdict, and which part flagged the image
             right.markdown(f"Real-vs-synthetic detector: **{a.verdict}**")
             right.caption("  \n".join(core.plain(line) for line in explanation))
+        if clf is not None and settings is not None:
+            similar_panel(a, clf, settings)
+
+
+def similar_panel(a: core.Analysis, clf, settings: core.AppSettings) -> None:
+    """The uploaded galaxy's nearest neighbours in the index given with ``--index``."""
+    st.markdown("###### Similar galaxies")
+    if not settings.index:
+        st.info(core.NO_INDEX_HELP)
+        return
+    try:
+        neighbours = core.similar_galaxies(get_index(settings.index), clf, a.image)
+    except GalaxymorphError as exc:
+        st.warning(core.plain(f"Similar galaxies unavailable: {exc}"))
+        return
+    st.caption(core.plain(f"The {len(neighbours)} nearest of the index {settings.index} in this "
+                          "model's representation (distance: 1 - cosine similarity)."))
+    per_row = 4
+    for start in range(0, len(neighbours), per_row):
+        cols = st.columns(per_row)
+        for col, n in zip(cols, neighbours[start:start + per_row], strict=False):
+            caption = f"#{n.rank} {n.label} · d = {n.distance:.3f} · {n.name}"
+            if n.image is not None:
+                col.image(thumbnail(n.image, 160), caption=caption, width=160)
+            else:
+                col.caption(f"{caption} (image unreadable: {n.error})")
+
+
+def show_tree(box, tree: list[core.QuestionAnswer]) -> None:
+    """The decision tree's answers: each question, how many volunteers would reach it, and the
+    predicted vote fractions of its answers (the class above is a cut on these)."""
+    import pandas as pd
+
+    box.markdown("**Galaxy Zoo's questions** (predicted vote fractions)")
+    rows = [{"question": q.question, "reached by": f"{q.reach:.0%}",
+             "answer": f"{q.top[0]} ({q.top[1]:.0%})",
+             "all answers": ", ".join(f"{a} {p:.0%}" for a, p in q.answers)} for q in tree]
+    box.table(pd.DataFrame(rows).set_index("question"))
 
 
 def show_failure(name: str, exc: Exception) -> None:
@@ -160,7 +221,7 @@ def upload_tab(clf, settings: core.AppSettings, tta: bool, with_cam: bool, detec
         except Exception as exc:
             show_failure(up.name, exc)
             continue
-        show_analysis(a)
+        show_analysis(a, clf, settings)
 
 
 def examples_tab(clf, settings: core.AppSettings, tta: bool, with_cam: bool, detector) -> None:
@@ -186,7 +247,8 @@ def examples_tab(clf, settings: core.AppSettings, tta: bool, with_cam: bool, det
     if chosen is not None and chosen < len(examples):
         caption, img = examples[chosen]
         try:
-            show_analysis(core.analyse(clf, img, caption, tta=tta, with_cam=with_cam, detector=detector))
+            show_analysis(core.analyse(clf, img, caption, tta=tta, with_cam=with_cam, detector=detector),
+                          clf, settings)
         except Exception as exc:
             show_failure(caption, exc)
 

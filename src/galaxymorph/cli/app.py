@@ -27,6 +27,9 @@ def app_cmd(
                                        "synthetic galaxies)."),
     max_upload_mb: int = typer.Option(20, "--max-upload-mb", help="Largest upload accepted, in MB."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | mps"),
+    index: Path = typer.Option(None, "--index",
+                               help="Similarity index folder (galaxymorph index build) for the "
+                                    "'Similar galaxies' panel."),
 ) -> None:
     """Start the web app: upload galaxy images, see class probabilities and Grad-CAM."""
     from galaxymorph.app.core import AppSettings, default_installed
@@ -40,7 +43,7 @@ def app_cmd(
     for ref, what in ((model, "model"), (detector, "detector")):
         if ref and ref != "default" and not Path(ref).expanduser().exists():
             raise ModelError(f"no such {what} folder or checkpoint", ref)
-    for folder, what in ((models_dir, "--models-dir"), (examples, "--examples")):
+    for folder, what in ((models_dir, "--models-dir"), (examples, "--examples"), (index, "--index")):
         if folder is not None and not folder.is_dir():
             raise ConfigError(f"{what} folder not found", folder)
     if model == "default" and not default_installed():
@@ -49,7 +52,8 @@ def app_cmd(
     settings = AppSettings(model=resolve_ref(model) or "default", detector=resolve_ref(detector),
                            models_dir=str(models_dir.resolve()) if models_dir else None,
                            examples=str(examples.resolve()) if examples else None,
-                           max_upload_mb=max_upload_mb, device=device)
+                           max_upload_mb=max_upload_mb, device=device,
+                           index=str(index.resolve()) if index else None)
     shown = "localhost" if host in ("127.0.0.1", "::1") else host
     err_console.print(f"galaxymorph app on [bold]http://{shown}:{port}[/] (Ctrl-C to stop)")
     code = launch(settings, host=host, port=port)

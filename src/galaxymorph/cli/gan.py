@@ -72,7 +72,8 @@ def train_cmd(
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Train a class-conditional GAN; writes checkpoints, losses, sample grids, generator."""
-    from galaxymorph.generative.trainer import GanConfig, train_gan
+    from galaxymorph.generative.config import GanConfig
+    from galaxymorph.generative.trainer import train_gan
 
     overrides: dict[str, Any] = {
         "data": data, "label_map": label_map, "classes": _split_names(classes),
@@ -84,7 +85,7 @@ def train_cmd(
         "threads": threads, "max_minutes": max_minutes, "cache": cache}
     given = {k: v for k, v in overrides.items() if v is not None}
     if resume:
-        from galaxymorph.generative.trainer import RESUME_OVERRIDES
+        from galaxymorph.generative.config import RESUME_OVERRIDES
 
         ignored = sorted(set(given) - set(RESUME_OVERRIDES))
         if ignored:

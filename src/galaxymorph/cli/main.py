@@ -30,7 +30,7 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show full traceback
 def _register() -> None:
     import importlib
 
-    for name in ("data", "train", "predict", "gan", "detector", "app", "cache"):
+    for name in ("data", "train", "predict", "search", "gan", "detector", "app", "cache"):
         try:
             module = importlib.import_module(f"galaxymorph.cli.{name}")
         except ModuleNotFoundError as exc:

@@ -7,6 +7,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from galaxymorph.cli.options import CONVENTION_OPTION, TAXONOMY_OPTION
+
 err_console = Console(stderr=True)
 
 
@@ -43,9 +45,8 @@ def predict_cmd(
     crop: float = typer.Option(None, "--crop",
                                help="Fixed centre crop (fraction of the shorter side) instead of the "
                                     "model's own framing (default: the model card's, e.g. auto)."),
-    convention: str = typer.Option(None, "--convention",
-                                   help="Answer in the labelling convention of one of the model's "
-                                        "noisy training sources (gz1 for the built-in model)."),
+    convention: str = CONVENTION_OPTION,
+    taxonomy: str = TAXONOMY_OPTION,
 ) -> None:
     """Predict the morphology of every image; one row per image, errors included."""
     from galaxymorph.inference.predict import predict
@@ -59,7 +60,7 @@ def predict_cmd(
         result = predict(inputs, model=model, tta=tta, batch_size=batch_size, out=out or "-",
                          resume=resume, overwrite=overwrite, workers=workers, engine=engine,
                          device=device, detector=det, progress=progress, crop=crop,
-                         convention=convention)
+                         convention=convention, taxonomy=taxonomy)
     except BrokenPipeError:
         # Standard output closed early (`galaxymorph predict ... | head`): stop quietly.
         import os
@@ -103,6 +104,8 @@ def pseudo_label_cmd(
     workers: int = typer.Option(None, "--workers", help="Decoding processes; default: auto."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | mps"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on a terminal."),
+    votes: bool = typer.Option(False, "--votes", help="A decision-tree model: write its vote "
+                               "fractions (soft targets for train --questions), not classes."),
 ) -> None:
     """Write a model's confident answers on unlabelled images as a weak-label catalog for
     self-training (`train --weak-data catalog:OUT`)."""
@@ -110,7 +113,7 @@ def pseudo_label_cmd(
 
     info = pseudo_label(inputs, out, model=model, min_confidence=min_confidence,
                         max_per_class=max_per_class, tta=tta, workers=workers, device=device,
-                        progress=progress)
+                        progress=progress, votes=votes)
     counts = ", ".join(f"{k} {v}" for k, v in info["per_class"].items())
     err_console.print(f"kept {info['kept']} of {info['images_read']} readable images "
                       f"(confidence >= {min_confidence}): {counts}; wrote {out}", highlight=False)

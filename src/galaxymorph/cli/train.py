@@ -7,6 +7,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from galaxymorph.cli.options import CONVENTION_OPTION, TAXONOMY_OPTION
+
 console = Console()
 
 # Consistency training's options, one declaration for `train` and `finetune`.
@@ -44,6 +46,10 @@ def train_cmd(
     consistency_threshold: float = CONSISTENCY_THRESHOLD_OPTION,
     out: Path = typer.Option(..., "--out", help="Run folder to create (or resume)."),
     label_map: str = typer.Option(None, "--label-map", help="Built-in name (gz1-4) or YAML/JSON file."),
+    questions: str = typer.Option(None, "--questions",
+                                  help="Train a decision-tree model on Galaxy Zoo's questions "
+                                       "(schema gz2): vote fractions and the answers labels imply; "
+                                       "classes come from taxonomies (gz1-4, gz2-8, galaxy10)."),
     model: str = typer.Option(None, "--model", help="Registry name (see `galaxymorph models`)."),
     pretrained: bool = typer.Option(None, "--pretrained/--scratch", help="Start from ImageNet weights."),
     transfer: str = typer.Option(None, "--transfer", help="full | last-block | linear-probe"),
@@ -74,7 +80,7 @@ def train_cmd(
     survey_augment: bool = typer.Option(False, "--survey-augment",
                                         help="Augment for survey differences: zoom 0.7-1.4x, PSF blur, "
                                              "noise, colour, gamma/asinh stretch, JPEG quality (values "
-                                             "in config.yaml; set aug_* keys in --config to tune)."),
+                                             "in config.yaml; tune them in --config's survey_augment)."),
     label_smoothing: float = typer.Option(None, "--label-smoothing"),
     patience: int = typer.Option(None, "--patience", help="Early-stopping patience (0: off)."),
     monitor: str = typer.Option(None, "--monitor",
@@ -108,7 +114,8 @@ def train_cmd(
                    weak_data=weak_data or None, noisy_label_sources=noisy_labels or None,
                    unlabelled=unlabelled or None, consistency_weight=consistency_weight,
                    consistency_threshold=consistency_threshold,
-                   label_map=label_map, model=model, pretrained=pretrained, transfer=transfer, weights_path=weights_path,
+                   label_map=label_map, questions=questions, model=model, pretrained=pretrained,
+                   transfer=transfer, weights_path=weights_path,
                    init_from=init_from,
                    epochs=epochs, image_size=image_size, crop=crop, framing=framing,
                    frame_radii=frame_radii, batch_size=batch_size, lr=lr,
@@ -187,6 +194,8 @@ def evaluate_cmd(
                                     "model's own framing."),
     engine: str = typer.Option("auto", "--engine",
                                help="auto (ONNX Runtime on CPU, PyTorch on GPU) | torch | onnx"),
+    convention: str = CONVENTION_OPTION,
+    taxonomy: str = TAXONOMY_OPTION,
 ) -> None:
     """Score a model on a dataset: metrics.json, report.md, predictions.csv, errors.png, plots."""
     from rich.markup import escape
@@ -194,7 +203,8 @@ def evaluate_cmd(
     from galaxymorph.evaluation.api import evaluate
 
     metrics = evaluate(model=model, data=data, label_map=label_map, split=split, tta=tta, out=out,
-                       split_file=split_file, include_seen=include_seen, crop=crop, engine=engine)
+                       split_file=split_file, include_seen=include_seen, crop=crop, engine=engine,
+                       convention=convention, taxonomy=taxonomy)
     for note in metrics.get("notes", []):
         console.print(f"[yellow]note:[/] {escape(note)}")
     _print_metrics(metrics, f"{metrics['split']} of {data or 'the training data'}")
@@ -220,6 +230,9 @@ def calibrate_cmd(
 
     rule = calibrate(model=model, coverage=coverage, out=out, refit_temperature=refit_temperature,
                      conventions=conventions)
+    if not rule.get("threshold") and rule.get("threshold") != 0:
+        console.print("no abstention rule: too few labelled validation images (20 needed)")
+        return
     console.print(f"uncertain below confidence {rule['threshold']:.3f}: answers "
                   f"{rule['val_coverage']:.1%} of {rule['val_images']} validation images")
 
@@ -269,7 +282,16 @@ def _print_metrics(metrics: dict, title: str) -> None:
         ap = m.get("average_precision")
         table.add_row(name, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}",
                       "-" if ap is None else f"{ap:.3f}", str(m["support"]))
-    console.print(table)
+    votes = metrics.get("vote_rmse")
+    if votes:
+        ci95 = votes.get("ci95")
+        console.print(f"vote fractions: RMSE {votes['rmse']:.4f}"
+                      + (f" ({ci95[0]:.4f}-{ci95[1]:.4f})" if ci95 else "")
+                      + f" over {len(votes['columns'])} columns, {votes['n_images']} images")
+    if metrics.get("accuracy") is None:  # a table of votes alone: no classes to score
+        return
+    if metrics.get("per_class"):
+        console.print(table)
     ci = metrics.get("ci95") or {}
 
     def show(key: str) -> str:

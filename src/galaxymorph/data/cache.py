@@ -26,6 +26,7 @@ from galaxymorph.data.dataset import GalaxyDataset
 from galaxymorph.data.transforms import Preprocessing, prepare
 from galaxymorph.errors import DataError, ImageReadError
 from galaxymorph.io_utils import write_json
+from galaxymorph.processes import loader_worker_init
 from galaxymorph.runtime import default_workers
 
 
@@ -82,14 +83,6 @@ def collate_decoded(batch) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     return idx, torch.stack([b[1] for b in batch]), [b[2] for b in batch]
 
 
-def _decoder_init(_: int) -> None:
-    import signal
-
-    from galaxymorph.processes import die_with_parent
-
-    die_with_parent(signal.SIGKILL)  # a killed build must not leave decoders running
-
-
 def cache_key(dataset: GalaxyDataset, pre: Preprocessing) -> str:
     src = dataset.source
     h = hashlib.sha256()
@@ -141,7 +134,7 @@ def decode_all(dataset: GalaxyDataset, pre: Preprocessing, cache: bool | Path = 
         num_workers = default_workers("cache", n)
     loader = DataLoader(DecodingDataset(dataset, pre), batch_size=batch_size, num_workers=num_workers,
                         collate_fn=collate_decoded, persistent_workers=False,
-                        worker_init_fn=_decoder_init if num_workers else None)
+                        worker_init_fn=loader_worker_init if num_workers else None)
     errors: dict[int, str] = {}
     from galaxymorph.progress import track
 
@@ -246,7 +239,8 @@ def clear_caches(root: Path | None = None, keys: list[str] | None = None,
 
 
 class ImageTensorDataset(Dataset):
-    """Training/eval view over decoded images: returns ``(uint8 (3,S,S), label)``."""
+    """Training/eval view over decoded images: returns ``(uint8 (3,S,S), label)``; with 2-D
+    ``labels`` (decision-tree targets) the label is that row, as a float tensor."""
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, positions: np.ndarray,
                  augment=None):
@@ -258,7 +252,8 @@ class ImageTensorDataset(Dataset):
     def __getitem__(self, j: int):
         i = int(self.positions[j])
         x = torch.from_numpy(np.array(self.images[i]))
-        y = int(self.labels[i])
+        # A class index, or a row of decision-tree targets (fractions + question weights).
+        y = int(self.labels[i]) if self.labels.ndim == 1 else torch.from_numpy(self.labels[i])
         if self.augment is not None:
             x, y = self.augment(x, y)
         return x, y

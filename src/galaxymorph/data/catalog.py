@@ -7,10 +7,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from galaxymorph.data.classes import VOTES_ONLY
 from galaxymorph.data.imageio import is_image_path
 from galaxymorph.data.listing import resolve_listed
 from galaxymorph.data.sources import FileSource
 from galaxymorph.errors import DataError
+
+
+def _has_votes(columns) -> bool:
+    from galaxymorph.data.questions import find_vote_columns
+
+    return bool(find_vote_columns(columns))
 
 
 def catalog_source(csv_path: str | Path, spec: str) -> FileSource:
@@ -21,6 +28,9 @@ def catalog_source(csv_path: str | Path, spec: str) -> FileSource:
         df = pd.read_csv(csv_path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataError(f"not a readable CSV ({exc})", csv_path) from exc
+    if "label" not in df.columns and "filename" in df.columns and _has_votes(df.columns):
+        # A vote table (gz2_votes/votes.csv): no class labels, the decision tree's answers.
+        df = df.assign(label=0, label_name=VOTES_ONLY)
     missing = [c for c in ("filename", "label") if c not in df.columns]
     if missing:
         raise DataError(f"catalog lacks column(s) {', '.join(missing)}; it has "

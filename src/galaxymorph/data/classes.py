@@ -1,6 +1,10 @@
-"""Class lists of the datasets galaxymorph knows by name."""
+"""Class lists of the datasets galaxymorph knows by name, and the one rule that matches class
+names between a dataset, a label map and a model (:func:`class_key`, :func:`match_classes`)."""
 
 from __future__ import annotations
+
+#: The one class of a catalog that holds vote fractions and no ``label`` column.
+VOTES_ONLY = "(vote fractions only)"
 
 #: Galaxy10 DECaLS (Leung & Bovy; Walmsley et al. 2022 volunteer votes), index = ``ans``.
 GALAXY10_DECALS = [
@@ -57,15 +61,10 @@ def chiral_pairs(class_names: list[str]) -> list[tuple[int, int]]:
     return sorted(set(pairs))
 
 
-def _name_key(name: str) -> str:
-    # "Edge-on", "edge_on" and "Edge on" name the same class in different catalogs.
-    return "".join(ch for ch in name.lower() if ch.isalnum())
-
-
 def match_class_names(names: list[str], reference: list[str]) -> list[int] | None:
-    """Position in ``reference`` of each of ``names`` when both list the same classes (by name,
-    ignoring case, spaces, '-' and '_'; in any order), else ``None``."""
-    keys, ref = [_name_key(n) for n in names], [_name_key(n) for n in reference]
-    if len(set(keys)) != len(keys) or sorted(keys) != sorted(ref):
+    """Position in ``reference`` of each of ``names`` when both list the same classes (matched
+    as :func:`match_classes` does; in any order), else ``None``."""
+    keys = [class_key(n) for n in names]
+    if len(set(keys)) != len(keys) or sorted(keys) != sorted(class_key(r) for r in reference):
         return None
-    return [ref.index(k) for k in keys]
+    return match_classes(names, [], reference)[0]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from galaxymorph.data.classes import chiral_pairs, match_classes
+from galaxymorph.data.classes import VOTES_ONLY, chiral_pairs, match_classes
 from galaxymorph.data.label_maps import LabelMap, load_label_map
 from galaxymorph.data.sources import ConcatSource, ImageSource
 from galaxymorph.errors import DataError
@@ -42,6 +42,9 @@ class GalaxyDataset:
     #: ``origin[i]``: which of ``parts`` image ``i`` comes from.
     origin: np.ndarray | None = None
     parts: list[SourcePart] = field(default_factory=list)
+    #: Decision-tree targets ``(N, A + Q)`` (see :mod:`galaxymorph.data.questions`), for a
+    #: dataset opened with :func:`galaxymorph.data.vote_dataset.open_question_dataset`.
+    targets: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.origin is None:
@@ -78,7 +81,8 @@ class GalaxyDataset:
     def subset(self, positions: np.ndarray | list[int]) -> GalaxyDataset:
         pos = np.asarray(positions, dtype=np.int64)
         return GalaxyDataset(self.source, self.indices[pos], self.labels[pos], self.class_names,
-                             self.spec, self.label_map, origin=self.origin[pos], parts=self.parts)
+                             self.spec, self.label_map, origin=self.origin[pos], parts=self.parts,
+                             targets=None if self.targets is None else self.targets[pos])
 
     def select_ids(self, ids: list[str]) -> GalaxyDataset:
         """The images with these ids, in this order (for re-creating a saved split)."""
@@ -113,16 +117,11 @@ def open_dataset(spec: str | Path | Sequence[str | Path],
     an optional label map (built-in name or file).
 
     A source whose labels already carry the dataset's class names (e.g. ``gz2_clean`` with
-    ``Elliptical``/``Spiral``/...) is matched by name; the label map applies to the others. The
+    ``Elliptical``/``Spiral``/...) is matched by name (:func:`~galaxymorph.data.classes.match_classes`,
+    as a model's classes are); the label map applies to the others. The
     class list is the label map's, or else the first source's.
     """
-    from galaxymorph.data.specs import open_source
-
-    specs = [str(spec)] if isinstance(spec, (str, Path)) else [str(s) for s in spec]
-    parts = [SourcePart(s) for s in specs] + [SourcePart(str(s), weak=True) for s in weak]
-    if not parts:
-        raise DataError("no dataset given (--data SPEC)")
-    sources = [open_source(p.spec) for p in parts]
+    parts, sources = open_parts(spec, weak)
     lmap = load_label_map(label_map)
     classes = list(lmap.classes) if lmap is not None else list(sources[0].class_names)
     keep, labels, origin = [], [], []
@@ -139,16 +138,31 @@ def open_dataset(spec: str | Path | Sequence[str | Path],
                          source.spec, lmap, origin=np.concatenate(origin), parts=parts)
 
 
+def open_parts(spec: str | Path | Sequence[str | Path],
+               weak: Sequence[str | Path] = ()) -> tuple[list[SourcePart], list[ImageSource]]:
+    """The parts of a dataset (``spec`` one or several, then the ``weak`` ones) and each one's
+    opened source."""
+    from galaxymorph.data.specs import open_source
+
+    specs = [str(spec)] if isinstance(spec, (str, Path)) else [str(s) for s in spec]
+    parts = [SourcePart(s) for s in specs] + [SourcePart(str(s), weak=True) for s in weak]
+    if not parts:
+        raise DataError("no dataset given (--data SPEC)")
+    return parts, [open_source(p.spec) for p in parts]
+
+
 def _conform(source: ImageSource, lmap: LabelMap | None, classes: list[str]) -> np.ndarray:
     """``source``'s raw labels as indices into ``classes`` (-1: dropped by the label map)."""
     raw = source.labels
     used = np.unique(raw)
     names = [source.class_names[int(i)] for i in used]
-    if all(n in classes for n in names):
-        table = np.full(len(source.class_names), -1, dtype=np.int64)
-        for i, n in zip(used, names, strict=True):
-            table[int(i)] = classes.index(n)
-        return table[raw]
+    if names == [VOTES_ONLY] and classes != [VOTES_ONLY]:
+        raise DataError("this catalog holds vote fractions, not class labels: train a "
+                        "decision-tree model on it (--questions gz2), or evaluate one",
+                        source.spec)
+    table, unmatched = match_classes(source.class_names, used.tolist(), classes)
+    if not unmatched:
+        return np.asarray(table, dtype=np.int64)[raw]
     if lmap is None:
         raise DataError(f"its classes {names} are not all among the dataset's classes {classes}; "
                         "give a --label-map that maps them", source.spec)

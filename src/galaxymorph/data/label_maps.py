@@ -53,10 +53,16 @@ class LabelMap:
 
 
 def _index_of(name: str, raw_names: list[str], map_name: str, where: str) -> int:
+    from galaxymorph.data.classes import class_key
+
     if name in raw_names:
         return raw_names.index(name)
     if name.isdigit():
         return int(name)
+    # "Round Smooth" names the catalog's "Round_Smooth": spelling is not a class.
+    alike = [i for i, n in enumerate(raw_names) if class_key(n) == class_key(name)]
+    if len(alike) == 1:
+        return alike[0]
     raise DataError(f"label map '{map_name}' names class '{name}', which the data does not have "
                     f"(it has {raw_names})", where)
 
@@ -68,6 +74,17 @@ BUILTIN: dict[str, LabelMap] = {
         name="gz1-4",
         classes=["Elliptical", "Spiral", "Edge-on", "Merger"],
         mapping={0: "Elliptical", 1: "Spiral", 2: "Spiral", 3: "Edge-on", 4: None, 5: "Merger"},
+    ),
+    # Galaxy10 DECaLS in GZ1-4 terms: Disturbed (no GZ1 class) and Cigar Shaped Smooth (an
+    # elliptical to GZ2's volunteers, often an edge-on disc to GZ1's) are dropped.
+    "galaxy10-gz1-4": LabelMap(
+        name="galaxy10-gz1-4",
+        classes=["Elliptical", "Spiral", "Edge-on", "Merger"],
+        mapping={"Disturbed": None, "Merging": "Merger", "Round Smooth": "Elliptical",
+                 "In-between Round Smooth": "Elliptical", "Cigar Shaped Smooth": None,
+                 "Barred Spiral": "Spiral", "Unbarred Tight Spiral": "Spiral",
+                 "Unbarred Loose Spiral": "Spiral", "Edge-on without Bulge": "Edge-on",
+                 "Edge-on with Bulge": "Edge-on"},
     ),
 }
 

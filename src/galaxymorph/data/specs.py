@@ -43,6 +43,27 @@ def names_a_kind(spec: str) -> bool:
     return split_spec(spec.strip())[0] != "path"
 
 
+def source_name(spec: str) -> str:
+    """A dataset spec as a person names the data set, without the machine's folders: the
+    dataset's folder (``gz1`` for ``catalog:../shared/data/gz1/labels.csv`` or
+    ``/data/gz1``), with the catalog's file when it is not the folder's own catalog
+    (``gz2_clean/train.csv``; but ``gz2_votes`` for ``gz2_votes/votes.csv``), a known
+    dataset's name (``galaxy10-decals``), or an HDF5 file's name."""
+    kind, arg = split_spec(str(spec).strip())
+    if kind in KNOWN:
+        return kind
+    path = Path(str(arg or "").rstrip("/\\"))
+    if kind == "folder" or not path.suffix:
+        return path.name or str(spec)
+    if path.suffix.lower() in (".h5", ".hdf5"):
+        return path.name
+    folder = path.parent.name
+    words = set(folder.replace("-", "_").split("_"))
+    if folder and (path.name == "labels.csv" or path.stem in words):
+        return folder
+    return f"{folder}/{path.name}" if folder else path.name
+
+
 def default_path(name: str) -> Path:
     return paths.data_dir() / KNOWN[name].filename
 

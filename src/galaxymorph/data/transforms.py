@@ -208,6 +208,10 @@ class SurveyAugment:
     stretch: float = 0.0
     jpeg: int = 0
     p: float = 0.5
+    #: Probability of a greyscale view (the luminance in all three bands): another survey's
+    #: bands and colour balance differ (DECaLS composites g, r, z; SDSS g, r, i), while
+    #: morphology lives in the light's distribution.
+    grey: float = 0.0
 
     def __post_init__(self) -> None:
         lo, hi = (float(v) for v in self.scale)
@@ -218,13 +222,14 @@ class SurveyAugment:
                 raise ConfigError(f"augmentation '{name}' must be within 0..5, got {getattr(self, name)}")
         if not (self.jpeg == 0 or 5 <= self.jpeg <= 100):
             raise ConfigError(f"jpeg must be 0 (off) or a quality within 5..100, got {self.jpeg}")
-        if not 0 <= self.p <= 1:
-            raise ConfigError(f"augmentation probability must be within 0..1, got {self.p}")
+        if not 0 <= self.p <= 1 or not 0 <= self.grey <= 1:
+            raise ConfigError(f"augmentation probabilities must be within 0..1, got {self.p}, "
+                              f"{self.grey}")
 
     @property
     def active(self) -> bool:
         return (tuple(self.scale) != (1.0, 1.0) or self.blur > 0 or self.noise > 0
-                or self.colour > 0 or self.stretch > 0 or self.jpeg > 0)
+                or self.colour > 0 or self.stretch > 0 or self.jpeg > 0 or self.grey > 0)
 
 
 #: The survey augmentations of the built-in model (``--survey-augment``).
@@ -256,6 +261,9 @@ class TrainAugment:
             raise ConfigError(f"zoom, shift and brightness must be fractions in [0, 1), got "
                               f"{zoom}, {shift}, {brightness}")
         self.table = swap_table(num_classes, chiral_pairs)
+        # Labels without handedness (and decision-tree targets, which are not class indices)
+        # pass through a mirror unchanged.
+        self.chiral = bool(chiral_pairs)
         self.n_sym = 4 if chirality == "no-flip" else 8
         self.zoom, self.shift, self.brightness = zoom, shift, brightness
         self.survey = survey if survey is not None and survey.active else None
@@ -273,7 +281,7 @@ class TrainAugment:
 
         k = int(torch.randint(self.n_sym, (), generator=self.generator).item())
         x = dihedral(x, k)
-        if is_mirror(k):
+        if is_mirror(k) and self.chiral:
             # A label may carry a multiple of C on top (its source's label-noise group, see
             # training.datamodule.encode_noise_group): swap the class, keep the rest.
             c = len(self.table)
@@ -321,6 +329,8 @@ class TrainAugment:
         if a.colour > 0 and self._chance(a.p):
             gains = 1.0 + a.colour * (torch.rand(3, 1, 1, generator=self.generator) * 2 - 1)
             y = y * gains
+        if a.grey > 0 and self._chance(a.grey):
+            y = (0.299 * y[0] + 0.587 * y[1] + 0.114 * y[2]).expand(3, -1, -1).clone()
         if a.noise > 0 and self._chance(a.p):
             sigma = (self._uniform() + 1) / 2 * a.noise
             y = y + sigma * torch.randn(y.shape, generator=self.generator)

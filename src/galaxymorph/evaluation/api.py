@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,7 +22,8 @@ def evaluate(model: str | Path = "default", data: str | None = None, label_map: 
              split: str | None = None, tta: bool = False, out: str | Path = "evaluation",
              split_file: str | Path | None = None, batch_size: int = 128,
              device: str = "auto", include_seen: bool = False,
-             crop: float | None = None, engine: str = "auto") -> dict[str, Any]:
+             crop: float | None = None, engine: str = "auto", convention: str | None = None,
+             taxonomy: str | None = None) -> dict[str, Any]:
     """Write ``metrics.json``, ``report.md``, ``predictions.csv``, ``errors.png``,
     ``confusion_matrix.png`` and ``risk_coverage.png`` into ``out``.
 
@@ -35,7 +36,14 @@ def evaluate(model: str | Path = "default", data: str | None = None, label_map: 
     whole-dataset score (and counted) unless ``include_seen``; so are, in any fold, the
     unlabelled images it was trained on (``unlabelled_used.json``). ``crop``: a fixed centre crop
     instead of the model's own framing. ``engine``: ``auto`` (ONNX Runtime on CPU, PyTorch on
-    a GPU), ``torch`` or ``onnx``.
+    a GPU), ``torch`` or ``onnx``. ``convention``: answer in the labelling convention of one of
+    the model's noisy training sources, as ``predict --convention`` does.
+
+    A decision-tree model answers in the taxonomy of the data's classes (``gz2_hart8`` in
+    ``gz2-8``, Galaxy10 DECaLS in ``galaxy10``), or in ``taxonomy``; data with vote-fraction
+    columns (Kaggle ``ClassN.M``, GZ2 ``tNN_..._debiased``) adds ``vote_rmse`` to the metrics
+    and the predicted fractions to ``predictions.csv``; a table of votes alone is scored on
+    them only.
     """
     from galaxymorph.data.splits import Split
     from galaxymorph.models.loading import load_classifier
@@ -45,7 +53,8 @@ def evaluate(model: str | Path = "default", data: str | None = None, label_map: 
     data = data or card.training_data.get("spec")
     path = Path(split_file) if split_file else model_split_path(model)
     saved = Split.load(path) if path is not None and path.exists() else None
-    ds = open_for_model(data, label_map, clf.class_names, card.training_data.get("label_map"))
+    clf, ds = open_in_taxonomy(clf, data, label_map, taxonomy)
+    clf = clf.with_convention(convention)
     notes: list[str] = []
     excluded = 0
     home = SplitHome(saved, ds) if saved is not None else None  # opened once, when needed
@@ -84,19 +93,67 @@ def evaluate(model: str | Path = "default", data: str | None = None, label_map: 
     scored = model_logits(clf, ds, tta=tta, batch_size=batch_size, device=device)
     extra = {"split": split, "tta": tta, "model": str(model), "data": data,
              "skipped_unreadable": scored.skipped, "excluded_seen": excluded,
-             "notes": notes, "preprocessing": clf.preprocessing.to_dict()}
+             "notes": notes, "preprocessing": clf.preprocessing.to_dict()} | (
+        {"taxonomy": clf.taxonomy.name} if clf.is_tree else {}) | (
+        {"convention": convention} if convention else {})
     return _write(out, scored, clf, f"{card.name or card.architecture} on {data} ({split})", extra,
                   {"Notes": "\n".join(f"- {n}" for n in notes)} if notes else None)
 
 
 def _write(out, scored: ScoredImages, clf, title: str, extra: dict, sections: dict | None):
-    from galaxymorph.evaluation.evaluate import write_evaluation
+    from galaxymorph.evaluation.evaluate import write_evaluation, write_vote_evaluation
+    from galaxymorph.evaluation.votes import vote_scores
 
     ds, pos = scored.dataset, scored.positions
-    return write_evaluation(out, scored.labels, scored.logits, clf.class_names, clf.temperature,
-                            title=title, extra=extra, sections=sections,
-                            threshold=clf.abstain_threshold, ids=[ds.ids[i] for i in pos],
-                            read=lambda row: ds.read(int(pos[row])))
+    answers = clf.answers(scored.logits) if clf.is_tree else None
+    votes = vote_scores(ds, pos, answers, clf.schema) if answers is not None else None
+    if votes is not None:
+        extra = extra | {"vote_rmse": votes.metrics}
+        sections = dict(sections or {}) | {"Vote fractions": votes.markdown()}
+    ids = [ds.ids[i] for i in pos]
+    if votes is not None and not votes.has_classes:
+        return write_vote_evaluation(out, ids, answers, clf.schema, title, extra, sections)
+    # Calibrated class probabilities (taxonomy, convention), handed on as log-probabilities.
+    log_probs = np.log(np.clip(clf.probabilities(scored.logits, answers), 1e-12, 1.0))
+    return write_evaluation(out, scored.labels, log_probs, clf.class_names, 1.0,
+                            title=title, extra=extra | {"temperature": clf.temperature},
+                            sections=sections, threshold=clf.abstain_threshold, ids=ids,
+                            read=lambda row: ds.read(int(pos[row])),
+                            answers=(answers, clf.schema) if answers is not None else None)
+
+
+def open_in_taxonomy(clf, data: str | None, label_map: str | None, taxonomy: str | None = None):
+    """``(clf, dataset)``: the data labelled in the model's classes. A decision-tree model
+    first takes the taxonomy asked for, or else the one the data's classes belong to (merged
+    classes included: Galaxy10 DECaLS's two edge-on classes are ``galaxy10``'s one); other
+    data goes through :func:`open_for_model`. A table of vote fractions alone keeps its one
+    placeholder class."""
+    from galaxymorph.data.classes import VOTES_ONLY
+    from galaxymorph.data.dataset import open_dataset
+    from galaxymorph.data.taxonomies import Taxonomy, find_taxonomy
+
+    if taxonomy is not None or not clf.is_tree:
+        clf = clf.with_taxonomy(taxonomy)
+        return clf, open_for_model(data, label_map, clf.class_names,
+                                   clf.card.training_data.get("label_map"))
+    if label_map is None and data:
+        try:
+            raw = open_dataset(data, None)
+        except DataError:
+            raw = None
+        if raw is not None:
+            used = sorted(set(raw.labels.tolist()))
+            if [raw.class_names[i] for i in used] == [VOTES_ONLY]:
+                return clf, raw
+            known = [Taxonomy.from_dict(e) for e in clf.card.taxonomies.values()]
+            fit = find_taxonomy(raw.class_names, used, known)
+            if fit is not None:
+                tax, table = fit
+                labels = np.asarray(table, dtype=np.int64)[raw.labels]
+                return clf.with_taxonomy(tax.name), replace(raw, labels=labels,
+                                                            class_names=list(tax.classes))
+    return clf, open_for_model(data, label_map, clf.class_names,
+                               clf.card.training_data.get("label_map"))
 
 
 def local_ids(ds, split_ids) -> list[str]:
@@ -329,11 +386,9 @@ def calibrate(model: str | Path = "default", coverage: float = 0.9, out: str | P
     For models trained before abstention existed; ``galaxymorph train`` and ``ensemble`` fit it
     themselves. Returns the card's new ``abstention`` entry.
     """
-    import shutil
 
     from galaxymorph.data.splits import Split
     from galaxymorph.errors import ModelError
-    from galaxymorph.io_utils import write_json
     from galaxymorph.models.artifact import CARD_FILE
     from galaxymorph.models.calibration import (
         abstention_rule,
@@ -355,6 +410,10 @@ def calibrate(model: str | Path = "default", coverage: float = 0.9, out: str | P
     split = Path(split_file) if split_file else model_split_path(model)
     if split is None or not split.exists():
         raise DataError("calibration needs the model's split.json (its validation fold)", folder)
+    if clf.is_tree:
+        calibrate_tree(clf, Split.load(split), data, label_map, coverage, refit_temperature,
+                       batch_size, device)
+        return _save_card(card, folder, out)
     logits, y, _, origin = fold_logits(clf, data or card.training_data.get("spec"), label_map,
                                        "val", split, tta=card.tta_default, batch_size=batch_size,
                                        device=device)
@@ -385,6 +444,16 @@ def calibrate(model: str | Path = "default", coverage: float = 0.9, out: str | P
                 entry["logit_map"] = fit_convention_map(probs[own], y[own], len(clf.class_names))
             except ValueError as exc:
                 raise DataError(f"convention '{spec}': {exc}", split) from exc
+    return _save_card(card, folder, out)
+
+
+def _save_card(card, folder: Path, out: str | Path | None) -> dict[str, Any]:
+    """Write ``card`` in place, or into a copy of the model folder at ``out``; its abstention."""
+    import shutil
+
+    from galaxymorph.io_utils import write_json
+    from galaxymorph.models.artifact import CARD_FILE
+
     dest = Path(out) if out else folder
     if dest.resolve() != folder.resolve():
         dest.mkdir(parents=True, exist_ok=True)
@@ -393,3 +462,44 @@ def calibrate(model: str | Path = "default", coverage: float = 0.9, out: str | P
                 shutil.copyfile(folder / name, dest / name)
     write_json(dest / CARD_FILE, card.to_dict())
     return card.abstention
+
+
+def calibrate_tree(clf, split, data, label_map: str | None, coverage: float,
+                   refit_temperature: bool, batch_size: int, device: str) -> None:
+    """A decision-tree card re-fitted on its validation fold: the answers' temperature (if
+    asked), then every taxonomy's adapter, conventions and abstention rule, as training does."""
+    from galaxymorph.data.cache import ImageTensorDataset, decode_all
+    from galaxymorph.data.questions import answer_probabilities
+    from galaxymorph.data.taxonomies import Taxonomy
+    from galaxymorph.data.vote_dataset import open_question_dataset
+    from galaxymorph.evaluation.evaluate import dataset_logits
+    from galaxymorph.models.calibration import source_balance
+    from galaxymorph.models.taxonomy_fit import fit_taxonomy
+    from galaxymorph.models.tree import fit_answer_temperature, fit_question_temperatures
+
+    card, schema = clf.card, clf.schema
+    given = card.training_data
+    specs = data or given.get("spec") or []
+    specs = [specs] if isinstance(specs, str) else list(specs)
+    ds = open_question_dataset(specs, schema, label_map or given.get("label_map"),
+                               weak=[] if data else given.get("weak") or [])
+    ds = ds.select_ids(local_ids(ds, split.val))
+    decoded = decode_all(ds, clf.preprocessing)
+    pos = decoded.require_readable(np.arange(len(ds)), "the validation fold", ds.spec)
+    logits, targets = dataset_logits(clf.to(device).engine,
+                                     ImageTensorDataset(decoded.images, ds.targets, pos),
+                                     batch_size=batch_size, tta=card.tta_default)
+    origin = ds.origin[pos]
+    if refit_temperature:
+        card.temperature = fit_answer_temperature(logits, targets, schema,
+                                                  weights=source_balance(origin))
+        card.question_temperatures = fit_question_temperatures(logits, targets, schema)
+    answers = answer_probabilities(logits, schema, card.question_temperatures or card.temperature)
+    specs_all = [p.spec for p in ds.parts]
+    noisy = {k for k, spec in enumerate(specs_all)
+             if any(spec in e.get("conventions", {}) for e in card.taxonomies.values())}
+    for name, entry in list(card.taxonomies.items()):
+        card.taxonomies[name] = fit_taxonomy(Taxonomy.from_dict(entry), schema, answers,
+                                             ds.class_names, ds.labels[pos], origin, specs_all,
+                                             noisy, coverage)
+    card.abstention = card.taxonomies[card.default_taxonomy].get("abstention") or {}

@@ -26,9 +26,10 @@ def dataset_logits(engine: Engine, dataset: Dataset, batch_size: int = 128, tta:
     logits, ys = [], []
     for x, y in loader:
         logits.append(engine.logits(x, tta, swap))
-        ys.extend(y.tolist())
+        ys.append(y.numpy())
     out = np.concatenate(logits) if logits else np.zeros((0, 0), dtype=np.float32)
-    return out, np.asarray(ys, dtype=np.int64)
+    # Class indices (int64), or decision-tree target rows as the dataset gives them.
+    return out, np.concatenate(ys) if ys else np.zeros(0, dtype=np.int64)
 
 
 def write_evaluation(out_dir: str | Path, y_true: np.ndarray, logits: np.ndarray,
@@ -36,12 +37,15 @@ def write_evaluation(out_dir: str | Path, y_true: np.ndarray, logits: np.ndarray
                      extra: dict[str, Any] | None = None,
                      sections: dict[str, str] | None = None, threshold: float | None = None,
                      ids: list[str] | None = None,
-                     read: Callable[[int], np.ndarray] | None = None) -> dict[str, Any]:
+                     read: Callable[[int], np.ndarray] | None = None,
+                     answers: tuple[np.ndarray, Any] | None = None) -> dict[str, Any]:
     """Write ``metrics.json``, ``confusion_matrix.png``, ``risk_coverage.png`` and ``report.md``;
-    with the images' ``ids`` also ``predictions.csv``, and with ``read(i)`` (image ``i`` as
-    decoded) ``errors.png``. ``threshold``: the model's abstention threshold. Returns the metrics."""
+    with the images' ``ids`` also ``predictions.csv`` (and a tree model's ``(answers, schema)``,
+    its ``vote_*`` columns), and with ``read(i)`` (image ``i`` as decoded) ``errors.png``.
+    ``threshold``: the model's abstention threshold. Returns the metrics."""
     from galaxymorph.evaluation.predictions import (
         predictions_frame,
+        vote_frame,
         write_error_gallery,
         write_predictions,
     )
@@ -63,9 +67,31 @@ def write_evaluation(out_dir: str | Path, y_true: np.ndarray, logits: np.ndarray
             metrics["selective"])
     if ids is not None:
         frame = predictions_frame(ids, y_true, probs, class_names, threshold)
+        if answers is not None:
+            frame = frame.join(vote_frame(*answers))
         write_predictions(out_dir / "predictions.csv", frame)
         if read is not None:
             write_error_gallery(out_dir / "errors.png", frame, read)
     write_report(out_dir / "report.md", title, metrics, sections,
                  figures=("confusion_matrix.png", "errors.png", "curves.png"))
+    return metrics
+
+
+def write_vote_evaluation(out_dir: str | Path, ids: list[str], answers: np.ndarray, schema,
+                          title: str, extra: dict[str, Any],
+                          sections: dict[str, str] | None) -> dict[str, Any]:
+    """A table of vote fractions without class labels: ``metrics.json`` (``vote_rmse``),
+    ``predictions.csv`` (path and predicted fractions) and ``report.md``."""
+    import pandas as pd
+
+    from galaxymorph.evaluation.predictions import vote_frame, write_predictions
+    from galaxymorph.io_utils import write_text
+
+    out_dir = Path(out_dir)
+    metrics = {"n": len(ids)} | extra
+    write_json(out_dir / "metrics.json", metrics)
+    frame = pd.DataFrame({"path": ids}).join(vote_frame(answers, schema))
+    write_predictions(out_dir / "predictions.csv", frame)
+    body = "\n\n".join(f"## {h}\n\n{b}" for h, b in (sections or {}).items())
+    write_text(out_dir / "report.md", f"# {title}\n\n{body}\n")
     return metrics

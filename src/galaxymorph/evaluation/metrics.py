@@ -104,3 +104,27 @@ def bootstrap_intervals(y_true: np.ndarray, y_pred: np.ndarray, class_names: lis
     return {"level": level, "n_boot": n_boot,
             **{key: interval(scores[key]) for key in ("accuracy", "f1_macro", "f1_weighted")},
             "per_class_f1": {name: interval(scores["f1"][:, i]) for i, name in enumerate(class_names)}}
+
+
+def vote_rmse(predicted: dict[str, np.ndarray], table, n_boot: int = 2000, level: float = 0.95,
+              seed: int = 0) -> dict:
+    """Root-mean-square error of predicted vote fractions against a table's, over every
+    (image, column) pair the table fills (blank cells left out), with a percentile bootstrap
+    interval over images. ``predicted``: column -> values in the table's own weighting
+    (:func:`galaxymorph.data.questions.in_table_weighting`)."""
+    cols = list(predicted)
+    pred = np.column_stack([np.asarray(predicted[c], dtype=np.float64) for c in cols])
+    true = np.column_stack([np.asarray(table[c], dtype=np.float64) for c in cols])
+    ok = np.isfinite(true)
+    sq = np.where(ok, (pred - np.where(ok, true, 0.0)) ** 2, 0.0)
+    per_image_sum, per_image_n = sq.sum(axis=1), ok.sum(axis=1)
+    out: dict = {"n_images": int((per_image_n > 0).sum()), "columns": cols,
+                 "rmse": float(np.sqrt(per_image_sum.sum() / max(per_image_n.sum(), 1)))}
+    out["per_column"] = {c: float(np.sqrt(sq[:, j].sum() / max(ok[:, j].sum(), 1)))
+                         for j, c in enumerate(cols)}
+    if len(pred) > 1:
+        rng = np.random.default_rng(seed)
+        draws = rng.integers(0, len(pred), size=(n_boot, len(pred)))
+        boot = np.sqrt(per_image_sum[draws].sum(axis=1) / np.maximum(per_image_n[draws].sum(axis=1), 1))
+        out["ci95"] = [float(v) for v in np.quantile(boot, [(1 - level) / 2, (1 + level) / 2])]
+    return out

@@ -41,6 +41,14 @@ def predictions_frame(ids: list[str], y_true: np.ndarray, probs: np.ndarray, cla
     return frame
 
 
+def vote_frame(answers: np.ndarray, schema) -> pd.DataFrame:
+    """A tree model's predicted conditional vote fractions, one ``vote_<question>_<answer>``
+    column per answer (the names ``predict`` writes, and a catalog's vote columns may use)."""
+    from galaxymorph.data.questions import VOTE_PREFIX
+
+    return pd.DataFrame(np.asarray(answers), columns=[VOTE_PREFIX + a for a in schema.answer_names])
+
+
 def write_predictions(path: str | Path, frame: pd.DataFrame) -> Path:
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False, float_format="%.6g")

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 _EXPORTS = {
-    "GanConfig": "galaxymorph.generative.trainer",
+    "GanConfig": "galaxymorph.generative.config",
     "train_gan": "galaxymorph.generative.trainer",
     "load_generator": "galaxymorph.generative.sampling",
     "sample": "galaxymorph.generative.sampling",

@@ -22,7 +22,7 @@ import torch
 from galaxymorph.data.provenance import SAMPLE_CARD
 from galaxymorph.errors import GalaxymorphError, ModelError
 from galaxymorph.generative.networks import Generator
-from galaxymorph.generative.trainer import CARD, CARD_FORMAT, WEIGHTS
+from galaxymorph.generative.run_files import CARD, CARD_FORMAT, WEIGHTS
 from galaxymorph.io_utils import write_json, write_text
 from galaxymorph.runtime import resolve_device
 

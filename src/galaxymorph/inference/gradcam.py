@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,7 +35,9 @@ class CamResult:
 
 def gradcam(clf, image: np.ndarray, target: int | None = None) -> CamResult:
     """Grad-CAM of decoded image ``image`` (H, W, 3) uint8 for class ``target`` (default: the
-    predicted class), through the classifier's own preprocessing."""
+    predicted class), through the classifier's own preprocessing. For a decision-tree model the
+    score explained is the log of the class's score in its taxonomy (the product of the answers
+    along the class's path)."""
     from galaxymorph.models.ensemble import members_of
     from galaxymorph.models.introspect import gradcam_target_layer
 
@@ -43,13 +46,13 @@ def gradcam(clf, image: np.ndarray, target: int | None = None) -> CamResult:
     net = clf.net.eval()
     with LOCK, torch.inference_mode(False), torch.enable_grad():
         if target is None:
-            with torch.no_grad():
-                target = int(net(x).argmax(dim=1).item())
+            target = int(clf.predict_proba(prepared.unsqueeze(0), tta=False)[0].argmax())
+        score = _class_score(clf, target)
         # An ensemble's map is the mean of its members' maps for the ensemble's class.
         heats = []
         for member in members_of(net):
             layer = gradcam_target_layer(member.backbone, image_size=x.shape[-1])
-            heat, method = _member_cam(member, layer, x, target)
+            heat, method = _member_cam(member, layer, x, score)
             heats.append(heat)
         heat = _normalise(np.mean(heats, axis=0))
         net.zero_grad(set_to_none=True)
@@ -57,31 +60,43 @@ def gradcam(clf, image: np.ndarray, target: int | None = None) -> CamResult:
     return CamResult(rgb, heat, overlay(rgb, heat), target, method)
 
 
+Score = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _class_score(clf, target: int) -> Score:
+    """The scalar Grad-CAM differentiates, from one image's network outputs ``(C,)``."""
+    if not clf.is_tree:
+        return lambda out: out[target]
+    from galaxymorph.models.tree import class_log_score
+
+    schema, taxonomy = clf.schema, clf.taxonomy
+    return lambda out: class_log_score(out.unsqueeze(0), schema, taxonomy, target)[0]
+
+
 def _member_cam(net: torch.nn.Module, layer: torch.nn.Module, x: torch.Tensor,
-                target: int) -> tuple[np.ndarray, str]:
+                score: Score) -> tuple[np.ndarray, str]:
     try:
-        return _library_cam(net, layer, x, target), "pytorch-grad-cam"
+        return _library_cam(net, layer, x, score), "pytorch-grad-cam"
     except Exception as exc:  # missing package, or a layer layout it does not handle
         log.debug("pytorch-grad-cam failed (%s); using the hook implementation", exc)
-        return _hook_cam(net, layer, x, target), "hooks"
+        return _hook_cam(net, layer, x, score), "hooks"
 
 
-def _library_cam(net: torch.nn.Module, layer: torch.nn.Module, x: torch.Tensor, target: int) -> np.ndarray:
+def _library_cam(net: torch.nn.Module, layer: torch.nn.Module, x: torch.Tensor, score: Score) -> np.ndarray:
     from pytorch_grad_cam import GradCAM
-    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    with GradCAM(model=net, target_layers=[layer]) as cam:
-        heat = cam(input_tensor=x, targets=[ClassifierOutputTarget(target)])[0]
+    with GradCAM(model=net, target_layers=[layer]) as cam:  # a target: a callable on one output
+        heat = cam(input_tensor=x, targets=[score])[0]
     return _normalise(np.asarray(heat, dtype=np.float64))
 
 
-def _hook_cam(net: torch.nn.Module, layer: torch.nn.Module, x: torch.Tensor, target: int) -> np.ndarray:
+def _hook_cam(net: torch.nn.Module, layer: torch.nn.Module, x: torch.Tensor, score: Score) -> np.ndarray:
     """Grad-CAM from first principles: channel weights = mean gradient of the class score."""
     captured: list[torch.Tensor] = []
     handle = layer.register_forward_hook(lambda _m, _i, out: captured.append(out))
     try:
         x = x.clone().requires_grad_(True)  # so activations need gradients even if frozen
-        score = net(x)[0, target]
+        score = score(net(x)[0])
     finally:
         handle.remove()
     acts = captured[-1]

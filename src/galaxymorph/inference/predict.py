@@ -30,20 +30,23 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from galaxymorph.errors import ConfigError
+from galaxymorph.errors import ConfigError, DataError
 from galaxymorph.inference.batches import (  # noqa: F401  (re-exported: predict's public pieces)
+    BatchTask,
     ClassifierView,
     DetectorLike,
+    PredictTask,
     View,
     classifier_view,
     counted_progress,
     decode_batch,
     error_text,
     make_rows,
+    vote_columns,
 )
 from galaxymorph.inference.source_columns import SourceColumns
 from galaxymorph.inference.sources import InputPlan, Item
-from galaxymorph.inference.writers import Writer, columns_for, done_paths, open_writer
+from galaxymorph.inference.writers import Writer, done_paths, open_writer
 from galaxymorph.runtime import default_workers
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -114,7 +117,8 @@ def predict(inputs: str | Path | Iterable[str | Path], model: str | Path = "defa
             resume: bool = False, overwrite: bool = False, workers: int | None = None,
             engine: str = "auto", device: str = "auto", detector: DetectorLike | None = None,
             progress: bool = True, threads: int | None = None,
-            crop: float | None = None, convention: str | None = None) -> pd.DataFrame | PredictSummary:
+            crop: float | None = None, convention: str | None = None,
+            taxonomy: str | None = None) -> pd.DataFrame | PredictSummary:
     """Predict the class of every image in ``inputs``.
 
     ``inputs``: image files, folders (recursive), globs, dataset specs (``catalog:CSV``,
@@ -134,22 +138,43 @@ def predict(inputs: str | Path | Iterable[str | Path], model: str | Path = "defa
     sources (``"gz1"`` for the built-in model: the classes Galaxy Zoo 1's raw majority would
     give): the map ``calibrate --conventions`` re-fitted on that source's validation images,
     else ``p @ T`` with its learned transition matrix.
+    A decision-tree model adds its vote fractions, one ``vote_<question>_<answer>`` column per
+    answer (conditional: each question's answers sum to 1), and answers in ``taxonomy``
+    (``gz1-4``, its default; ``gz2-8``; ``galaxy10``).
     Rows of a labelled input also carry its ``true_label``, ``true_label_name`` and metadata
     columns (:mod:`~galaxymorph.inference.source_columns`).
     """
+    engine = check_run(batch_size, engine, workers, out, resume, overwrite)
+    if detector is not None and not isinstance(detector, DetectorLike):
+        raise ConfigError("detector must be a loaded detector: "
+                          "galaxymorph.load_detector(RUN_DIR), not a path")
+    plan = InputPlan(inputs)
+    from galaxymorph.models.loading import load_classifier
+
+    local = "auto" if engine == "ray" else engine
+    clf = load_classifier(model, device=device, engine=local).with_crop(crop) \
+        .with_taxonomy(taxonomy).with_convention(convention)
+    det = detector.to(clf.device) if detector is not None else None
+    if det is not None and local != "auto":
+        det.use_engine(local)  # an engine asked for by name runs both networks
+    return run_task(plan, clf, PredictTask.of(clf, tta, det), model=model, out=out, resume=resume,
+                    engine=engine, batch_size=batch_size, workers=workers, progress=progress,
+                    threads=threads)
+
+
+def check_run(batch_size: int, engine: str, workers: int | None, out: str | Path | None,
+              resume: bool, overwrite: bool) -> str:
+    """Check a run's arguments before anything is loaded; returns the engine (``local``: ``auto``)."""
     if batch_size < 1:
         raise ConfigError(f"batch size must be at least 1, got {batch_size}")
     if engine == "local":
         warnings.warn("engine 'local' is deprecated: it is now 'auto' (ONNX Runtime on CPU, "
-                      "PyTorch on a GPU); use auto, torch or onnx", FutureWarning, stacklevel=2)
+                      "PyTorch on a GPU); use auto, torch or onnx", FutureWarning, stacklevel=3)
         engine = "auto"
     if engine not in PREDICT_ENGINES:
         raise ConfigError(f"unknown engine '{engine}'; use one of {', '.join(PREDICT_ENGINES)}")
     if workers is not None and workers < 0:
         raise ConfigError(f"workers must be 0 or more, got {workers}")
-    if detector is not None and not isinstance(detector, DetectorLike):
-        raise ConfigError("detector must be a loaded detector: "
-                          "galaxymorph.load_detector(RUN_DIR), not a path")
     if resume and (out is None or str(out) == "-"):
         raise ConfigError("--resume needs --out: the file whose rows are skipped and appended to")
     if out is not None and str(out) != "-":
@@ -159,18 +184,29 @@ def predict(inputs: str | Path | Iterable[str | Path], model: str | Path = "defa
         if output_exists(out) and not (resume or overwrite):
             raise ConfigError("output file exists", out,
                               hint="pass --resume to skip its images and append, or --overwrite")
-    plan = InputPlan(inputs)
-    from galaxymorph.models.loading import load_classifier
+    return engine
 
-    local = "auto" if engine == "ray" else engine
-    clf = load_classifier(model, device=device, engine=local).with_crop(crop).with_convention(convention)
-    det = detector.to(clf.device) if detector is not None else None
-    if det is not None and local != "auto":
-        det.use_engine(local)  # an engine asked for by name runs both networks
-    columns = columns_for(clf.class_names, detector=det is not None)
-    # A labelled source's true label and metadata follow the prediction's columns.
-    known = SourceColumns.of(plan, columns)
-    columns = [*columns, *known.names]
+
+def run_task(plan: InputPlan, clf, task: BatchTask, *, model: str | Path, out: str | Path | None,
+             resume: bool, engine: str, batch_size: int, workers: int | None, progress: bool,
+             threads: int | None = None,
+             metadata: dict[str, str] | None = None,
+             like: dict[str, str] | None = None) -> pd.DataFrame | PredictSummary:
+    """Run ``task`` over every input on ``engine`` (checked by :func:`check_run`) and write its
+    rows to ``out`` (None: return a DataFrame), resumable, errors in rows; ``metadata``: key-value
+    pairs a Parquet output keeps (and a resumed one must match). ``like``: the columns (and
+    their kinds) of the file these rows are appended to, which may have more than these inputs
+    bring (plain images added to a catalog's rows leave its columns empty)."""
+    # A labelled source's label and metadata columns go where the task places them.
+    known = SourceColumns.of(plan, task.columns(), label_columns=task.label_columns)
+    columns = task.layout(known.names)
+    kinds = {**known.kinds, **task.kinds}
+    if like is not None:
+        extra = [c for c in columns if c not in like]
+        if extra:
+            raise DataError(f"these inputs bring columns the output does not have ({', '.join(extra)}); "
+                            "rows already written cannot gain columns", out)
+        columns, kinds = list(like), {**like, **kinds}
     skip = done_paths(out) if resume and out is not None else set()
 
     collected: list[dict[str, Any]] | None = [] if out is None else None
@@ -179,18 +215,16 @@ def predict(inputs: str | Path | Iterable[str | Path], model: str | Path = "defa
     start = time.perf_counter()
     with _terminate_as_interrupt():
         writer = _ListWriter(columns, collected) if collected is not None else \
-            open_writer(out, columns, append=resume, kinds=known.kinds)
+            open_writer(out, columns, append=resume, kinds=kinds, metadata=metadata)
         try:
             if engine == "ray":
                 from galaxymorph.inference.ray_engine import run_ray
 
-                run_ray(plan, clf, model, writer, summary, skip=skip, tta=tta,
-                        batch_size=batch_size, workers=workers, detector=det,
-                        progress=progress, known=known)
+                run_ray(plan, clf, model, task, writer, summary, skip=skip,
+                        batch_size=batch_size, workers=workers, progress=progress, known=known)
             else:
-                _run_local(plan, clf, det, writer, summary, skip=skip, tta=tta,
-                           batch_size=batch_size, workers=workers, progress=progress,
-                           threads=threads, known=known)
+                _run_local(plan, clf, task, writer, summary, skip=skip, batch_size=batch_size,
+                           workers=workers, progress=progress, threads=threads, known=known)
                 summary.engine = clf.engine_name
         finally:
             writer.close()
@@ -200,25 +234,25 @@ def predict(inputs: str | Path | Iterable[str | Path], model: str | Path = "defa
         # (the local engine counts it during its one walk).
         summary.skipped = sum(1 for it in plan if it.key in skip)
     if collected is not None:
-        return _to_frame(collected, columns, summary, known.kinds)
+        return _to_frame(collected, columns, summary, kinds)
     return summary
 
 
 # -- local engine ---------------------------------------------------------------------------
 
 
-def _run_local(plan: InputPlan, clf, det, writer: Writer, summary: PredictSummary, *,
-               skip: set[str], tta: bool | None, batch_size: int, workers: int | None,
+def _run_local(plan: InputPlan, clf, task: BatchTask, writer: Writer, summary: PredictSummary, *,
+               skip: set[str], batch_size: int, workers: int | None,
                progress: bool, threads: int | None, known: SourceColumns) -> None:
     n_workers = default_workers("predict") if workers is None else workers
     if not threads and clf.device.type == "cpu":
         threads = engine_threads(os.cpu_count() or 1, n_workers,
-                                 clf.card.tta_default if tta is None else tta)
+                                 clf.card.tta_default if task.tta is None else task.tta)
     previous = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)  # the ONNX engine's session follows it too
     try:
-        _local_loop(plan, clf, det, writer, summary, skip=skip, tta=tta, batch_size=batch_size,
+        _local_loop(plan, clf, task, writer, summary, skip=skip, batch_size=batch_size,
                     n_workers=n_workers, progress=progress, known=known)
     finally:
         torch.set_num_threads(previous)
@@ -239,15 +273,13 @@ def engine_threads(cores: int, n_workers: int, tta: bool) -> int:
     return max(1, cores - n_workers // 2)
 
 
-def _local_loop(plan: InputPlan, clf, det, writer: Writer, summary: PredictSummary, *,
-                skip: set[str], tta: bool | None, batch_size: int, n_workers: int,
+def _local_loop(plan: InputPlan, clf, task: BatchTask, writer: Writer, summary: PredictSummary, *,
+                skip: set[str], batch_size: int, n_workers: int,
                 progress: bool, known: SourceColumns) -> None:
     from galaxymorph.inference.decoding import Walk, decoded_batches
     from galaxymorph.progress import progress_bar as bar
 
-    views = [classifier_view(clf)]
-    if det is not None:
-        views.append(det.view)
+    views = task.views(clf)
     walk = Walk(plan, skip)  # the one pass over the inputs: no worker or counter walks again
     taken: deque[list[Item]] = deque()  # the chunks in flight: batches come back in this order
 
@@ -259,17 +291,14 @@ def _local_loop(plan: InputPlan, clf, det, writer: Writer, summary: PredictSumma
     batches = decoded_batches(plan, views, chunks(), n_workers)
     # closing(): a failure in this loop shuts the decoding pool down at once, not at garbage collection.
     with contextlib.closing(batches), torch.inference_mode(), \
-            bar("predicting", None, unit="images", enabled=progress, transient=False) as shown:
+            bar(task.verb, None, unit="images", enabled=progress, transient=False) as shown:
         total_known = False
         for keys, errors, *arrays in batches:
             tensors = [torch.from_numpy(a) for a in arrays]
             t0 = time.perf_counter()
-            probs = clf.predict_proba(tensors[0], tta) if len(tensors[0]) else None
-            scores = det.scores(tensors[-1]) if det is not None and len(tensors[-1]) else None
+            outputs = task.compute(clf, tensors) if len(tensors[0]) else None
             summary.forward_seconds += time.perf_counter() - t0
-            rows = make_rows(keys, errors, probs, clf.class_names, scores, det is not None,
-                             threshold=clf.abstain_threshold)
-            writer.write(known.fill(rows, taken.popleft()))
+            writer.write(known.fill(task.rows(keys, errors, outputs), taken.popleft()))
             for key, err in zip(keys, errors, strict=True):
                 if err:
                     summary.add_error(key, err)
@@ -304,8 +333,10 @@ def _to_frame(rows: list[dict[str, Any]], columns: list[str], summary: PredictSu
     # Integer columns with gaps (error rows, plain files beside a catalog) as nullable integers,
     # built from the values themselves: through float64 a 64-bit object id would be rounded.
     for column in ["label", *(c for c, k in kinds.items() if k == "int")]:
-        df[column] = pd.array([r.get(column) for r in rows], dtype="Int64")
-    df["uncertain"] = df["uncertain"].astype("boolean")
+        if column in df:
+            df[column] = pd.array([r.get(column) for r in rows], dtype="Int64")
+    if "uncertain" in df:
+        df["uncertain"] = df["uncertain"].astype("boolean")
     df.attrs["summary"] = summary.to_dict()
     return df
 

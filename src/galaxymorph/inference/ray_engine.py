@@ -4,8 +4,9 @@ Pipeline: the input items (lazily expanded, sent to the object store in Arrow ch
 driver never holds the full list) -> ``map_batches`` decoding tasks (the local engine's
 :func:`~galaxymorph.inference.predict.decode_batch`) -> ``map_batches`` with a callable class on
 an actor pool, one model per actor (one GPU each when the cluster has GPUs), each running the
-model's ``auto`` engine (ONNX Runtime on a CPU actor, PyTorch on a GPU) -> rows streamed back to
-the driver and written by the same writers as the local engine.
+model's ``auto`` engine (ONNX Runtime on a CPU actor, PyTorch on a GPU) and the run's
+:class:`~galaxymorph.inference.batches.BatchTask` (class probabilities, or embeddings) -> rows
+streamed back to the driver and written by the same writers as the local engine.
 
 On one machine Ray is started here (no dashboard, no network); with ``RAY_ADDRESS`` set (or
 Ray already initialised) the run goes to that cluster. Ray is an optional extra:
@@ -24,15 +25,17 @@ import numpy as np
 
 from galaxymorph.errors import ConfigError, GalaxymorphError
 from galaxymorph.inference.sources import InputPlan, Item
-from galaxymorph.inference.writers import DETECTOR_COLUMNS, missing_detector_values
 
 if TYPE_CHECKING:  # pragma: no cover
+    from galaxymorph.inference.batches import BatchTask
     from galaxymorph.inference.source_columns import SourceColumns
 
 log = logging.getLogger("galaxymorph")
 
 #: Items per Arrow block sent to the object store while the inputs are expanded.
 CHUNK = 8192
+#: Prefix of a task's output arrays in the actors' batches.
+OUT = "out_"
 
 
 def _import_ray():
@@ -65,13 +68,13 @@ def start_ray(workers: int | None = None) -> bool:
     return True
 
 
-def run_ray(plan: InputPlan, clf, model: str | Path, writer, summary, *, skip: set[str],
-            tta: bool | None, batch_size: int, workers: int | None, detector: Any | None,
-            progress: bool, known: SourceColumns | None = None) -> None:
-    """Predict every item of ``plan`` on Ray and write rows through ``writer``; ``known``: the
-    source columns (true label, metadata) each row carries."""
+def run_ray(plan: InputPlan, clf, model: str | Path, task: BatchTask, writer, summary, *,
+            skip: set[str], batch_size: int, workers: int | None, progress: bool,
+            known: SourceColumns | None = None) -> None:
+    """Run ``task`` on every item of ``plan`` on Ray and write rows through ``writer``;
+    ``known``: the source columns (true label, metadata) each row carries."""
     ray = _import_ray()
-    from galaxymorph.inference.batches import classifier_view, counted_progress, make_rows
+    from galaxymorph.inference.batches import counted_progress
 
     watchdog = None
     local = not ray.is_initialized() and not os.environ.get("RAY_ADDRESS")
@@ -90,9 +93,7 @@ def run_ray(plan: InputPlan, clf, model: str | Path, writer, summary, *, skip: s
         ctx.print_on_execution_start = False
         ctx.enable_auto_log_stats = False
 
-        views = [classifier_view(clf)]
-        if detector is not None:
-            views.append(detector.view)
+        views = task.views(clf)
         has_gpu = ray.cluster_resources().get("GPU", 0) > 0
         n_actors = workers or (int(ray.cluster_resources().get("GPU", 0)) if has_gpu else 1) or 1
 
@@ -106,21 +107,18 @@ def run_ray(plan: InputPlan, clf, model: str | Path, writer, summary, *, skip: s
         predicted = decoded.map_batches(
             _Predictor, batch_size=batch_size, batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=n_actors),
-            fn_constructor_kwargs={"model": _absolute(model), "tta": tta,
-                                   "detector": detector.to("cpu") if detector else None},
+            fn_constructor_kwargs={"model": _absolute(model), "task": task.to("cpu"),
+                                   "settings": clf.settings()},
             num_cpus=1 if not has_gpu else 0, num_gpus=1 if has_gpu else 0,
             udf_modifying_row_count=False)
-        class_names = clf.class_names
-        with counted_progress(plan, skip, progress) as advance:
+        with counted_progress(plan, skip, progress, task.verb) as advance:
             for batch in predicted.iter_batches(batch_size=None, batch_format="numpy"):
                 keys = [str(k) for k in batch["key"]]
                 errors = [str(e) for e in batch["error"]]
                 ok = np.array([not e for e in errors], dtype=bool)
-                probs = batch["probs"][ok] if ok.any() else None
-                scores = ({c: batch[c][ok] for c in DETECTOR_COLUMNS}
-                          if detector is not None and ok.any() else None)
-                rows = make_rows(keys, errors, probs, class_names, scores, detector is not None,
-                                 threshold=clf.abstain_threshold)
+                outputs = ({k.removeprefix(OUT): np.asarray(v)[ok] for k, v in batch.items()
+                            if k.startswith(OUT)} if ok.any() else None)
+                rows = task.rows(keys, errors, outputs)
                 if known is not None:
                     known.fill(rows, _items(batch))
                 writer.write(rows)
@@ -191,9 +189,9 @@ def _decode(batch: dict[str, np.ndarray], plan: InputPlan, views: list, cwd: str
 
 
 class _Predictor:
-    """Ray actor: loads the model once and scores decoded batches."""
+    """Ray actor: loads the model once and runs the task on decoded batches."""
 
-    def __init__(self, model: str, tta: bool | None, detector: Any | None):
+    def __init__(self, model: str, task: BatchTask, settings: dict[str, Any] | None = None):
         import torch
 
         from galaxymorph.models.loading import load_classifier
@@ -201,26 +199,32 @@ class _Predictor:
         # CPU threads: Ray sets OMP_NUM_THREADS to the actor's num_cpus, which torch follows.
         device = "cuda" if torch.cuda.is_available() else "cpu"
         self.clf = load_classifier(model, device=device)
-        self.det = detector.to(device) if detector is not None else None  # pickled by Ray
-        self.tta = tta
+        if settings is not None:  # the driver's crop, taxonomy and convention
+            self.clf = self.clf.with_settings(settings)
+        self.task = task.to(device)  # pickled by Ray, with its detector if any
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
         import torch
 
         errors = batch["error"]
         ok = np.array([not e for e in errors], dtype=bool)
-        n, c = len(errors), len(self.clf.class_names)
-        probs = np.full((n, c), np.nan)
-        scores = {c: np.array([v] * n, dtype=object if v is None else np.float64)
-                  for c, v in missing_detector_values().items()}
-        if ok.any():
-            with torch.inference_mode():
-                x = torch.from_numpy(np.ascontiguousarray(batch["image0"][ok]))
-                probs[ok] = self.clf.predict_proba(x, self.tta)
-                if self.det is not None:
-                    xd = batch["image1"] if "image1" in batch else batch["image0"]
-                    xd = torch.from_numpy(np.ascontiguousarray(xd[ok]))
-                    for c, values in self.det.scores(xd).items():
-                        scores[c][ok] = values
-        return {"key": batch["key"], "error": errors, "probs": probs, **scores,
+        views = sorted(k for k in batch if k.startswith("image"))
+        # A batch of unreadable images still gets every output (NaN), so all blocks share one
+        # schema: the task runs on one blank image to learn the arrays' widths.
+        rows = ok if ok.any() else np.arange(len(errors)) == 0
+        with torch.inference_mode():
+            tensors = [torch.from_numpy(np.ascontiguousarray(batch[v][rows])) for v in views]
+            outputs = self.task.compute(self.clf, tensors)
+        out: dict[str, Any] = {}
+        for name, values in outputs.items():
+            values = np.asarray(values)
+            if values.dtype.kind in "OUS":  # text (a detector's verdict): "" where unreadable
+                full = np.full(len(errors), "", dtype=object)
+            else:
+                full = np.full((len(errors), *values.shape[1:]), np.nan,
+                               dtype=np.result_type(values, np.float32))
+            if ok.any():
+                full[ok] = values
+            out[OUT + name] = full
+        return {"key": batch["key"], "error": errors, **out,
                 "source": batch["source"], "index": batch["index"]}

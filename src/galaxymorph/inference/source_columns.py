@@ -42,17 +42,22 @@ class SourceColumns:
     names: list[str] = field(default_factory=list)
     kinds: dict[str, str] = field(default_factory=dict)
     _tables: dict[int, _Table] = field(default_factory=dict)
+    #: the names of the source's label and class-name columns
+    label_columns: tuple[str, str] = (TRUE_LABEL, TRUE_LABEL_NAME)
 
     @classmethod
-    def of(cls, plan: InputPlan, taken: list[str]) -> SourceColumns:
-        """The columns ``plan``'s dataset sources bring; ``taken``: the prediction's columns."""
-        out = cls()
+    def of(cls, plan: InputPlan, taken: list[str],
+           label_columns: tuple[str, str] = (TRUE_LABEL, TRUE_LABEL_NAME)) -> SourceColumns:
+        """The columns ``plan``'s dataset sources bring; ``taken``: the prediction's columns;
+        ``label_columns``: what the source's label and class name are called (``label`` and
+        ``label_name`` in an output that has no predicted label of its own)."""
+        out = cls(label_columns=tuple(label_columns))
         if not plan.sources:
             return out
         reserved = set(taken)
-        out._add(TRUE_LABEL, "int")
-        out._add(TRUE_LABEL_NAME, "str")
-        reserved |= {TRUE_LABEL, TRUE_LABEL_NAME}
+        out._add(label_columns[0], "int")
+        out._add(label_columns[1], "str")
+        reserved |= set(label_columns)
         for k, source in enumerate(plan.sources):
             columns: dict[str, np.ndarray] = {}
             meta = source.metadata
@@ -80,7 +85,8 @@ class SourceColumns:
         if table is None:
             return {}
         label = int(table.labels[item.index])
-        row: dict[str, Any] = {TRUE_LABEL: label, TRUE_LABEL_NAME: table.class_names[label]}
+        row: dict[str, Any] = {self.label_columns[0]: label,
+                               self.label_columns[1]: table.class_names[label]}
         for name, values in table.columns.items():
             row[name] = _plain(values[item.index], self.kinds[name])
         return row

@@ -122,11 +122,32 @@ class InputPlan:
     def read(self, item: Item) -> np.ndarray:
         """Decode ``item`` to (H, W, 3) uint8; raises :class:`ImageReadError` naming it."""
         if item.source is None:
-            if not is_image_path(item.key):
-                raise ImageReadError("not an image file type this tool reads (JPEG, PNG, TIFF, "
-                                     "FITS, ...)", item.key)
-            return read_image(item.key)
+            return self.read_item(item)
         return self.sources[item.source].read(item.index)
+
+    @staticmethod
+    def read_item(item: Item) -> np.ndarray:
+        """Decode a plain file's item."""
+        if not is_image_path(item.key):
+            raise ImageReadError("not an image file type this tool reads (JPEG, PNG, TIFF, "
+                                 "FITS, ...)", item.key)
+        return read_image(item.key)
+
+
+def read_key(key: str) -> np.ndarray:
+    """Decode the image an output's ``path`` names (:func:`normalise_key`): a file, or row
+    ``N`` of an HDF5 file (``FILE.h5#N``); raises :class:`ImageReadError` naming it."""
+    path, sep, row = key.rpartition("#")
+    if sep and row.isdigit() and Path(path).suffix.lower() in (".h5", ".hdf5"):
+        from galaxymorph.data.specs import open_source
+
+        try:
+            return open_source(f"h5:{path}").read(int(row))
+        except ImageReadError:
+            raise
+        except (DataError, IndexError) as exc:
+            raise ImageReadError(f"cannot read this row ({exc})", key) from exc
+    return InputPlan.read_item(Item(key))
 
 
 def normalise_key(key: str) -> str:

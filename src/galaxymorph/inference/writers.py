@@ -49,11 +49,13 @@ def missing_detector_values() -> dict[str, Any]:
     return {c: None if c in DETECTOR_TEXT_COLUMNS else math.nan for c in DETECTOR_COLUMNS}
 
 
-def columns_for(class_names: list[str], detector: bool = False) -> list[str]:
-    """The output columns, in order (one ``prob_<class>`` per class). ``uncertain``: the top
-    probability is below the model's abstention threshold (``label`` is still the argmax)."""
+def columns_for(class_names: list[str], detector: bool = False,
+                votes: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """The output columns, in order (one ``prob_<class>`` per class, then a decision-tree
+    model's ``votes`` columns). ``uncertain``: the top probability is below the model's
+    abstention threshold (``label`` is still the argmax)."""
     cols = ["path", "label", "label_name", "probability", "uncertain",
-            *[prob_column(c) for c in class_names]]
+            *[prob_column(c) for c in class_names], *votes]
     if detector:
         cols += DETECTOR_COLUMNS
     return [*cols, "error"]
@@ -197,7 +199,7 @@ class ParquetWriter(Writer):
     """
 
     def __init__(self, path: Path, columns: list[str], append: bool = False,
-                 kinds: dict[str, str] | None = None):
+                 kinds: dict[str, str] | None = None, metadata: dict[str, str] | None = None):
         super().__init__(path, columns)
         try:
             import pyarrow as pa
@@ -205,14 +207,18 @@ class ParquetWriter(Writer):
         except ImportError as exc:
             raise ConfigError("Parquet output needs pyarrow: pip install pyarrow", path) from exc
         self._pa, self._pq = pa, pq
-        arrow = {"str": pa.string(), "int": pa.int64(), "bool": pa.bool_(), "float": pa.float64()}
-        self.schema = pa.schema([pa.field(c, arrow[_kind_of(c, kinds)]) for c in columns])
+        arrow = {"str": pa.string(), "int": pa.int64(), "bool": pa.bool_(), "float": pa.float64(),
+                 "vector": pa.list_(pa.float32())}
+        self.schema = pa.schema([pa.field(c, arrow[_kind_of(c, kinds)]) for c in columns],
+                                metadata=metadata or None)
         self._final = path
         self._parts = parquet_parts(path)
         self._append = append
         if append:
             for f in ([path] if path.exists() else []) + _part_files(self._parts):
-                _check_columns(f, _open_parquet(f).schema_arrow.names, columns)
+                schema = _open_parquet(f).schema_arrow
+                _check_columns(f, schema.names, columns)
+                _check_metadata(f, schema.metadata or {}, metadata or {})
         elif self._parts.exists():
             shutil.rmtree(self._parts)
         self._parts.mkdir(parents=True, exist_ok=True)
@@ -250,11 +256,23 @@ class ParquetWriter(Writer):
         shutil.rmtree(self._parts, ignore_errors=True)
 
 
+def _check_metadata(path: Path, found: dict[bytes, bytes], wanted: dict[str, str]) -> None:
+    """Appending keeps the file's key-value metadata: an embedding file's model, for one."""
+    for key, value in wanted.items():
+        old = found.get(key.encode())
+        if old is not None and old.decode(errors="replace") != value:
+            raise DataError(f"cannot append: its {key} is {old.decode(errors='replace')[:80]!r}, "
+                            f"this run's {value[:80]!r}; choose another --out", path)
+        if old is None:
+            raise DataError(f"cannot append: it has no {key} (not written by this command?); "
+                            "choose another --out", path)
+
+
 def _kind_of(column: str, kinds: dict[str, str] | None) -> str:
     """A column's value kind: given for the source's columns (``kinds``), else from its name."""
     if kinds and column in kinds:
         return kinds[column]
-    if column in ("path", "label_name", "error"):
+    if column in ("path", "label_name", "error") or column in DETECTOR_TEXT_COLUMNS:
         return "str"
     return {"label": "int", "uncertain": "bool"}.get(column, "float")
 
@@ -271,10 +289,14 @@ def output_exists(out: str | Path) -> bool:
 
 
 def open_writer(out: str | Path | None, columns: list[str], append: bool = False,
-                kinds: dict[str, str] | None = None) -> Writer:
+                kinds: dict[str, str] | None = None, metadata: dict[str, str] | None = None) -> Writer:
     """A writer for ``out`` (format from the suffix); ``None`` writes CSV to standard output.
-    ``kinds``: value kinds (int, float, bool, str) of columns not named by the prediction
-    (the source's columns), for typed formats."""
+    ``kinds``: value kinds (int, float, bool, str, vector) of columns not named by the prediction
+    (the source's columns), for typed formats. ``metadata``: key-value pairs a Parquet file
+    keeps in its schema (refused: any other format)."""
+    if metadata and (out is None or output_format(out) != "parquet"):
+        raise ConfigError("only a Parquet output keeps this run's metadata; use a .parquet file",
+                          out)
     if out is None or str(out) == "-":
         return CSVWriter(None, columns, stream=sys.stdout)
     path = Path(out)
@@ -286,7 +308,7 @@ def open_writer(out: str | Path | None, columns: list[str], append: bool = False
         return JSONLinesWriter(path, columns, append=append)
     if fmt == "json":
         return JSONArrayWriter(path, columns, append=append)
-    return ParquetWriter(path, columns, append=append, kinds=kinds)
+    return ParquetWriter(path, columns, append=append, kinds=kinds, metadata=metadata)
 
 
 def done_paths(out: str | Path) -> set[str]:

@@ -46,10 +46,36 @@ class ModelCard:
     abstention: dict[str, Any] = field(default_factory=dict)
     # a fine-tuned model: its parent (name, source, classes, training data, own lineage) and head
     lineage: dict[str, Any] = field(default_factory=dict)
+    #: A decision-tree model's questions (:meth:`galaxymorph.data.questions.Schema.to_dict`):
+    #: the network outputs their answers, and ``class_names`` are ``default_taxonomy``'s classes.
+    #: Empty for a classifier (every card written before decision trees).
+    questions: dict[str, Any] = field(default_factory=dict)
+    #: name -> taxonomy (:meth:`galaxymorph.data.taxonomies.Taxonomy.to_dict`) plus its
+    #: ``adapter`` (fitted on validation images, or null), ``conventions`` (source -> adapter)
+    #: and ``abstention``.
+    taxonomies: dict[str, Any] = field(default_factory=dict)
+    default_taxonomy: str = ""
+    #: A tree model's temperature per question (empty: ``temperature`` for every question).
+    question_temperatures: list[float] = field(default_factory=list)
     format_version: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def schema(self):
+        """The decision tree (a :class:`~galaxymorph.data.questions.Schema`), or None."""
+        if not self.questions:
+            return None
+        from galaxymorph.data.questions import Schema
+
+        return Schema.from_dict(self.questions)
+
+    @property
+    def output_names(self) -> list[str]:
+        """What the network's outputs are: the classes, or a tree model's answers."""
+        schema = self.schema
+        return schema.answer_names if schema is not None else list(self.class_names)
 
     @property
     def preprocessing(self) -> Preprocessing:
@@ -165,8 +191,72 @@ def validate_card_fields(card: dict[str, Any]) -> str | None:
     notes = card.get("notes", [])
     if not isinstance(notes, list) or not all(isinstance(x, str) for x in notes):
         return "notes must be a list of strings"
+    if p := _check_tree(card):
+        return p
     if not _is_int(card.get("format_version", 1)) or card.get("format_version", 1) != 1:
         return f"format_version {card.get('format_version')!r} is not one this version reads (1)"
+    return None
+
+
+def _check_tree(card: dict[str, Any]) -> str | None:
+    """The first problem with a card's questions and taxonomies, or None."""
+    questions, taxonomies = card.get("questions", {}), card.get("taxonomies", {})
+    default = card.get("default_taxonomy", "")
+    if not questions:
+        if taxonomies or default or card.get("question_temperatures"):
+            return "taxonomies and question temperatures need questions"
+        return None
+    from galaxymorph.data.questions import Schema
+    from galaxymorph.data.taxonomies import Taxonomy
+
+    try:
+        schema = Schema.from_dict(questions)
+    except ValueError as exc:
+        return f"questions: {exc}"
+    if not isinstance(taxonomies, dict) or not taxonomies:
+        return "a decision-tree card needs at least one taxonomy"
+    temps = card.get("question_temperatures", [])
+    if not isinstance(temps, list) or (temps and (len(temps) != schema.n_questions or not all(
+            _is_number(t) and t > 0 for t in temps))):
+        return (f"question_temperatures must be {schema.n_questions} positive numbers (one per "
+                f"question) or empty, got {temps!r}")
+    for name, entry in taxonomies.items():
+        try:
+            tax = Taxonomy.from_dict(entry)
+            tax.check(schema)
+        except ValueError as exc:
+            return f"taxonomies: {exc}"
+        if tax.name != name:
+            return f"taxonomy {name!r} is named {tax.name!r} inside"
+        k = len(tax.classes)
+        adapters = [("adapter", entry.get("adapter"))] + [
+            (f"conventions.{c}", a) for c, a in (entry.get("conventions") or {}).items()]
+        if not isinstance(entry.get("conventions") or {}, dict):
+            return f"taxonomy {name!r}: conventions must be an object"
+        for what, adapter in adapters:
+            if adapter is not None and (p := _check_adapter(adapter, k)):
+                return f"taxonomy {name!r} {what}: {p}"
+        rule = entry.get("abstention") or {}
+        t = rule.get("threshold") if isinstance(rule, dict) else None
+        if t is not None and not (_is_number(t) and 0 <= t <= 1):
+            return f"taxonomy {name!r}: abstention threshold must be in [0, 1], got {t!r}"
+    if default not in taxonomies:
+        return f"default_taxonomy {default!r} is not one of its taxonomies {sorted(taxonomies)}"
+    if list(taxonomies[default]["classes"]) != list(card["class_names"]):
+        return f"class_names must be the classes of the default taxonomy {default!r}"
+    return None
+
+
+def _check_adapter(adapter: Any, k: int) -> str | None:
+    """An adapter is ``{"weight": k x k, "bias": k}`` numbers (an affine map of log-probabilities)."""
+    if not isinstance(adapter, dict):
+        return "must be an object with weight and bias"
+    w, b = adapter.get("weight"), adapter.get("bias")
+    rows = w if isinstance(w, list) else []
+    if (len(rows) != k or not all(isinstance(r, list) and len(r) == k and all(_is_number(v) for v in r)
+                                  for r in rows)
+            or not isinstance(b, list) or len(b) != k or not all(_is_number(v) for v in b)):
+        return f"weight must be {k}x{k} finite numbers and bias {k}"
     return None
 
 
@@ -210,7 +300,7 @@ def load_network(folder: str | Path, card: ModelCard):
     weights = folder / WEIGHTS_FILE
     if not weights.exists():
         raise ModelError(f"weights file {WEIGHTS_FILE} is missing", folder)
-    net = build_network(card.architecture, len(card.class_names), pretrained=False, **card.model_kwargs)
+    net = build_network(card.architecture, len(card.output_names), pretrained=False, **card.model_kwargs)
     try:
         state = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as exc:
@@ -226,7 +316,7 @@ def load_weights(net, state: dict, card: ModelCard, where: str | Path) -> None:
         missing, unexpected = net.load_state_dict(state, strict=False)
     except RuntimeError as exc:
         lines = [ln.strip() for ln in str(exc).splitlines() if "size mismatch" in ln]
-        raise ModelError(f"weights do not fit the card ({len(card.class_names)} classes, "
+        raise ModelError(f"weights do not fit the card ({len(card.output_names)} outputs, "
                          f"architecture '{card.architecture}'): {lines[0] if lines else exc}",
                          where) from None
     if missing or unexpected:

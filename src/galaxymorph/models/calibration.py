@@ -94,7 +94,8 @@ def abstention_rule(probs: np.ndarray, y_true: np.ndarray, coverage: float = 0.9
             "val_accuracy_answered": float(correct[keep].mean()) if keep.any() else None}
 
 
-def fit_convention_map(probs: np.ndarray, y_true: np.ndarray, num_classes: int) -> dict:
+def fit_convention_map(probs: np.ndarray, y_true: np.ndarray, num_classes: int,
+                       weights: np.ndarray | None = None) -> dict:
     """An affine map from calibrated log-probabilities to one labelling convention's classes
     (a multinomial logistic regression, sklearn's default L2 strength), fitted on that source's
     validation images: the model card's ``label_transitions[spec]["logit_map"]``.
@@ -113,7 +114,7 @@ def fit_convention_map(probs: np.ndarray, y_true: np.ndarray, num_classes: int) 
         raise ValueError(f"the source's validation images lack class(es) {missing}; a "
                          "convention map needs every class")
     z = np.log(np.clip(np.asarray(probs, dtype=np.float64), 1e-9, 1.0))
-    lr = LogisticRegression(C=1.0, max_iter=5000).fit(z, y)
+    lr = LogisticRegression(C=1.0, max_iter=5000).fit(z, y, sample_weight=weights)
     weight, bias = lr.coef_, lr.intercept_
     if num_classes == 2:  # sklearn's one row for p(class 1): the same softmax, halved each way
         weight, bias = np.vstack([-weight / 2, weight / 2]), np.r_[-bias / 2, bias / 2]

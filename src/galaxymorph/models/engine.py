@@ -9,7 +9,9 @@ does not export, or a Python without onnxruntime, falls back to PyTorch with one
 (``auto``) or fails with one clear error (``onnx``).
 
 Every engine takes uint8 or ``[0, 1]`` float batches ``(N, 3, S, S)`` and returns float32
-logits; test-time augmentation stacks the 8 views of a batch into one engine call.
+logits, and with them (:meth:`Engine.outputs`) the network's representation: the input of its
+head, which the cached graph exports as a second output (``features``), so an embedding costs
+no pass of its own. Test-time augmentation stacks the 8 views of a batch into one engine call.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from torch import nn
 from galaxymorph.data.transforms import dihedral, is_mirror, to_float
 from galaxymorph.errors import ConfigError, GalaxymorphError, ModelError
 from galaxymorph.io_utils import atomic_path, read_json_object, write_json
+from galaxymorph.io_utils import file_sha256 as _file_sha256  # a module name tests replace
 from galaxymorph.runtime import resolve_device
 
 log = logging.getLogger("galaxymorph")
@@ -38,9 +41,12 @@ log = logging.getLogger("galaxymorph")
 ENGINES = ("auto", "torch", "onnx")
 #: Largest |p_onnx - p_torch| accepted when a graph is exported; float32 graphs agree to ~1e-6.
 TOLERANCE = 1e-4
-#: Bumped when the cached graph's recipe changes, so old cache files are not reused.
-CACHE_VERSION = 1
+#: Bumped when the cached graph's recipe changes, so old cache files are not reused
+#: (2: the graph has the ``features`` output beside ``logits``).
+CACHE_VERSION = 2
 CACHE_PREFIX = "engine-"
+#: The graph's second output: the network's representation (the input of its head).
+FEATURES = "features"
 
 
 def check_engine(kind: str) -> str:
@@ -75,6 +81,10 @@ class Engine:
         """float32 logits ``(N, C)`` of a float ``[0, 1]`` batch ``(N, 3, S, S)``."""
         raise NotImplementedError
 
+    def forward_both(self, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """float32 logits ``(N, C)`` and features ``(N, D)`` (the head's input) of a float batch."""
+        raise NotImplementedError
+
     def logits(self, x: torch.Tensor, tta: bool = False, swap: Sequence[int] | None = None) -> np.ndarray:
         """Logits of a uint8 or float batch; with ``tta`` the mean over the square's 8
         symmetries, computed as one batch of ``8 N`` (one engine call: the cost of 8 forward
@@ -82,13 +92,31 @@ class Engine:
         (a mirrored clockwise spiral is scored as anticlockwise)."""
         if not tta:
             return self.forward(to_float(x))
+        return _view_mean(self.forward(_eight_views(x)).reshape(8, x.shape[0], -1), swap)
+
+    def outputs(self, x: torch.Tensor, tta: bool = False,
+                swap: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Logits (as :meth:`logits`) and raw features of one pass; with ``tta`` both are the
+        means over the 8 views (the features then do not depend on the galaxy's orientation)."""
+        if not tta:
+            return self.forward_both(to_float(x))
         n = x.shape[0]
-        views = to_float(torch.cat([dihedral(x, k) for k in range(8)]))
-        out = self.forward(views).reshape(8, n, -1)
-        if swap is not None:
-            mirrors = [k for k in range(8) if is_mirror(k)]
-            out[mirrors] = out[mirrors][:, :, list(swap)]
-        return out.mean(axis=0, dtype=np.float64).astype(np.float32)
+        logits, feats = self.forward_both(_eight_views(x))
+        return (_view_mean(logits.reshape(8, n, -1), swap),
+                _view_mean(feats.reshape(8, n, -1), None))
+
+
+def _eight_views(x: torch.Tensor) -> torch.Tensor:
+    """The square's 8 symmetries of a batch, stacked as one float batch of ``8 N``."""
+    return to_float(torch.cat([dihedral(x, k) for k in range(8)]))
+
+
+def _view_mean(out: np.ndarray, swap: Sequence[int] | None) -> np.ndarray:
+    """Mean over the 8 views ``(8, N, C)``; ``swap``: columns a mirror exchanges, put back."""
+    if swap is not None:
+        mirrors = [k for k in range(8) if is_mirror(k)]
+        out[mirrors] = out[mirrors][:, :, list(swap)]
+    return out.mean(axis=0, dtype=np.float64).astype(np.float32)
 
 
 class TorchEngine(Engine):
@@ -104,12 +132,20 @@ class TorchEngine(Engine):
         if self.channels_last:
             self.net.to(memory_format=torch.channels_last)
 
+    def _input(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
     def forward(self, x: torch.Tensor) -> np.ndarray:
         with torch.inference_mode():
-            x = x.to(self.device)
-            if self.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            return self.net(x).float().cpu().numpy()
+            return self.net(self._input(x)).float().cpu().numpy()
+
+    def forward_both(self, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        from galaxymorph.models.introspect import FeatureTap
+
+        with torch.inference_mode():
+            logits, feats = FeatureTap(self.net)(self._input(x))
+            return logits.float().cpu().numpy(), feats.float().cpu().numpy()
 
 
 #: Every ONNX engine of this process, and (in a forked child) the sessions it inherited.
@@ -158,8 +194,19 @@ class OnnxEngine(Engine):
         return self._sessions[n]
 
     def forward(self, x: torch.Tensor) -> np.ndarray:
-        arr = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
-        return self.session().run(["logits"], {"image": arr})[0]
+        return self.session().run(["logits"], {"image": _array(x)})[0]
+
+    def forward_both(self, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        session = self.session()
+        if FEATURES not in {o.name for o in session.get_outputs()}:
+            raise ModelError("this network has no feature layer (no registry model's head) to "
+                             "take a representation from", self.path)
+        logits, feats = session.run(["logits", FEATURES], {"image": _array(x)})
+        return logits, feats
+
+
+def _array(x: torch.Tensor) -> np.ndarray:
+    return np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
 
 
 def weights_key(net: nn.Module, image_size: int, opset: int) -> str:
@@ -172,14 +219,6 @@ def weights_key(net: nn.Module, image_size: int, opset: int) -> str:
         t = t.detach().cpu().contiguous()
         h.update(f"{name};{t.dtype};{tuple(t.shape)};".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
     return h.hexdigest()
 
 
@@ -317,6 +356,7 @@ def _export(net: nn.Module, image_size: int, folder: Path, name: str, key: str,
             temperature: float, opset: int) -> Path:
     import onnxruntime
 
+    from galaxymorph.models.introspect import FeatureTap, has_features
     from galaxymorph.models.onnx_graph import export_graph, exportable, first_line
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -324,13 +364,19 @@ def _export(net: nn.Module, image_size: int, folder: Path, name: str, key: str,
         raise PermissionError(13, "not writable", str(folder))
     path = folder / f"{name}.onnx"
     with atomic_path(path) as tmp:
+        # A registry network exports its features too; any other, its logits alone.
+        tapped = has_features(net)
+        module = exportable(net, image_size)
         try:
-            export_graph(exportable(net, image_size), image_size, tmp, ["logits"], opset)
+            if tapped:
+                export_graph(FeatureTap(module), image_size, tmp, ["logits", FEATURES], opset)
+            else:
+                export_graph(module, image_size, tmp, ["logits"], opset)
         except OSError:
             raise
         except Exception as exc:  # the exporter raises many types for an unsupported operator
             raise ModelError(f"the network does not export to ONNX ({first_line(exc)})") from exc
-        diff = _check(net, OnnxEngine(tmp, threads=1), image_size, temperature)
+        diff = _check(net, OnnxEngine(tmp, threads=1), image_size, temperature, tapped)
         if not diff <= TOLERANCE:
             raise ModelError(f"the ONNX graph disagrees with PyTorch: max |Δp| = {diff:.2e} > "
                              f"{TOLERANCE:g}")
@@ -344,14 +390,30 @@ def _export(net: nn.Module, image_size: int, folder: Path, name: str, key: str,
 
 
 def _check(net: nn.Module, engine: OnnxEngine, image_size: int, temperature: float,
-           n: int = 4, seed: int = 0) -> float:
-    """Largest probability difference between the graph and PyTorch on random images."""
+           tapped: bool = False, n: int = 4, seed: int = 0) -> float:
+    """Largest probability difference between the graph and PyTorch on random images; with
+    ``tapped``, the largest difference of the L2-normalised features too (what an embedding
+    keeps of them), whichever is larger."""
+    from galaxymorph.models.introspect import FeatureTap
+
     x = torch.rand(n, 3, image_size, image_size, generator=torch.Generator().manual_seed(seed))
     device = next((p.device for p in net.parameters()), torch.device("cpu"))
     with torch.inference_mode():
-        expected = torch.softmax(net(x.to(device)).float().cpu() / temperature, dim=1).numpy()
-    got = torch.softmax(torch.from_numpy(engine.forward(x)) / temperature, dim=1).numpy()
-    return float(np.abs(got - expected).max())
+        logits, feats = FeatureTap(net)(x.to(device)) if tapped else (net(x.to(device)), None)
+        expected = torch.softmax(logits.float().cpu() / temperature, dim=1).numpy()
+    got_logits, got_feats = engine.forward_both(x) if tapped else (engine.forward(x), None)
+    got = torch.softmax(torch.from_numpy(got_logits) / temperature, dim=1).numpy()
+    diff = float(np.abs(got - expected).max())
+    if feats is not None:
+        diff = max(diff, float(np.abs(unit_rows(got_feats) - unit_rows(feats.float().cpu().numpy())).max()))
+    return diff
+
+
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm, float32 (a zero row stays zero): what an embedding is."""
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.maximum(norms, np.finfo(np.float32).tiny)
 
 
 def _drop_stale(folder: Path, keep: str) -> None:

@@ -65,27 +65,56 @@ def gradcam_target_layer(model: nn.Module, image_size: int | None = None, min_ce
     return max(candidates, key=lambda m: sizes.get(id(m), 0))
 
 
+class FeatureTap(nn.Module):
+    """``net`` returning ``(logits, features)``: the features are the input of its head(s)
+    (an ensemble's members' side by side, in member order), taken in the same forward pass.
+
+    A module rather than a function so that the ONNX export traces it: the cached graph of a
+    model then has both outputs, and an embedding costs no pass of its own. The head's input
+    rather than anything sized by the classes, so a model whose head answers other questions
+    keeps the same representation.
+    """
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        from galaxymorph.models.ensemble import members_of
+
+        self.net = net
+        self.heads = [head_module(m) for m in members_of(net)]  # ModelError without a spec
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        captured: list[torch.Tensor] = []
+
+        def hook(_module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+            captured.append(inputs[0])
+
+        handles = [h.register_forward_pre_hook(hook) for h in self.heads]
+        try:
+            logits = self.net(x)
+        finally:
+            for h in handles:
+                h.remove()
+        if len(captured) != len(self.heads):
+            raise RuntimeError(f"{len(self.heads)} head(s) ran {len(captured)} times")
+        return logits, torch.cat([c.flatten(1) for c in captured], dim=1)
+
+
+def has_features(model: nn.Module) -> bool:
+    """Whether :class:`FeatureTap` can take ``model``'s features (a registry model's head)."""
+    from galaxymorph.errors import ModelError
+    from galaxymorph.models.ensemble import members_of
+
+    try:
+        return all(isinstance(_module(m, model_spec(m).head), nn.Linear) for m in members_of(model))
+    except (ModelError, AttributeError):
+        return False
+
+
 def features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Penultimate features ``(N, D)``: the input of the logits layer for images ``x``.
 
-    Runs the whole forward pass of ``model`` (a wrapper's normalisation included) with a hook
-    on the head (an ensemble concatenates its members'); the caller chooses ``eval()`` and ``torch.no_grad()`` (dropout before the head
-    is active in train mode).
+    Runs the whole forward pass of ``model`` (a wrapper's normalisation included) once, through
+    :class:`FeatureTap`; the caller chooses ``eval()`` and ``torch.no_grad()`` (dropout before
+    the head is active in train mode).
     """
-    from galaxymorph.models.ensemble import GalaxyEnsemble
-
-    if isinstance(model, GalaxyEnsemble):  # one feature vector: the members' side by side
-        return torch.cat([features(m, x) for m in model.members], dim=1)
-    captured: list[torch.Tensor] = []
-
-    def hook(_module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-        captured.append(inputs[0])
-
-    handle = head_module(model).register_forward_pre_hook(hook)
-    try:
-        model(x)
-    finally:
-        handle.remove()
-    if len(captured) != 1:
-        raise RuntimeError(f"head of {model_spec(model).name} ran {len(captured)} times")
-    return captured[0].flatten(1)
+    return FeatureTap(model)(x)[1]

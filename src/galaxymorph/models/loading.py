@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from functools import partial
+from functools import cached_property, partial
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from galaxymorph.data.questions import Schema, answer_probabilities
+from galaxymorph.data.taxonomies import Taxonomy
 from galaxymorph.data.transforms import DEFAULT_FRAME_RADII, Preprocessing, prepare, swap_table
 from galaxymorph.errors import ModelError
 from galaxymorph.models.artifact import (
@@ -29,7 +33,9 @@ from galaxymorph.models.engine import (
     check_engine,
     graph_for,
     make_engine,
+    unit_rows,
     wants_onnx,
+    weights_key,
     weights_record,
 )
 from galaxymorph.runtime import resolve_device
@@ -63,6 +69,8 @@ class Classifier:
     #: validation images (``calibrate --conventions``); used in place of ``transition``.
     convention_map: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False,
                                                                  compare=False)
+    #: A decision-tree model's active taxonomy (``with_taxonomy``; None: the card's default).
+    taxonomy_name: str | None = None
     #: Builds the network when it was not loaded (the weights file and card it comes from).
     _net_loader: Callable[[], torch.nn.Module] | None = field(default=None, repr=False, compare=False)
     #: The cached ONNX graph of these weights, found from the weights file (see ``_load``).
@@ -112,7 +120,44 @@ class Classifier:
 
     @property
     def class_names(self) -> list[str]:
+        """The classes its probabilities are over: a tree model's active taxonomy's."""
+        if self.is_tree:
+            return list(self.taxonomy.classes)
         return self.card.class_names
+
+    @property
+    def is_tree(self) -> bool:
+        """Does the network answer Galaxy Zoo's questions (classes come from a taxonomy)?"""
+        return bool(self.card.questions)
+
+    @cached_property
+    def schema(self) -> Schema | None:
+        return self.card.schema
+
+    @property
+    def taxonomy_entry(self) -> dict[str, Any]:
+        return self.card.taxonomies[self.taxonomy_name or self.card.default_taxonomy]
+
+    @property
+    def taxonomy(self) -> Taxonomy:
+        return Taxonomy.from_dict(self.taxonomy_entry)
+
+    def taxonomies(self) -> list[str]:
+        """The taxonomies a tree model answers in (empty for a classifier)."""
+        return list(self.card.taxonomies)
+
+    def with_taxonomy(self, name: str | None) -> Classifier:
+        """This tree model answering in taxonomy ``name`` (``gz1-4``, ``gz2-8``, ``galaxy10``);
+        itself when ``name`` is None."""
+        if name is None:
+            return self
+        if not self.is_tree:
+            raise ModelError(f"taxonomy '{name}' needs a decision-tree model; this one is a "
+                             f"classifier of {self.card.class_names}", self.source)
+        if name not in self.card.taxonomies:
+            raise ModelError(f"no taxonomy '{name}' in this model (it has: "
+                             f"{', '.join(self.card.taxonomies)})", self.source)
+        return replace(self, taxonomy_name=name, convention_map=None, transition=None)
 
     @property
     def preprocessing(self) -> Preprocessing:
@@ -128,7 +173,10 @@ class Classifier:
 
     def conventions(self) -> dict[str, dict]:
         """The labelling conventions the model learned (``train --noisy-labels``): source spec ->
-        ``{"classes", "matrix"}`` as the card records them."""
+        ``{"classes", "matrix"}`` as the card records them; a tree model's are per taxonomy,
+        source -> adapter fitted on that source's validation images."""
+        if self.is_tree:
+            return dict(self.taxonomy_entry.get("conventions") or {})
         learned = (self.card.training or {}).get("label_transitions") or {}
         return learned if isinstance(learned, dict) else {}
 
@@ -148,6 +196,8 @@ class Classifier:
             raise ModelError(f"no labelling convention '{name}' in this model (it has: {listed})",
                              self.source)
         entry = known[spec]
+        if self.is_tree:  # an adapter, checked with the card
+            return replace(self, convention_map=_adapter(entry))
         t = _numbers(entry.get("matrix") if isinstance(entry, dict) else None)
         k = len(self.class_names)
         if (not isinstance(entry, dict) or list(entry.get("classes") or []) != list(self.class_names)
@@ -172,7 +222,7 @@ class Classifier:
     @property
     def abstain_threshold(self) -> float | None:
         """Top probability below which the answer is "uncertain" (None: the card has no rule)."""
-        rule = self.card.abstention or {}
+        rule = (self.taxonomy_entry.get("abstention") if self.is_tree else self.card.abstention) or {}
         value = rule.get("threshold") if isinstance(rule, dict) else rule
         if value is None:
             return None
@@ -183,7 +233,7 @@ class Classifier:
 
     @property
     def swap(self) -> list[int]:
-        return swap_table(len(self.class_names), [tuple(p) for p in self.card.chiral_pairs])
+        return swap_table(len(self.card.output_names), [tuple(p) for p in self.card.chiral_pairs])
 
     def prepare(self, image: np.ndarray) -> torch.Tensor:
         return prepare(image, self.preprocessing)
@@ -195,9 +245,89 @@ class Classifier:
 
     def predict_proba(self, images: list[np.ndarray] | torch.Tensor, tta: bool | None = None) -> np.ndarray:
         """Calibrated class probabilities for decoded images (H, W, 3) or a prepared batch."""
-        batch = images if isinstance(images, torch.Tensor) else torch.stack([self.prepare(i) for i in images])
-        probs = softmax(self.logits(batch, tta), self.temperature)
-        return self.in_convention(probs)
+        return self.predict_outputs(images, tta)[0]
+
+    def predict_outputs(self, images: list[np.ndarray] | torch.Tensor,
+                        tta: bool | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Class probabilities and, for a tree model, its conditional answer probabilities
+        (``(N, A)`` in :attr:`Schema.answer_names` order; None for a classifier), from one
+        forward pass."""
+        logits = self.logits(self._batch(images), tta)
+        answers = self.answers(logits) if self.is_tree else None
+        return self.probabilities(logits, answers), answers
+
+    def answers(self, logits: np.ndarray) -> np.ndarray:
+        """A tree model's conditional answer probabilities: a softmax per question of its
+        logits over the card's temperature."""
+        return answer_probabilities(logits, self.schema,
+                                    self.card.question_temperatures or self.temperature)
+
+    def probabilities(self, logits: np.ndarray, answers: np.ndarray | None = None) -> np.ndarray:
+        """Calibrated class probabilities from the engine's logits: the softmax over the
+        temperature, or a tree model's taxonomy scores through its adapter (the convention's,
+        when one was chosen); in the convention chosen with ``with_convention``."""
+        if not self.is_tree:
+            return self.in_convention(softmax(logits, self.temperature))
+        from galaxymorph.models.taxonomy_fit import taxonomy_probabilities
+
+        answers = self.answers(logits) if answers is None else answers
+        chosen = "own" if self.convention_map is None else dict(
+            zip(("weight", "bias"), self.convention_map, strict=True))
+        return taxonomy_probabilities(self.taxonomy_entry, self.schema, answers, chosen)
+
+    def settings(self) -> dict[str, Any]:
+        """What ``with_crop``, ``with_taxonomy`` and ``with_convention`` changed, as plain data,
+        for another process that loads the same model (a Ray actor): :meth:`with_settings`."""
+        return {"card": self.card.to_dict(), "taxonomy_name": self.taxonomy_name,
+                "convention_map": None if self.convention_map is None
+                else [a.tolist() for a in self.convention_map],
+                "transition": None if self.transition is None else self.transition.tolist()}
+
+    def with_settings(self, settings: dict[str, Any]) -> Classifier:
+        cmap, t = settings.get("convention_map"), settings.get("transition")
+        return replace(self, card=ModelCard.from_dict(settings["card"], self.source),
+                       taxonomy_name=settings.get("taxonomy_name"),
+                       convention_map=None if cmap is None else tuple(np.asarray(a) for a in cmap),
+                       transition=None if t is None else np.asarray(t))
+
+    def embed(self, images: list[np.ndarray] | torch.Tensor,
+              tta: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The representation of decoded images or a prepared batch: the network's features
+        before its head(s), L2-normalised (float32 ``(N, D)``; cosine similarity is then a dot
+        product), and the calibrated probabilities of the same pass."""
+        tta = self.card.tta_default if tta is None else tta
+        logits, feats = self.engine.outputs(self._batch(images), tta, self.swap)
+        return unit_rows(feats), self.probabilities(logits)
+
+    def _batch(self, images: list[np.ndarray] | torch.Tensor) -> torch.Tensor:
+        return images if isinstance(images, torch.Tensor) else torch.stack([self.prepare(i) for i in images])
+
+    def representation_record(self, tta: bool | None = None) -> dict[str, Any]:
+        """What an embedding of this model depends on: the weights file's SHA-256, the network
+        and the preprocessing (:meth:`embed` with ``tta``). Embeddings compare only under one
+        record: an index keeps its hash (:meth:`representation_hash`) and refuses others."""
+        pre = self.preprocessing
+        return {"weights_sha256": self._weights_sha256(), "architecture": self.card.architecture,
+                "model_kwargs": self.card.model_kwargs, "layer": "head input",
+                "preprocessing": {"image_size": pre.image_size, "crop": pre.crop,
+                                  "framing": pre.framing, "frame_radii": pre.frame_radii},
+                "tta": bool(self.card.tta_default if tta is None else tta)}
+
+    def representation_hash(self, tta: bool | None = None) -> str:
+        text = json.dumps(self.representation_record(tta), sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def _weights_sha256(self) -> str:
+        """The weights file's SHA-256 (a checkpoint's, for a .ckpt model), else the weights'."""
+        if self._built_from is not None:
+            return str(self._built_from["weights_sha256"])
+        source = default_model_dir() if self.source == "default" else Path(self.source)
+        path = source / WEIGHTS_FILE if source.is_dir() else source
+        if path.is_file():
+            card = self.card
+            return weights_record(path, card.architecture, len(card.output_names), card.model_kwargs,
+                                  card.image_size)["weights_sha256"]
+        return weights_key(self.net, self.card.image_size, 0)
 
     def in_convention(self, probs: np.ndarray) -> np.ndarray:
         """Calibrated probabilities in the labelling convention chosen with ``with_convention``
@@ -212,6 +342,13 @@ class Classifier:
             self._net.to(self.device)
         self._engine = None
         return self
+
+
+def _adapter(entry: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """A card's adapter ``{"weight", "bias"}`` (checked when the card was read) as arrays."""
+    if not entry:
+        return None
+    return np.asarray(entry["weight"], dtype=np.float64), np.asarray(entry["bias"], dtype=np.float64)
 
 
 def _numbers(value: Any) -> np.ndarray:
@@ -254,7 +391,7 @@ def _from_folder(folder: Path, source: str, device: str, engine: str) -> Classif
     if wants_onnx(engine, device) and (folder / WEIGHTS_FILE).is_file():
         try:
             record = weights_record(folder / WEIGHTS_FILE, card.architecture,
-                                    len(card.class_names), card.model_kwargs, card.image_size)
+                                    len(card.output_names), card.model_kwargs, card.image_size)
             graph = graph_for(record, model_dir)
         except OSError:  # unreadable: the full load below says so, naming the file
             record = graph = None

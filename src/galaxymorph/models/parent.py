@@ -77,10 +77,10 @@ def network_from_parent(folder: Path | None, card: ModelCard, classes: list[str]
     from galaxymorph.models.network import build_network
 
     if folder is None:
-        net = build_network(card.architecture, len(card.class_names), pretrained=False, **card.model_kwargs)
+        net = build_network(card.architecture, len(card.output_names), pretrained=False, **card.model_kwargs)
     else:
         net, card = load_artifact(folder)
-    plan = plan_head(card.class_names, classes)
+    plan = plan_head(card.output_names, classes)
     for member in members_of(net):
         _fit_head(member, plan)
     return net.train(), plan  # a loaded artifact is in eval mode; Lightning keeps modes as found

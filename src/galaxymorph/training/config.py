@@ -6,7 +6,7 @@ both the file given (``input_config.yaml``) and the fully resolved ``config.yaml
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ import yaml
 
 from galaxymorph.data.transforms import DEFAULT_FRAME_RADII, Preprocessing, SurveyAugment
 from galaxymorph.errors import ConfigError
+from galaxymorph.training.legacy_config import migrate
 
 IMBALANCE = ("none", "weighted-loss", "sqrt-weighted-loss", "balanced-sampler", "both",
              "logit-adjusted")
@@ -44,15 +45,11 @@ class TrainConfig:
     chirality: str = "swap"
     zoom: float = 0.1
     shift: float = 0.05
-    # Survey-difference augmentations (SurveyAugment; off by default, `--survey-augment` sets
-    # the built-in model's values): zoom range, PSF blur, noise, colour, stretch, JPEG quality
-    aug_scale: tuple[float, float] = (1.0, 1.0)
-    aug_blur: float = 0.0
-    aug_noise: float = 0.0
-    aug_colour: float = 0.0
-    aug_stretch: float = 0.0
-    aug_jpeg: int = 0
-    aug_p: float = 0.5
+    # Survey-difference augmentations: zoom range, PSF blur, noise, colour, stretch, JPEG
+    # quality, greyscale views (off by default; `--survey-augment` sets the built-in model's).
+    # In config.yaml a mapping of SurveyAugment's fields; old files' flat aug_* keys are read
+    # into it (galaxymorph.training.legacy_config).
+    survey_augment: SurveyAugment = field(default_factory=SurveyAugment)
     # Unlabelled images (a .txt list or any dataset spec, labels ignored) for consistency
     # training (FixMatch, Sohn et al. 2020): the network's confident answer on a mildly
     # augmented view becomes the target of a strongly augmented one (the survey
@@ -63,6 +60,10 @@ class TrainConfig:
     unlabelled_ratio: int = 1  # unlabelled images per labelled image in each step
     synthetic: list[str] = field(default_factory=list)  # catalog specs of generated images
     synthetic_ratio: float = 0.0  # per class: add up to ratio x (real train count of the largest class)
+    # A decision-tree model (Galaxy Zoo's questions, schema "gz2"): one softmax per question,
+    # trained on vote fractions and on the answers hard labels imply; its classes come from
+    # taxonomies cut from the answers (galaxymorph.data.taxonomies). None: a classifier.
+    questions: str | None = None
     # model
     model: str = "cnn4-wide"
     pretrained: bool = False
@@ -158,8 +159,7 @@ class TrainConfig:
         if self.synthetic_ratio < 0:
             raise ConfigError("synthetic_ratio must be >= 0")
         self.preprocessing  # noqa: B018 - validates size, crop and framing
-        self.aug_scale = tuple(float(v) for v in self.aug_scale)  # type: ignore[assignment]
-        self.survey_augment  # noqa: B018 - validates the augmentation strengths
+        self.survey_augment = survey_augment_of(self.survey_augment)
         if not 0 < self.noise_lr_mult <= 1000:
             raise ConfigError(f"noise_lr_mult must be within (0, 1000], got {self.noise_lr_mult}")
         if not 0 <= self.logit_tau <= 5:
@@ -186,6 +186,22 @@ class TrainConfig:
             if len(self.data) == 1:
                 self.data = self.data[0]
         self.noise_groups()  # validates noisy_label_sources against the sources
+        if self.questions is not None:
+            self._check_questions()
+
+    def _check_questions(self) -> None:
+        from galaxymorph.data.questions import get_schema
+
+        get_schema(self.questions)
+        if self.unlabelled:
+            raise ConfigError("consistency training (unlabelled) is for class models; a "
+                              "decision-tree model (questions) learns from votes and labels")
+        if self.synthetic and self.synthetic_ratio > 0:
+            raise ConfigError("synthetic images carry class labels only; they are not used by a "
+                              "decision-tree model (questions)")
+        if self.monitor in ("val_acc", "val_f1_macro"):
+            raise ConfigError(f"a decision-tree model has no {self.monitor}; monitor val_loss "
+                              "(its vote loss) or last")
 
     def noise_groups(self) -> list[int]:
         """Per source (``data_specs`` then ``weak_data``): 0 for clean labels, k >= 1 for the
@@ -214,18 +230,9 @@ class TrainConfig:
         return " + ".join(self.data_specs + [f"{w} (weak)" for w in self.weak_data])
 
     @property
-    def survey_augment(self) -> SurveyAugment:
-        if len(self.aug_scale) != 2:
-            raise ConfigError(f"aug_scale must be [min, max], got {list(self.aug_scale)}")
-        return SurveyAugment(tuple(self.aug_scale), self.aug_blur, self.aug_noise, self.aug_colour,
-                             self.aug_stretch, int(self.aug_jpeg), self.aug_p)
-
-    @property
     def strong_augment(self) -> SurveyAugment:
         """The strong view of consistency training: the run's survey augmentations (the
         built-in ones when it has none), each applied with probability 0.8."""
-        from dataclasses import replace
-
         from galaxymorph.data.transforms import SURVEY_AUGMENT
 
         base = self.survey_augment if self.survey_augment.active else SURVEY_AUGMENT
@@ -238,7 +245,7 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["fractions"] = list(self.fractions)
-        d["aug_scale"] = list(self.aug_scale)
+        d["survey_augment"]["scale"] = list(self.survey_augment.scale)
         return d
 
     def save(self, path: str | Path) -> Path:
@@ -248,10 +255,15 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], where: str = "config") -> TrainConfig:
+        """A configuration from a mapping (a ``config.yaml``, a model card's
+        ``training.config``); older files' keys are migrated first (:func:`migrate`)."""
+        raw = migrate(raw, where)
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(raw) - known)
         if unknown:
             raise ConfigError(f"unknown configuration key(s) {unknown}; known: {sorted(known)}", where)
+        if "survey_augment" in raw:
+            raw = raw | {"survey_augment": survey_augment_of(raw["survey_augment"], where)}
         return cls(**raw)
 
     @classmethod
@@ -272,16 +284,56 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return raw
 
 
-def survey_augment_overrides() -> dict[str, Any]:
-    """The TrainConfig values of the built-in survey augmentations (``--survey-augment``)."""
-    from galaxymorph.data.transforms import SURVEY_AUGMENT as a
+_SURVEY_FIELDS = [f.name for f in fields(SurveyAugment)]
 
-    return {"aug_scale": a.scale, "aug_blur": a.blur, "aug_noise": a.noise, "aug_colour": a.colour,
-            "aug_stretch": a.stretch, "aug_jpeg": a.jpeg, "aug_p": a.p}
+
+def survey_augment_of(value: SurveyAugment | dict[str, Any] | None,
+                      where: str | None = None) -> SurveyAugment:
+    """``value`` as a :class:`SurveyAugment` (a mapping of its fields: missing ones default);
+    errors name ``where`` (the configuration file)."""
+    if isinstance(value, SurveyAugment):
+        return replace(value, scale=_scale(value.scale, where))
+    if value is None:
+        return SurveyAugment()
+    if not isinstance(value, dict):
+        raise ConfigError(f"survey_augment must be a mapping of {_SURVEY_FIELDS}, got {value!r}", where)
+    unknown = sorted(set(value) - set(_SURVEY_FIELDS))
+    if unknown:
+        raise ConfigError(f"unknown survey_augment key(s) {unknown}; known: {_SURVEY_FIELDS}", where)
+    values = dict(value)
+    if "scale" in values:
+        values["scale"] = _scale(values["scale"], where)
+    try:
+        if "jpeg" in values:
+            values["jpeg"] = int(values["jpeg"])
+        return SurveyAugment(**values)
+    except (ConfigError, TypeError, ValueError) as exc:
+        raise ConfigError(f"survey_augment: {exc}", where) from exc
+
+
+def _scale(scale: Any, where: str | None) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in scale)
+    except (TypeError, ValueError):
+        raise ConfigError(f"survey_augment.scale must be [min, max], got {scale!r}", where) from None
+    return (lo, hi)
+
+
+def survey_augment_overrides() -> dict[str, Any]:
+    """What ``--survey-augment`` sets: the built-in survey augmentations' strengths (a
+    configuration file's ``survey_augment.grey``, not one of them, is kept)."""
+    from galaxymorph.data.transforms import SURVEY_AUGMENT
+
+    return {"survey_augment": {k: v for k, v in asdict(SURVEY_AUGMENT).items() if k != "grey"}}
 
 
 def resolve_config(config_file: str | Path | None = None, **overrides: Any) -> TrainConfig:
-    """Defaults, then the file, then explicit overrides (``None`` means 'not given')."""
-    raw: dict[str, Any] = read_yaml(config_file) if config_file else {}
-    raw.update({k: v for k, v in overrides.items() if v is not None})
-    return TrainConfig.from_dict(raw, where=str(config_file or "arguments"))
+    """Defaults, then the file, then explicit overrides (``None`` means 'not given'). A
+    ``survey_augment`` mapping given both ways is merged field by field, the overrides winning."""
+    where = str(config_file or "arguments")
+    raw: dict[str, Any] = migrate(read_yaml(config_file), where) if config_file else {}
+    given = migrate({k: v for k, v in overrides.items() if v is not None}, "arguments")
+    if isinstance(raw.get("survey_augment"), dict) and isinstance(given.get("survey_augment"), dict):
+        given["survey_augment"] = raw["survey_augment"] | given["survey_augment"]
+    raw.update(given)
+    return TrainConfig.from_dict(raw, where=where)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -24,6 +25,7 @@ from galaxymorph.data.splits import Split, make_split, split_by_source
 from galaxymorph.data.transforms import TrainAugment
 from galaxymorph.data.unlabelled import open_unlabelled
 from galaxymorph.errors import ConfigError, DataError
+from galaxymorph.processes import loader_worker_init
 from galaxymorph.runtime import default_workers
 from galaxymorph.training.config import TrainConfig
 
@@ -71,6 +73,19 @@ class Folds:
         """Source index (into ``dataset.parts``) of each image of a fold, in loader order."""
         return self.dataset.origin[self.positions[fold]]
 
+    def source_counts(self) -> list[dict[str, Any]]:
+        """Per source: its name (:func:`~galaxymorph.data.specs.source_name`), spec, whether
+        its labels are weak, and its readable images in all and per fold (the model card's
+        ``training_data.sources``)."""
+        from galaxymorph.data.specs import source_name
+
+        parts = self.dataset.parts
+        per_fold = {f: np.bincount(self.origin(f), minlength=len(parts)) for f in self.positions}
+        return [{"name": source_name(p.spec), "spec": p.spec, "weak": p.weak,
+                 "images": int(sum(c[k] for c in per_fold.values())),
+                 "counts": {f: int(c[k]) for f, c in per_fold.items()}}
+                for k, p in enumerate(parts)]
+
     def logit_adjustment(self, tau: float = 1.0) -> torch.Tensor:
         """``tau * log(prior)`` of the training fold (logit-adjusted loss)."""
         counts = np.bincount(self.train_labels, minlength=self.dataset.num_classes).astype(float)
@@ -94,7 +109,14 @@ def open_training_data(config: TrainConfig) -> GalaxyDataset:
 
     if not config.data_specs:
         raise ConfigError("no dataset given (--data SPEC)")
-    dataset = open_dataset(config.data_specs, config.label_map, weak=config.weak_data)
+    if config.questions:
+        from galaxymorph.data.questions import get_schema
+        from galaxymorph.data.vote_dataset import open_question_dataset
+
+        dataset = open_question_dataset(config.data_specs, get_schema(config.questions),
+                                        config.label_map, weak=config.weak_data)
+    else:
+        dataset = open_dataset(config.data_specs, config.label_map, weak=config.weak_data)
     check_data(config, dataset)
     for spec in config.synthetic if config.synthetic_ratio > 0 else []:
         open_source(spec)
@@ -272,11 +294,17 @@ class GalaxyDataModule(L.LightningDataModule):
     def fold_dataset(self, fold: str, augment: bool = False) -> torch.utils.data.Dataset:
         folds = self.setup()
         aug = None
+        tree = self.dataset.targets is not None
         if augment:
-            aug = TrainAugment(self.dataset.num_classes, self.dataset.chiral_pairs,
+            # No question of the tree has a handedness: mirrors leave its targets as they are.
+            aug = TrainAugment(self.dataset.num_classes, [] if tree else self.dataset.chiral_pairs,
                                self.config.chirality, zoom=self.config.zoom, shift=self.config.shift,
                                survey=self.config.survey_augment)
-        labels = self.dataset.labels
+        labels = self.dataset.targets if tree else self.dataset.labels
+        if tree and fold == "train" and self.config.noisy_label_sources:
+            # One more column: the source's transition group (0: clean), read by the loss.
+            labels = np.concatenate([labels, self.noise_group_of_images()[:, None]], axis=1
+                                    ).astype(np.float32)
         if fold == "train" and self.noisy:
             labels = encode_noise_group(labels, self.noise_group_of_images(), self.dataset.num_classes)
         real = ImageTensorDataset(folds.decoded.images, labels, folds.positions[fold], aug)
@@ -288,8 +316,9 @@ class GalaxyDataModule(L.LightningDataModule):
 
     @property
     def noisy(self) -> bool:
-        """Does any source's label go through a transition matrix (``noisy_label_sources``)?"""
-        return bool(self.config.noisy_label_sources)
+        """Does any source's label go through a transition matrix (``noisy_label_sources``)?
+        Not in a decision-tree model: there a noisy source only gets its own convention."""
+        return bool(self.config.noisy_label_sources) and not self.config.questions
 
     def noise_group_of_images(self) -> np.ndarray:
         """Per image of the dataset: 0 (clean labels) or its source's transition matrix, 1-based."""
@@ -317,7 +346,8 @@ class GalaxyDataModule(L.LightningDataModule):
         workers = default_workers("train") if cfg.num_workers is None else cfg.num_workers
         return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, sampler=sampler,
                           num_workers=workers, drop_last=False, persistent_workers=workers > 0,
-                          pin_memory=torch.cuda.is_available())
+                          pin_memory=torch.cuda.is_available(),
+                          worker_init_fn=loader_worker_init if workers else None)
 
     def sampling_weights(self) -> np.ndarray | None:
         """Per-image draw weights of the training fold (real images, then synthetic ones, as

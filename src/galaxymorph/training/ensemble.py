@@ -50,6 +50,10 @@ def ensemble(runs: list[str | Path], out: str | Path, *, tta: bool | None = None
         raise ModelError("an ensemble needs at least two run folders", str(runs[0] if runs else "."))
     folders = [Path(r) for r in runs]
     members = [load_classifier(f, device="cpu") for f in folders]
+    for folder, clf in zip(folders, members, strict=True):
+        if clf.is_tree:  # its outputs are answers, its classes cuts on them: not averaged here
+            raise ModelError("a decision-tree model (questions) cannot join an ensemble of "
+                             "classifiers; ensembles of tree models are not supported yet", folder)
     split = _common_split(folders)
     first = members[0].card
     for folder, clf in zip(folders[1:], members[1:], strict=True):

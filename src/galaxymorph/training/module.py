@@ -194,3 +194,66 @@ def schedule_factor(epoch: int, epochs: int, warmup_epochs: int = 0) -> float:
         return 0.1 + 0.9 * epoch / warmup_epochs
     span = max(1, epochs - warmup_epochs)
     return 0.5 * (1.0 + math.cos(math.pi * min(epoch - warmup_epochs, span) / span))
+
+
+class QuestionModule(ClassifierModule):
+    """A decision-tree model: one softmax per question of ``schema`` over the network's
+    answer outputs, trained on vote fractions (:func:`galaxymorph.models.tree.question_loss`).
+    Optimiser, schedule and transfer policy are the classifier's."""
+
+    def __init__(self, net: GalaxyNet, schema, noise_groups: int = 0, **kwargs):
+        kwargs.pop("class_weights", None)
+        kwargs.pop("logit_adjustment", None)
+        super().__init__(net, schema.n_answers, **kwargs)
+        self.schema = schema
+        # A noisy source (GZ1's majority labels beside GZ2's vote fractions) gets, per question,
+        # a learned answer-transition matrix (near the identity at first): its targets are
+        # compared with p @ T, so the network's own answers follow the vote fractions. Stored
+        # padded, (groups, questions, K, K) for the largest K, as one parameter.
+        self.noise_groups = noise_groups
+        if noise_groups:
+            k = max(len(q.answers) for q in schema.questions)
+            init = torch.zeros(noise_groups, schema.n_questions, k, k)
+            for qi, q in enumerate(schema.questions):
+                n = len(q.answers)
+                init[:, qi, :n, :n] = torch.eye(n) * math.log(0.9 * (n - 1) / 0.1)
+            self.transition_logits = torch.nn.Parameter(init)
+
+    def question_transitions(self) -> list[torch.Tensor]:
+        """Per question, the learned matrices ``(groups, K, K)`` (rows sum to 1)."""
+        return [torch.softmax(self.transition_logits[:, qi, :len(q.answers), :len(q.answers)], dim=-1)
+                for qi, q in enumerate(self.schema.questions)]
+
+    def _tree_loss(self, logits: torch.Tensor, targets: torch.Tensor, smoothing: float) -> torch.Tensor:
+        from galaxymorph.models.tree import question_loss
+
+        width = self.schema.n_answers + self.schema.n_questions
+        if not self.noise_groups or targets.shape[1] == width:
+            return question_loss(logits, targets, self.schema, label_smoothing=smoothing)
+        group = targets[:, width].long()  # the training fold's rows carry their source's group
+        per_question = []
+        for q, t in zip(self.schema.questions, self.question_transitions(), strict=True):
+            eye = torch.eye(len(q.answers), device=t.device)
+            stacked = torch.cat([eye.unsqueeze(0), t])  # group 0: clean, the identity
+            per_question.append(stacked[group])
+        return question_loss(logits, targets, self.schema, label_smoothing=smoothing,
+                             transitions=per_question)
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        x, targets = batch
+        loss = self._tree_loss(self(x), targets, self.label_smoothing)
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=False)
+        self.log("batch_loss", loss, on_step=True, on_epoch=False, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        x, targets = batch
+        logits = self(x)
+        self.log("val_loss", self._tree_loss(logits, targets, 0.0), on_epoch=True, prog_bar=True)
+        # How far the predicted fractions are from the volunteers', where they answered.
+        a = self.schema.n_answers
+        probs = torch.cat([torch.softmax(logits[:, sl], dim=1) for sl in self.schema.slices], dim=1)
+        answered = (targets[:, a:] > 0)[:, torch.as_tensor(self.schema.question_of_answer())]
+        err = ((probs - targets[:, :a]) ** 2)[answered]
+        if err.numel():
+            self.log("val_vote_rmse", err.mean().sqrt(), on_epoch=True, prog_bar=True)

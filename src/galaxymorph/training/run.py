@@ -16,27 +16,18 @@ from __future__ import annotations
 import contextlib
 import logging
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from galaxymorph.data.unlabelled import UNLABELLED_USED_FILE, record_used
+from galaxymorph.data.unlabelled import record_used
 from galaxymorph.errors import ConfigError, Interrupted
-from galaxymorph.io_utils import write_json
 from galaxymorph.training.config import MONITORS, TrainConfig, resolve_config
 from galaxymorph.training.datamodule import open_training_data
+from galaxymorph.training.finalize import RunResult, finalize
 
 log = logging.getLogger("galaxymorph")
-
-
-@dataclass
-class RunResult:
-    run_dir: Path
-    metrics: dict[str, Any]
-    summary: dict[str, Any]
 
 
 def train(config: TrainConfig | None = None, out: str | Path = "runs/run", *,
@@ -101,28 +92,44 @@ def train(config: TrainConfig | None = None, out: str | Path = "runs/run", *,
     dm = GalaxyDataModule(cfg, dataset)
     folds = dm.setup()
     class_names = dataset.class_names
+    schema = None
+    if cfg.questions:
+        from galaxymorph.data.questions import get_schema
+
+        schema = get_schema(cfg.questions)
+    outputs = schema.answer_names if schema is not None else class_names
     lineage: dict[str, Any] = {}
     if cfg.init_from:
         from galaxymorph.training.lineage import parent_network
 
-        net, model_kwargs, lineage = parent_network(cfg, run_dir, class_names, resume)
+        net, model_kwargs, lineage = parent_network(cfg, run_dir, outputs, resume)
     else:
-        net, model_kwargs = _new_network(cfg, len(class_names))
+        net, model_kwargs = _new_network(cfg, len(outputs))
     transferred = cfg.pretrained or bool(cfg.init_from)
-    weights = {"weighted-loss": folds.class_weights(1.0), "both": folds.class_weights(1.0),
-               "sqrt-weighted-loss": folds.class_weights(0.5)}.get(cfg.imbalance)
-    module = ClassifierModule(net, len(class_names), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                              class_weights=weights, label_smoothing=cfg.label_smoothing,
-                              transfer=cfg.transfer if transferred else "full",
-                              # a lower backbone rate only makes sense for pretrained weights
-                              backbone_lr_mult=cfg.backbone_lr_mult if transferred else 1.0, scheduler=cfg.scheduler,
-                              warmup_epochs=cfg.warmup_epochs,
-                              logit_adjustment=folds.logit_adjustment(cfg.logit_tau)
-                              if cfg.imbalance == "logit-adjusted" else None,
-                              noise_groups=len(cfg.noisy_label_sources),
-                              noise_lr_mult=cfg.noise_lr_mult,
-                              consistency_weight=cfg.consistency_weight,
-                              consistency_threshold=cfg.consistency_threshold)
+    common = dict(lr=cfg.lr, weight_decay=cfg.weight_decay, label_smoothing=cfg.label_smoothing,
+                  transfer=cfg.transfer if transferred else "full",
+                  # a lower backbone rate only makes sense for pretrained weights
+                  backbone_lr_mult=cfg.backbone_lr_mult if transferred else 1.0,
+                  scheduler=cfg.scheduler, warmup_epochs=cfg.warmup_epochs)
+    if schema is not None:
+        from galaxymorph.training.module import QuestionModule
+
+        if cfg.imbalance not in ("none", "balanced-sampler"):
+            log.info("a decision-tree model learns vote fractions: imbalance '%s' (a class-weighted "
+                     "loss) does not apply; balanced-sampler would draw rare classes more often",
+                     cfg.imbalance)
+        module = QuestionModule(net, schema, noise_groups=len(cfg.noisy_label_sources),
+                                noise_lr_mult=cfg.noise_lr_mult, **common)
+    else:
+        weights = {"weighted-loss": folds.class_weights(1.0), "both": folds.class_weights(1.0),
+                   "sqrt-weighted-loss": folds.class_weights(0.5)}.get(cfg.imbalance)
+        module = ClassifierModule(net, len(class_names), class_weights=weights, **common,
+                                  logit_adjustment=folds.logit_adjustment(cfg.logit_tau)
+                                  if cfg.imbalance == "logit-adjusted" else None,
+                                  noise_groups=len(cfg.noisy_label_sources),
+                                  noise_lr_mult=cfg.noise_lr_mult,
+                                  consistency_weight=cfg.consistency_weight,
+                                  consistency_threshold=cfg.consistency_threshold)
 
     mode = MONITORS[cfg.monitor]
     # Lightning's save_last only writes when `best` improved; the resume point must be every epoch.
@@ -135,7 +142,8 @@ def train(config: TrainConfig | None = None, out: str | Path = "runs/run", *,
     clock = WallClock()
     callbacks = [*([best_cb] if best_cb else []), last_cb, timer, clock,
                  RunInfo({"config": cfg.to_dict(), "class_names": class_names,
-                          "model_kwargs": model_kwargs})]
+                          "model_kwargs": model_kwargs}
+                         | ({"questions": schema.to_dict()} if schema is not None else {}))]
     if cfg.early_stopping_patience > 0 and mode:
         callbacks.append(EarlyStopping(monitor=cfg.monitor, mode=mode,
                                        patience=cfg.early_stopping_patience))
@@ -170,6 +178,13 @@ def train(config: TrainConfig | None = None, out: str | Path = "runs/run", *,
     if not trainer.is_global_zero:
         return RunResult(run_dir, {}, {})
     best_path = best_cb.best_model_path if best_cb else ""
+    if schema is not None:
+        from galaxymorph.training.tree_finalize import finalize_tree
+
+        return finalize_tree(run_dir, cfg, dm, module, best_path or str(last_ckpt),
+                             train_seconds=timer.time_elapsed("train"), model_kwargs=model_kwargs,
+                             epochs_run=trainer.current_epoch, wall_seconds=clock.total(),
+                             lineage=lineage)
     return finalize(run_dir, cfg, dm, module, best_path or str(last_ckpt),
                     train_seconds=timer.time_elapsed("train"), model_kwargs=model_kwargs,
                     epochs_run=trainer.current_epoch, wall_seconds=clock.total(),
@@ -255,132 +270,3 @@ def _new_network(cfg: TrainConfig, num_classes: int) -> tuple[torch.nn.Module, d
 def _devices(devices: str | int) -> str | int:
     s = str(devices)
     return int(s) if s.isdigit() else s
-
-
-def finalize(run_dir: Path, cfg: TrainConfig, dm, module, best_path: str, train_seconds: float,
-             model_kwargs: dict[str, Any], epochs_run: int, wall_seconds: float,
-             lineage: dict[str, Any] | None = None) -> RunResult:
-    """Best weights -> temperature on val -> test metrics, figures, report, model artifact."""
-    from galaxymorph.data.transforms import swap_table
-    from galaxymorph.evaluation.evaluate import dataset_logits, write_evaluation
-    from galaxymorph.evaluation.plots import plot_curves
-    from galaxymorph.models.artifact import ModelCard, save_artifact
-    from galaxymorph.models.calibration import (
-        abstention_rule,
-        fit_temperature,
-        softmax,
-        source_balance,
-    )
-    from galaxymorph.models.engine import TorchEngine
-    from galaxymorph.training.history import read_history
-
-    state = torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"]
-    module.load_state_dict(state)
-    net = module.net.eval()
-    folds = dm.setup()
-    ds = folds.dataset
-    swap = swap_table(ds.num_classes, ds.chiral_pairs)
-    # PyTorch, not an exported graph: these weights are scored once, where they were trained.
-    engine = TorchEngine(net, cfg.accelerator if cfg.accelerator != "gpu" else "cuda")
-    val_logits, val_y = dataset_logits(engine, dm.fold_dataset("val"), tta=cfg.tta, swap=swap)
-    temperature = (fit_temperature(val_logits, val_y, weights=source_balance(folds.origin("val")))
-                   if cfg.calibrate and len(val_y) else 1.0)
-    abstention = abstention_rule(softmax(val_logits, temperature), val_y) if len(val_y) else {}
-    test_logits, test_y = dataset_logits(engine, dm.fold_dataset("test"), tta=cfg.tta, swap=swap)
-    history = read_history(run_dir / "logs" / "metrics.csv")
-    plot_curves(history, run_dir / "curves.png")
-    n_params = sum(p.numel() for p in net.parameters())
-    epochs_done = len(history.get("val_loss", [])) or epochs_run + 1
-    summary = {
-        "model": cfg.model, "pretrained": cfg.pretrained, "init_from": cfg.init_from,
-        "head": (lineage or {}).get("head"), "transfer": cfg.transfer,
-        "data": cfg.data, "weak_data": cfg.weak_data, "label_map": cfg.label_map, "image_size": cfg.image_size, "crop": cfg.crop,
-        "framing": cfg.framing,
-        "epochs": epochs_done, "max_epochs": cfg.epochs,
-        # Both summed over every call of a resumed run (Lightning's Timer and WallClock).
-        "train_seconds": round(train_seconds, 1),
-        "wall_seconds": round(wall_seconds, 1), "parameters": int(n_params),
-        "best_checkpoint": Path(best_path).name, "temperature": temperature,
-        "best_val_loss": min(history.get("val_loss", [float("nan")])),
-        "train_images": len(folds.train_labels),
-        "synthetic_images": folds.synthetic_count,
-        "synthetic_warnings": folds.warnings,
-        "unlabelled": folds.unlabelled_counts,
-        # Learned per noisy source: T[true][observed], how its labels relate to the clean ones.
-        "label_transitions": {spec: {"classes": ds.class_names,
-                                     "matrix": [[round(float(v), 4) for v in row] for row in t]}
-                              for spec, t in zip(cfg.noisy_label_sources,
-                                                 module.transitions().detach().cpu().numpy(), strict=True)},
-        "skipped_unreadable": folds.skipped,
-    }
-    per_source = source_metrics(folds, test_y, test_logits, temperature)
-    metrics = write_evaluation(
-        run_dir, test_y, test_logits, ds.class_names, temperature,
-        title=f"{cfg.model} on {cfg.data_label} (test fold)",
-        extra={"split": "test", "tta": cfg.tta, "training_time_seconds": summary["train_seconds"],
-               "epochs": epochs_done} | ({"per_source": per_source} if per_source else {}),
-        threshold=abstention.get("threshold"),
-        sections=({"Per source (test fold)": source_table(per_source)} if per_source else {})
-        | {"Run": "\n".join(f"- {k}: {v}" for k, v in summary.items())})
-    write_json(run_dir / "summary.json", summary)
-    training_data = {"spec": cfg.data, "label_map": cfg.label_map, "split": "split.json",
-                     "counts": folds.counts} | ({"weak": cfg.weak_data} if cfg.weak_data else {}) \
-        | ({"unlabelled": folds.unlabelled_counts, "unlabelled_files": UNLABELLED_USED_FILE}
-           if cfg.unlabelled else {})
-    if lineage:
-        lineage = lineage | {"finetune_data": training_data}
-    card = ModelCard(
-        architecture=cfg.model, class_names=ds.class_names, image_size=cfg.image_size,
-        crop=cfg.crop, framing=cfg.framing, frame_radii=cfg.frame_radii,
-        temperature=temperature, model_kwargs=model_kwargs,
-        chiral_pairs=[list(p) for p in ds.chiral_pairs], tta_default=cfg.tta,
-        name=run_dir.name,
-        description=f"fine-tuned from {lineage['parent']['name'] or cfg.init_from}" if lineage else "",
-        training_data=training_data,
-        training={k: summary[k] for k in ("epochs", "train_seconds", "parameters")} | {
-            "pretrained": cfg.pretrained, "init_from": cfg.init_from, "transfer": cfg.transfer,
-            "seed": cfg.seed} | ({"label_transitions": summary["label_transitions"]}
-                                 if summary["label_transitions"] else {}),
-        metrics={k: metrics[k] for k in ("n", "accuracy", "f1_macro", "f1_weighted", "ece")},
-        abstention=abstention,
-        lineage=lineage or {},
-    )
-    save_artifact(run_dir, net, card)
-    return RunResult(run_dir, metrics, summary)
-
-
-def source_metrics(folds, y: np.ndarray, logits: np.ndarray, temperature: float) -> dict[str, Any]:
-    """Test metrics of each source of a multi-source run (``{}`` for a single source)."""
-    from galaxymorph.evaluation.metrics import classification_metrics
-    from galaxymorph.models.calibration import softmax
-
-    parts = folds.dataset.parts
-    if len(parts) < 2:
-        return {}
-    origin = folds.origin("test")
-    probs = softmax(logits, temperature)
-    out: dict[str, Any] = {}
-    for k, part in enumerate(parts):
-        sel = origin == k
-        if part.weak or not sel.any():
-            continue
-        m = classification_metrics(y[sel], probs[sel], folds.dataset.class_names)
-        out[part.spec] = {key: m[key] for key in ("n", "accuracy", "f1_macro", "ece", "ci95")
-                          if key in m} | {"per_class_f1": {c: v["f1"] for c, v in m["per_class"].items()}}
-    return out
-
-
-def source_table(per_source: dict[str, Any]) -> str:
-    rows = ["| source | n | accuracy | 95% interval | macro F1 | 95% interval | ECE |",
-            "| --- | --- | --- | --- | --- | --- | --- |"]
-    for spec, m in per_source.items():
-        ci = m.get("ci95") or {}
-        acc, f1 = ci.get("accuracy") or ["", ""], ci.get("f1_macro") or ["", ""]
-        rows.append(f"| {spec} | {m['n']} | {m['accuracy']:.3f} | {_pair(acc)} | "
-                    f"{m['f1_macro']:.3f} | {_pair(f1)} | {m['ece']:.3f} |")
-    return "\n".join(rows)
-
-
-def _pair(pair) -> str:
-    return f"{pair[0]:.3f} to {pair[1]:.3f}" if pair and pair[0] != "" else ""
-
