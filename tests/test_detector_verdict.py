@@ -96,6 +96,17 @@ def test_a_fake_only_the_atypicality_catches_is_flagged():
     assert verdict.flagged(known).all()
     assert all("p_network" in why for why in verdict.explain(known))
     assert verdict.explain(_sample(rng, 1)) in ([[]], [["atypicality"]], [["p_network"]])
+    # A cut below a typical real image's score still names a part for every flagged image.
+    low = Verdict(verdict.parts, verdict.centre, verdict.scale, verdict.weights,
+                  verdict.intercepts, float(verdict.intercepts.max()) - 1.0)
+    # Just below a typical real image in every part: no part pulls it up.
+    just_below = verdict.centre - 0.01 * verdict.scale
+    below = {"p_network": np.full(5, 1 / (1 + np.exp(-just_below[0]))),
+             "p_statistics": np.full(5, 1 / (1 + np.exp(-just_below[1]))),
+             "atypicality_distance": np.full(5, np.exp(just_below[2]))}
+    mixed = {k: np.r_[odd[k][:5], known[k][:5], below[k]] for k in odd}
+    assert low.flagged(mixed).all()
+    assert all(len(why) >= 1 for why in low.explain(mixed))
 
 
 def test_a_damaged_verdict_is_one_clear_error(tmp_path):

@@ -88,6 +88,47 @@ def test_ray_embeddings_match_local(tiny_model, ray_inputs, tmp_path, ray_sessio
     assert (merged.loc[ok, "predicted_class_ray"] == merged.loc[ok, "predicted_class_local"]).all()
 
 
+def test_ray_engine_gives_the_detectors_verdict_as_local_does(tiny_model, ray_inputs, tmp_path,
+                                                               ray_session):
+    """predict --detector on Ray: the same score, verdict (text), flagging parts and parts as
+    the local engine, in a typed (Parquet) file; an unreadable image has none of them."""
+    from galaxymorph.detection.verdict import Verdict, part_values
+    from galaxymorph.models.artifact import ModelCard, save_artifact
+    from galaxymorph.models.network import build_network
+
+    det_dir = tmp_path / "detector"
+    card = ModelCard(architecture="cnn2", class_names=["real", "synthetic"], image_size=24, crop=1.0)
+    save_artifact(det_dir, build_network("cnn2", 2), card)
+    det = galaxymorph.load_detector(det_dir)
+    bare = galaxymorph.predict(ray_inputs, model=tiny_model, batch_size=4, detector=det,
+                               progress=False)
+    # A one-part verdict cut at the images' median, so that both verdicts occur.
+    z = part_values("p_network", bare.loc[bare["error"] == "", "p_network"].to_numpy())
+    centre = z.min() - 1
+    det.rule = Verdict(("p_network",), np.array([centre]), np.ones(1), np.ones((1, 1)),
+                       np.zeros(1), float(np.median(z) - centre))
+    local = galaxymorph.predict(ray_inputs, model=tiny_model, batch_size=4, detector=det,
+                                progress=False)
+    out = tmp_path / "ray.parquet"
+    summary = galaxymorph.predict(ray_inputs, model=tiny_model, batch_size=4, out=out,
+                                  engine="ray", workers=1, detector=det, progress=False)
+    assert summary.n_images == 11 and summary.n_errors == 1
+    remote = pd.read_parquet(out)
+    assert list(remote.columns) == list(local.columns)
+    merged = local.merge(remote, on="path", suffixes=("_local", "_ray"))
+    ok = merged["error_local"] == ""
+    assert len(merged) == 11 and ok.sum() == 10
+    assert set(merged.loc[ok, "verdict_ray"]) == {"real", "synthetic"}
+    for col in ("verdict", "flagged_by"):
+        assert list(merged.loc[ok, f"{col}_ray"]) == list(merged.loc[ok, f"{col}_local"]), col
+        assert merged.loc[~ok, f"{col}_ray"].isna().all(), col
+    assert set(merged.loc[ok & (merged["verdict_ray"] == "synthetic"), "flagged_by_ray"]) == {"p_network"}
+    for col in ("synthetic_score", "p_network"):
+        np.testing.assert_allclose(merged.loc[ok, f"{col}_ray"], merged.loc[ok, f"{col}_local"],
+                                   atol=1e-5)
+        assert merged.loc[~ok, f"{col}_ray"].isna().all()
+
+
 def test_missing_ray_is_a_clear_error(tiny_model, ray_inputs, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     with pytest.raises(ConfigError, match=r"galaxymorph\[ray\]"):

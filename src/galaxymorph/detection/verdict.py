@@ -144,7 +144,9 @@ class Verdict:
                 names.append(self.parts[j])
                 if total >= cut:
                     break
-            out.append(names)
+            # Flagged already at a typical real image's parts (a cut below the real centre,
+            # e.g. at a high false-alarm rate): the part that pushes it furthest says why.
+            out.append(names or [self.parts[int(order[0])]])
         return out
 
     def to_dict(self) -> dict[str, Any]:
