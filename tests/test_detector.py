@@ -917,6 +917,11 @@ def test_the_statistics_head_is_a_part_of_the_verdict(trained, tmp_path):
     info["statistics_head"] = None
     (old / "detector.json").write_text(json.dumps(info))
     assert (old / STATISTICS_HEAD_FILE).exists()
+    # A verdict that combines a head detector.json does not name: files of two calibrations.
+    with pytest.raises(DataError, match=r"combines p_statistics.*statistics_head\.npz") as err:
+        load_detector(old)
+    assert "detector.json" in str(err.value)
+    (old / "detector.json").write_text(json.dumps(info | {"verdict_model": None}))
     stale = load_detector(old)
     assert stale.head is None and np.isnan(stale.scores(batch)["p_statistics"]).all()
 

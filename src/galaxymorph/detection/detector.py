@@ -119,8 +119,15 @@ class Detector:
         # Only the file detector.json names: a head left by an earlier calibration is not used.
         head = (StatisticsHead.load(Path(ref) / STATISTICS_HEAD_FILE)
                 if info.get("statistics_head") else None)
-        return cls(clf, view, decision_rule(info, typicality, Path(ref) / DETECTOR_FILE), info,
-                   typicality, by_statistics, head)
+        rule = decision_rule(info, typicality, Path(ref) / DETECTOR_FILE)
+        if isinstance(rule, Verdict):  # a part the folder cannot measure would read "typical"
+            lacking = {"p_statistics": head is None, "atypicality": typicality is None}
+            missing = [p for p in rule.parts if lacking.get(p)]
+            if missing:
+                raise DataError(f"the verdict combines {', '.join(missing)}, but the folder has "
+                                f"no {' or '.join(_PART_FILES[p] for p in missing)}: the files "
+                                "come from different calibrations", Path(ref) / DETECTOR_FILE)
+        return cls(clf, view, rule, info, typicality, by_statistics, head)
 
     @property
     def source(self) -> str:
@@ -267,6 +274,10 @@ class Detector:
 #: What :meth:`Detector.scores` returns, in order: the one score, its verdict and the parts
 #: that flagged the image, then the parts themselves (the columns of ``predict --detector``).
 SCORE_COLUMNS = DETECTOR_COLUMNS
+
+
+#: The file each part of a verdict is measured with.
+_PART_FILES = {"p_statistics": STATISTICS_HEAD_FILE, "atypicality": TYPICALITY_FILE}
 
 
 def decision_rule(info: dict[str, Any], typicality: Typicality | None,
