@@ -100,6 +100,37 @@ def test_example_gallery_classifies_a_render(app):
     assert any("galaxymorph index build" in i.value and "--index" in i.value for i in app.info)
 
 
+def test_upload_with_a_detector_shows_its_verdict_and_which_part_flagged(tiny_model, tmp_path,
+                                                                          galaxy_png, monkeypatch):
+    """Started with --detector: beside the classes, the detector's verdict and, line by line,
+    its score, which part flagged the image (or that none did) and what each part read."""
+    from galaxymorph.data.imageio import decode_image
+    from galaxymorph.detection import load_detector
+    from galaxymorph.models.artifact import ModelCard, save_artifact
+    from galaxymorph.models.network import build_network
+
+    det_dir = tmp_path / "detector"
+    card = ModelCard(architecture="cnn2", class_names=["real", "synthetic"], image_size=24, crop=1.0)
+    save_artifact(det_dir, build_network("cnn2", 2), card)
+    monkeypatch.setenv(core.ENV_MODEL, str(tiny_model))
+    monkeypatch.setenv(core.ENV_DETECTOR, str(det_dir))
+    monkeypatch.delenv(core.ENV_INDEX, raising=False)
+    at = AppTest.from_file(SCRIPT, default_timeout=120).run()
+    at.file_uploader[0].set_value(("galaxy.png", galaxy_png, "image/png")).run()
+    assert not at.exception and not at.error
+    det = load_detector(det_dir)
+    want = core.analyse(load_classifier(tiny_model), decode_image(galaxy_png, "galaxy.png"),
+                        "galaxy.png", with_cam=False, detector=det)
+    assert want.verdict in ("real", "synthetic")
+    assert any(m.value == f"Real-vs-synthetic detector: **{want.verdict}**" for m in at.markdown)
+    caption = next(c.value for c in at.caption if "score" in c.value and "threshold" in c.value)
+    caption = caption.replace("\\", "")  # the app escapes Markdown in plain text
+    first = "flagged by the network" if want.verdict == "synthetic" else "no part flags it"
+    assert f"score {want.synthetic_score:.3f}" in caption and first in caption
+    assert f"p(synthetic) {want.detector_parts['p_network']:.3f}" in caption
+    assert "atypicality" not in caption  # a bare classifier has no fake-free part
+
+
 def test_missing_default_model_is_explained(tmp_path, monkeypatch):
     import galaxymorph.models.loading as loading
 
