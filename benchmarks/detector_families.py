@@ -3,7 +3,7 @@ ones no detector ever trains on.
 
 Trainable (each held out of one detector in turn): ``renderer``, ``eigengalaxy``, and our GAN
 in two versions, ``gan`` (an older one: 32 px, 16 channels, sampled after 50 and 200 steps) and
-``gan_new`` (a newer one: 64 px, 32 channels, sampled after 375 and 600 steps), plus any
+``gan_new`` (a newer one: 64 px, 32 channels, sampled after 750 and 1,500 steps), plus any
 ``--fake`` folder.
 
 Never trained on (scored by every detector): GalSim renderings in each setting of
@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 #: The GANs the benchmark trains itself: image size, channels, steps per epoch, the two stages'
 #: epochs, and the seed (so the two versions differ in more than their length).
 GANS = {"gan": dict(size=32, channels=16, steps=25, early=2, late=8, max_images=800, seed=0),
-        "gan_new": dict(size=64, channels=32, steps=75, early=5, late=8, max_images=None,
+        "gan_new": dict(size=64, channels=32, steps=75, early=10, late=20, max_images=None,
                         seed=11)}
 
 
