@@ -90,6 +90,16 @@ def browser():
             b.close()
 
 
+def _check_prediction(page, expected) -> None:
+    """The page's class and probability are ``predict``'s row ``expected``."""
+    verdict = page.get_by_text("Predicted class:")
+    verdict.wait_for(timeout=60_000)
+    label, pct = re.search(r"Predicted class:\s*(.+?)\s*·\s*probability\s*([\d.]+)%",
+                           verdict.inner_text()).groups()
+    assert label == expected["label_name"]
+    assert float(pct) == pytest.approx(100 * expected["probability"], abs=0.06)
+
+
 def test_upload_real_galaxy_and_corrupt_file(server, browser, tiny_model, app_index, shared_data,
                                              tmp_path):
     galaxy = sorted((Path(shared_data) / "gz1" / "images").glob("*.jpeg"))[0]
@@ -101,12 +111,7 @@ def test_upload_real_galaxy_and_corrupt_file(server, browser, tiny_model, app_in
     assert page.get_by_text("cnn2").count() >= 1  # the card names the architecture
 
     page.locator('input[type="file"]').set_input_files(str(galaxy))
-    verdict = page.get_by_text("Predicted class:")
-    verdict.wait_for(timeout=60_000)
-    label, pct = re.search(r"Predicted class:\s*(.+?)\s*·\s*probability\s*([\d.]+)%",
-                           verdict.inner_text()).groups()
-    assert label == expected["label_name"]
-    assert float(pct) == pytest.approx(100 * expected["probability"], abs=0.06)
+    _check_prediction(page, expected)
     table = page.locator('[data-testid="stTable"]').first
     table.get_by_text("%").first.wait_for(timeout=30_000)  # elements arrive one by one
     cells = [c.strip() for c in table.locator("td, th").all_inner_texts()]
@@ -160,12 +165,7 @@ def test_the_built_in_tree_model_shows_its_answers_and_any_taxonomy(server, brow
 
     page.locator('input[type="file"]').set_input_files(str(galaxy))
     page.get_by_text("Galaxy Zoo's questions").first.wait_for(timeout=90_000)
-    verdict = page.get_by_text("Predicted class:")
-    verdict.wait_for(timeout=60_000)
-    label, pct = re.search(r"Predicted class:\s*(.+?)\s*·\s*probability\s*([\d.]+)%",
-                           verdict.inner_text()).groups()
-    assert label == expected["label_name"]
-    assert float(pct) == pytest.approx(100 * expected["probability"], abs=0.06)
+    _check_prediction(page, expected)
     # One row per question, with its most voted answer as predict's vote columns give it.
     tree = page.locator('[data-testid="stTable"]').filter(has_text="reached by")
     tree.wait_for(timeout=30_000)
