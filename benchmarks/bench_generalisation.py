@@ -281,7 +281,7 @@ def ring_proxy(clf, s: Scored, is_ring: np.ndarray) -> dict:
     rng = np.random.default_rng(0)
     draws = rng.integers(0, len(is_ring), size=(1000, len(is_ring)))
     out: dict = {"n": len(is_ring), "rings": int(is_ring.sum())}
-    if clf.is_tree:
+    if clf.is_tree and 0 < out["rings"] < len(is_ring):  # a ranking needs both kinds (--limit)
         schema = clf.schema
         p_ring = (s.answers[:, schema.answer_index("something-odd", "yes")]
                   * s.answers[:, schema.answer_index("odd-feature", "ring")])
@@ -352,6 +352,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def print_table(header: list[str], rows: list[list], title: str = "") -> None:
+    """A Markdown table after a blank line (nothing when there are no rows)."""
+    if not rows:
+        return
+    print()
+    if title:
+        print(title)
+    print("| " + " | ".join(header) + " |")
+    print("|" + " --- |" * len(header))
+    for row in rows:
+        print("| " + " | ".join(str(v) for v in row) + " |")
+
+
 def print_tables(results: dict, predicted: dict, models: list, notes: list[str]) -> None:
     classes = {k: r for k, r in results.items() if "accuracy" in r}
     if classes:
@@ -366,24 +379,16 @@ def print_tables(results: dict, predicted: dict, models: list, notes: list[str])
             print(f"| {name} | {label} | {r['n']} | {interval(r['accuracy'], r['accuracy_ci'])} | "
                   f"{interval(r['f1_macro'], r['f1_ci'])} | {interval(r['ece'], r['ece_ci'])} | "
                   f"{r['acc90']:.3f} | {r['acc80']:.3f} | {unc} | {rec} |")
-    votes = {k: r for k, r in results.items() if "rmse" in r}
-    if votes:
-        print()
-        print("| set | model | images | columns | vote RMSE [95%] | training-mean RMSE |")
-        print("| --- | --- | --- | --- | --- | --- |")
-        for (name, label), r in votes.items():
-            print(f"| {name} | {label} | {r['n']} | {r['columns']} | "
-                  f"{interval(r['rmse'], r['rmse_ci'])} | {r['mean_rmse']:.3f} |")
-    rings = {k: r for k, r in results.items() if "featured" in r}
-    if rings:
-        print()
-        print("DECaLS proxy (gzdecals_ring, not a test set): rings vs the rest")
-        print("| model | n | rings | P(ring) ROC AUC [95%] | rings called featured [95%] |")
-        print("| --- | --- | --- | --- | --- |")
-        for (_, label), r in rings.items():
-            auc = interval(r["auc"], r["auc_ci"]) if "auc" in r else "-"
-            print(f"| {label} | {r['n']} | {r['rings']} | {auc} | "
-                  f"{interval(r['featured'], r['featured_ci'])} |")
+    print_table(["set", "model", "images", "columns", "vote RMSE [95%]", "training-mean RMSE"],
+                [[name, label, r["n"], r["columns"], interval(r["rmse"], r["rmse_ci"]),
+                  f"{r['mean_rmse']:.3f}"]
+                 for (name, label), r in results.items() if "rmse" in r])
+    print_table(["model", "n", "rings", "P(ring) ROC AUC [95%]", "rings called featured [95%]"],
+                [[label, r["n"], r["rings"],
+                  interval(r["auc"], r["auc_ci"]) if "auc" in r else "-",
+                  interval(r["featured"], r["featured_ci"])]
+                 for (_, label), r in results.items() if "featured" in r],
+                title="DECaLS proxy (gzdecals_ring, not a test set): rings vs the rest")
     if ("gz2_clean/dev", models[0][0]) in results:
         print()
         print("Framing: accuracy change against the original dev images, and the share of galaxies "

@@ -90,6 +90,16 @@ def browser():
             b.close()
 
 
+def _check_prediction(page, expected) -> None:
+    """The page's class and probability are ``predict``'s row ``expected``."""
+    verdict = page.get_by_text("Predicted class:")
+    verdict.wait_for(timeout=60_000)
+    label, pct = re.search(r"Predicted class:\s*(.+?)\s*·\s*probability\s*([\d.]+)%",
+                           verdict.inner_text()).groups()
+    assert label == expected["label_name"]
+    assert float(pct) == pytest.approx(100 * expected["probability"], abs=0.06)
+
+
 def test_upload_real_galaxy_and_corrupt_file(server, browser, tiny_model, app_index, shared_data,
                                              tmp_path):
     galaxy = sorted((Path(shared_data) / "gz1" / "images").glob("*.jpeg"))[0]
@@ -101,12 +111,7 @@ def test_upload_real_galaxy_and_corrupt_file(server, browser, tiny_model, app_in
     assert page.get_by_text("cnn2").count() >= 1  # the card names the architecture
 
     page.locator('input[type="file"]').set_input_files(str(galaxy))
-    verdict = page.get_by_text("Predicted class:")
-    verdict.wait_for(timeout=60_000)
-    label, pct = re.search(r"Predicted class:\s*(.+?)\s*·\s*probability\s*([\d.]+)%",
-                           verdict.inner_text()).groups()
-    assert label == expected["label_name"]
-    assert float(pct) == pytest.approx(100 * expected["probability"], abs=0.06)
+    _check_prediction(page, expected)
     table = page.locator('[data-testid="stTable"]').first
     table.get_by_text("%").first.wait_for(timeout=30_000)  # elements arrive one by one
     cells = [c.strip() for c in table.locator("td, th").all_inner_texts()]
@@ -134,4 +139,41 @@ def test_upload_real_galaxy_and_corrupt_file(server, browser, tiny_model, app_in
     assert "corrupt" in message and "Traceback" not in page.content()
     page.screenshot(path=str(tmp_path / "error.png"), full_page=True)
     assert (tmp_path / "prediction.png").stat().st_size > 10_000
+    page.close()
+
+
+def _choose(page, label: str, option: str) -> None:
+    """Pick ``option`` in the Streamlit selectbox labelled ``label``."""
+    page.get_by_role("combobox", name=label).click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def test_the_built_in_tree_model_shows_its_answers_and_any_taxonomy(server, browser, shared_data):
+    """The built-in model answers Galaxy Zoo's questions: the page shows each question's vote
+    fractions, and the class in the taxonomy chosen, as ``predict --taxonomy`` gives it."""
+    galaxy = sorted((Path(shared_data) / "gz1" / "images").glob("*.jpeg"))[0]
+    expected = galaxymorph.predict([galaxy], model="default", taxonomy="galaxy10",
+                                   progress=False).iloc[0]
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(server, wait_until="domcontentloaded")
+    page.get_by_text("Model card").wait_for(timeout=90_000)
+    _choose(page, "Classifier", "default")
+    page.get_by_text("Classes (taxonomy)").wait_for(timeout=60_000)
+    _choose(page, "Classes (taxonomy)", "galaxy10")
+    page.get_by_text("Merged (the questions cannot tell them apart)").wait_for(timeout=60_000)
+
+    page.locator('input[type="file"]').set_input_files(str(galaxy))
+    page.get_by_text("Galaxy Zoo's questions").first.wait_for(timeout=90_000)
+    _check_prediction(page, expected)
+    # One row per question, with its most voted answer as predict's vote columns give it.
+    tree = page.locator('[data-testid="stTable"]').filter(has_text="reached by")
+    tree.wait_for(timeout=30_000)
+    text = tree.inner_text()
+    for question in ("smooth-or-featured", "disk-edge-on", "bar", "has-spiral-arms", "how-rounded"):
+        assert question in text
+    smooth = {a: expected[f"vote_smooth-or-featured_{a}"]
+              for a in ("smooth", "featured-or-disk", "artifact")}
+    top = max(smooth, key=smooth.get)
+    assert f"{top} ({smooth[top]:.0%})" in text
     page.close()

@@ -26,7 +26,7 @@ from galaxymorph.errors import ConfigError
 
 KINDS = ("flat", "ivf")
 #: Sets of at least this many vectors get the approximate index. A flat query's time grows with
-#: the set (memory-bound: about 4 ms per 10,000 1,280-d vectors on one core, see
+#: the set (memory-bound: about 2 ms per 10,000 1,280-d vectors on one core, see
 #: docs/similarity.md), past the 5 ms budget here; an IVF index needs a few thousand vectors
 #: to train its lists anyway.
 APPROX_FROM = 20_000
