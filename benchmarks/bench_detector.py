@@ -4,8 +4,12 @@ the threshold at 1% false alarms on real images): every held-out family accuracy
 real false alarms <= 2%; on the families it trained on, the score's ROC AUC >= 0.999.
 
     .venv/bin/python benchmarks/bench_detector.py --real ../shared/data/gz1 --real-crop 0.5 \\
-        --n 600 --n-eval 200 --train-gans gan,gan_new --galsim 400 --profile-fit 400 \\
-        --fa-real 900 --seed 0 --work /tmp/det_bench
+        --n 600 --n-eval 200 --epochs 50 --patience 5 --train-gans gan \\
+        --gan-new-run GAN_RUN --galsim 400 --profile-fit 200 --fa-real 900 --seed 0 \\
+        --work /tmp/det_bench
+
+(the command of docs/detector.md's figures; ``--train-gans gan,gan_new`` trains the newer GAN
+to its own schedule instead of sampling a given run.)
 
 Families (``detector_families.py``): trainable ones, each held out of one detector in turn
 (``renderer``, ``eigengalaxy``, an older and a newer GAN, ``--fake`` folders), and ones no
