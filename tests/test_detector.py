@@ -291,6 +291,14 @@ def test_detector_folders_from_before_the_verdict_still_load(trained, toy, tmp_p
     assert isinstance(load_detector(old).rule, Verdict)
     with pytest.raises(ConfigError, match="verdict"):
         recalibrate_detector(old, verdict="nope")
+    # The same from the command line: a new rate, its threshold on real images again.
+    before = load_detector(old).rule.threshold
+    main(["detector", "calibrate", str(old), "--false-alarm", "0.2"])
+    assert json.loads((old / "detector.json").read_text())["settings"]["false_alarm"] == 0.2
+    assert load_detector(old).rule.threshold != before
+    with pytest.raises(SystemExit) as info:
+        main(["detector", "calibrate", str(old), "--verdict", "nope"])
+    assert info.value.code == 2
 
 
 def test_threshold_keeps_its_false_alarm_rate_on_new_real_images():

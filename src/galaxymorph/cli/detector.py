@@ -1,4 +1,4 @@
-"""``galaxymorph detector train|evaluate|predict``: thin wrappers over :mod:`galaxymorph.detection`.
+"""``galaxymorph detector train|calibrate|evaluate|predict``: thin wrappers over :mod:`galaxymorph.detection`.
 
 ``predict`` exits 0 when at least one image was scored (unreadable ones are listed and
 counted), 1 when none could be, and 2 (like every command) on a bad run folder or option.
@@ -14,7 +14,7 @@ from rich.console import Console
 console = Console()
 
 detector_app = typer.Typer(name="detector", no_args_is_help=True,
-                           help="Real-vs-synthetic detector: train, evaluate, predict.")
+                           help="Real-vs-synthetic detector: train, calibrate, evaluate, predict.")
 
 
 def register(app: typer.Typer) -> None:
@@ -150,6 +150,24 @@ def _warn_few_real(run_dir: Path) -> None:
                       f"validation images: on new real images it will flag about {expected:.1%} "
                       f"(target {target:.1%}); at least {rule.get('real_needed')} real images in the "
                       "validation fold reach the target (give more --real images)")
+
+
+@detector_app.command("calibrate")
+def calibrate_cmd(
+    run_dir: Path = typer.Argument(..., help="Detector run folder."),
+    verdict: str = typer.Option(None, "--verdict", help="The decision rule: combined (the one "
+                                "verdict), either or p_synthetic (default: the folder's own)."),
+    false_alarm: float = typer.Option(None, "--false-alarm", help="Target share of real images "
+                                      "flagged (default: the folder's own)."),
+) -> None:
+    """Fit a trained detector's references and decision rule again, without training its
+    network: gives a detector trained before the one verdict that verdict, or another
+    false-alarm rate. The threshold is set on real images only."""
+    from galaxymorph.detection import recalibrate_detector
+
+    run = recalibrate_detector(run_dir, verdict=verdict, false_alarm=false_alarm)
+    _print_metrics(run.metrics, f"{run_dir}: test fold")
+    console.print(f"written to [bold]{run_dir}[/]")
 
 
 @detector_app.command("evaluate")
