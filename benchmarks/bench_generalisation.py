@@ -163,7 +163,7 @@ def score(clf, probs: np.ndarray, y: np.ndarray, class_names: list[str] | None =
 def test_fold(ds, ref: str, fold: str = "test"):
     """The images of ``ds`` in the model's saved ``fold`` (None: the model has no split)."""
     from galaxymorph.data.splits import Split
-    from galaxymorph.evaluation.api import local_ids, model_split_path
+    from galaxymorph.evaluation.seen import local_ids, model_split_path
 
     path = model_split_path(ref)
     if path is None:

@@ -236,7 +236,7 @@ def test_calibrate_refits_conventions_on_the_sources_validation_images(tmp_path)
     convention, or a source whose validation images lack a class, is one clear error."""
     import galaxymorph
     from galaxymorph.errors import DataError, ModelError
-    from galaxymorph.evaluation.api import calibrate
+    from galaxymorph.evaluation.calibrate import calibrate
     from galaxymorph.models.loading import load_classifier
 
     def swap(cat: pd.DataFrame) -> None:  # b's convention is the mirror image of a's

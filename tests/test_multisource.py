@@ -182,7 +182,7 @@ def test_warm_start_needs_the_same_architecture_and_classes(sources, tmp_path):
 def test_seen_images_of_a_multi_source_split_are_found_per_source_folder(sources):
     """Evaluating one source of a multi-source model: its training images are recognised under
     their source prefix, and another folder's same file names are not mistaken for them."""
-    from galaxymorph.evaluation.api import seen_in_training
+    from galaxymorph.evaluation.seen import seen_in_training
 
     both = open_dataset([sources["a"], sources["b"]])
     a_ids = [k for k in both.ids if k.startswith("a/")]

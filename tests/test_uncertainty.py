@@ -233,7 +233,7 @@ def test_predict_flags_uncertain_images_and_keeps_the_class(calibrated, inferenc
 
 
 def test_calibrate_stores_the_threshold_in_a_copy(tiny_model, tmp_path):
-    import galaxymorph.evaluation.api as api
+    import galaxymorph.evaluation.calibrate as api
     from galaxymorph.models.loading import load_classifier
 
     before = (tiny_model / "model_card.json").read_bytes()

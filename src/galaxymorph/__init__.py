@@ -21,7 +21,8 @@ __version__ = "0.2.0"
 if TYPE_CHECKING:  # pragma: no cover
     from galaxymorph.data import open_dataset
     from galaxymorph.detection.detector import load_detector
-    from galaxymorph.evaluation.api import calibrate, evaluate
+    from galaxymorph.evaluation.api import evaluate
+    from galaxymorph.evaluation.calibrate import calibrate
     from galaxymorph.evaluation.compare import compare
     from galaxymorph.inference.embed import embed
     from galaxymorph.models.loading import load_classifier
@@ -37,7 +38,7 @@ _LAZY = {
     "open_dataset": "galaxymorph.data.dataset",
     "train": "galaxymorph.training.run",
     "evaluate": "galaxymorph.evaluation.api",
-    "calibrate": "galaxymorph.evaluation.api",
+    "calibrate": "galaxymorph.evaluation.calibrate",
     "compare": "galaxymorph.evaluation.compare",
     "ensemble": "galaxymorph.training.ensemble",
     "finetune": "galaxymorph.training.finetune",

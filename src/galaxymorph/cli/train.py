@@ -226,7 +226,7 @@ def calibrate_cmd(
                                      "predict --convention."),
 ) -> None:
     """Fit the abstention threshold on the model's validation fold and store it in its card."""
-    from galaxymorph.evaluation.api import calibrate
+    from galaxymorph.evaluation.calibrate import calibrate
 
     rule = calibrate(model=model, coverage=coverage, out=out, refit_temperature=refit_temperature,
                      conventions=conventions)
