@@ -1,4 +1,4 @@
-"""The Ray Data engine gives the local engine's rows (one Ray start: about 10-20 s)."""
+"""The Ray Data engine gives the local engine's rows (a Ray start per test: about 10-20 s)."""
 
 from __future__ import annotations
 
@@ -22,10 +22,13 @@ def ray_inputs(tmp_path_factory, inference_catalog):
     return root
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def ray_session():
-    """One local Ray for the module's runs (a start costs 10-20 s); each run finds it started,
-    as on a cluster. Starting and stopping its own Ray is tested in test_faults.py."""
+    """A local Ray for each test's run, which finds it started, as on a cluster. (One Ray for
+    the whole module saved 20-40 s, but once, in a fresh clone's run, the third dataset of that
+    session never got its first task scheduled and the suite hung in Ray 2.60's
+    ``from_arrow_refs``; a session per run has not.) Starting and stopping its own Ray is
+    tested in test_faults.py."""
     import ray
 
     from galaxymorph.inference.ray_engine import start_ray
