@@ -7,7 +7,17 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from galaxymorph.cli.options import CONVENTION_OPTION, TAXONOMY_OPTION
+from galaxymorph.cli.options import (
+    BATCH_OPTION,
+    CONVENTION_OPTION,
+    DEVICE_OPTION,
+    ENGINE_OPTION,
+    INPUTS_HELP,
+    MODEL_OPTION,
+    PROGRESS_OPTION,
+    TAXONOMY_OPTION,
+    WORKERS_OPTION,
+)
 
 err_console = Console(stderr=True)
 
@@ -19,29 +29,23 @@ def register(app: typer.Typer) -> None:
 
 
 def predict_cmd(
-    inputs: list[str] = typer.Argument(..., metavar="INPUT...",
-                                       help="Image files, folders (recursive), globs, dataset specs "
-                                            "(catalog:CSV, folder:PATH, galaxy10-decals:H5), catalog CSVs or "
-                                            ".txt lists of image paths."),
-    model: str = typer.Option("default", "--model", help="default | RUN_DIR | CHECKPOINT"),
+    inputs: list[str] = typer.Argument(..., metavar="INPUT...", help=INPUTS_HELP),
+    model: str = MODEL_OPTION,
     tta: bool = typer.Option(False, "--tta/--no-tta",
                              help="Average over the 8 rotations/flips: steadier, 8x slower (default off)."),
-    batch_size: int = typer.Option(64, "--batch-size", help="Images per forward pass."),
+    batch_size: int = BATCH_OPTION,
     out: Path = typer.Option(None, "--out", help="FILE.csv | FILE.json | FILE.jsonl | FILE.parquet "
                                                  "(default: CSV on standard output)."),
     resume: bool = typer.Option(False, "--resume", help="Skip the images already in --out and append."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
-    workers: int = typer.Option(None, "--workers",
-                                help="Decoding processes (or Ray model actors with --engine ray); default: auto."),
-    engine: str = typer.Option("auto", "--engine",
-                               help="auto (ONNX Runtime on CPU, PyTorch on GPU) | torch | onnx | ray "
-                                    "('local': the old name of auto)."),
-    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | mps"),
+    workers: int = WORKERS_OPTION,
+    engine: str = ENGINE_OPTION,
+    device: str = DEVICE_OPTION,
     detector: str = typer.Option(None, "--detector",
                                  help="Real-vs-synthetic detector run folder: adds its "
                                  "synthetic_score, verdict, flagged_by and parts (p_network, "
                                  "p_statistics, atypicality)."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on a terminal."),
+    progress: bool = PROGRESS_OPTION,
     crop: float = typer.Option(None, "--crop",
                                help="Fixed centre crop (fraction of the shorter side) instead of the "
                                     "model's own framing (default: the model card's, e.g. auto)."),
@@ -102,8 +106,8 @@ def pseudo_label_cmd(
                                       help="Keep at most this many per class (the most confident)."),
     tta: bool = typer.Option(None, "--tta/--no-tta", help="Default: what the model card says."),
     workers: int = typer.Option(None, "--workers", help="Decoding processes; default: auto."),
-    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | mps"),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on a terminal."),
+    device: str = DEVICE_OPTION,
+    progress: bool = PROGRESS_OPTION,
     votes: bool = typer.Option(False, "--votes", help="A decision-tree model: write its vote "
                                "fractions (soft targets for train --questions), not classes."),
 ) -> None:

@@ -8,24 +8,24 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from galaxymorph.cli.options import (
+    BATCH_OPTION,
+    DEVICE_OPTION,
+    ENGINE_OPTION,
+    INPUTS_HELP,
+    MODEL_OPTION,
+    PROGRESS_OPTION,
+    WORKERS_OPTION,
+)
+
 err_console = Console(stderr=True)
 
 index_app = typer.Typer(name="index", no_args_is_help=True,
                         help="Nearest-neighbour index of a model's embeddings: build, add, odd, map.")
 
-INPUTS_HELP = ("Image files, folders (recursive), globs, dataset specs (catalog:CSV, folder:PATH, "
-               "galaxy10-decals:H5), catalog CSVs or .txt lists of image paths.")
-MODEL = typer.Option("default", "--model", help="default | RUN_DIR | CHECKPOINT")
 TTA = typer.Option(None, "--tta/--no-tta",
                    help="Mean features over the 8 rotations/flips (default: the model card's; "
                         "on for the built-in model).")
-BATCH = typer.Option(64, "--batch-size", help="Images per forward pass.")
-WORKERS = typer.Option(None, "--workers",
-                       help="Decoding processes (or Ray model actors with --engine ray); default: auto.")
-ENGINE = typer.Option("auto", "--engine",
-                      help="auto (ONNX Runtime on CPU, PyTorch on GPU) | torch | onnx | ray")
-DEVICE = typer.Option("auto", "--device", help="auto | cpu | cuda | mps")
-PROGRESS = typer.Option(True, "--progress/--no-progress", help="Progress bar on a terminal.")
 RESUME = typer.Option(False, "--resume", help="Skip the images already embedded and append.")
 OVERWRITE = typer.Option(False, "--overwrite", help="Replace an existing output.")
 INDEX = typer.Option(..., "--index", help="Index folder (galaxymorph index build).")
@@ -46,9 +46,9 @@ def _say(text: object) -> None:
 def embed_cmd(
     inputs: list[str] = typer.Argument(..., metavar="INPUT...", help=INPUTS_HELP),
     out: Path = typer.Option(..., "--out", help="FILE.parquet: path, catalog columns, embedding."),
-    model: str = MODEL, tta: bool = TTA, batch_size: int = BATCH, resume: bool = RESUME,
-    overwrite: bool = OVERWRITE, workers: int = WORKERS, engine: str = ENGINE,
-    device: str = DEVICE, progress: bool = PROGRESS,
+    model: str = MODEL_OPTION, tta: bool = TTA, batch_size: int = BATCH_OPTION, resume: bool = RESUME,
+    overwrite: bool = OVERWRITE, workers: int = WORKERS_OPTION, engine: str = ENGINE_OPTION,
+    device: str = DEVICE_OPTION, progress: bool = PROGRESS_OPTION,
     crop: float = typer.Option(None, "--crop", help="Fixed centre crop instead of the model's framing."),
 ) -> None:
     """Write each image's representation (the model's features before its head, L2-normalised)."""
@@ -66,8 +66,8 @@ def similar_cmd(
     out: Path = typer.Option(..., "--out", help="FILE.csv | .json | .jsonl | .parquet"),
     model: str = typer.Option(None, "--model", help="Default: the index's own model (another "
                               "model is refused)."),
-    batch_size: int = BATCH, workers: int = WORKERS, device: str = DEVICE,
-    progress: bool = PROGRESS,
+    batch_size: int = BATCH_OPTION, workers: int = WORKERS_OPTION, device: str = DEVICE_OPTION,
+    progress: bool = PROGRESS_OPTION,
 ) -> None:
     """The k most similar galaxies in an index of each query image: one row per neighbour."""
     from galaxymorph.search.index import similar
@@ -82,13 +82,13 @@ def similar_cmd(
 def build_cmd(
     inputs: list[str] = typer.Argument(..., metavar="SPEC_OR_INPUT...", help=INPUTS_HELP),
     out: Path = typer.Option(..., "--out", help="Index folder to create."),
-    model: str = MODEL,
+    model: str = MODEL_OPTION,
     kind: str = typer.Option(None, "--kind", help="flat (exact) | ivf (approximate); default: "
                              "by size (ivf from 20,000 images)."),
-    tta: bool = TTA, batch_size: int = BATCH,
+    tta: bool = TTA, batch_size: int = BATCH_OPTION,
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted build."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing index."),
-    workers: int = WORKERS, engine: str = ENGINE, device: str = DEVICE, progress: bool = PROGRESS,
+    workers: int = WORKERS_OPTION, engine: str = ENGINE_OPTION, device: str = DEVICE_OPTION, progress: bool = PROGRESS_OPTION,
 ) -> None:
     """Embed images and build their nearest-neighbour index (embeddings, index, description)."""
     from galaxymorph.search.build import build_index
@@ -104,8 +104,8 @@ def add_cmd(
     index: Path = INDEX,
     model: str = typer.Option(None, "--model", help="Default: the index's own model (another "
                               "model is refused)."),
-    batch_size: int = BATCH, workers: int = WORKERS, engine: str = ENGINE, device: str = DEVICE,
-    progress: bool = PROGRESS,
+    batch_size: int = BATCH_OPTION, workers: int = WORKERS_OPTION, engine: str = ENGINE_OPTION, device: str = DEVICE_OPTION,
+    progress: bool = PROGRESS_OPTION,
 ) -> None:
     """Add images to an index (those already in it are skipped)."""
     from galaxymorph.search.build import add_to_index
