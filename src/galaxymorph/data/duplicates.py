@@ -7,7 +7,6 @@ such aliases together (see :func:`alias_groups`).
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections import defaultdict
 from collections.abc import Sequence
@@ -15,17 +14,15 @@ from pathlib import Path
 
 import numpy as np
 
+from galaxymorph.io_utils import file_sha256
+
 
 def file_digest(path: str | Path) -> str | None:
     """SHA-256 of a file's bytes (None when it cannot be read)."""
-    h = hashlib.sha256()
     try:
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
+        return file_sha256(path)
     except OSError:
         return None
-    return h.hexdigest()
 
 
 def alias_groups(paths: Sequence[str | Path]) -> list[str]:
