@@ -366,19 +366,18 @@ def print_table(header: list[str], rows: list[list], title: str = "") -> None:
 
 
 def print_tables(results: dict, predicted: dict, models: list, notes: list[str]) -> None:
-    classes = {k: r for k, r in results.items() if "accuracy" in r}
-    if classes:
-        print()
-        print("| set | model | n | accuracy [95%] | macro F1 [95%] | ECE [95%] | acc @90% cov. | "
-              "acc @80% cov. | uncertain | recall [95%] |")
-        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-        for (name, label), r in classes.items():
-            unc = "-" if r["uncertain"] is None else f"{r['uncertain']:.0%}"
-            rec = "; ".join(f"{c} {interval(*v)}" for c, v in r["recall"].items()
-                            if c in ("Elliptical", "Merger", "Merging", "Round Smooth"))
-            print(f"| {name} | {label} | {r['n']} | {interval(r['accuracy'], r['accuracy_ci'])} | "
-                  f"{interval(r['f1_macro'], r['f1_ci'])} | {interval(r['ece'], r['ece_ci'])} | "
-                  f"{r['acc90']:.3f} | {r['acc80']:.3f} | {unc} | {rec} |")
+    def class_row(name: str, label: str, r: dict) -> list:
+        rec = "; ".join(f"{c} {interval(*v)}" for c, v in r["recall"].items()
+                        if c in ("Elliptical", "Merger", "Merging", "Round Smooth"))
+        return [name, label, r["n"], interval(r["accuracy"], r["accuracy_ci"]),
+                interval(r["f1_macro"], r["f1_ci"]), interval(r["ece"], r["ece_ci"]),
+                f"{r['acc90']:.3f}", f"{r['acc80']:.3f}",
+                "-" if r["uncertain"] is None else f"{r['uncertain']:.0%}", rec]
+
+    print_table(["set", "model", "n", "accuracy [95%]", "macro F1 [95%]", "ECE [95%]",
+                 "acc @90% cov.", "acc @80% cov.", "uncertain", "recall [95%]"],
+                [class_row(name, label, r) for (name, label), r in results.items()
+                 if "accuracy" in r])
     print_table(["set", "model", "images", "columns", "vote RMSE [95%]", "training-mean RMSE"],
                 [[name, label, r["n"], r["columns"], interval(r["rmse"], r["rmse_ci"]),
                   f"{r['mean_rmse']:.3f}"]
